@@ -1,0 +1,60 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as k8s from "@pulumi/kubernetes";
+import * as random from "@pulumi/random";
+import type { CiliumSettings } from "../config/schema";
+import { ciliumValues, type HelmValues } from "./values";
+
+export interface CiliumReleaseArgs {
+    readonly cilium: CiliumSettings;
+    readonly provider: k8s.Provider;
+    /** Steps that must finish before the release changes anything (preflight, values snapshot). */
+    readonly dependsOn?: pulumi.Resource[];
+}
+
+/**
+ * The Cilium Helm release with kube-proxy replacement values.
+ * Retained on delete: destroying the stack must never uninstall the cluster's CNI; the values
+ * snapshot's delete is what returns Cilium to its pre-migration values.
+ */
+export class CiliumRelease extends pulumi.ComponentResource {
+    readonly release: k8s.helm.v3.Release;
+    /** Exactly the values the release receives. */
+    readonly values: pulumi.Output<HelmValues>;
+
+    constructor(name: string, args: CiliumReleaseArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("cilium-kpr:index:CiliumRelease", name, {}, opts);
+        const { cilium } = args;
+
+        let hashSeed: pulumi.Output<string | undefined> = pulumi.output(undefined);
+        if (cilium.kubeProxyReplacement && cilium.loadBalancer.algorithm === "maglev") {
+            // Generated once and kept in state: every agent must hash with the same seed.
+            // Not a credential (it is readable in cilium-config), so unsecret it to keep the values diff visible.
+            const seed = new random.RandomBytes(`${name}-maglev-hash-seed`, { length: 12 }, { parent: this });
+            hashSeed = pulumi.unsecret(seed.base64);
+        }
+        this.values = hashSeed.apply((seed) => ciliumValues(cilium, seed));
+
+        this.release = new k8s.helm.v3.Release(name, {
+            name: cilium.releaseName,
+            namespace: cilium.namespace,
+            chart: cilium.chart,
+            version: cilium.chartVersion,
+            repositoryOpts: { repo: cilium.repository },
+            values: this.values,
+            reuseValues: cilium.reuseValues,
+            createNamespace: false,
+            // A failed upgrade rolls back to the previous release while kube-proxy is still serving.
+            atomic: true,
+            cleanupOnFail: false,
+            maxHistory: 10,
+            timeout: 900,
+        }, {
+            parent: this,
+            provider: args.provider,
+            retainOnDelete: true,
+            dependsOn: args.dependsOn ?? [],
+        });
+
+        this.registerOutputs({ values: this.values, status: this.release.status });
+    }
+}

@@ -1,0 +1,144 @@
+import * as pulumi from "@pulumi/pulumi";
+
+/** One resource as the program declared it under Pulumi's mock runtime. */
+export interface RecordedResource {
+    readonly type: string;
+    readonly name: string;
+    readonly custom: boolean;
+    /** Unique within a stack: "type::name" (logical names repeat across types). */
+    readonly key: string;
+    /** Key of the parent resource (absent for the stack's direct children). */
+    readonly parentKey?: string;
+    /** Keys of the resources it explicitly depends on. */
+    readonly dependsOnKeys: readonly string[];
+    /** Logical name of the parent resource (absent for the stack's direct children). */
+    readonly parent?: string;
+    /** Logical names of the resources it explicitly depends on. */
+    readonly dependsOn: readonly string[];
+    /** Options that matter for review. */
+    readonly retainOnDelete: boolean;
+    readonly deleteBeforeReplace: boolean;
+    /** The inputs the provider would receive (custom resources only). */
+    inputs: Record<string, unknown>;
+}
+
+export interface MockRun {
+    readonly project: string;
+    readonly stack: string;
+    /** Config values keyed by bare key (no project prefix); values are strings as Pulumi stores them. */
+    readonly config: Readonly<Record<string, string>>;
+    readonly secretKeys?: readonly string[];
+}
+
+/** Outputs the mocks return for resources whose outputs the program reads. */
+function mockOutputs(type: string, name: string, inputs: Record<string, unknown>): Record<string, unknown> {
+    switch (type) {
+        case "random:index/randomBytes:RandomBytes":
+            // A stand-in of the right shape (base64 of 12 bytes) so values render; the real one is generated at up.
+            return { ...inputs, base64: Buffer.from(`seed:${name}`.padEnd(12, "-").slice(0, 12)).toString("base64"), hex: "" };
+        case "command:local:Command":
+        case "command:remote:Command":
+            return { ...inputs, stdout: "", stderr: "" };
+        default:
+            return inputs;
+    }
+}
+
+/**
+ * Runs a Pulumi program under the mock runtime (no CLI, no engine, no cluster) and records every
+ * resource with its parent and explicit dependencies. The program's thrown errors propagate.
+ */
+export async function recordProgram(run: MockRun, program: () => unknown): Promise<RecordedResource[]> {
+    const outcome = await recordProgramOutcome(run, program);
+    if (outcome.error !== undefined) throw outcome.error;
+    return outcome.resources;
+}
+
+/** Like recordProgram, but returns what was declared even when the program threw. */
+export async function recordProgramOutcome(run: MockRun, program: () => unknown): Promise<{ resources: RecordedResource[]; error?: unknown }> {
+    const byKey = new Map<string, RecordedResource>();
+    const keys = new WeakMap<pulumi.Resource, string>();
+    const nameOf = (key: string) => key.slice(key.indexOf("::") + 2);
+    const order: RecordedResource[] = [];
+
+    const prefixed: Record<string, string> = {};
+    for (const [k, v] of Object.entries(run.config)) prefixed[`${run.project}:${k}`] = v;
+    pulumi.runtime.setAllConfig(prefixed, (run.secretKeys ?? []).map((k) => `${run.project}:${k}`));
+
+    await pulumi.runtime.setMocks({
+        newResource: (args) => {
+            const recorded = byKey.get(`${args.type}::${args.name}`);
+            if (recorded) recorded.inputs = args.inputs as Record<string, unknown>;
+            return { id: `${args.name}-id`, state: mockOutputs(args.type, args.name, args.inputs as Record<string, unknown>) };
+        },
+        call: (args) => args.inputs,
+    }, run.project, run.stack, true);
+
+    let failure: unknown;
+    await pulumi.runtime.runInPulumiStack(async () => {
+        pulumi.runtime.registerStackTransformation((args) => {
+            if (args.type === "pulumi:pulumi:Stack") return undefined;
+            const key = `${args.type}::${args.name}`;
+            keys.set(args.resource, key);
+            const deps = args.opts.dependsOn;
+            const depList = Array.isArray(deps) ? deps : deps === undefined ? [] : [deps];
+            const parentKey = args.opts.parent ? keys.get(args.opts.parent) : undefined;
+            const dependsOnKeys = depList.flatMap((d) => d instanceof pulumi.Resource && keys.has(d) ? [keys.get(d)!] : []);
+            const entry: RecordedResource = {
+                type: args.type,
+                name: args.name,
+                key,
+                parentKey,
+                dependsOnKeys,
+                custom: args.resource instanceof pulumi.CustomResource,
+                parent: parentKey === undefined ? undefined : nameOf(parentKey),
+                dependsOn: dependsOnKeys.map(nameOf),
+                retainOnDelete: (args.opts as pulumi.CustomResourceOptions).retainOnDelete === true,
+                deleteBeforeReplace: (args.opts as pulumi.CustomResourceOptions).deleteBeforeReplace === true,
+                inputs: {},
+            };
+            byKey.set(key, entry);
+            order.push(entry);
+            return undefined;
+        });
+        try {
+            await program();
+        } catch (err) {
+            failure = err;
+        }
+        return {};
+    });
+    await pulumi.runtime.disconnect();
+    return failure === undefined ? { resources: order } : { resources: order, error: failure };
+}
+
+/**
+ * Orders resources so each comes after its parent and everything it depends on; a dependency on a
+ * component means every resource inside that component. Ties keep declaration order.
+ */
+export function creationOrder(resources: readonly RecordedResource[]): RecordedResource[] {
+    const byKey = new Map(resources.map((r) => [r.key, r]));
+    const children = new Map<string, RecordedResource[]>();
+    for (const r of resources) {
+        if (r.parentKey !== undefined) children.set(r.parentKey, [...(children.get(r.parentKey) ?? []), r]);
+    }
+    const subtree = (key: string): string[] => [key, ...(children.get(key) ?? []).flatMap((c) => subtree(c.key))];
+    const placed = new Set<string>();
+    const visiting = new Set<string>();
+    const out: RecordedResource[] = [];
+    const visit = (r: RecordedResource) => {
+        if (placed.has(r.key)) return;
+        if (visiting.has(r.key)) throw new Error(`dependency cycle through ${r.type} ${r.name}`);
+        visiting.add(r.key);
+        const before = [...(r.parentKey !== undefined ? [r.parentKey] : []), ...r.dependsOnKeys.flatMap(subtree)];
+        for (const key of before) {
+            const dep = byKey.get(key);
+            if (dep && dep.key !== r.key) visit(dep);
+        }
+        visiting.delete(r.key);
+        placed.add(r.key);
+        out.push(r);
+    };
+    resources.forEach(visit);
+    return out;
+}

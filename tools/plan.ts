@@ -1,0 +1,63 @@
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import * as YAML from "yaml";
+import { creationOrder, recordProgram, type RecordedResource } from "./mockRuntime";
+import { readStackFile } from "./stackFile";
+import { describeStep } from "./planSteps";
+
+/**
+ * The offline plan: runs the real program (index.ts) under Pulumi's mock runtime with
+ * Pulumi.<stack>.yaml, with no Pulumi CLI, cluster or credentials, and writes what it would do.
+ */
+async function main(): Promise<number> {
+    const { values } = parseArgs({ options: { stack: { type: "string" }, out: { type: "string" } } });
+    if (values.stack === undefined || !/^[A-Za-z0-9_.-]+$/.test(values.stack)) {
+        process.stderr.write("usage: npm run plan -- --stack <name> [--out <dir>]\n");
+        return 2;
+    }
+    const root = path.resolve(__dirname, "..");
+    const stack = readStackFile(root, values.stack);
+    const outDir = path.resolve(values.out ?? path.join(root, "plan", values.stack));
+    for (const key of stack.placeholderSecrets) {
+        process.stderr.write(`note: ${stack.project}:${key} is not in Pulumi.${values.stack}.yaml; the plan uses [secret] (a real run needs it)\n`);
+    }
+
+    let resources: RecordedResource[];
+    try {
+        resources = await recordProgram({ project: stack.project, stack: values.stack, config: stack.config, secretKeys: stack.secretKeys },
+            () => import("../index"));
+    } catch (err) {
+        process.stderr.write(`plan failed: ${err instanceof Error ? err.message : String(err)}\n`);
+        return 1;
+    }
+    const ordered = creationOrder(resources);
+
+    rmSync(outDir, { recursive: true, force: true });
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(path.join(outDir, "resources.json"), JSON.stringify(ordered.map((r) => ({
+        type: r.type,
+        name: r.name,
+        parent: r.parent ?? null,
+        dependsOn: r.dependsOn,
+        ...(r.retainOnDelete ? { retainOnDelete: true } : {}),
+        ...(r.deleteBeforeReplace ? { deleteBeforeReplace: true } : {}),
+    })), null, 2) + "\n");
+
+    const release = ordered.find((r) => r.type === "kubernetes:helm.sh/v3:Release");
+    if (release) writeFileSync(path.join(outDir, "cilium-values.yaml"), YAML.stringify(release.inputs.values ?? {}));
+
+    process.stdout.write(`Migration plan for stack ${values.stack} (${ordered.filter((r) => r.custom).length} resources), in order:\n`);
+    let step = 0;
+    for (const r of ordered) {
+        if (!r.custom) continue;
+        process.stdout.write(`${String(++step).padStart(3)}. ${describeStep(r)}\n`);
+    }
+    process.stdout.write(`\nWritten to ${path.relative(process.cwd(), outDir) || "."}/\n`);
+    return 0;
+}
+
+main().then((code) => { process.exitCode = code; }, (err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.exitCode = 1;
+});
