@@ -4,6 +4,7 @@ import { cidrContains, cidrCovers, parseAddress, parseCidr, type Family } from "
 import {
     ciliumSchema,
     clusterSchema,
+    nodeSchema,
     nodesSchema,
     tproxySchema,
     type CiliumSettings,
@@ -70,7 +71,7 @@ export function validateStackConfig(project: string, raw: RawStackConfig): Valid
     const cluster = section("cluster", clusterSchema, raw.cluster, true);
     const ciliumParsed = section("cilium", ciliumSchema, raw.cilium, true);
     const tproxy = section("tproxy", tproxySchema, raw.tproxy, false);
-    const nodes = section("nodes", nodesSchema, raw.nodes, true);
+    const nodes = parseNodes(raw.nodes, report);
     if (!raw.hasSshPrivateKey) {
         report("sshPrivateKey", "is required: set it with `pulumi config set --secret sshPrivateKey < key` (it never appears in plan output)");
     }
@@ -78,11 +79,38 @@ export function validateStackConfig(project: string, raw: RawStackConfig): Valid
     const cilium = ciliumParsed ? checkCilium(ciliumParsed, report) : undefined;
     if (cluster) checkCluster(cluster, report);
     if (cluster && cilium) checkClusterAgainstCilium(cluster, cilium, report);
-    if (nodes) checkNodes(nodes, cluster, report);
-    if (tproxy) checkTproxy(tproxy, cluster, report);
+    // Node and VIP placement only need the node networks, so check them even when another cluster key is bad.
+    const nodeCidrs = cluster?.nodeCidrs ?? parseQuietly(clusterSchema.shape.nodeCidrs, (raw.cluster as { nodeCidrs?: unknown } | undefined)?.nodeCidrs);
+    if (nodes) checkNodes(nodes, nodeCidrs, report);
+    if (tproxy) checkTproxy(tproxy, nodeCidrs, report);
 
-    if (issues.length > 0 || !cluster || !cilium || !tproxy || !nodes) return { ok: false, issues };
-    return { ok: true, config: { cluster, cilium, tproxy, nodes } };
+    if (issues.length > 0 || !cluster || !cilium || !tproxy || !nodes || nodes.some((n) => n === undefined)) return { ok: false, issues };
+    return { ok: true, config: { cluster, cilium, tproxy, nodes: nodes as NodeConfig[] } };
+}
+
+function parseQuietly<S extends z.ZodType>(schema: S, value: unknown): z.output<S> | undefined {
+    const parsed = schema.safeParse(value);
+    return parsed.success ? parsed.data : undefined;
+}
+
+/** Parses each node on its own, so one bad node does not hide duplicates among the others. */
+function parseNodes(value: unknown, report: Report): (NodeConfig | undefined)[] | undefined {
+    const list = nodesSchema.safeParse(value);
+    if (!Array.isArray(value)) {
+        if (list.success) return list.data;
+        for (const issue of list.error.issues) report(joinPath("nodes", issue.path), issue.message);
+        return undefined;
+    }
+    if (value.length === 0) {
+        report("nodes", "needs at least one node");
+        return undefined;
+    }
+    return value.map((item, i) => {
+        const parsed = nodeSchema.safeParse(item);
+        if (parsed.success) return parsed.data;
+        for (const issue of parsed.error.issues) report(joinPath(`nodes[${i}]`, issue.path), issue.message);
+        return undefined;
+    });
 }
 
 type Report = (path: string, message: string) => void;
@@ -216,26 +244,30 @@ function checkClusterAgainstCilium(cluster: ClusterConfig, cilium: CiliumSetting
     }
 }
 
-function checkNodes(nodes: readonly NodeConfig[], cluster: ClusterConfig | undefined, report: Report): void {
+function inNodeNetwork(nodeCidrs: readonly string[], text: string): boolean {
+    const address = parseAddress(text);
+    return typeof address !== "string"
+        && nodeCidrs.some((t) => { const c = parseCidr(t); return typeof c !== "string" && cidrContains(c, address); });
+}
+
+function checkNodes(nodes: readonly (NodeConfig | undefined)[], nodeCidrs: readonly string[] | undefined, report: Report): void {
     const seenNames = new Map<string, number>();
     const seenAddresses = new Map<string, number>();
     nodes.forEach((node, i) => {
+        if (node === undefined) return;
         const nameAt = seenNames.get(node.name);
         if (nameAt !== undefined) report(`nodes[${i}].name`, `"${node.name}" is already used by nodes[${nameAt}]`);
         else seenNames.set(node.name, i);
         const addressAt = seenAddresses.get(node.address);
         if (addressAt !== undefined) report(`nodes[${i}].address`, `${node.address} is already used by nodes[${addressAt}]`);
         else seenAddresses.set(node.address, i);
-        if (cluster) {
-            const address = parseAddress(node.address);
-            const inside = typeof address !== "string"
-                && cluster.nodeCidrs.some((t) => { const c = parseCidr(t); return typeof c !== "string" && cidrContains(c, address); });
-            if (!inside) report(`nodes[${i}].address`, `${node.address} is outside every cluster.nodeCidrs network`);
+        if (nodeCidrs && !inNodeNetwork(nodeCidrs, node.address)) {
+            report(`nodes[${i}].address`, `${node.address} is outside every cluster.nodeCidrs network`);
         }
     });
 }
 
-function checkTproxy(tproxy: TproxyConfig, cluster: ClusterConfig | undefined, report: Report): void {
+function checkTproxy(tproxy: TproxyConfig, nodeCidrs: readonly string[] | undefined, report: Report): void {
     if (tproxy.mark === tproxy.bypassMark) {
         report("tproxy.bypassMark", `equals tproxy.mark 0x${tproxy.mark.toString(16)}; the proxy's own traffic must be told apart from diverted traffic`);
     }
@@ -243,12 +275,10 @@ function checkTproxy(tproxy: TproxyConfig, cluster: ClusterConfig | undefined, r
     if (tproxy.vip4 === undefined && tproxy.vip6 === undefined) {
         report("tproxy.vip4", "tproxy is enabled but neither tproxy.vip4 nor tproxy.vip6 is set");
     }
-    if (!cluster) return;
+    if (!nodeCidrs) return;
     for (const [key, vip] of [["tproxy.vip4", tproxy.vip4], ["tproxy.vip6", tproxy.vip6]] as const) {
-        if (vip === undefined) continue;
-        const address = parseAddress(vip);
-        if (typeof address === "string") continue;
-        const inside = cluster.nodeCidrs.some((t) => { const c = parseCidr(t); return typeof c !== "string" && cidrContains(c, address); });
-        if (!inside) report(key, `${vip} is outside every cluster.nodeCidrs network; keepalived can only hold a VIP on a node network`);
+        if (vip !== undefined && !inNodeNetwork(nodeCidrs, vip)) {
+            report(key, `${vip} is outside every cluster.nodeCidrs network; keepalived can only hold a VIP on a node network`);
+        }
     }
 }

@@ -1,0 +1,173 @@
+import type { MigrationConfig } from "../config/validate";
+import { minimalCover, reservedDestinations, splitByFamily, type FamilyCidrs } from "./reservedRanges";
+import { CILIUM_MARK_MASK } from "../config/ciliumReserved";
+
+/** nftables' names for the two IP families (the `nf_proto` datatype). */
+export type NfFamily = "ipv4" | "ipv6";
+
+/**
+ * The set that switches diverting on per family. In `all` mode it is filled in the file;
+ * in `vip` mode only the node that really holds the VIP fills it (keepalived notify script,
+ * or the apply step appending activationStatements() to the same `nft -f` transaction).
+ */
+export const ACTIVATION_SET = "tproxy_active";
+
+export const RESERVED_DST_SET = { ipv4: "reserved_dst_v4", ipv6: "reserved_dst_v6" } as const;
+export const CLUSTER_DST_SET = { ipv4: "cluster_dst_v4", ipv6: "cluster_dst_v6" } as const;
+export const POD_SRC_SET = { ipv4: "pod_src_v4", ipv6: "pod_src_v6" } as const;
+
+export interface NftRulesetInput {
+    readonly tableName: string;
+    readonly port: number;
+    /** Set on diverted packets; policy routing (fwmark -> local default dev lo) delivers them locally. */
+    readonly mark: number;
+    /** SO_MARK of the proxy's own outbound sockets: never diverted again. */
+    readonly bypassMark: number;
+    readonly bindMode: "vip" | "all";
+    readonly vip4: string | undefined;
+    readonly vip6: string | undefined;
+    /** Never-proxied destinations (defaults or tproxy.reserved, plus tproxy.extraReserved). */
+    readonly reservedDestinations: FamilyCidrs;
+    /** Service and node networks: reached directly, never through the proxy. */
+    readonly clusterDestinations: FamilyCidrs;
+    /** Pod networks: traffic FROM a Pod is never proxied, whatever its destination. */
+    readonly podSources: FamilyCidrs;
+}
+
+export function nftRulesetInput(config: MigrationConfig): NftRulesetInput {
+    const { tproxy, cluster } = config;
+    if (tproxy.vip4 === undefined && tproxy.vip6 === undefined) {
+        throw new Error("tproxy has neither vip4 nor vip6: there is nothing to divert to (is tproxy.enabled false?)");
+    }
+    const cluster4And6 = splitByFamily([...cluster.serviceCidrs, ...cluster.nodeCidrs]);
+    const pods = splitByFamily(cluster.podCidrs);
+    return {
+        tableName: tproxy.tableName,
+        port: tproxy.port,
+        mark: tproxy.mark,
+        bypassMark: tproxy.bypassMark,
+        bindMode: tproxy.bindMode,
+        vip4: tproxy.vip4,
+        vip6: tproxy.vip6,
+        reservedDestinations: reservedDestinations(tproxy),
+        clusterDestinations: { v4: minimalCover(cluster4And6.v4), v6: minimalCover(cluster4And6.v6) },
+        podSources: { v4: minimalCover(pods.v4), v6: minimalCover(pods.v6) },
+    };
+}
+
+/** The families that are diverted at all: those with a VIP. */
+export function divertedFamilies(input: Pick<NftRulesetInput, "vip4" | "vip6">): NfFamily[] {
+    const families: NfFamily[] = [];
+    if (input.vip4 !== undefined) families.push("ipv4");
+    if (input.vip6 !== undefined) families.push("ipv6");
+    return families;
+}
+
+/**
+ * nft statements that switch diverting on for `families`; append them to the ruleset file so
+ * the table and its activation load in one transaction. No families gives no statements.
+ */
+export function activationStatements(tableName: string, families: readonly NfFamily[]): string[] {
+    if (families.length === 0) return [];
+    return [`add element inet ${tableName} ${ACTIVATION_SET} { ${families.join(", ")} }`];
+}
+
+export function hex(mark: number): string {
+    return `0x${mark.toString(16).padStart(8, "0")}`;
+}
+
+/** Guards shared by both base chains, cheapest and most important first. */
+export function guardRules(input: NftRulesetInput): string[] {
+    return [
+        "meta l4proto != { tcp, udp } return",
+        `meta mark & ${hex(CILIUM_MARK_MASK)} != 0 return comment "Cilium's marks (mask ${hex(CILIUM_MARK_MASK)})"`,
+        `meta mark ${hex(input.bypassMark)} return comment "the proxy's own traffic (SO_MARK bypass mark)"`,
+        "ct direction reply return",
+        `fib daddr type { local, broadcast, anycast, multicast } return comment "to this node (SSH, kubelet, API, VIP), broadcast, multicast (VRRP)"`,
+        `ip daddr @${RESERVED_DST_SET.ipv4} return`,
+        `ip6 daddr @${RESERVED_DST_SET.ipv6} return`,
+        `ip daddr @${CLUSTER_DST_SET.ipv4} return comment "Service and node networks"`,
+        `ip6 daddr @${CLUSTER_DST_SET.ipv6} return comment "Service and node networks"`,
+        `ip saddr @${POD_SRC_SET.ipv4} return comment "Pod-sourced traffic"`,
+        `ip6 saddr @${POD_SRC_SET.ipv6} return comment "Pod-sourced traffic"`,
+        `meta nfproto != @${ACTIVATION_SET} return comment "not active here (vip mode: this node does not hold the VIP)"`,
+    ];
+}
+
+/**
+ * Prerouting: divert to the listener.
+ * `meta mark set` comes BEFORE `tproxy` on purpose, so diverting FAILS CLOSED: when no
+ * listener socket is found the tproxy statement ends the rule, but the mark is already set,
+ * so policy routing delivers the packet locally where it is refused (TCP RST, ICMP port
+ * unreachable) instead of leaving un-proxied. Locally generated traffic fails closed anyway
+ * (the output chain already routed it to lo), so both paths behave the same, and a node
+ * without the VIP is handled by the activation set, not by failing open. The keepalived
+ * track_script (keepalivedSnippet) moves the VIP away from a node whose proxy failed.
+ */
+export function preroutingRules(input: NftRulesetInput): string[] {
+    const mark = hex(input.mark);
+    const divert = divertedFamilies(input).map((family) => {
+        const target = tproxyTarget(input, family);
+        return `meta nfproto ${family} meta l4proto { tcp, udp } meta mark set ${mark} tproxy ${target} counter accept`;
+    });
+    return [...guardRules(input), ...divert];
+}
+
+/** Output: mark the node's own traffic so policy routing loops it through lo into prerouting. */
+export function outputRules(input: NftRulesetInput): string[] {
+    const mark = hex(input.mark);
+    const divert = divertedFamilies(input).map((family) =>
+        `meta nfproto ${family} meta l4proto { tcp, udp } meta mark set ${mark} counter`);
+    return [...guardRules(input), ...divert];
+}
+
+function tproxyTarget(input: NftRulesetInput, family: NfFamily): string {
+    const keyword = family === "ipv4" ? "ip" : "ip6";
+    if (input.bindMode === "all") return `${keyword} to :${input.port}`;
+    const vip = family === "ipv4" ? input.vip4 : input.vip6;
+    return family === "ipv4" ? `ip to ${String(vip)}:${input.port}` : `ip6 to [${String(vip)}]:${input.port}`;
+}
+
+function intervalSet(name: string, type: "ipv4_addr" | "ipv6_addr", cidrs: readonly string[]): string[] {
+    const lines = [`\tset ${name} {`, `\t\ttype ${type}`, "\t\tflags interval", "\t\tauto-merge"];
+    if (cidrs.length > 0) lines.push(`\t\telements = { ${cidrs.join(", ")} }`);
+    lines.push("\t}");
+    return lines;
+}
+
+function chain(name: string, header: string, rules: readonly string[]): string[] {
+    return [`\tchain ${name} {`, `\t\t${header}`, ...rules.map((r) => `\t\t${r}`), "\t}"];
+}
+
+/**
+ * The whole file for `nft -f`. The leading `table` + `delete table` pair makes the load one
+ * transaction that replaces only our table (creating it first so the delete never fails):
+ * an error anywhere leaves the previous table in force. Nothing else is flushed.
+ * Priority `mangle + 1` runs right after the iptables/Cilium mangle chains (so their marks
+ * are visible to the guards) and before any destination NAT.
+ */
+export function renderNftRuleset(input: NftRulesetInput): string {
+    const t = input.tableName;
+    const active = input.bindMode === "all" ? divertedFamilies(input) : [];
+    const activationSet = [`\tset ${ACTIVATION_SET} {`, "\t\ttype nf_proto"];
+    if (active.length > 0) activationSet.push(`\t\telements = { ${active.join(", ")} }`);
+    activationSet.push("\t}");
+    const lines = [
+        `# Transparent proxy diversion managed by cilium-kpr (Pulumi). Owns only table inet ${t}.`,
+        `# bind mode ${input.bindMode}; port ${input.port}; mark ${hex(input.mark)}; bypass mark ${hex(input.bypassMark)}.`,
+        `table inet ${t} {}`,
+        `delete table inet ${t}`,
+        `table inet ${t} {`,
+        ...activationSet,
+        ...intervalSet(RESERVED_DST_SET.ipv4, "ipv4_addr", input.reservedDestinations.v4),
+        ...intervalSet(RESERVED_DST_SET.ipv6, "ipv6_addr", input.reservedDestinations.v6),
+        ...intervalSet(CLUSTER_DST_SET.ipv4, "ipv4_addr", input.clusterDestinations.v4),
+        ...intervalSet(CLUSTER_DST_SET.ipv6, "ipv6_addr", input.clusterDestinations.v6),
+        ...intervalSet(POD_SRC_SET.ipv4, "ipv4_addr", input.podSources.v4),
+        ...intervalSet(POD_SRC_SET.ipv6, "ipv6_addr", input.podSources.v6),
+        ...chain("prerouting", "type filter hook prerouting priority mangle + 1; policy accept;", preroutingRules(input)),
+        ...chain("output", "type route hook output priority mangle + 1; policy accept;", outputRules(input)),
+        "}",
+    ];
+    return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,215 @@
+# shellcheck shell=bash
+# Shared by tproxy-apply.sh, tproxy-confirm.sh, tproxy-revert.sh and tproxy-remove.sh (sourced, never run).
+#
+# State directory (root only, 0700):
+#   lock              flock(1) target; every action holds it while it touches the node
+#   bin/              this library, tproxy-revert.sh and policy-routes.sh as of the last apply (the armed revert runs them)
+#   live              "NFT_TABLE MARK TABLE PRIORITY FAMILIES UNIT" of what is applied now
+#   manifest          "KIND MODE OWNER PATH" of the files installed now
+#   applied.nft       `nft -s list table` right after the last apply (drift detection)
+#   created-dirs      directories the apply created (removed again, if empty, on delete)
+#   baseline/         the node before our first touch of each item: what delete restores
+#   rollback/         the node before the pending apply: what the armed revert restores
+#   pending           "GEN LAUNCHER [PID]" while a revert is armed
+#   last-gen, outcome the last apply that changed something and how it ended
+#
+# A snapshot records each item once (the first time it is about to be touched), so a
+# snapshot taken across several applies still describes the state before the first of them.
+
+ckpr_log() { echo "cilium-kpr-tproxy: $*"; }
+ckpr_die() { echo "cilium-kpr-tproxy: ERROR: $*" >&2; exit 1; }
+
+ckpr_lib_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# Takes the state lock on fd 9 (bounded wait).
+ckpr_lock() {
+    local state=$1
+    exec 9>"$state/lock"
+    flock -w 120 9 || ckpr_die "another tproxy action holds $state/lock for more than 120 s"
+}
+
+# 0 when systemd manages this node and MODE (auto|off) allows using it.
+ckpr_systemd_on() {
+    [ "$1" = auto ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1
+}
+
+ckpr_key() { printf '%s' "$1" | sha256sum | cut -c1-16; }
+
+# Records PATH (content, mode, owner, times) or its absence, once per snapshot.
+ckpr_capture_file() {
+    local snap=$1 path=$2 key
+    key=$(ckpr_key "$path")
+    mkdir -p "$snap/files"
+    [ -e "$snap/files/$key.path" ] && return 0
+    if [ -e "$path" ] || [ -L "$path" ]; then
+        if [ ! -f "$path" ] || [ -L "$path" ]; then ckpr_die "$path exists and is not a regular file; refusing to replace it"; fi
+        cp -p -- "$path" "$snap/files/$key.data"
+    fi
+    printf '%s\n' "$path" >"$snap/files/$key.path.tmp"
+    mv -f "$snap/files/$key.path.tmp" "$snap/files/$key.path"
+}
+
+# Records `nft list table inet NAME` (with counter values) or its absence, once per snapshot.
+ckpr_capture_table() {
+    local snap=$1 name=$2
+    mkdir -p "$snap/nft"
+    if [ -e "$snap/nft/$name.nft" ] || [ -e "$snap/nft/$name.absent" ]; then return 0; fi
+    if nft list table inet "$name" >"$snap/nft/$name.tmp" 2>/dev/null; then
+        mv -f "$snap/nft/$name.tmp" "$snap/nft/$name.nft"
+    else
+        rm -f "$snap/nft/$name.tmp"
+        : >"$snap/nft/$name.absent"
+    fi
+}
+
+ckpr_family_flag() { if [ "$1" = ipv4 ]; then echo -4; else echo -6; fi; }
+ckpr_default_prefix() { if [ "$1" = ipv4 ]; then echo 0.0.0.0/0; else echo ::/0; fi; }
+
+# Records which of our rules/routes for these parameters exist, once per parameter set.
+ckpr_capture_routes() {
+    local snap=$1 mark=$2 table=$3 priority=$4 families=$5 key f flag line
+    local -a fams
+    key=$(ckpr_key "$mark $table $priority $families")
+    mkdir -p "$snap/routes"
+    [ -e "$snap/routes/$key.done" ] && return 0
+    line=$(printf '%s:\tfrom all fwmark %s lookup %s' "$priority" "$mark" "$table")
+    IFS=, read -r -a fams <<<"$families"
+    for f in "${fams[@]}"; do
+        flag=$(ckpr_family_flag "$f")
+        if ip -N "$flag" rule show pref "$priority" | grep -qxF -- "$line"; then
+            echo "rule $f $priority $mark $table" >>"$snap/routes/items"
+        fi
+        if [ -n "$(ip "$flag" route show table "$table" exact "$(ckpr_default_prefix "$f")" type local dev lo)" ]; then
+            echo "route $f $table" >>"$snap/routes/items"
+        fi
+    done
+    : >"$snap/routes/$key.done"
+}
+
+# Records our own bookkeeping files (live, manifest, applied.nft), once per snapshot.
+ckpr_capture_bookkeeping() {
+    local snap=$1 state=$2 name
+    mkdir -p "$snap/state"
+    [ -e "$snap/state/done" ] && return 0
+    for name in live manifest applied.nft; do
+        if [ -e "$state/$name" ]; then cp -p "$state/$name" "$snap/state/$name"; fi
+    done
+    : >"$snap/state/done"
+}
+
+# Records whether UNIT is enabled, once per snapshot.
+ckpr_capture_unit() {
+    local snap=$1 unit=$2 systemd=$3
+    mkdir -p "$snap/units"
+    [ -e "$snap/units/$unit" ] && return 0
+    if ckpr_systemd_on "$systemd" && systemctl -q is-enabled "$unit" 2>/dev/null; then
+        echo enabled >"$snap/units/$unit"
+    else
+        echo disabled >"$snap/units/$unit"
+    fi
+}
+
+# Replaces PATH atomically with SRC's bytes (temp file in the same directory + rename).
+ckpr_install_file() {
+    local src=$1 mode=$2 owner=$3 path=$4 tmp
+    tmp="$path.ckpr-new.$$"
+    install -m "$mode" -o "${owner%%:*}" -g "${owner##*:}" -- "$src" "$tmp"
+    mv -f -- "$tmp" "$path"
+}
+
+ckpr_replace_table() {
+    local name=$1 definition=$2
+    { printf 'table inet %s {}\ndelete table inet %s\n' "$name" "$name"; cat -- "$definition"; } | nft -f -
+}
+
+# Puts back everything SNAP recorded. The live configuration (STATE/live) is taken down
+# first, so items that exist now but not in SNAP disappear.
+ckpr_restore() {
+    local snap=$1 state=$2 systemd=$3 bin=$ckpr_lib_dir
+    local live_table live_mark live_rt live_prio live_fams live_unit f kind fam a b c unit status
+    if [ -e "$state/live" ]; then
+        read -r live_table live_mark live_rt live_prio live_fams live_unit <"$state/live"
+        if ckpr_systemd_on "$systemd" && systemctl -q is-active "$live_unit" 2>/dev/null; then
+            # Runs the unit's ExecStop (routes down) so systemd's view matches the node.
+            systemctl stop "$live_unit" || ckpr_log "warning: stopping $live_unit failed; continuing"
+        fi
+        bash "$bin/policy-routes.sh" down "$live_mark" "$live_rt" "$live_prio" "$live_fams"
+        : "$live_table"
+    fi
+    if [ -d "$snap/files" ]; then
+        for f in "$snap"/files/*.path; do
+            [ -e "$f" ] || continue
+            local path key
+            path=$(cat -- "$f")
+            key=${f##*/}; key=${key%.path}
+            if [ -e "$snap/files/$key.data" ]; then
+                cp -p -- "$snap/files/$key.data" "$path.ckpr-restore.$$"
+                mv -f -- "$path.ckpr-restore.$$" "$path"
+            else
+                rm -f -- "$path"
+            fi
+        done
+    fi
+    if [ -d "$snap/nft" ]; then
+        for f in "$snap"/nft/*; do
+            [ -e "$f" ] || continue
+            local name=${f##*/}
+            case "$name" in
+                *.nft) ckpr_replace_table "${name%.nft}" "$f" ;;
+                *.absent) if nft list table inet "${name%.absent}" >/dev/null 2>&1; then nft delete table inet "${name%.absent}"; fi ;;
+            esac
+        done
+    fi
+    if [ -s "$snap/routes/items" ]; then
+        while read -r kind fam a b c; do
+            local flag
+            flag=$(ckpr_family_flag "$fam")
+            if [ "$kind" = rule ]; then
+                if ! ip -N "$flag" rule show pref "$a" | grep -qxF -- "$(printf '%s:\tfrom all fwmark %s lookup %s' "$a" "$b" "$c")"; then
+                    ip "$flag" rule add pref "$a" fwmark "$b" lookup "$c"
+                fi
+            else
+                if [ -z "$(ip "$flag" route show table "$a" exact "$(ckpr_default_prefix "$fam")" type local dev lo)" ]; then
+                    ip "$flag" route replace local "$(ckpr_default_prefix "$fam")" dev lo table "$a"
+                fi
+            fi
+        done <"$snap/routes/items"
+    fi
+    if [ -e "$snap/state/done" ]; then
+        for f in live manifest applied.nft; do
+            if [ -e "$snap/state/$f" ]; then cp -p "$snap/state/$f" "$state/$f"; else rm -f "$state/$f"; fi
+        done
+    fi
+    if ckpr_systemd_on "$systemd"; then
+        systemctl daemon-reload
+        for unit in "$snap"/units/*; do
+            [ -e "$unit" ] || continue
+            read -r status <"$unit"
+            if [ "$status" = enabled ]; then
+                systemctl enable "${unit##*/}"
+                systemctl start "${unit##*/}"
+            else
+                systemctl disable "${unit##*/}" 2>/dev/null || true
+            fi
+        done
+    fi
+}
+
+# Stops an armed revert (if any) and forgets it. Caller holds the lock.
+ckpr_disarm() {
+    local state=$1 gen launcher pid
+    [ -e "$state/pending" ] || return 0
+    read -r gen launcher pid <"$state/pending"
+    case "$launcher" in
+        systemd)
+            systemctl stop "ckpr-tproxy-revert-$gen.timer" 2>/dev/null || true
+            systemctl stop "ckpr-tproxy-revert-$gen.service" 2>/dev/null || true
+            ;;
+        setsid)
+            if [ -n "${pid:-}" ] && grep -qa tproxy-revert "/proc/$pid/cmdline" 2>/dev/null; then
+                kill -TERM -- "-$pid" 2>/dev/null || true
+            fi
+            ;;
+    esac
+    rm -f "$state/pending"
+}
