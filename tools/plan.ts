@@ -35,7 +35,9 @@ async function main(): Promise<number> {
 
     rmSync(outDir, { recursive: true, force: true });
     mkdirSync(outDir, { recursive: true });
+    const byKey = new Map(ordered.map((r) => [r.key, r]));
     writeFileSync(path.join(outDir, "resources.json"), JSON.stringify(ordered.map((r) => ({
+        urn: urnOf(r, byKey, stack.project, values.stack!),
         type: r.type,
         name: r.name,
         parent: r.parent ?? null,
@@ -55,6 +57,15 @@ async function main(): Promise<number> {
     }
     process.stdout.write(`\nWritten to ${path.relative(process.cwd(), outDir) || "."}/\n`);
     return 0;
+}
+
+/** The URN Pulumi gives a resource: the types of its ancestors, then its own type and name. */
+function urnOf(r: RecordedResource, byKey: ReadonlyMap<string, RecordedResource>, project: string, stackName: string): string {
+    const types: string[] = [];
+    for (let p = r.parentKey === undefined ? undefined : byKey.get(r.parentKey); p; p = p.parentKey === undefined ? undefined : byKey.get(p.parentKey)) {
+        types.unshift(p.type);
+    }
+    return `urn:pulumi:${stackName}::${project}::${[...types, r.type].join("$")}::${r.name}`;
 }
 
 main().then((code) => { process.exitCode = code; }, (err: unknown) => {

@@ -130,8 +130,9 @@ plan_for() {
     local family="$1" backend="$2" tool="$1-$2-save"
     : >"$workdir/plan"
     if ! command -v "$tool" >/dev/null 2>&1; then return 0; fi
-    "$tool" >"$workdir/save" || die "$tool failed"
-    plan_removal <"$workdir/save" >"$workdir/plan"
+    # stderr kept aside: iptables-nft-save warns on every call when legacy tables also exist.
+    "$tool" >"$workdir/save" 2>"$workdir/save.err" || die "$tool failed: $(cat "$workdir/save.err")"
+    plan_removal <"$workdir/save" >"$workdir/plan" || die "could not plan the removal for $family-$backend"
 }
 
 backend_has_kube_chains() {

@@ -5,7 +5,7 @@
 #
 # usage: tproxy-revert.sh STATE_DIR GEN SYSTEMD(auto|off) [DELAY_SECONDS]
 set -euo pipefail
-[ "$#" -ge 3 ] && [ "$#" -le 4 ] || { echo "usage: $0 STATE_DIR GEN SYSTEMD [DELAY_SECONDS]" >&2; exit 2; }
+if [ "$#" -lt 3 ] || [ "$#" -gt 4 ]; then echo "usage: $0 STATE_DIR GEN SYSTEMD [DELAY_SECONDS]" >&2; exit 2; fi
 state=$1 gen=$2 systemd=$3 delay=${4:-}
 # shellcheck source=tproxy-lib.sh
 . "$(dirname "$0")/tproxy-lib.sh"
