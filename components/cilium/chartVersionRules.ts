@@ -10,7 +10,7 @@ interface RemovedKey {
 }
 
 /** Value keys the chart dropped; its schema has no additionalProperties, so Helm would ignore them silently. */
-const REMOVED_KEYS: readonly RemovedKey[] = [
+export const REMOVED_KEYS: readonly RemovedKey[] = [
     { key: "tunnel", removedIn: "1.15.0", instead: "set cilium.routingMode and cilium.tunnelProtocol" },
     { key: "nativeRoutingCIDR", removedIn: "1.12.0", instead: "set cilium.ipv4.nativeRoutingCidr" },
     { key: "nodePort.enabled", removedIn: "1.19.0", instead: "kubeProxyReplacement true enables NodePort" },
