@@ -1,0 +1,28 @@
+/**
+ * Logical names of the migration's steps. The policy pack, the plan and the tests find steps by
+ * these names, so they are defined once.
+ */
+export const STEP = {
+    migration: "cilium-kpr",
+    provider: "cluster",
+    operatorPreflight: "preflight-operator",
+    nodePreflight: (node: string) => `preflight-${node}`,
+    valuesSnapshot: "cilium-values-snapshot",
+    ciliumRelease: "cilium",
+    kprGate: "kpr-gate",
+    kubeProxyRemoval: "kube-proxy-removal",
+    staleRuleCleanup: (node: string) => `stale-rules-cleanup-${node}`,
+    nodeTproxy: (node: string) => `tproxy-${node}`,
+    tproxyApply: (node: string) => `tproxy-apply-${node}`,
+    tproxyConfirm: (node: string) => `tproxy-confirm-${node}`,
+    verification: "post-migration-verification",
+} as const;
+
+export const TYPE = {
+    migration: "cilium-kpr:index:Migration",
+    ciliumRelease: "cilium-kpr:index:CiliumRelease",
+    nodeTproxy: "cilium-kpr:index:NodeTproxy",
+    helmRelease: "kubernetes:helm.sh/v3:Release",
+    localCommand: "command:local:Command",
+    remoteCommand: "command:remote:Command",
+} as const;
