@@ -30,7 +30,7 @@ rules_at_priority() { ip -N "$(family_flag "$1")" rule show pref "$priority"; }
 count_ours() { rules_at_priority "$1" | grep -cxF -- "$our_rule_line" || true; }
 count_foreign() { rules_at_priority "$1" | grep -vcxF -- "$our_rule_line" || true; }
 route_present() {
-    [ -n "$(ip "$(family_flag "$1")" route show table "$table" exact "$(default_prefix "$1")" type local dev lo)" ]
+    [ -n "$(ip "$(family_flag "$1")" route show table "$table" exact "$(default_prefix "$1")" type local dev lo 2>/dev/null)" ]
 }
 
 up_family() {

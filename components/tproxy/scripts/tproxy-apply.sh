@@ -26,6 +26,8 @@ manifest=$stage/manifest
 
 mkdir -p "$state"
 chmod 0700 "$state"
+# remove.sh deletes the state directory only when it carries this marker.
+: >"$state/.cilium-kpr-tproxy-state"
 ckpr_lock "$state"
 
 # ---- read and check the manifest -------------------------------------------------------

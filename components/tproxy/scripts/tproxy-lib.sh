@@ -79,7 +79,7 @@ ckpr_capture_routes() {
         if ip -N "$flag" rule show pref "$priority" | grep -qxF -- "$line"; then
             echo "rule $f $priority $mark $table" >>"$snap/routes/items"
         fi
-        if [ -n "$(ip "$flag" route show table "$table" exact "$(ckpr_default_prefix "$f")" type local dev lo)" ]; then
+        if [ -n "$(ip "$flag" route show table "$table" exact "$(ckpr_default_prefix "$f")" type local dev lo 2>/dev/null)" ]; then
             echo "route $f $table" >>"$snap/routes/items"
         fi
     done
@@ -136,6 +136,14 @@ ckpr_restore() {
         bash "$bin/policy-routes.sh" down "$live_mark" "$live_rt" "$live_prio" "$live_fams"
         : "$live_table"
     fi
+    if ckpr_systemd_on "$systemd"; then
+        # Disable while the unit file still exists, or its wants/ symlink would be left dangling.
+        for unit in "$snap"/units/*; do
+            [ -e "$unit" ] || continue
+            read -r status <"$unit"
+            if [ "$status" != enabled ]; then systemctl disable "${unit##*/}" 2>/dev/null || true; fi
+        done
+    fi
     if [ -d "$snap/files" ]; then
         for f in "$snap"/files/*.path; do
             [ -e "$f" ] || continue
@@ -169,7 +177,7 @@ ckpr_restore() {
                     ip "$flag" rule add pref "$a" fwmark "$b" lookup "$c"
                 fi
             else
-                if [ -z "$(ip "$flag" route show table "$a" exact "$(ckpr_default_prefix "$fam")" type local dev lo)" ]; then
+                if [ -z "$(ip "$flag" route show table "$a" exact "$(ckpr_default_prefix "$fam")" type local dev lo 2>/dev/null)" ]; then
                     ip "$flag" route replace local "$(ckpr_default_prefix "$fam")" dev lo table "$a"
                 fi
             fi
@@ -188,8 +196,6 @@ ckpr_restore() {
             if [ "$status" = enabled ]; then
                 systemctl enable "${unit##*/}"
                 systemctl start "${unit##*/}"
-            else
-                systemctl disable "${unit##*/}" 2>/dev/null || true
             fi
         done
     fi
@@ -211,5 +217,5 @@ ckpr_disarm() {
             fi
             ;;
     esac
-    rm -f "$state/pending"
+    rm -f "$state/pending" "$state/revert-$gen.pid"
 }

@@ -16,6 +16,7 @@ if [ ! -d "$state" ]; then
     ckpr_log "$state does not exist: nothing to remove"
     exit 0
 fi
+[ -e "$state/.cilium-kpr-tproxy-state" ] || ckpr_die "$state is not a cilium-kpr tproxy state directory; refusing to touch it"
 ckpr_lock "$state"
 ckpr_disarm "$state"
 if [ -d "$state/baseline" ]; then

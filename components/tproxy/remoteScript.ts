@@ -1,0 +1,141 @@
+import { createHash } from "node:crypto";
+import type { TproxyConfig } from "../config/schema";
+import type { NodeBundle } from "./nodeBundle";
+import { policyRouteArgs, unitNameOf } from "./policyRoutes";
+import { nodeScript, type NodeScriptName } from "./nodeScripts";
+
+/**
+ * The command texts handed to @pulumi/command remote.Command (create / confirm / delete).
+ *
+ * Each text is a POSIX sh program (sshd runs it with the user's login shell) that stages the
+ * node scripts and bundle files into a private temp directory through quoted heredocs, verifies
+ * every staged file against its SHA-256, then runs one of the scripts as root. Everything a node
+ * receives is therefore visible in `pulumi preview`; nothing secret is ever part of a bundle.
+ */
+
+export interface RemoteSettings {
+    /** Seconds after which an unconfirmed apply reverts itself. */
+    readonly revertAfterSeconds: number;
+    /** "auto": use systemd (systemd-run timer, unit enablement) when it runs the node. "off": never. */
+    readonly systemd: "auto" | "off";
+}
+
+export function remoteSettings(tproxy: TproxyConfig): RemoteSettings {
+    return { revertAfterSeconds: tproxy.revertAfterSeconds, systemd: "auto" };
+}
+
+/**
+ * sshd passes the command to `sh -c` as one argv string; Linux caps one argument at 128 KiB
+ * (MAX_ARG_STRLEN). Stay clearly below it.
+ */
+export const MAX_COMMAND_BYTES = 120 * 1024;
+
+/** A heredoc terminator that no line of `content` equals (checked, not assumed). */
+export function heredocTerminator(label: string, content: string): string {
+    if (!/^[A-Z0-9_]+$/.test(label)) throw new Error(`heredoc label "${label}" must be A-Z, 0-9, _`);
+    const lines = new Set(content.split("\n"));
+    const digest = createHash("sha256").update(content).digest("hex").slice(0, 16).toUpperCase();
+    for (let n = 0; n < 1000; n++) {
+        const candidate = `CKPR_${label}_${digest}${n === 0 ? "" : `_${n}`}`;
+        if (!lines.has(candidate)) return candidate;
+    }
+    throw new Error(`no free heredoc terminator for ${label}`);
+}
+
+/** Single-quotes a word for sh; values reaching here are validated identifiers/paths. */
+function shWord(word: string): string {
+    if (word.includes("'") || word.includes("\n")) throw new Error(`refusing to quote ${JSON.stringify(word)}`);
+    return `'${word}'`;
+}
+
+function sha256(text: string): string {
+    return createHash("sha256").update(text, "utf8").digest("hex");
+}
+
+interface StagedFile {
+    /** Relative to the stage directory. */
+    readonly name: string;
+    readonly content: string;
+}
+
+/** `cat > file <<'TERM'`; content without a final newline is trimmed back with truncate. */
+function stageFile(file: StagedFile, label: string): string {
+    const terminator = heredocTerminator(label, file.content);
+    const body = file.content.endsWith("\n") || file.content === "" ? file.content : `${file.content}\n`;
+    const target = `"$ckpr_stage/${file.name}"`;
+    const lines = file.content === ""
+        ? [`: >${target}`]
+        : [`cat >${target} <<'${terminator}'`, `${body}${terminator}`];
+    if (body !== file.content) lines.push(`truncate -s -1 ${target}`);
+    return lines.join("\n");
+}
+
+function program(title: string, staged: readonly StagedFile[], script: NodeScriptName, args: readonly string[]): string {
+    const sums = staged.map((f) => `${sha256(f.content)}  ${f.name}`).join("\n") + "\n";
+    const text = [
+        `# cilium-kpr tproxy: ${title} (generated from components/tproxy/scripts; runs as root)`,
+        "set -eu",
+        "umask 077",
+        `ckpr_stage=$(mktemp -d "\${TMPDIR:-/tmp}/ckpr-tproxy.XXXXXXXX")`,
+        `trap 'rm -rf "$ckpr_stage"' EXIT`,
+        `mkdir "$ckpr_stage/files"`,
+        ...staged.map((f, i) => stageFile(f, `F${i}`)),
+        `(cd "$ckpr_stage" && sha256sum --quiet --strict -c -) <<'${heredocTerminator("SUMS", sums)}'`,
+        `${sums}${heredocTerminator("SUMS", sums)}`,
+        `if [ "$(id -u)" -eq 0 ]; then ckpr_sudo=; else ckpr_sudo="sudo -n"; fi`,
+        `$ckpr_sudo bash "$ckpr_stage/${script}" "$ckpr_stage" ${args.map(shWord).join(" ")} </dev/null`,
+        "",
+    ].join("\n");
+    const bytes = Buffer.byteLength(text, "utf8");
+    if (bytes > MAX_COMMAND_BYTES) {
+        throw new Error(`the ${title} command is ${bytes} bytes; sshd's sh -c argument must stay below ${MAX_COMMAND_BYTES}`);
+    }
+    return text;
+}
+
+function scripts(...names: NodeScriptName[]): StagedFile[] {
+    return names.map((name) => ({ name, content: nodeScript(name) }));
+}
+
+function checkSettings(settings: RemoteSettings): void {
+    if (!Number.isInteger(settings.revertAfterSeconds) || settings.revertAfterSeconds < 1) {
+        throw new Error(`revertAfterSeconds ${settings.revertAfterSeconds} must be a positive whole number`);
+    }
+}
+
+/** The manifest tproxy-apply.sh reads: "INDEX KIND MODE OWNER PATH" per file. */
+export function bundleManifest(bundle: NodeBundle): string {
+    return bundle.files.map((f, i) => `${i} ${f.kind} ${f.mode} ${f.owner} ${f.path}\n`).join("");
+}
+
+/** remote.Command `create`/`update`: stage, record, check, arm the revert, apply. */
+export function applyCommand(bundle: NodeBundle, settings: RemoteSettings): string {
+    checkSettings(settings);
+    const staged: StagedFile[] = [
+        ...scripts("tproxy-lib.sh", "tproxy-apply.sh", "tproxy-revert.sh", "policy-routes.sh"),
+        { name: "manifest", content: bundleManifest(bundle) },
+        ...bundle.files.map((f, i) => ({ name: `files/${i}`, content: f.content })),
+    ];
+    return program("apply", staged, "tproxy-apply.sh", [
+        bundle.layout.stateDir,
+        settings.systemd,
+        unitNameOf(bundle.layout),
+        bundle.tableName,
+        ...policyRouteArgs(bundle.routes),
+        String(settings.revertAfterSeconds),
+    ]);
+}
+
+/** A separate remote.Command over a fresh SSH connection: verifies the applied state, disarms the revert. */
+export function confirmCommand(bundle: NodeBundle, settings: RemoteSettings): string {
+    checkSettings(settings);
+    return program("confirm", scripts("tproxy-lib.sh", "tproxy-confirm.sh", "policy-routes.sh"), "tproxy-confirm.sh",
+        [bundle.layout.stateDir, settings.systemd]);
+}
+
+/** remote.Command `delete`: restores the node as it was before the first apply. */
+export function deleteCommand(bundle: NodeBundle, settings: RemoteSettings): string {
+    checkSettings(settings);
+    return program("delete", scripts("tproxy-lib.sh", "tproxy-remove.sh", "policy-routes.sh"), "tproxy-remove.sh",
+        [bundle.layout.stateDir, settings.systemd]);
+}
