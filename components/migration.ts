@@ -1,7 +1,12 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
+import type * as command from "@pulumi/command";
 import type { StackConfig } from "./config/stackConfig";
 import { CiliumRelease } from "./cilium/ciliumRelease";
+import { clusterCommand } from "./commands/clusterCommand";
+import { kprGate, kubeProxyRemoval } from "./kubeproxy/kubeProxyMigration";
+import { staleRuleCleanup } from "./kubeproxy/staleRuleCleanup";
+import { STEP, TYPE } from "./resourceNames";
 
 /**
  * The whole migration as one resource graph (see ../shared/design.md):
@@ -12,20 +17,40 @@ import { CiliumRelease } from "./cilium/ciliumRelease";
 export class CiliumKprMigration extends pulumi.ComponentResource {
     readonly provider: k8s.Provider;
     readonly cilium: CiliumRelease;
+    readonly kprGate?: command.local.Command;
+    readonly kubeProxyRemoval?: command.local.Command;
+    readonly staleRuleCleanups: command.remote.Command[] = [];
 
     constructor(name: string, stack: StackConfig, opts?: pulumi.ComponentResourceOptions) {
-        super("cilium-kpr:index:Migration", name, {}, opts);
-        const { config } = stack;
+        super(TYPE.migration, name, {}, opts);
+        const { config, sshPrivateKey } = stack;
+        const child = { parent: this };
 
-        this.provider = new k8s.Provider("cluster", {
+        this.provider = new k8s.Provider(STEP.provider, {
             kubeconfig: config.cluster.kubeconfig,
             context: config.cluster.context,
-        }, { parent: this });
+        }, child);
 
-        this.cilium = new CiliumRelease("cilium", {
+        const operatorPreflight = clusterCommand(STEP.operatorPreflight, {
+            cluster: config.cluster,
+            create: "kubeproxy/scripts/operator-prerequisites.sh",
+            environment: { NEEDS_HELM: "1" },
+        }, child);
+
+        this.cilium = new CiliumRelease(STEP.ciliumRelease, {
             cilium: config.cilium,
             provider: this.provider,
-        }, { parent: this });
+            dependsOn: [operatorPreflight],
+        }, child);
+
+        // Without KPR there is nothing to take over from kube-proxy: it must stay.
+        if (config.cilium.kubeProxyReplacement) {
+            this.kprGate = kprGate({ config, release: this.cilium.release, values: this.cilium.values }, child);
+            this.kubeProxyRemoval = kubeProxyRemoval(config, this.kprGate, child);
+            for (const node of config.nodes) {
+                this.staleRuleCleanups.push(staleRuleCleanup(node, config.cluster, sshPrivateKey, { ...child, dependsOn: [this.kubeProxyRemoval] }));
+            }
+        }
 
         this.registerOutputs({ ciliumValues: this.cilium.values });
     }

@@ -49,6 +49,16 @@ async function main(): Promise<number> {
     const release = ordered.find((r) => r.type === "kubernetes:helm.sh/v3:Release");
     if (release) writeFileSync(path.join(outDir, "cilium-values.yaml"), YAML.stringify(release.inputs.values ?? {}));
 
+    // The exact command texts each step runs (create, and delete for `pulumi destroy`).
+    for (const r of ordered) {
+        if (r.type !== "command:local:Command" && r.type !== "command:remote:Command") continue;
+        mkdirSync(path.join(outDir, "steps"), { recursive: true });
+        for (const phase of ["create", "delete"] as const) {
+            const text = r.inputs[phase];
+            if (typeof text === "string") writeFileSync(path.join(outDir, "steps", `${r.name}.${phase}.sh`), text);
+        }
+    }
+
     process.stdout.write(`Migration plan for stack ${values.stack} (${ordered.filter((r) => r.custom).length} resources), in order:\n`);
     let step = 0;
     for (const r of ordered) {

@@ -1,5 +1,19 @@
 import type { RecordedResource } from "./mockRuntime";
 
+/** What each command step does, by its logical name (see components/resourceNames.ts). */
+const COMMAND_STEPS: readonly [RegExp, (m: RegExpMatchArray) => string][] = [
+    [/^preflight-operator$/, () => "operator preflight: kubectl/helm/jq present, the context reaches the cluster"],
+    [/^preflight-(.+)$/, (m) => `node preflight on ${m[1]}: kernel, bpffs, cgroup v2, nft, iptables backend, our table/priority/mark unused`],
+    [/^cilium-values-snapshot$/, () => "snapshot the release's pre-migration values into the cluster (destroy: restore them once kube-proxy serves)"],
+    [/^kpr-gate$/, () => "KPR gate: Cilium rollout done and EVERY agent reports KubeProxyReplacement True, socket LB and NodePort"],
+    [/^kube-proxy-removal$/, () => "back up kube-proxy (DaemonSet + ConfigMap) into the cluster, delete it, wait for its pods to go (destroy: restore and wait for rollout)"],
+    [/^stale-rules-cleanup-(.+)$/, (m) => `remove kube-proxy's KUBE-* iptables chains on ${m[1]} (IPv4 and IPv6), verify none remains`],
+    [/^tproxy-apply-(.+)$/, (m) => `push and apply the tproxy ruleset, policy routes and keepalived notify script on ${m[1]}, arming a self-revert (destroy: remove them)`],
+    [/^tproxy-confirm-(.+)$/, (m) => `confirm ${m[1]} is still reachable over a fresh SSH connection, disarming the revert`],
+    [/^stale-rules-verify-(.+)$/, (m) => `verify no KUBE-SVC rules remain on ${m[1]}`],
+    [/^post-migration-verification$/, () => "every agent lists services, the kubernetes Service among them"],
+];
+
 /** One readable line per resource for the plan's step list. */
 export function describeStep(r: RecordedResource): string {
     const after = r.dependsOn.length > 0 ? `  (after ${r.dependsOn.join(", ")})` : "";
@@ -9,7 +23,15 @@ export function describeStep(r: RecordedResource): string {
         case "random:index/randomBytes:RandomBytes":
             return `generate ${r.name}: kept in state so every agent gets the same value${after}`;
         case "kubernetes:helm.sh/v3:Release":
-            return `Helm release ${String(r.inputs.namespace)}/${String(r.inputs.name)} chart ${String(r.inputs.chart)} ${String(r.inputs.version)} with KPR values (retained on destroy)${after}`;
+            return `Helm release ${String(r.inputs.namespace)}/${String(r.inputs.name)}: chart ${String(r.inputs.chart)} ${String(r.inputs.version)} with KPR values (retained on destroy)${after}`;
+        case "command:local:Command":
+        case "command:remote:Command": {
+            for (const [pattern, text] of COMMAND_STEPS) {
+                const m = r.name.match(pattern);
+                if (m) return `${r.name}: ${text(m)}${after}`;
+            }
+            return `${r.name} [${r.type}]${after}`;
+        }
         default:
             return `${r.name} [${r.type}]${after}`;
     }

@@ -1,0 +1,26 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import type { NodeConfig } from "../config/schema";
+import type { ClusterConfig } from "../config/schema";
+import { nodeConnection } from "../commands/nodeConnection";
+import { remoteScriptCommand } from "../commands/remoteScript";
+import { scriptText } from "../commands/scriptFile";
+import { STEP } from "../resourceNames";
+
+/**
+ * Removes kube-proxy's leftover KUBE-* iptables chains on one node, with the backend kube-proxy used,
+ * and verifies none remains. Nothing to undo on destroy: a restored kube-proxy rebuilds its rules.
+ */
+export function staleRuleCleanup(
+    node: NodeConfig,
+    cluster: ClusterConfig,
+    privateKey: pulumi.Output<string>,
+    opts: pulumi.CustomResourceOptions,
+): command.remote.Command {
+    return new command.remote.Command(STEP.staleRuleCleanup(node.name), {
+        connection: nodeConnection(node, privateKey),
+        create: remoteScriptCommand(`remove kube-proxy's stale iptables rules on ${node.name}`,
+            scriptText("kubeproxy/scripts/stale-rules-cleanup.sh"), [cluster.kubeProxy.iptablesBackend], node.sshUser),
+        addPreviousOutputInEnv: false,
+    }, opts);
+}
