@@ -18,8 +18,27 @@ export interface RecordedResource {
     /** Options that matter for review. */
     readonly retainOnDelete: boolean;
     readonly deleteBeforeReplace: boolean;
-    /** The inputs the provider would receive (custom resources only). */
+    /** The inputs the provider would receive (custom resources only), secrets unwrapped. */
     inputs: Record<string, unknown>;
+    /** Names of the top-level inputs that are secret (shown as [secret] by Pulumi). */
+    secretInputs: string[];
+}
+
+/** Pulumi's wire marker for a secret value. */
+const SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d";
+const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
+
+function isSecretWrapper(value: unknown): value is { value: unknown } {
+    return value !== null && typeof value === "object" && (value as Record<string, unknown>)[SECRET_SIG_KEY] === SECRET_SIG;
+}
+
+function unwrapSecrets(value: unknown): unknown {
+    if (isSecretWrapper(value)) return unwrapSecrets(value.value);
+    if (Array.isArray(value)) return value.map(unwrapSecrets);
+    if (value !== null && typeof value === "object") {
+        return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unwrapSecrets(v)]));
+    }
+    return value;
 }
 
 export interface MockRun {
@@ -68,7 +87,11 @@ export async function recordProgramOutcome(run: MockRun, program: () => unknown)
     await pulumi.runtime.setMocks({
         newResource: (args) => {
             const recorded = byKey.get(`${args.type}::${args.name}`);
-            if (recorded) recorded.inputs = args.inputs as Record<string, unknown>;
+            if (recorded) {
+                const raw = args.inputs as Record<string, unknown>;
+                recorded.inputs = unwrapSecrets(raw) as Record<string, unknown>;
+                recorded.secretInputs = Object.keys(raw).filter((k) => isSecretWrapper(raw[k]));
+            }
             return { id: `${args.name}-id`, state: mockOutputs(args.type, args.name, args.inputs as Record<string, unknown>) };
         },
         call: (args) => args.inputs,
@@ -96,6 +119,7 @@ export async function recordProgramOutcome(run: MockRun, program: () => unknown)
                 retainOnDelete: (args.opts as pulumi.CustomResourceOptions).retainOnDelete === true,
                 deleteBeforeReplace: (args.opts as pulumi.CustomResourceOptions).deleteBeforeReplace === true,
                 inputs: {},
+                secretInputs: [],
             };
             byKey.set(key, entry);
             order.push(entry);
