@@ -1,0 +1,225 @@
+import { STEP, TYPE } from "../components/resourceNames";
+
+/*
+ * The safety invariants the policy pack enforces, as pure functions over a small view of the
+ * resources the policy SDK hands to a policy. No SDK types here, so tests can build the views by hand.
+ *
+ * Values the engine does not know yet at preview arrive from the SDK as proxies that throw when
+ * read; these functions read only the fields their invariant needs, so such a throw is confined
+ * to the one policy that needed the value (the SDK then reports that policy as advisory for the run).
+ */
+
+/** What a resource policy sees of one resource. `props` are the resource's inputs at preview. */
+export interface ResourceView {
+    readonly urn: string;
+    readonly type: string;
+    readonly name: string;
+    readonly props: Readonly<Record<string, unknown>>;
+}
+
+/** What a stack policy sees of one resource: also the URNs it depends on. */
+export interface StackResourceView extends ResourceView {
+    /** Explicit dependsOn plus every resource whose outputs feed one of its inputs. */
+    readonly dependsOn: readonly string[];
+}
+
+export interface Violation {
+    readonly message: string;
+    /** The resource at fault; absent when the stack as a whole is. */
+    readonly urn?: string;
+}
+
+/** Each step of the migration that must wait for the one named after it. */
+const REQUIRED_ORDER: readonly { readonly step: StepRef; readonly after: StepRef; readonly why: string }[] = [
+    {
+        step: { name: STEP.kubeProxyRemoval, type: TYPE.localCommand },
+        after: { name: STEP.kprGate, type: TYPE.localCommand },
+        why: "kube-proxy may only be removed once every Cilium agent reports KPR serving",
+    },
+    {
+        step: { name: STEP.kprGate, type: TYPE.localCommand },
+        after: { name: STEP.ciliumRelease, type: TYPE.helmRelease },
+        why: "the gate must check the agents that the KPR release rolled out, not the ones before it",
+    },
+];
+
+interface StepRef {
+    readonly name: string;
+    readonly type: string;
+}
+
+const STALE_RULE_CLEANUP_PREFIX = STEP.staleRuleCleanup("");
+
+/**
+ * kube-proxy removal waits for the KPR gate, the gate for the Cilium release, and each node's stale
+ * KUBE-* rule cleanup for the removal (a cleanup while kube-proxy still runs is undone by it).
+ * "Waits for" means a path of dependencies, so an extra step in between is allowed.
+ */
+export function orderingViolations(resources: readonly StackResourceView[]): Violation[] {
+    const violations: Violation[] = [];
+    const byUrn = new Map(resources.map((r) => [r.urn, r]));
+    const find = (ref: StepRef) => resources.filter((r) => r.name === ref.name && r.type === ref.type);
+
+    for (const rule of REQUIRED_ORDER) {
+        const prerequisites = find(rule.after);
+        for (const step of find(rule.step)) {
+            if (prerequisites.length === 0) {
+                violations.push({ urn: step.urn, message: `${rule.step.name} has no ${rule.after.name} (${rule.after.type}) to wait for: ${rule.why}` });
+                continue;
+            }
+            for (const prerequisite of prerequisites) {
+                if (!dependsOnTransitively(step, prerequisite.urn, byUrn)) {
+                    violations.push({ urn: step.urn, message: `${rule.step.name} does not depend on ${rule.after.name}: ${rule.why}` });
+                }
+            }
+        }
+    }
+
+    const removals = find({ name: STEP.kubeProxyRemoval, type: TYPE.localCommand });
+    for (const cleanup of resources.filter((r) => r.name.startsWith(STALE_RULE_CLEANUP_PREFIX))) {
+        if (removals.length === 0) {
+            violations.push({ urn: cleanup.urn, message: `${cleanup.name} has no ${STEP.kubeProxyRemoval} to wait for: a running kube-proxy rewrites the KUBE-* rules it deletes` });
+            continue;
+        }
+        for (const removal of removals) {
+            if (!dependsOnTransitively(cleanup, removal.urn, byUrn)) {
+                violations.push({ urn: cleanup.urn, message: `${cleanup.name} does not depend on ${STEP.kubeProxyRemoval}: a running kube-proxy rewrites the KUBE-* rules it deletes` });
+            }
+        }
+    }
+    return violations;
+}
+
+/** True if `target` is reachable from `from` over dependency edges. Visits each resource at most once. */
+export function dependsOnTransitively(from: StackResourceView, target: string, byUrn: ReadonlyMap<string, StackResourceView>): boolean {
+    const seen = new Set<string>([from.urn]);
+    const queue = [...from.dependsOn];
+    while (queue.length > 0) {
+        const urn = queue.shift()!;
+        if (urn === target) return true;
+        if (seen.has(urn)) continue;
+        seen.add(urn);
+        queue.push(...(byUrn.get(urn)?.dependsOn ?? []));
+    }
+    return false;
+}
+
+/** The type of a resource's parent, read from its URN (`...::parentType$ownType::name`); undefined at the stack root. */
+export function parentTypeOf(urn: string): string | undefined {
+    const parts = urn.split("::");
+    if (parts.length < 4) return undefined;
+    const chain = parts[2]!.split("$");
+    if (chain.length < 2) return undefined;
+    const parent = chain[chain.length - 2]!;
+    return parent === "pulumi:pulumi:Stack" ? undefined : parent;
+}
+
+/** The Helm release of Cilium: the step's name, or a chart called "cilium" (`cilium`, `cilium/cilium`, `oci://.../cilium`). */
+export function isCiliumRelease(r: ResourceView): boolean {
+    if (r.type !== TYPE.helmRelease) return false;
+    if (r.name === STEP.ciliumRelease) return true;
+    const chart = r.props.chart;
+    return typeof chart === "string" && chart.split("/").pop() === "cilium";
+}
+
+/**
+ * The Cilium release is retained on delete. @pulumi/policy 1.21 does not show `retainOnDelete` to
+ * policies (PolicyResourceOptions carries protect, ignoreChanges, deleteBeforeReplace, aliases,
+ * customTimeouts, additionalSecretOutputs and parent only), so this enforces what it can see: the
+ * release is declared by the CiliumRelease component, whose one constructor always sets
+ * retainOnDelete (test/program.test.ts proves that). `protect` is not required: it would also block
+ * the `pulumi destroy` that is this program's rollback.
+ */
+export function releaseRetentionViolations(r: ResourceView): Violation[] {
+    if (!isCiliumRelease(r)) return [];
+    const parent = parentTypeOf(r.urn);
+    if (parent === TYPE.ciliumRelease) return [];
+    return [{
+        urn: r.urn,
+        message: `the Cilium Helm release is declared ${parent === undefined ? "at the stack root" : `under ${parent}`}, not by the ${TYPE.ciliumRelease} component that retains it on delete: a destroy could helm-uninstall the cluster's CNI`,
+    }];
+}
+
+/** Whether a chart value of kubeProxyReplacement turns KPR on (anything but false; 1.19 accepts only "true"/"false"). */
+export function kprEnabled(value: unknown): boolean {
+    return !(value === undefined || value === null || value === false || value === "false" || value === "disabled");
+}
+
+/**
+ * With KPR on, the release's values carry an explicit k8sServiceHost and k8sServicePort: without
+ * them agents reach the API server through the kubernetes Service, which nothing serves once
+ * kube-proxy is gone, and crash-loop after a node reboot. "auto" breaks on IPv6 literals.
+ */
+export function kprValuesViolations(r: ResourceView): Violation[] {
+    if (r.type !== TYPE.helmRelease) return [];
+    const values = asRecord(r.props.values);
+    if (values === undefined || !kprEnabled(values.kubeProxyReplacement)) return [];
+    const problems: string[] = [];
+    const host = values.k8sServiceHost;
+    if (typeof host !== "string" || host.trim() === "") problems.push("k8sServiceHost is missing");
+    else if (host === "auto") problems.push("k8sServiceHost is \"auto\" (reads kube-public/cluster-info, breaks on IPv6 literals)");
+    const port = values.k8sServicePort;
+    const portNumber = typeof port === "number" ? port : typeof port === "string" && /^[0-9]+$/.test(port) ? Number(port) : NaN;
+    if (port === undefined || port === null) problems.push("k8sServicePort is missing");
+    else if (!Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65535) problems.push(`k8sServicePort ${JSON.stringify(port)} is not a port`);
+    if (problems.length === 0) return [];
+    return [{ urn: r.urn, message: `kubeProxyReplacement is on but ${problems.join(" and ")}: agents need the API server's real address once kube-proxy is gone` }];
+}
+
+const HOST_KEY_LINE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) ([A-Za-z0-9+/]+={0,3})$/;
+
+/**
+ * Why a host key line cannot pin a host, or undefined if it can. Beyond the form it decodes the
+ * key: the algorithm inside must match the line's, and key material that is all printable ASCII is
+ * a placeholder (a real key's random bytes are all printable with odds below 1e-13).
+ */
+export function hostKeyProblem(hostKey: unknown): string | undefined {
+    if (hostKey === undefined || hostKey === null || hostKey === "") return "is not set, so any host answering at that address is trusted";
+    if (typeof hostKey !== "string") return "is not a string";
+    const line = HOST_KEY_LINE.exec(hostKey.trim());
+    if (!line) return "is not a public host key line such as \"ssh-ed25519 AAAA...\" (from ssh-keyscan, without the host name)";
+    const fields = sshWireStrings(Buffer.from(line[2]!, "base64"));
+    if (fields === undefined || fields.length < 2) return "does not decode to an SSH public key";
+    const algorithm = fields[0]!.toString("latin1");
+    if (algorithm !== line[1]) return `says ${line[1]} but the key inside is ${algorithm}`;
+    const material = fields.slice(1).reduce((longest, f) => (f.length > longest.length ? f : longest));
+    if (material.every((byte) => byte >= 0x20 && byte <= 0x7e)) {
+        return `is a placeholder ("${material.toString("latin1")}"), not a key from ssh-keyscan`;
+    }
+    return undefined;
+}
+
+/** Splits an SSH wire-format blob into its length-prefixed strings; undefined if it is not one. */
+function sshWireStrings(blob: Buffer): Buffer[] | undefined {
+    const out: Buffer[] = [];
+    let offset = 0;
+    while (offset < blob.length) {
+        if (offset + 4 > blob.length) return undefined;
+        const length = blob.readUInt32BE(offset);
+        offset += 4;
+        if (offset + length > blob.length) return undefined;
+        out.push(blob.subarray(offset, offset + length));
+        offset += length;
+    }
+    return out;
+}
+
+/** Every remote.Command pins its node's host key (connection.hostKey, and the jump host's when there is one). */
+export function hostKeyViolations(r: ResourceView): Violation[] {
+    if (r.type !== TYPE.remoteCommand) return [];
+    const connection = asRecord(r.props.connection);
+    if (connection === undefined) return [{ urn: r.urn, message: "has no connection" }];
+    const violations: Violation[] = [];
+    const problem = hostKeyProblem(connection.hostKey);
+    if (problem !== undefined) violations.push({ urn: r.urn, message: `connection.hostKey ${problem}` });
+    const proxy = asRecord(connection.proxy);
+    if (proxy !== undefined) {
+        const proxyProblem = hostKeyProblem(proxy.hostKey);
+        if (proxyProblem !== undefined) violations.push({ urn: r.urn, message: `connection.proxy.hostKey ${proxyProblem}` });
+    }
+    return violations;
+}
+
+function asRecord(value: unknown): Readonly<Record<string, unknown>> | undefined {
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? value as Record<string, unknown> : undefined;
+}
