@@ -1,0 +1,130 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+
+/*
+ * The kube-proxy removal scripts and their inputs. The scripts are real files (shellcheck-clean,
+ * tested by execution); components embed their text verbatim as command text and pass
+ * parameters through the environment described by the types below (node-side scripts take
+ * their one parameter as a positional argument instead, see StaleRulesCleanupArgs).
+ * Every script prints progress to stderr and one JSON summary line as its last stdout line.
+ */
+
+export const SCRIPTS_DIR = join(__dirname, "scripts");
+
+/** Scripts run on the operator's machine with kubectl (and helm) against the cluster. */
+export const CLUSTER_SCRIPTS = [
+    "operator-prerequisites",
+    "cilium-values-snapshot",
+    "cilium-values-restore",
+    "kpr-gate",
+    "kube-proxy-remove",
+    "kube-proxy-restore",
+    "post-migration-verify",
+] as const;
+
+/** Scripts run as root on each node over SSH. */
+export const NODE_SCRIPTS = ["stale-rules-cleanup", "stale-rules-verify"] as const;
+
+export type ClusterScriptName = (typeof CLUSTER_SCRIPTS)[number];
+export type NodeScriptName = (typeof NODE_SCRIPTS)[number];
+export type ScriptName = ClusterScriptName | NodeScriptName;
+
+export function scriptPath(name: ScriptName): string {
+    return join(SCRIPTS_DIR, `${name}.sh`);
+}
+
+/** The script's full text, to embed as a command. */
+export function readScript(name: ScriptName): string {
+    return readFileSync(scriptPath(name), "utf8");
+}
+
+/** Which cluster kubectl/helm talk to. KUBECONFIG is the standard variable. */
+export interface KubectlTarget {
+    readonly KUBECONFIG?: string;
+    /** Passed as --context (helm: --kube-context). */
+    readonly KUBECTL_CONTEXT?: string;
+}
+
+export interface OperatorPrerequisitesEnv extends KubectlTarget {
+    /** "1" when helm must be present too. */
+    readonly NEEDS_HELM?: "0" | "1";
+    readonly REQUEST_TIMEOUT?: number;
+}
+
+export interface CiliumValuesSnapshotEnv extends KubectlTarget {
+    readonly CILIUM_NAMESPACE: string;
+    readonly CILIUM_RELEASE?: string;
+    /** ConfigMap in CILIUM_NAMESPACE that keeps the pre-migration values; never overwritten. */
+    readonly SNAPSHOT_CONFIGMAP: string;
+}
+
+export interface CiliumValuesRestoreEnv extends KubectlTarget {
+    readonly CILIUM_NAMESPACE: string;
+    readonly CILIUM_RELEASE?: string;
+    readonly CILIUM_CHART?: string;
+    readonly CILIUM_CHART_VERSION: string;
+    /** https:// repository URL or oci:// registry path. */
+    readonly CILIUM_REPOSITORY?: string;
+    readonly CILIUM_DS?: string;
+    readonly SNAPSHOT_CONFIGMAP: string;
+    readonly KUBE_PROXY_NAMESPACE?: string;
+    readonly KUBE_PROXY_DAEMONSET?: string;
+    readonly ROLLOUT_TIMEOUT?: number;
+}
+
+export interface KprGateEnv extends KubectlTarget {
+    readonly CILIUM_NAMESPACE: string;
+    readonly CILIUM_DS?: string;
+    readonly CILIUM_OPERATOR?: string;
+    /** key=value label selector of the agent pods (default k8s-app=cilium). */
+    readonly AGENT_SELECTOR?: string;
+    readonly ROLLOUT_TIMEOUT?: number;
+    readonly EXEC_TIMEOUT?: number;
+}
+
+export interface KubeProxyRemoveEnv extends KubectlTarget {
+    readonly KUBE_PROXY_NAMESPACE?: string;
+    readonly KUBE_PROXY_DAEMONSET?: string;
+    readonly KUBE_PROXY_CONFIGMAP?: string;
+    readonly KUBE_PROXY_BACKUP_CONFIGMAP: string;
+    readonly KUBE_PROXY_POD_SELECTOR?: string;
+    readonly POD_GONE_TIMEOUT?: number;
+}
+
+export interface KubeProxyRestoreEnv extends KubectlTarget {
+    readonly KUBE_PROXY_NAMESPACE?: string;
+    readonly KUBE_PROXY_DAEMONSET?: string;
+    readonly KUBE_PROXY_CONFIGMAP?: string;
+    readonly KUBE_PROXY_BACKUP_CONFIGMAP: string;
+    readonly ROLLOUT_TIMEOUT?: number;
+}
+
+export interface PostMigrationVerifyEnv extends KubectlTarget {
+    readonly CILIUM_NAMESPACE: string;
+    readonly CILIUM_DS?: string;
+    readonly AGENT_SELECTOR?: string;
+    readonly EXEC_TIMEOUT?: number;
+}
+
+/** The environment each cluster-side script reads (unset optional fields take the script's default). */
+export interface ClusterScriptEnv {
+    readonly "operator-prerequisites": OperatorPrerequisitesEnv;
+    readonly "cilium-values-snapshot": CiliumValuesSnapshotEnv;
+    readonly "cilium-values-restore": CiliumValuesRestoreEnv;
+    readonly "kpr-gate": KprGateEnv;
+    readonly "kube-proxy-remove": KubeProxyRemoveEnv;
+    readonly "kube-proxy-restore": KubeProxyRestoreEnv;
+    readonly "post-migration-verify": PostMigrationVerifyEnv;
+}
+
+/** Positional arguments of the node-side cleanup: the iptables backend kube-proxy used. */
+export type StaleRulesCleanupArgs = readonly [backend: "auto" | "nft" | "legacy"];
+
+/** Turns a typed script environment into the string map a process environment needs. */
+export function scriptEnvironment<N extends ClusterScriptName>(_name: N, env: ClusterScriptEnv[N]): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [key, value] of Object.entries(env) as [string, string | number | undefined][]) {
+        if (value !== undefined) out[key] = String(value);
+    }
+    return out;
+}

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# cilium-values-snapshot.sh
+#
+# Before this program first upgrades the Cilium release, records the values the operator had
+# set on it (`helm get values -o json`) in a ConfigMap next to the release, so that
+# `pulumi destroy` (cilium-values-restore.sh) can return Cilium to them even if the Pulumi
+# state is lost. If the release does not exist yet, that fact is recorded instead.
+# An existing snapshot is never overwritten: a re-run reports the stored one and exits 0.
+# The snapshot is created with `kubectl create`, so two concurrent runs cannot both write.
+#
+# Note: the values land in a ConfigMap (readable by whoever may read ConfigMaps in
+# CILIUM_NAMESPACE); keep secrets out of Helm values (use existing Secrets instead).
+#
+# Environment:
+#   KUBECONFIG, KUBECTL_CONTEXT (optional) which cluster; passed as --context / --kube-context.
+#   CILIUM_NAMESPACE    namespace of the Cilium release (required).
+#   CILIUM_RELEASE      Helm release name. Default cilium.
+#   SNAPSHOT_CONFIGMAP  name of the snapshot ConfigMap in CILIUM_NAMESPACE (required).
+# stdout: one JSON summary line (ok, configMap, created, releasePresent, chart). stderr: progress.
+set -euo pipefail
+
+readonly SCRIPT=cilium-values-snapshot
+log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
+fail() {
+    log "ERROR: $1"
+    jq -cn --arg error "$1" '{ok: false, error: $error}' || true
+    exit 1
+}
+need_name() {
+    [[ "${!1:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$1 must be a Kubernetes object name (got '${!1:-}')"
+}
+
+CILIUM_NAMESPACE="${CILIUM_NAMESPACE:-}"
+CILIUM_RELEASE="${CILIUM_RELEASE:-cilium}"
+SNAPSHOT_CONFIGMAP="${SNAPSHOT_CONFIGMAP:-}"
+need_name CILIUM_NAMESPACE
+need_name CILIUM_RELEASE
+need_name SNAPSHOT_CONFIGMAP
+
+kubectl_cmd=(kubectl)
+helm_cmd=(helm)
+if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then
+    kubectl_cmd+=(--context "$KUBECTL_CONTEXT")
+    helm_cmd+=(--kube-context "$KUBECTL_CONTEXT")
+fi
+kc() { "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
+hm() { "${helm_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
+
+workdir="$(mktemp -d)"
+trap 'rm -rf "$workdir"' EXIT
+
+report_existing() {
+    log "snapshot configmap/${SNAPSHOT_CONFIGMAP} already exists (taken $(jq -r '.data["taken-at"] // "at an unknown time"' "$1")); kept as is"
+    jq -c --arg name "$SNAPSHOT_CONFIGMAP" '{ok: true, configMap: $name, created: false,
+        releasePresent: (.data["release-present"] == "true"), chart: (.data.chart // null)}' "$1"
+}
+
+kc get configmap "$SNAPSHOT_CONFIGMAP" -o json --ignore-not-found >"$workdir/existing.json"
+if [[ -s "$workdir/existing.json" ]]; then
+    report_existing "$workdir/existing.json"
+    exit 0
+fi
+
+# helm list (all states) tells "absent" apart from "cannot ask"; helm status would not.
+hm list --all --max 0 --filter "^${CILIUM_RELEASE//./\\.}\$" -o json >"$workdir/releases.json"
+jq -c --arg name "$CILIUM_RELEASE" '[.[] | select(.name == $name)] | first // empty' \
+    "$workdir/releases.json" >"$workdir/release.json"
+
+if [[ -s "$workdir/release.json" ]]; then
+    present=true
+    chart="$(jq -r '.chart // ""' "$workdir/release.json")"
+    log "release ${CILIUM_RELEASE} (${chart}, $(jq -r '.status // "?"' "$workdir/release.json")) found; saving its values"
+    hm get values "$CILIUM_RELEASE" -o json >"$workdir/values.raw"
+    # A release without user values prints null.
+    jq -c 'if . == null then {} else . end' "$workdir/values.raw" >"$workdir/values.json"
+else
+    present=false
+    chart=""
+    log "release ${CILIUM_RELEASE} does not exist in ${CILIUM_NAMESPACE}; recording that (restore will leave Cilium alone)"
+    echo '{}' >"$workdir/values.json"
+fi
+
+jq -n --arg name "$SNAPSHOT_CONFIGMAP" --arg ns "$CILIUM_NAMESPACE" --arg release "$CILIUM_RELEASE" \
+    --arg present "$present" --arg chart "$chart" --arg taken "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    --rawfile values "$workdir/values.json" '{
+        apiVersion: "v1", kind: "ConfigMap",
+        metadata: {name: $name, namespace: $ns,
+            labels: {"app.kubernetes.io/managed-by": "cilium-kpr-migration"},
+            annotations: {"cilium-kpr-migration/purpose": "Helm values of the Cilium release before the kube-proxy replacement migration; read by cilium-values-restore.sh"}},
+        data: {release: $release, "release-present": $present, chart: $chart, "taken-at": $taken,
+               "values.json": ($values | rtrimstr("\n"))}}' >"$workdir/snapshot.json"
+
+if ! kc create -f "$workdir/snapshot.json" >&2 2>"$workdir/create.err"; then
+    # Lost a race with another run: the first snapshot wins.
+    kc get configmap "$SNAPSHOT_CONFIGMAP" -o json --ignore-not-found >"$workdir/existing.json"
+    if [[ -s "$workdir/existing.json" ]]; then
+        report_existing "$workdir/existing.json"
+        exit 0
+    fi
+    fail "could not create configmap/${SNAPSHOT_CONFIGMAP}: $(cat "$workdir/create.err")"
+fi
+
+log "snapshot saved in configmap/${SNAPSHOT_CONFIGMAP} (namespace ${CILIUM_NAMESPACE})"
+jq -cn --arg name "$SNAPSHOT_CONFIGMAP" --argjson present "$present" --arg chart "$chart" \
+    '{ok: true, configMap: $name, created: true, releasePresent: $present, chart: (if $chart == "" then null else $chart end)}'

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# kpr-gate.sh
+#
+# Proves that Cilium has taken over Service handling before kube-proxy may be removed.
+# Runs on the operator's machine. Fails (exit 1) unless, within the timeouts:
+#   - the agent DaemonSet and the operator Deployment have finished rolling out;
+#   - the number of agent pods equals the DaemonSet's desiredNumberScheduled (and is > 0);
+#   - EVERY agent reports, in `cilium-dbg status -o json` under "kube-proxy-replacement":
+#     mode "True", features.socketLB.enabled true and features.nodePort.enabled true.
+#     Cilium omits false booleans from that JSON, so an absent field counts as false.
+# On failure it names each pod (and node) and what it reported.
+#
+# Environment:
+#   KUBECONFIG, KUBECTL_CONTEXT (optional) which cluster; the context is passed as --context.
+#   CILIUM_NAMESPACE   namespace of the Cilium release (required).
+#   CILIUM_DS          agent DaemonSet. Default cilium.
+#   CILIUM_OPERATOR    operator Deployment. Default cilium-operator.
+#   AGENT_SELECTOR     label selector of agent pods. Default k8s-app=cilium.
+#   ROLLOUT_TIMEOUT    seconds to wait for each rollout. Default 300.
+#   EXEC_TIMEOUT       seconds allowed for each `kubectl exec`. Default 60.
+# stdout: one JSON summary line (ok, desired, pods[]). stderr: progress and findings.
+set -euo pipefail
+
+readonly SCRIPT=kpr-gate
+log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
+fail() {
+    log "ERROR: $1"
+    jq -cn --arg error "$1" '{ok: false, error: $error}' || true
+    exit 1
+}
+need_name() {
+    [[ "${!1:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$1 must be a Kubernetes object name (got '${!1:-}')"
+}
+need_seconds() {
+    [[ "${!1:-}" =~ ^[1-9][0-9]*$ ]] || fail "$1 must be a whole number of seconds (got '${!1:-}')"
+}
+
+CILIUM_NAMESPACE="${CILIUM_NAMESPACE:-}"
+CILIUM_DS="${CILIUM_DS:-cilium}"
+CILIUM_OPERATOR="${CILIUM_OPERATOR:-cilium-operator}"
+AGENT_SELECTOR="${AGENT_SELECTOR:-k8s-app=cilium}"
+ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-300}"
+EXEC_TIMEOUT="${EXEC_TIMEOUT:-60}"
+need_name CILIUM_NAMESPACE
+need_name CILIUM_DS
+need_name CILIUM_OPERATOR
+need_seconds ROLLOUT_TIMEOUT
+need_seconds EXEC_TIMEOUT
+[[ "$AGENT_SELECTOR" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "AGENT_SELECTOR must be key=value (got '${AGENT_SELECTOR}')"
+
+kubectl_cmd=(kubectl)
+if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then kubectl_cmd+=(--context "$KUBECTL_CONTEXT"); fi
+kc() { "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
+
+workdir="$(mktemp -d)"
+trap 'rm -rf "$workdir"' EXIT
+
+# `timeout` bounds the wait even if kubectl ignores its own --timeout (e.g. a hung connection).
+wait_rollout() {
+    log "waiting up to ${ROLLOUT_TIMEOUT}s for $1 to roll out"
+    if ! timeout "$((ROLLOUT_TIMEOUT + 30))" "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" \
+        rollout status "$1" --timeout="${ROLLOUT_TIMEOUT}s" >&2; then
+        fail "$1 in namespace ${CILIUM_NAMESPACE} did not finish rolling out within ${ROLLOUT_TIMEOUT}s; kube-proxy stays"
+    fi
+}
+wait_rollout "daemonset/${CILIUM_DS}"
+wait_rollout "deployment/${CILIUM_OPERATOR}"
+
+desired="$(kc get daemonset "$CILIUM_DS" -o json | jq '.status.desiredNumberScheduled // 0')"
+kc get pods -l "$AGENT_SELECTOR" -o json >"$workdir/pods.json"
+# Pods already being deleted (left over from the rollout) are not counted and not asked.
+jq -r '.items[] | select(.metadata.deletionTimestamp == null) | "\(.metadata.name) \(.spec.nodeName // "unscheduled")"' \
+    "$workdir/pods.json" >"$workdir/pods.txt"
+count="$(wc -l <"$workdir/pods.txt" | tr -d ' ')"
+if [[ "$desired" -eq 0 ]]; then fail "daemonset/${CILIUM_DS} schedules no pods; nothing proves Cilium serves Services"; fi
+if [[ "$count" -ne "$desired" ]]; then
+    fail "found ${count} agent pods (${AGENT_SELECTOR}) but daemonset/${CILIUM_DS} wants ${desired}; every node must be checked"
+fi
+
+: >"$workdir/results.jsonl"
+while read -r pod node; do
+    if ! timeout "$EXEC_TIMEOUT" "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" exec -c cilium-agent "$pod" -- \
+        cilium-dbg status -o json >"$workdir/status.json" 2>"$workdir/exec.err" </dev/null; then
+        reason="$(tail -n 1 "$workdir/exec.err")"
+        jq -cn --arg pod "$pod" --arg node "$node" --arg reason "cilium-dbg status failed: ${reason}" \
+            '{pod: $pod, node: $node, ok: false, problem: $reason}' >>"$workdir/results.jsonl"
+        continue
+    fi
+    if ! jq -c --arg pod "$pod" --arg node "$node" '
+        (if type == "object" then .["kube-proxy-replacement"] else null end) as $kpr
+        | {pod: $pod, node: $node,
+           mode: ($kpr.mode // "absent"),
+           socketLB: ($kpr.features.socketLB.enabled == true),
+           nodePort: ($kpr.features.nodePort.enabled == true)}
+        | .ok = (.mode == "True" and .socketLB and .nodePort)' \
+        "$workdir/status.json" >>"$workdir/results.jsonl" 2>/dev/null; then
+        jq -cn --arg pod "$pod" --arg node "$node" \
+            '{pod: $pod, node: $node, ok: false, problem: "cilium-dbg status did not print JSON"}' >>"$workdir/results.jsonl"
+    fi
+done <"$workdir/pods.txt"
+
+jq -r 'select(.ok | not)
+    | "pod \(.pod) on node \(.node): "
+      + (.problem // "kube-proxy-replacement mode=\(.mode), socketLB.enabled=\(.socketLB), nodePort.enabled=\(.nodePort)")' \
+    "$workdir/results.jsonl" >"$workdir/problems.txt"
+summary="$(jq -sc --argjson desired "$desired" '{ok: all(.[]; .ok), desired: $desired, pods: .}' "$workdir/results.jsonl")"
+if [[ -s "$workdir/problems.txt" ]]; then
+    while read -r line; do log "NOT READY: $line"; done <"$workdir/problems.txt"
+    log "ERROR: kube-proxy replacement is not active on every agent; kube-proxy stays"
+    printf '%s\n' "$summary"
+    exit 1
+fi
+log "all ${count} agents report kube-proxy replacement True with socketLB and nodePort enabled"
+printf '%s\n' "$summary"

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# kube-proxy-remove.sh
+#
+# Removes kube-proxy from the cluster, after kpr-gate.sh has passed. Runs on the operator's
+# machine. Before anything is deleted, the DaemonSet and ConfigMap are saved (stripped of
+# status and server-set fields) into a backup ConfigMap that kube-proxy-restore.sh reads;
+# the backup is read back and compared before the first delete. Both objects are deleted
+# (the ConfigMap too: kubeadm upgrades re-create kube-proxy from it), then the script waits
+# until no kube-proxy pod is left.
+#
+# Idempotent: with DaemonSet and ConfigMap both gone it changes nothing and says so. After a
+# partial run (say the DaemonSet deleted, the ConfigMap not) the backup keeps the copy of
+# whatever is already gone and only the objects still present are refreshed in it.
+#
+# Environment:
+#   KUBECONFIG, KUBECTL_CONTEXT (optional) which cluster; the context is passed as --context.
+#   KUBE_PROXY_NAMESPACE        Default kube-system.
+#   KUBE_PROXY_DAEMONSET        Default kube-proxy.
+#   KUBE_PROXY_CONFIGMAP        Default kube-proxy.
+#   KUBE_PROXY_BACKUP_CONFIGMAP backup ConfigMap, in KUBE_PROXY_NAMESPACE (required).
+#   KUBE_PROXY_POD_SELECTOR     label selector of kube-proxy pods. Default k8s-app=kube-proxy.
+#   POD_GONE_TIMEOUT            seconds to wait for the pods to disappear. Default 180.
+# stdout: one JSON summary line (ok, changed, backupConfigMap, deleted[]). stderr: progress.
+set -euo pipefail
+
+readonly SCRIPT=kube-proxy-remove
+log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
+fail() {
+    log "ERROR: $1"
+    jq -cn --arg error "$1" '{ok: false, error: $error}' || true
+    exit 1
+}
+need_name() {
+    [[ "${!1:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$1 must be a Kubernetes object name (got '${!1:-}')"
+}
+
+KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
+KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
+KUBE_PROXY_CONFIGMAP="${KUBE_PROXY_CONFIGMAP:-kube-proxy}"
+KUBE_PROXY_BACKUP_CONFIGMAP="${KUBE_PROXY_BACKUP_CONFIGMAP:-}"
+KUBE_PROXY_POD_SELECTOR="${KUBE_PROXY_POD_SELECTOR:-k8s-app=kube-proxy}"
+POD_GONE_TIMEOUT="${POD_GONE_TIMEOUT:-180}"
+need_name KUBE_PROXY_NAMESPACE
+need_name KUBE_PROXY_DAEMONSET
+need_name KUBE_PROXY_CONFIGMAP
+need_name KUBE_PROXY_BACKUP_CONFIGMAP
+[[ "$KUBE_PROXY_POD_SELECTOR" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "KUBE_PROXY_POD_SELECTOR must be key=value"
+[[ "$POD_GONE_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "POD_GONE_TIMEOUT must be a whole number of seconds"
+if [[ "$KUBE_PROXY_BACKUP_CONFIGMAP" == "$KUBE_PROXY_CONFIGMAP" ]]; then
+    fail "KUBE_PROXY_BACKUP_CONFIGMAP must differ from KUBE_PROXY_CONFIGMAP"
+fi
+
+kubectl_cmd=(kubectl)
+if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then kubectl_cmd+=(--context "$KUBECTL_CONTEXT"); fi
+kc() { "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
+
+workdir="$(mktemp -d)"
+trap 'rm -rf "$workdir"' EXIT
+
+# Fields the API server sets; recreating an object with them fails or misleads.
+readonly STRIP='
+    del(.status)
+    | del(.metadata.uid, .metadata.resourceVersion, .metadata.creationTimestamp,
+          .metadata.generation, .metadata.managedFields, .metadata.selfLink,
+          .metadata.deletionTimestamp, .metadata.deletionGracePeriodSeconds,
+          .metadata.ownerReferences)
+    | del(.metadata.annotations["deprecated.daemonset.template.generation"])
+    | if (.metadata.annotations // {}) == {} then del(.metadata.annotations) else . end
+    | if .spec.template.metadata? then del(.spec.template.metadata.creationTimestamp) else . end'
+
+# --ignore-not-found: an absent object prints nothing, any other error still fails.
+kc get daemonset "$KUBE_PROXY_DAEMONSET" -o json --ignore-not-found >"$workdir/ds.live"
+kc get configmap "$KUBE_PROXY_CONFIGMAP" -o json --ignore-not-found >"$workdir/cm.live"
+kc get configmap "$KUBE_PROXY_BACKUP_CONFIGMAP" -o json --ignore-not-found >"$workdir/backup.live"
+
+wait_for_pods_gone() {
+    local deadline=$((SECONDS + POD_GONE_TIMEOUT)) remaining
+    while true; do
+        remaining="$(kc get pods -l "$KUBE_PROXY_POD_SELECTOR" -o name | wc -l | tr -d ' ')"
+        if [[ "$remaining" -eq 0 ]]; then return 0; fi
+        if ((SECONDS >= deadline)); then
+            fail "${remaining} kube-proxy pods (${KUBE_PROXY_POD_SELECTOR}) still exist after ${POD_GONE_TIMEOUT}s"
+        fi
+        log "waiting for ${remaining} kube-proxy pods to terminate"
+        sleep 2
+    done
+}
+
+if [[ ! -s "$workdir/ds.live" && ! -s "$workdir/cm.live" ]]; then
+    backup_note="no backup"
+    if [[ -s "$workdir/backup.live" ]]; then backup_note="backup ${KUBE_PROXY_BACKUP_CONFIGMAP} kept"; fi
+    log "daemonset/${KUBE_PROXY_DAEMONSET} and configmap/${KUBE_PROXY_CONFIGMAP} are already absent; nothing changed (${backup_note})"
+    wait_for_pods_gone
+    jq -cn --arg backup "$KUBE_PROXY_BACKUP_CONFIGMAP" --argjson kept "$([[ -s "$workdir/backup.live" ]] && echo true || echo false)" \
+        '{ok: true, changed: false, backupConfigMap: (if $kept then $backup else null end), deleted: []}'
+    exit 0
+fi
+
+# The backup's data: what an earlier partial run saved, refreshed with every object still present.
+if [[ -s "$workdir/backup.live" ]]; then
+    jq '.data // {}' "$workdir/backup.live" >"$workdir/data.json"
+else
+    echo '{}' >"$workdir/data.json"
+fi
+if [[ -s "$workdir/ds.live" ]]; then
+    jq -c "$STRIP" "$workdir/ds.live" >"$workdir/ds.stripped"
+    jq --rawfile ds "$workdir/ds.stripped" '.["daemonset.json"] = ($ds | rtrimstr("\n"))' "$workdir/data.json" >"$workdir/data.next"
+    mv "$workdir/data.next" "$workdir/data.json"
+fi
+if [[ -s "$workdir/cm.live" ]]; then
+    jq -c "$STRIP" "$workdir/cm.live" >"$workdir/cm.stripped"
+    jq --rawfile cm "$workdir/cm.stripped" '.["configmap.json"] = ($cm | rtrimstr("\n"))' "$workdir/data.json" >"$workdir/data.next"
+    mv "$workdir/data.next" "$workdir/data.json"
+fi
+jq -e 'has("daemonset.json")' "$workdir/data.json" >/dev/null \
+    || fail "the backup would hold no copy of daemonset/${KUBE_PROXY_DAEMONSET}; refusing to delete anything"
+
+jq -n --arg name "$KUBE_PROXY_BACKUP_CONFIGMAP" --arg ns "$KUBE_PROXY_NAMESPACE" \
+    --arg taken "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --slurpfile data "$workdir/data.json" '{
+        apiVersion: "v1", kind: "ConfigMap",
+        metadata: {name: $name, namespace: $ns,
+            labels: {"app.kubernetes.io/managed-by": "cilium-kpr-migration"},
+            annotations: {"cilium-kpr-migration/purpose": "kube-proxy as it was before Cilium replaced it; read by kube-proxy-restore.sh",
+                          "cilium-kpr-migration/taken-at": $taken}},
+        data: $data[0]}' >"$workdir/backup.json"
+if [[ -s "$workdir/backup.live" ]]; then
+    log "refreshing backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP}"
+    kc replace -f "$workdir/backup.json" >&2
+else
+    log "writing backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP}"
+    kc create -f "$workdir/backup.json" >&2
+fi
+
+kc get configmap "$KUBE_PROXY_BACKUP_CONFIGMAP" -o json | jq -S '.data' >"$workdir/backup.readback"
+if ! jq -S . "$workdir/data.json" | cmp -s - "$workdir/backup.readback"; then
+    fail "backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP} does not read back as written; nothing deleted"
+fi
+
+deleted=()
+if [[ -s "$workdir/ds.live" ]]; then
+    log "deleting daemonset/${KUBE_PROXY_DAEMONSET}"
+    kc delete daemonset "$KUBE_PROXY_DAEMONSET" --ignore-not-found --timeout="${POD_GONE_TIMEOUT}s" >&2
+    deleted+=("daemonset/${KUBE_PROXY_DAEMONSET}")
+fi
+if [[ -s "$workdir/cm.live" ]]; then
+    log "deleting configmap/${KUBE_PROXY_CONFIGMAP}"
+    kc delete configmap "$KUBE_PROXY_CONFIGMAP" --ignore-not-found --timeout="${POD_GONE_TIMEOUT}s" >&2
+    deleted+=("configmap/${KUBE_PROXY_CONFIGMAP}")
+fi
+wait_for_pods_gone
+
+log "kube-proxy removed; backup in configmap/${KUBE_PROXY_BACKUP_CONFIGMAP} (namespace ${KUBE_PROXY_NAMESPACE})"
+printf '%s\n' "${deleted[@]}" | jq -R . | jq -sc --arg backup "$KUBE_PROXY_BACKUP_CONFIGMAP" \
+    '{ok: true, changed: true, backupConfigMap: $backup, deleted: .}'

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# kube-proxy-restore.sh
+#
+# The undo of kube-proxy-remove.sh (runs on `pulumi destroy`, on the operator's machine):
+# recreates kube-proxy's ConfigMap and DaemonSet from the backup ConfigMap, waits until the
+# DaemonSet has rolled out, and only then deletes the backup.
+# If the DaemonSet is already present and rolled out it says so and exits 0 (a leftover
+# backup is deleted). Without a DaemonSet and without a backup it fails with a clear error.
+#
+# Environment:
+#   KUBECONFIG, KUBECTL_CONTEXT (optional) which cluster; the context is passed as --context.
+#   KUBE_PROXY_NAMESPACE        Default kube-system.
+#   KUBE_PROXY_DAEMONSET        Default kube-proxy.
+#   KUBE_PROXY_CONFIGMAP        Default kube-proxy.
+#   KUBE_PROXY_BACKUP_CONFIGMAP backup ConfigMap written by kube-proxy-remove.sh (required).
+#   ROLLOUT_TIMEOUT             seconds to wait for the DaemonSet to roll out. Default 300.
+# stdout: one JSON summary line (ok, recreated[], backupDeleted). stderr: progress.
+set -euo pipefail
+
+readonly SCRIPT=kube-proxy-restore
+log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
+fail() {
+    log "ERROR: $1"
+    jq -cn --arg error "$1" '{ok: false, error: $error}' || true
+    exit 1
+}
+need_name() {
+    [[ "${!1:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$1 must be a Kubernetes object name (got '${!1:-}')"
+}
+
+KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
+KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
+KUBE_PROXY_CONFIGMAP="${KUBE_PROXY_CONFIGMAP:-kube-proxy}"
+KUBE_PROXY_BACKUP_CONFIGMAP="${KUBE_PROXY_BACKUP_CONFIGMAP:-}"
+ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-300}"
+need_name KUBE_PROXY_NAMESPACE
+need_name KUBE_PROXY_DAEMONSET
+need_name KUBE_PROXY_CONFIGMAP
+need_name KUBE_PROXY_BACKUP_CONFIGMAP
+[[ "$ROLLOUT_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "ROLLOUT_TIMEOUT must be a whole number of seconds"
+
+kubectl_cmd=(kubectl)
+if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then kubectl_cmd+=(--context "$KUBECTL_CONTEXT"); fi
+kc() { "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
+
+workdir="$(mktemp -d)"
+trap 'rm -rf "$workdir"' EXIT
+
+kc get daemonset "$KUBE_PROXY_DAEMONSET" -o json --ignore-not-found >"$workdir/ds.live"
+kc get configmap "$KUBE_PROXY_CONFIGMAP" -o json --ignore-not-found >"$workdir/cm.live"
+kc get configmap "$KUBE_PROXY_BACKUP_CONFIGMAP" -o json --ignore-not-found >"$workdir/backup.live"
+
+rolled_out() {
+    jq -e '.status as $s | ($s.desiredNumberScheduled // 0) > 0
+        and ($s.numberReady // 0) == $s.desiredNumberScheduled
+        and ($s.updatedNumberScheduled // 0) == $s.desiredNumberScheduled
+        and ($s.observedGeneration // 0) >= (.metadata.generation // 0)' "$1" >/dev/null
+}
+
+delete_backup() {
+    if [[ -s "$workdir/backup.live" ]]; then
+        log "deleting backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP}"
+        kc delete configmap "$KUBE_PROXY_BACKUP_CONFIGMAP" --ignore-not-found >&2
+        backup_deleted=true
+    fi
+}
+backup_deleted=false
+
+if [[ -s "$workdir/ds.live" && -s "$workdir/cm.live" ]] && rolled_out "$workdir/ds.live"; then
+    log "daemonset/${KUBE_PROXY_DAEMONSET} is already present and rolled out; nothing to restore"
+    delete_backup
+    jq -cn --argjson deleted "$backup_deleted" '{ok: true, recreated: [], backupDeleted: $deleted}'
+    exit 0
+fi
+
+if [[ ! -s "$workdir/backup.live" ]]; then
+    if [[ ! -s "$workdir/ds.live" ]]; then
+        fail "daemonset/${KUBE_PROXY_DAEMONSET} is absent and there is no backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP} in ${KUBE_PROXY_NAMESPACE}; recreate kube-proxy by hand (kubeadm init phase addon kube-proxy) before turning kube-proxy replacement off"
+    fi
+    if [[ ! -s "$workdir/cm.live" ]]; then
+        fail "configmap/${KUBE_PROXY_CONFIGMAP} is absent and there is no backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP}"
+    fi
+fi
+
+# Recreates KIND from the backup's KEY when it is absent. The ConfigMap goes first: the pods mount it.
+recreated=()
+recreate() {
+    local kind="$1" name="$2" key="$3" live="$4"
+    if [[ -s "$live" ]]; then return 0; fi
+    jq -e --arg key "$key" '.data[$key] // empty' "$workdir/backup.live" >/dev/null \
+        || fail "backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP} has no ${key}; cannot recreate ${kind}/${name}"
+    jq -r --arg key "$key" '.data[$key]' "$workdir/backup.live" >"$workdir/${key}"
+    jq -e --arg kind "$kind" --arg name "$name" '(.kind | ascii_downcase) == $kind and .metadata.name == $name' \
+        "$workdir/${key}" >/dev/null || fail "backup ${key} does not hold ${kind}/${name}"
+    log "recreating ${kind}/${name} from the backup"
+    kc create -f "$workdir/${key}" >&2
+    recreated+=("${kind}/${name}")
+}
+recreate configmap "$KUBE_PROXY_CONFIGMAP" configmap.json "$workdir/cm.live"
+recreate daemonset "$KUBE_PROXY_DAEMONSET" daemonset.json "$workdir/ds.live"
+
+log "waiting up to ${ROLLOUT_TIMEOUT}s for daemonset/${KUBE_PROXY_DAEMONSET} to roll out"
+if ! timeout "$((ROLLOUT_TIMEOUT + 30))" "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" \
+    rollout status "daemonset/${KUBE_PROXY_DAEMONSET}" --timeout="${ROLLOUT_TIMEOUT}s" >&2; then
+    fail "daemonset/${KUBE_PROXY_DAEMONSET} did not roll out within ${ROLLOUT_TIMEOUT}s; backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP} kept"
+fi
+delete_backup
+
+log "kube-proxy is serving again"
+printf '%s\n' "${recreated[@]}" | jq -R 'select(. != "")' | jq -sc --argjson deleted "$backup_deleted" \
+    '{ok: true, recreated: ., backupDeleted: $deleted}'

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# post-migration-verify.sh
+#
+# After kube-proxy is gone: every Cilium agent must list the `kubernetes` Service (namespace
+# default) at each of its ClusterIPs on its https port, i.e. every node's eBPF load balancer
+# serves the API server. Runs on the operator's machine; changes nothing.
+#
+# Environment:
+#   KUBECONFIG, KUBECTL_CONTEXT (optional) which cluster; the context is passed as --context.
+#   CILIUM_NAMESPACE   namespace of the Cilium agents (required).
+#   CILIUM_DS          agent DaemonSet. Default cilium.
+#   AGENT_SELECTOR     label selector of agent pods. Default k8s-app=cilium.
+#   EXEC_TIMEOUT       seconds allowed for each `kubectl exec`. Default 60.
+# stdout: one JSON summary line (ok, frontends, pods[]). stderr: progress and findings.
+set -euo pipefail
+
+readonly SCRIPT=post-migration-verify
+log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
+fail() {
+    log "ERROR: $1"
+    jq -cn --arg error "$1" '{ok: false, error: $error}' || true
+    exit 1
+}
+need_name() {
+    [[ "${!1:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$1 must be a Kubernetes object name (got '${!1:-}')"
+}
+
+CILIUM_NAMESPACE="${CILIUM_NAMESPACE:-}"
+CILIUM_DS="${CILIUM_DS:-cilium}"
+AGENT_SELECTOR="${AGENT_SELECTOR:-k8s-app=cilium}"
+EXEC_TIMEOUT="${EXEC_TIMEOUT:-60}"
+need_name CILIUM_NAMESPACE
+need_name CILIUM_DS
+[[ "$AGENT_SELECTOR" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "AGENT_SELECTOR must be key=value (got '${AGENT_SELECTOR}')"
+[[ "$EXEC_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "EXEC_TIMEOUT must be a whole number of seconds"
+
+kubectl_cmd=(kubectl)
+if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then kubectl_cmd+=(--context "$KUBECTL_CONTEXT"); fi
+
+workdir="$(mktemp -d)"
+trap 'rm -rf "$workdir"' EXIT
+
+"${kubectl_cmd[@]}" -n default get service kubernetes -o json >"$workdir/service.json"
+# Dual-stack clusters list one ClusterIP per family; every one must be served.
+jq -c '(.spec.clusterIPs // [.spec.clusterIP]) as $ips
+    | ([.spec.ports[]? | select(.name == "https") | .port] + [.spec.ports[0].port // 443] | first) as $port
+    | [$ips[] | select(. != null and . != "None") | {ip: ., port: $port}]' \
+    "$workdir/service.json" >"$workdir/frontends.json"
+[[ "$(jq 'length' "$workdir/frontends.json")" -gt 0 ]] || fail "service default/kubernetes has no ClusterIP"
+log "expecting frontends $(jq -r 'map("\(.ip):\(.port)") | join(", ")' "$workdir/frontends.json") in every agent"
+
+desired="$("${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" get daemonset "$CILIUM_DS" -o json | jq '.status.desiredNumberScheduled // 0')"
+"${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" get pods -l "$AGENT_SELECTOR" -o json \
+    | jq -r '.items[] | select(.metadata.deletionTimestamp == null) | "\(.metadata.name) \(.spec.nodeName // "unscheduled")"' \
+        >"$workdir/pods.txt"
+count="$(wc -l <"$workdir/pods.txt" | tr -d ' ')"
+if [[ "$desired" -eq 0 || "$count" -ne "$desired" ]]; then
+    fail "found ${count} agent pods but daemonset/${CILIUM_DS} wants ${desired}; every node must be checked"
+fi
+
+: >"$workdir/results.jsonl"
+while read -r pod node; do
+    if ! timeout "$EXEC_TIMEOUT" "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" exec -c cilium-agent "$pod" -- \
+        cilium-dbg service list -o json >"$workdir/services.json" 2>"$workdir/exec.err" </dev/null; then
+        jq -cn --arg pod "$pod" --arg node "$node" --arg reason "cilium-dbg service list failed: $(tail -n 1 "$workdir/exec.err")" \
+            '{pod: $pod, node: $node, ok: false, problem: $reason}' >>"$workdir/results.jsonl"
+        continue
+    fi
+    if ! jq -c --arg pod "$pod" --arg node "$node" --slurpfile want "$workdir/frontends.json" '
+        [.[]? | .spec["frontend-address"]? // empty | {ip, port}] as $have
+        | [$want[0][] | select(. as $w | $have | index([$w]) | not) | "\(.ip):\(.port)"] as $missing
+        | {pod: $pod, node: $node, services: ($have | length), missing: $missing, ok: ($missing == [])}' \
+        "$workdir/services.json" >>"$workdir/results.jsonl" 2>/dev/null; then
+        jq -cn --arg pod "$pod" --arg node "$node" \
+            '{pod: $pod, node: $node, ok: false, problem: "cilium-dbg service list did not print a JSON list"}' >>"$workdir/results.jsonl"
+    fi
+done <"$workdir/pods.txt"
+
+summary="$(jq -sc --slurpfile f "$workdir/frontends.json" '{ok: all(.[]; .ok), frontends: $f[0], pods: .}' "$workdir/results.jsonl")"
+jq -r 'select(.ok | not) | "pod \(.pod) on node \(.node): " + (.problem // "does not serve \(.missing | join(", ")) (lists \(.services) services)")' \
+    "$workdir/results.jsonl" >"$workdir/problems.txt"
+if [[ -s "$workdir/problems.txt" ]]; then
+    while read -r line; do log "NOT SERVED: $line"; done <"$workdir/problems.txt"
+    printf '%s\n' "$summary"
+    exit 1
+fi
+log "all ${count} agents serve the kubernetes Service"
+printf '%s\n' "$summary"
