@@ -7,6 +7,7 @@ import { clusterCommand } from "./commands/clusterCommand";
 import { kprGate, kubeProxyRemoval } from "./kubeproxy/kubeProxyMigration";
 import { staleRuleCleanup } from "./kubeproxy/staleRuleCleanup";
 import { STEP, TYPE } from "./resourceNames";
+import { NodeTproxy } from "./tproxy/nodeTproxy";
 
 /**
  * The whole migration as one resource graph (see ../shared/design.md):
@@ -20,6 +21,7 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
     readonly kprGate?: command.local.Command;
     readonly kubeProxyRemoval?: command.local.Command;
     readonly staleRuleCleanups: command.remote.Command[] = [];
+    readonly nodeTproxies: NodeTproxy[] = [];
 
     constructor(name: string, stack: StackConfig, opts?: pulumi.ComponentResourceOptions) {
         super(TYPE.migration, name, {}, opts);
@@ -50,6 +52,24 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
             for (const node of config.nodes) {
                 this.staleRuleCleanups.push(staleRuleCleanup(node, config.cluster, sshPrivateKey, { ...child, dependsOn: [this.kubeProxyRemoval] }));
             }
+        }
+
+        if (config.tproxy.enabled) {
+            // Nodes change `nodeConcurrency` at a time (default one): each waits for the node
+            // `nodeConcurrency` places before it to be confirmed reachable, so a bad change stops early.
+            config.nodes.forEach((node, i) => {
+                const cleanup = this.staleRuleCleanups[i];
+                const previous = this.nodeTproxies[i - config.tproxy.nodeConcurrency];
+                this.nodeTproxies.push(new NodeTproxy(STEP.nodeTproxy(node.name), {
+                    config,
+                    node,
+                    privateKey: sshPrivateKey,
+                    dependsOn: [
+                        ...(cleanup ? [cleanup] : [this.cilium.release]),
+                        ...(previous ? [previous.confirm] : []),
+                    ],
+                }, child));
+            });
         }
 
         this.registerOutputs({ ciliumValues: this.cilium.values });

@@ -5,6 +5,8 @@ import * as YAML from "yaml";
 import { creationOrder, recordProgram, type RecordedResource } from "./mockRuntime";
 import { readStackFile } from "./stackFile";
 import { describeStep } from "./planSteps";
+import { validateStackConfig } from "../components/config/validate";
+import { nodeKeepalivedSnippet, nodeTproxyBundle } from "../components/tproxy/nodeTproxyBundle";
 
 /**
  * The offline plan: runs the real program (index.ts) under Pulumi's mock runtime with
@@ -59,6 +61,8 @@ async function main(): Promise<number> {
         }
     }
 
+    writeNodeFiles(outDir, stack.project, stack.config);
+
     process.stdout.write(`Migration plan for stack ${values.stack} (${ordered.filter((r) => r.custom).length} resources), in order:\n`);
     let step = 0;
     for (const r of ordered) {
@@ -67,6 +71,25 @@ async function main(): Promise<number> {
     }
     process.stdout.write(`\nWritten to ${path.relative(process.cwd(), outDir) || "."}/\n`);
     return 0;
+}
+
+/** Every file pushed to each node, under nodes/<node>/<absolute path>, plus the keepalived snippet. */
+function writeNodeFiles(outDir: string, project: string, config: Readonly<Record<string, string>>): void {
+    const parse = (key: string): unknown => config[key] === undefined ? undefined : JSON.parse(config[key]!);
+    const result = validateStackConfig(project, {
+        cluster: parse("cluster"), cilium: parse("cilium"), tproxy: parse("tproxy"), nodes: parse("nodes"),
+        hasSshPrivateKey: config.sshPrivateKey !== undefined,
+    });
+    if (!result.ok || !result.config.tproxy.enabled) return;
+    for (const node of result.config.nodes) {
+        const dir = path.join(outDir, "nodes", node.name);
+        for (const file of nodeTproxyBundle(result.config, node).files) {
+            const target = path.join(dir, file.path);
+            mkdirSync(path.dirname(target), { recursive: true });
+            writeFileSync(target, file.content, { mode: parseInt(file.mode, 8) & 0o755 });
+        }
+        writeFileSync(path.join(dir, "keepalived-snippet.conf"), nodeKeepalivedSnippet(result.config, node));
+    }
 }
 
 /** The URN Pulumi gives a resource: the types of its ancestors, then its own type and name. */

@@ -1,0 +1,52 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import type { MigrationConfig } from "../config/validate";
+import type { NodeConfig } from "../config/schema";
+import { nodeConnection } from "../commands/nodeConnection";
+import { STEP, TYPE } from "../resourceNames";
+import { nodeTproxyBundle } from "./nodeTproxyBundle";
+import { applyCommand, confirmCommand, deleteCommand, remoteSettings } from "./remoteScript";
+
+export interface NodeTproxyArgs {
+    readonly config: MigrationConfig;
+    readonly node: NodeConfig;
+    readonly privateKey: pulumi.Output<string>;
+    /** What must be done first (stale-rule cleanup on this node, the previous node's confirm). */
+    readonly dependsOn: pulumi.Resource[];
+}
+
+/**
+ * The tproxy artifacts on one node: nftables table, policy routes with their boot unit, and the
+ * keepalived notify script. Apply arms a self-revert; confirm, over a fresh SSH connection, disarms it.
+ * Every artifact is in the command text, so `pulumi preview` shows it; delete restores the node.
+ */
+export class NodeTproxy extends pulumi.ComponentResource {
+    readonly apply: command.remote.Command;
+    /** Done once the node proved reachable after the change; the next node waits for it. */
+    readonly confirm: command.remote.Command;
+
+    constructor(name: string, args: NodeTproxyArgs, opts?: pulumi.ComponentResourceOptions) {
+        super(TYPE.nodeTproxy, name, {}, opts);
+        const { config, node } = args;
+        const bundle = nodeTproxyBundle(config, node);
+        const settings = remoteSettings(config.tproxy);
+        const connection = nodeConnection(node, args.privateKey);
+
+        this.apply = new command.remote.Command(STEP.tproxyApply(node.name), {
+            connection,
+            create: applyCommand(bundle, settings),
+            delete: deleteCommand(bundle, settings),
+            addPreviousOutputInEnv: false,
+        }, { parent: this, dependsOn: args.dependsOn });
+
+        this.confirm = new command.remote.Command(STEP.tproxyConfirm(node.name), {
+            connection,
+            create: confirmCommand(bundle, settings),
+            // Re-confirm whenever the apply ran again.
+            triggers: [this.apply.create],
+            addPreviousOutputInEnv: false,
+        }, { parent: this, dependsOn: [this.apply] });
+
+        this.registerOutputs({});
+    }
+}
