@@ -1,0 +1,99 @@
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import type { NodeConfig } from "../config/schema";
+import type { MigrationConfig } from "../config/validate";
+import { markText, policyRouteSpec } from "../tproxy/policyRoutes";
+
+/*
+ * Inputs of the two preflight scripts, as pure functions of the validated config.
+ * node-preflight.sh takes positional arguments (sshd's AcceptEnv is not needed);
+ * operator-preflight.sh runs locally and takes environment variables.
+ */
+
+export const PREFLIGHT_SCRIPTS_DIR = path.join(__dirname, "scripts");
+export const NODE_PREFLIGHT_SCRIPT = path.join(PREFLIGHT_SCRIPTS_DIR, "node-preflight.sh");
+export const OPERATOR_PREFLIGHT_SCRIPT = path.join(PREFLIGHT_SCRIPTS_DIR, "operator-preflight.sh");
+
+/** NODE TPROXY MARK TABLE PRIORITY FAMILIES IPTABLES_BACKEND, in the order node-preflight.sh reads them. */
+export type NodePreflightArgs = readonly [
+    node: string,
+    tproxy: "0" | "1",
+    mark: string,
+    table: string,
+    priority: string,
+    families: string,
+    iptablesBackend: "auto" | "nft" | "legacy",
+];
+
+export function nodePreflightArgs(config: MigrationConfig, node: NodeConfig): NodePreflightArgs {
+    const { tproxy } = config;
+    const families = policyRouteSpec(tproxy).families;
+    return [
+        node.name,
+        tproxy.enabled ? "1" : "0",
+        markText(tproxy.mark),
+        String(tproxy.routeTable),
+        String(tproxy.rulePriority),
+        tproxy.enabled && families.length > 0 ? [...families].sort().join(",") : "none",
+        config.cluster.kubeProxy.iptablesBackend,
+    ];
+}
+
+/** The environment of operator-preflight.sh (only non-secret values; the kubeconfig is a path). */
+export function operatorPreflightEnv(config: MigrationConfig): Readonly<Record<string, string>> {
+    const { cluster, cilium, tproxy } = config;
+    // The tproxy VIPs are the addresses keepalived holds, whether or not the proxy itself is on.
+    const vips = [tproxy.vip4, tproxy.vip6].filter((v): v is string => v !== undefined);
+    const env: Record<string, string> = {
+        CILIUM_VERSION: cilium.chartVersion,
+        KUBE_PROXY_NAMESPACE: cluster.kubeProxy.namespace,
+        KUBE_PROXY_DAEMONSET: cluster.kubeProxy.daemonSet,
+        KUBE_PROXY_CONFIGMAP: cluster.kubeProxy.configMap,
+        KEEPALIVED_VIPS: vips.join(","),
+        K8S_SERVICE_HOST: cilium.k8sServiceHost ?? "",
+        NEEDS_HELM: "1",
+    };
+    if (cluster.kubeconfig !== undefined) env["KUBECONFIG"] = cluster.kubeconfig;
+    if (cluster.context !== undefined) env["KUBECTL_CONTEXT"] = cluster.context;
+    return env;
+}
+
+/** The operator preflight as a local.Command `create`: the script path, run with bash. */
+export function operatorPreflightCommand(): string {
+    return `bash ${OPERATOR_PREFLIGHT_SCRIPT}`;
+}
+
+/** The text of node-preflight.sh exactly as committed. */
+export function nodePreflightScript(): string {
+    return readFileSync(NODE_PREFLIGHT_SCRIPT, "utf8");
+}
+
+const NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const HEREDOC_END = "CKPR_NODE_PREFLIGHT_EOF";
+
+/**
+ * The node preflight as a remote.Command `create`: a POSIX sh program (sshd runs it through the
+ * login shell) that writes the script to a private temp file, runs it as root (sudo -n when the
+ * SSH user is not root) with a fixed PATH, and removes the file. Everything is visible in
+ * `pulumi preview`; nothing here is secret. Its exit status is the script's.
+ */
+export function nodePreflightCommand(config: MigrationConfig, node: NodeConfig, script: string = nodePreflightScript()): string {
+    if (script.split("\n").includes(HEREDOC_END)) throw new Error(`node-preflight.sh contains the heredoc terminator ${HEREDOC_END}`);
+    const args = nodePreflightArgs(config, node).map((word) => {
+        if (!/^[A-Za-z0-9_.,:-]+$/.test(word)) throw new Error(`refusing to pass ${JSON.stringify(word)} to node-preflight.sh`);
+        return `'${word}'`;
+    });
+    const body = script.endsWith("\n") ? script : `${script}\n`;
+    return [
+        `# cilium-kpr preflight for node ${node.name} (reads only; changes nothing)`,
+        "set -eu",
+        "umask 077",
+        `ckpr_script=$(mktemp "\${TMPDIR:-/tmp}/ckpr-preflight.XXXXXXXX")`,
+        `trap 'rm -f "$ckpr_script"' EXIT`,
+        `cat >"$ckpr_script" <<'${HEREDOC_END}'`,
+        `${body}${HEREDOC_END}`,
+        `if [ "$(id -u)" -eq 0 ]; then ckpr_sudo=; else ckpr_sudo="sudo -n"; fi`,
+        `$ckpr_sudo env PATH=${NODE_PATH} bash "$ckpr_script" ${args.join(" ")} </dev/null`,
+        "",
+    ].join("\n");
+}

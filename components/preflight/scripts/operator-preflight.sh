@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# operator-preflight.sh
+#
+# Runs on the operator's machine first in the graph, before the Helm release changes anything,
+# and changes nothing itself (only `kubectl get`/`version` and `helm version`). It refuses a
+# migration that is known to break and warns about one that is known to surprise.
+#
+# Environment:
+#   KUBECONFIG            (optional) standard kubectl variable.
+#   KUBECTL_CONTEXT       (optional) kubeconfig context, passed as --context.
+#   CILIUM_VERSION        (required) the Cilium chart version the migration installs, e.g. 1.19.0.
+#   KUBE_PROXY_NAMESPACE  (optional) default kube-system.
+#   KUBE_PROXY_DAEMONSET  (optional) default kube-proxy.
+#   KUBE_PROXY_CONFIGMAP  (optional) default kube-proxy.
+#   KEEPALIVED_VIPS       (optional) comma list of the VIPs keepalived holds on the nodes
+#                         (the tproxy VIPs), e.g. 172.25.4.1,2001:db8::1.
+#   K8S_SERVICE_HOST      (optional) Cilium's k8sServiceHost, for the report.
+#   NEEDS_HELM            (optional) 1 (default) when helm must be present, else 0.
+#   REQUEST_TIMEOUT       (optional) seconds allowed for each API request. Default 15.
+#
+# stdout: one JSON line {"ok":..,"failures":[{"check","message"}],"warnings":[..],...}
+# stderr: human-readable lines. Exit 0 when nothing failed (warnings allowed), 1 when any check
+# failed (all are listed), 2 on bad environment values.
+#
+# Checks (failure names in brackets):
+#   kubectl, jq (and helm) on PATH                                        [tools]
+#   the context exists and its API server answers and is ready            [kube-context] [cluster-unreachable] [cluster-not-ready]
+#   kube-proxy's mode: the ConfigMap's config.conf `mode:` (empty = iptables), else the
+#   DaemonSet's --proxy-mode flag; unknown or unreadable is refused         [kube-proxy-mode]
+#   IPVS mode with Cilium 1.19.0 or 1.19.1 (pre-releases included) is refused: agents hang
+#   in Init, cilium/cilium#44464                                          [ipvs-cilium-44464]
+#   kube-proxy already gone (no DaemonSet, no ConfigMap) is reported, not a failure.
+#
+# Warning "nodeport-on-vip" (cilium/cilium#37691: with KPR, NodePorts are not served on a
+# keepalived VIP). Condition: KEEPALIVED_VIPS is not empty AND some Service allocates node
+# ports (type NodePort, or LoadBalancer without allocateLoadBalancerNodePorts: false). Such a
+# NodePort answers on node addresses but not on the VIP after the migration.
+# K8S_SERVICE_HOST being one of the VIPs is reported (apiServerOnVip) but is not itself a
+# warning: the agents reach the API server's host socket on the VIP, which is no NodePort.
+set -euo pipefail
+
+readonly IPVS_ISSUE="cilium/cilium#44464"
+readonly NODEPORT_VIP_ISSUE="cilium/cilium#37691"
+
+bad_env() { echo "operator-preflight: $1" >&2; exit 2; }
+
+CILIUM_VERSION="${CILIUM_VERSION:-}"
+KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
+KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
+KUBE_PROXY_CONFIGMAP="${KUBE_PROXY_CONFIGMAP:-kube-proxy}"
+KEEPALIVED_VIPS="${KEEPALIVED_VIPS:-}"
+K8S_SERVICE_HOST="${K8S_SERVICE_HOST:-}"
+NEEDS_HELM="${NEEDS_HELM:-1}"
+REQUEST_TIMEOUT="${REQUEST_TIMEOUT:-15}"
+readonly k8s_name='^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$'
+[[ $CILIUM_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?$ ]] || bad_env "CILIUM_VERSION must be a chart version like 1.19.2 (got '${CILIUM_VERSION}')"
+[[ $KUBE_PROXY_NAMESPACE =~ $k8s_name ]] || bad_env "KUBE_PROXY_NAMESPACE must be a namespace name (got '${KUBE_PROXY_NAMESPACE}')"
+[[ $KUBE_PROXY_DAEMONSET =~ $k8s_name ]] || bad_env "KUBE_PROXY_DAEMONSET must be an object name (got '${KUBE_PROXY_DAEMONSET}')"
+[[ $KUBE_PROXY_CONFIGMAP =~ $k8s_name ]] || bad_env "KUBE_PROXY_CONFIGMAP must be an object name (got '${KUBE_PROXY_CONFIGMAP}')"
+[[ $KEEPALIVED_VIPS =~ ^[0-9A-Fa-f.:,]*$ ]] || bad_env "KEEPALIVED_VIPS must be a comma list of addresses (got '${KEEPALIVED_VIPS}')"
+[[ $K8S_SERVICE_HOST =~ ^[A-Za-z0-9.:-]*$ ]] || bad_env "K8S_SERVICE_HOST must be an address or DNS name (got '${K8S_SERVICE_HOST}')"
+[[ $NEEDS_HELM =~ ^[01]$ ]] || bad_env "NEEDS_HELM must be 0 or 1 (got '${NEEDS_HELM}')"
+[[ $REQUEST_TIMEOUT =~ ^[1-9][0-9]{0,3}$ ]] || bad_env "REQUEST_TIMEOUT must be a number of seconds (got '${REQUEST_TIMEOUT}')"
+if [[ -n "${KUBECTL_CONTEXT:-}" ]] && ! [[ $KUBECTL_CONTEXT =~ ^[A-Za-z0-9@_.:/-]+$ ]]; then
+    bad_env "KUBECTL_CONTEXT must be a kubeconfig context name (got '${KUBECTL_CONTEXT}')"
+fi
+
+log() { echo "operator-preflight: $*" >&2; }
+
+# JSON string literal of $1 (the summary must print even when jq is the missing tool).
+json_str() {
+    local s=$1
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    s=${s//$'\t'/\\t}
+    s=${s//$'\n'/\\n}
+    s=${s//$'\r'/\\r}
+    s=$(printf '%s' "$s" | tr -d '\000-\010\013\014\016-\037')
+    printf '"%s"' "$s"
+}
+json_bool() { if [ "$1" = 1 ]; then printf true; else printf false; fi; }
+json_list() {
+    local out="" item
+    for item in "$@"; do out+="${out:+,}$(json_str "$item")"; done
+    printf '[%s]' "$out"
+}
+
+failures_json="" warnings_json="" failure_count=0
+fail() {
+    failure_count=$((failure_count + 1))
+    failures_json+="${failures_json:+,}{\"check\":$(json_str "$1"),\"message\":$(json_str "$2")}"
+    log "FAIL $1: $2"
+}
+warn() {
+    warnings_json+="${warnings_json:+,}{\"check\":$(json_str "$1"),\"message\":$(json_str "$2")}"
+    log "WARN $1: $2"
+}
+
+context="" server_version="" helm_version="" kube_proxy_state=unknown kube_proxy_mode="" mode_source=""
+api_server_on_vip=0
+nodeport_services=()
+IFS=, read -r -a vips <<<"$KEEPALIVED_VIPS"
+
+finish() {
+    local ok=1
+    [ "$failure_count" -eq 0 ] || ok=0
+    printf '{"ok":%s,"failures":[%s],"warnings":[%s],"context":%s,"serverVersion":%s,"helmVersion":%s,' \
+        "$(json_bool "$ok")" "$failures_json" "$warnings_json" "$(json_str "$context")" "$(json_str "$server_version")" "$(json_str "$helm_version")"
+    printf '"ciliumVersion":%s,"kubeProxy":{"state":%s,"mode":%s,"modeSource":%s},' \
+        "$(json_str "$CILIUM_VERSION")" "$(json_str "$kube_proxy_state")" "$(json_str "$kube_proxy_mode")" "$(json_str "$mode_source")"
+    printf '"keepalivedVips":%s,"apiServerOnVip":%s,"nodePortServices":%s}\n' \
+        "$(json_list "${vips[@]}")" "$(json_bool "$api_server_on_vip")" "$(json_list "${nodeport_services[@]}")"
+    if [ "$ok" = 1 ]; then
+        log "preflight passed"
+        exit 0
+    fi
+    log "preflight FAILED ($failure_count): nothing was changed; fix the failures above and re-run"
+    exit 1
+}
+
+# --- tools ------------------------------------------------------------------------------------
+tools=(kubectl jq)
+if [ "$NEEDS_HELM" = 1 ]; then tools+=(helm); fi
+missing=()
+for tool in "${tools[@]}"; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    fail tools "missing on PATH: ${missing[*]} (install them on the machine that runs pulumi)"
+    finish
+fi
+if [ "$NEEDS_HELM" = 1 ]; then
+    helm_version=$(helm version --short 2>/dev/null) || { fail tools "helm is on PATH but 'helm version' fails"; helm_version=""; }
+fi
+
+# --- context and reachability -----------------------------------------------------------------
+kubectl_cmd=(kubectl --request-timeout="${REQUEST_TIMEOUT}s")
+if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then
+    kubectl_cmd+=(--context "$KUBECTL_CONTEXT")
+    context=$KUBECTL_CONTEXT
+elif ! context=$(kubectl config current-context 2>/dev/null) || [ -z "$context" ]; then
+    context=""
+    fail kube-context "no KUBECTL_CONTEXT given and the kubeconfig has no current context"
+    finish
+fi
+log "checking context '$context'"
+
+err_file=$(mktemp "${TMPDIR:-/tmp}/operator-preflight.XXXXXXXX")
+trap 'rm -f "$err_file"' EXIT
+# Runs kubectl; stdout to stdout, the last stderr line kept in $kubectl_error.
+kubectl_error=""
+kube() {
+    if "${kubectl_cmd[@]}" "$@" 2>"$err_file"; then return 0; fi
+    kubectl_error=$(sed '/^[[:space:]]*$/d' "$err_file" | tail -n 1)
+    return 1
+}
+
+if ! version_json=$(kube version -o json); then
+    fail cluster-unreachable "cannot reach the API server of context '$context': ${kubectl_error:-kubectl version failed}"
+    finish
+fi
+server_version=$(jq -r '.serverVersion.gitVersion // empty' <<<"$version_json" 2>/dev/null || true)
+if [ -z "$server_version" ]; then
+    fail cluster-unreachable "context '$context' answered without a server version"
+    finish
+fi
+if ! readyz=$(kube get --raw /readyz) || [[ $readyz != ok* ]]; then
+    fail cluster-not-ready "API server of context '$context' is not ready: ${readyz:-$kubectl_error}"
+    finish
+fi
+log "reached $server_version through '$context'"
+
+# --- kube-proxy mode --------------------------------------------------------------------------
+ds_json="" cm_json="" read_ok=1
+ds_json=$(kube -n "$KUBE_PROXY_NAMESPACE" get daemonset "$KUBE_PROXY_DAEMONSET" --ignore-not-found -o json) \
+    || { read_ok=0; fail kube-proxy-mode "cannot read DaemonSet $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_DAEMONSET: $kubectl_error"; }
+cm_json=$(kube -n "$KUBE_PROXY_NAMESPACE" get configmap "$KUBE_PROXY_CONFIGMAP" --ignore-not-found -o json) \
+    || { read_ok=0; fail kube-proxy-mode "cannot read ConfigMap $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_CONFIGMAP: $kubectl_error"; }
+
+if [ "$read_ok" = 1 ]; then
+    ds_present=0 cm_present=0
+    [ -z "$ds_json" ] || ds_present=1
+    [ -z "$cm_json" ] || cm_present=1
+    if [ "$ds_present" = 1 ]; then kube_proxy_state=present; elif [ "$cm_present" = 1 ]; then kube_proxy_state=configmap-only; else kube_proxy_state=absent; fi
+
+    if [ "$cm_present" = 1 ] && jq -e '.data | has("config.conf")' <<<"$cm_json" >/dev/null 2>&1; then
+        # KubeProxyConfiguration YAML: top-level `mode: ""|iptables|ipvs|nftables` (empty means iptables).
+        kube_proxy_mode=$(jq -r '.data["config.conf"]' <<<"$cm_json" \
+            | sed -n 's/^mode:[[:space:]]*//p' | head -n 1 | sed 's/[[:space:]]*#.*$//; s/[[:space:]]*$//; s/^"\(.*\)"$/\1/; s/^'"'"'\(.*\)'"'"'$/\1/')
+        mode_source="configmap $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_CONFIGMAP config.conf"
+        [ -n "$kube_proxy_mode" ] || kube_proxy_mode=iptables
+    elif [ "$ds_present" = 1 ]; then
+        ds_words=$(jq -r '.spec.template.spec.containers[]? | ((.command // []) + (.args // []))[]' <<<"$ds_json" 2>/dev/null || true)
+        flag_mode=$(awk '/^--proxy-mode=/ { sub(/^--proxy-mode=/, ""); print; exit } prev == "--proxy-mode" { print; exit } { prev = $0 }' <<<"$ds_words")
+        if [ -n "$flag_mode" ]; then
+            kube_proxy_mode=$flag_mode
+            mode_source="daemonset $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_DAEMONSET --proxy-mode"
+        elif grep -qE '^--config(=|$)' <<<"$ds_words"; then
+            fail kube-proxy-mode "kube-proxy reads a --config file but ConfigMap $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_CONFIGMAP has no config.conf; set cluster.kubeProxy.configMap to the ConfigMap that holds it"
+        else
+            kube_proxy_mode=iptables
+            mode_source="daemonset $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_DAEMONSET (no --proxy-mode, no --config: iptables)"
+        fi
+    elif [ "$cm_present" = 1 ]; then
+        fail kube-proxy-mode "ConfigMap $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_CONFIGMAP has no config.conf key, so kube-proxy's mode is unknown"
+    fi
+
+    case "$kube_proxy_state/$kube_proxy_mode" in
+        absent/*) log "kube-proxy is already absent (no DaemonSet $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_DAEMONSET, no ConfigMap $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_CONFIGMAP): nothing to remove" ;;
+        */iptables | */ipvs | */nftables) log "kube-proxy $kube_proxy_state, mode $kube_proxy_mode (from $mode_source)" ;;
+        */) ;;
+        *) fail kube-proxy-mode "kube-proxy mode '$kube_proxy_mode' (from $mode_source) is not one this migration knows (iptables, ipvs, nftables)" ;;
+    esac
+fi
+
+# --- IPVS with Cilium 1.19.0/1.19.1 -----------------------------------------------------------
+# IPVS state (kube-ipvs0, virtual servers) outlives a deleted DaemonSet, so a ConfigMap that still
+# says ipvs is refused as well.
+if [ "$kube_proxy_mode" = ipvs ] && [[ $CILIUM_VERSION =~ ^1\.19\.[01]([-+].*)?$ ]]; then
+    fail ipvs-cilium-44464 "kube-proxy runs in IPVS mode and the target Cilium is $CILIUM_VERSION: agents hang in Init ($IPVS_ISSUE); use Cilium >= 1.19.2, or move kube-proxy to iptables mode first"
+fi
+
+# --- NodePort on the keepalived VIP -----------------------------------------------------------
+for vip in "${vips[@]}"; do
+    if [ -n "$K8S_SERVICE_HOST" ] && [ "${vip,,}" = "${K8S_SERVICE_HOST,,}" ]; then api_server_on_vip=1; fi
+done
+if [ "$api_server_on_vip" = 1 ]; then
+    log "k8sServiceHost $K8S_SERVICE_HOST is a keepalived VIP (agents reach the API server through it; not a NodePort)"
+fi
+if [ "${#vips[@]}" -gt 0 ]; then
+    if services_json=$(kube get services -A -o json); then
+        mapfile -t nodeport_services < <(jq -r '.items[]
+            | select(.spec.type == "NodePort" or (.spec.type == "LoadBalancer" and .spec.allocateLoadBalancerNodePorts != false))
+            | "\(.metadata.namespace)/\(.metadata.name)"' <<<"$services_json" 2>/dev/null || true)
+        if [ "${#nodeport_services[@]}" -gt 0 ]; then
+            shown=$(printf '%s, ' "${nodeport_services[@]:0:10}")
+            warn nodeport-on-vip "${#nodeport_services[@]} Service(s) allocate node ports (${shown%, }$( [ "${#nodeport_services[@]}" -le 10 ] || echo ", ...")); after the migration they answer on node addresses but NOT on the keepalived VIP(s) ${KEEPALIVED_VIPS} ($NODEPORT_VIP_ISSUE): point clients at node addresses or a load balancer"
+        fi
+    else
+        warn nodeport-on-vip "could not list Services to check for NodePorts on the keepalived VIP(s) ($NODEPORT_VIP_ISSUE): $kubectl_error"
+    fi
+fi
+
+finish
