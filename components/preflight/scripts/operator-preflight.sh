@@ -147,16 +147,13 @@ log "checking context '$context'"
 
 err_file=$(mktemp "${TMPDIR:-/tmp}/operator-preflight.XXXXXXXX")
 trap 'rm -f "$err_file"' EXIT
-# Runs kubectl; stdout to stdout, the last stderr line kept in $kubectl_error.
-kubectl_error=""
-kube() {
-    if "${kubectl_cmd[@]}" "$@" 2>"$err_file"; then return 0; fi
-    kubectl_error=$(sed '/^[[:space:]]*$/d' "$err_file" | tail -n 1)
-    return 1
-}
+# Runs kubectl with stderr kept in $err_file. Callers use $(kube ...), a subshell, so the
+# error is read back afterwards with kube_error.
+kube() { "${kubectl_cmd[@]}" "$@" 2>"$err_file"; }
+kube_error() { sed '/^[[:space:]]*$/d' "$err_file" | tail -n 1; }
 
 if ! version_json=$(kube version -o json); then
-    fail cluster-unreachable "cannot reach the API server of context '$context': ${kubectl_error:-kubectl version failed}"
+    fail cluster-unreachable "cannot reach the API server of context '$context': $(kube_error)"
     finish
 fi
 server_version=$(jq -r '.serverVersion.gitVersion // empty' <<<"$version_json" 2>/dev/null || true)
@@ -165,7 +162,7 @@ if [ -z "$server_version" ]; then
     finish
 fi
 if ! readyz=$(kube get --raw /readyz) || [[ $readyz != ok* ]]; then
-    fail cluster-not-ready "API server of context '$context' is not ready: ${readyz:-$kubectl_error}"
+    fail cluster-not-ready "API server of context '$context' is not ready: ${readyz:-$(kube_error)}"
     finish
 fi
 log "reached $server_version through '$context'"
@@ -173,9 +170,9 @@ log "reached $server_version through '$context'"
 # --- kube-proxy mode --------------------------------------------------------------------------
 ds_json="" cm_json="" read_ok=1
 ds_json=$(kube -n "$KUBE_PROXY_NAMESPACE" get daemonset "$KUBE_PROXY_DAEMONSET" --ignore-not-found -o json) \
-    || { read_ok=0; fail kube-proxy-mode "cannot read DaemonSet $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_DAEMONSET: $kubectl_error"; }
+    || { read_ok=0; fail kube-proxy-mode "cannot read DaemonSet $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_DAEMONSET: $(kube_error)"; }
 cm_json=$(kube -n "$KUBE_PROXY_NAMESPACE" get configmap "$KUBE_PROXY_CONFIGMAP" --ignore-not-found -o json) \
-    || { read_ok=0; fail kube-proxy-mode "cannot read ConfigMap $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_CONFIGMAP: $kubectl_error"; }
+    || { read_ok=0; fail kube-proxy-mode "cannot read ConfigMap $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_CONFIGMAP: $(kube_error)"; }
 
 if [ "$read_ok" = 1 ]; then
     ds_present=0 cm_present=0
@@ -237,7 +234,7 @@ if [ "${#vips[@]}" -gt 0 ]; then
             warn nodeport-on-vip "${#nodeport_services[@]} Service(s) allocate node ports (${shown%, }$( [ "${#nodeport_services[@]}" -le 10 ] || echo ", ...")); after the migration they answer on node addresses but NOT on the keepalived VIP(s) ${KEEPALIVED_VIPS} ($NODEPORT_VIP_ISSUE): point clients at node addresses or a load balancer"
         fi
     else
-        warn nodeport-on-vip "could not list Services to check for NodePorts on the keepalived VIP(s) ($NODEPORT_VIP_ISSUE): $kubectl_error"
+        warn nodeport-on-vip "could not list Services to check for NodePorts on the keepalived VIP(s) ($NODEPORT_VIP_ISSUE): $(kube_error)"
     fi
 fi
 
