@@ -147,7 +147,11 @@ for n in "${!idx[@]}"; do
         # Record each directory we create, outermost first, so delete can remove them again.
         missing=() d=$dir
         while [ ! -d "$d" ]; do missing=("$d" "${missing[@]}"); d=$(dirname -- "$d"); done
-        for d in "${missing[@]}"; do mkdir -m 0755 -- "$d"; echo "$d" >>"$state/created-dirs"; done
+        for d in "${missing[@]}"; do
+            mkdir -m 0755 -- "$d"
+            echo "$d" >>"$state/created-dirs"
+            echo "$d" >>"$state/rollback/created-dirs"
+        done
     fi
     if ! same_file "$stage/files/${idx[$n]}" "${modes[$n]}" "${owners[$n]}" "$p"; then
         ckpr_install_file "$stage/files/${idx[$n]}" "${modes[$n]}" "${owners[$n]}" "$p"

@@ -7,7 +7,8 @@
 #   live              "NFT_TABLE MARK TABLE PRIORITY FAMILIES UNIT" of what is applied now
 #   manifest          "KIND MODE OWNER PATH" of the files installed now
 #   applied.nft       `nft -s list table` right after the last apply (drift detection)
-#   created-dirs      directories the apply created (removed again, if empty, on delete)
+#   created-dirs      directories the apply created (removed again, if empty, on delete; a
+#                     snapshot's own created-dirs lists those a revert removes)
 #   baseline/         the node before our first touch of each item: what delete restores
 #   rollback/         the node before the pending apply: what the armed revert restores
 #   pending           "GEN LAUNCHER [PID]" while a revert is armed
@@ -65,25 +66,28 @@ ckpr_capture_table() {
 ckpr_family_flag() { if [ "$1" = ipv4 ]; then echo -4; else echo -6; fi; }
 ckpr_default_prefix() { if [ "$1" = ipv4 ]; then echo 0.0.0.0/0; else echo ::/0; fi; }
 
-# Records which of our rules/routes for these parameters exist, once per parameter set.
+# Records, once per item, whether each of our rules ("rule FAMILY PRIORITY MARK TABLE") and
+# routes ("route FAMILY TABLE") for these parameters exists. Per item, not per parameter set:
+# two parameter sets can share the local route of one table.
 ckpr_capture_routes() {
-    local snap=$1 mark=$2 table=$3 priority=$4 families=$5 key f flag line
+    local snap=$1 mark=$2 table=$3 priority=$4 families=$5 f flag line item key present
     local -a fams
-    key=$(ckpr_key "$mark $table $priority $families")
     mkdir -p "$snap/routes"
-    [ -e "$snap/routes/$key.done" ] && return 0
     line=$(printf '%s:\tfrom all fwmark %s lookup %s' "$priority" "$mark" "$table")
     IFS=, read -r -a fams <<<"$families"
     for f in "${fams[@]}"; do
         flag=$(ckpr_family_flag "$f")
-        if ip -N "$flag" rule show pref "$priority" | grep -qxF -- "$line"; then
-            echo "rule $f $priority $mark $table" >>"$snap/routes/items"
-        fi
-        if [ -n "$(ip "$flag" route show table "$table" exact "$(ckpr_default_prefix "$f")" type local dev lo 2>/dev/null)" ]; then
-            echo "route $f $table" >>"$snap/routes/items"
-        fi
+        for item in "rule $f $priority $mark $table" "route $f $table"; do
+            key=$(ckpr_key "$item")
+            if [ -e "$snap/routes/$key.present" ] || [ -e "$snap/routes/$key.absent" ]; then continue; fi
+            present=0
+            case "$item" in
+                rule*) if ip -N "$flag" rule show pref "$priority" | grep -qxF -- "$line"; then present=1; fi ;;
+                route*) if [ -n "$(ip "$flag" route show table "$table" exact "$(ckpr_default_prefix "$f")" type local dev lo 2>/dev/null)" ]; then present=1; fi ;;
+            esac
+            if [ "$present" = 1 ]; then echo "$item" >"$snap/routes/$key.present"; else echo "$item" >"$snap/routes/$key.absent"; fi
+        done
     done
-    : >"$snap/routes/$key.done"
 }
 
 # Records our own bookkeeping files (live, manifest, applied.nft), once per snapshot.
@@ -158,6 +162,10 @@ ckpr_restore() {
             fi
         done
     fi
+    if [ -s "$snap/created-dirs" ]; then
+        # Deepest first; a directory someone else put files into stays.
+        sort -r "$snap/created-dirs" | while read -r f; do rmdir -- "$f" 2>/dev/null || true; done
+    fi
     if [ -d "$snap/nft" ]; then
         for f in "$snap"/nft/*; do
             [ -e "$f" ] || continue
@@ -168,8 +176,10 @@ ckpr_restore() {
             esac
         done
     fi
-    if [ -s "$snap/routes/items" ]; then
-        while read -r kind fam a b c; do
+    if [ -d "$snap/routes" ]; then
+        for f in "$snap"/routes/*.present; do
+            [ -e "$f" ] || continue
+            read -r kind fam a b c <"$f"
             local flag
             flag=$(ckpr_family_flag "$fam")
             if [ "$kind" = rule ]; then
@@ -181,7 +191,7 @@ ckpr_restore() {
                     ip "$flag" route replace local "$(ckpr_default_prefix "$fam")" dev lo table "$a"
                 fi
             fi
-        done <"$snap/routes/items"
+        done
     fi
     if [ -e "$snap/state/done" ]; then
         for f in live manifest applied.nft; do

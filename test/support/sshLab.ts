@@ -1,0 +1,132 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { link, NetNs, run } from "./netns";
+
+export interface SshResult {
+    readonly status: number;
+    readonly stdout: string;
+    readonly stderr: string;
+    readonly elapsedMs: number;
+}
+
+export interface SshOptions {
+    /** known_hosts file to pin against (defaults to the lab's real host key). */
+    readonly knownHosts?: string;
+    /** Hard limit for the whole ssh run. */
+    readonly timeoutMs?: number;
+}
+
+/** The TEST-NET-1 addresses the lab assigns inside its own namespaces. */
+export const LAB_CLIENT_ADDRESS = "192.0.2.1";
+export const LAB_NODE_ADDRESS = "192.0.2.2";
+
+/**
+ * A real sshd in a "node" namespace and an ssh client in a "client" namespace, joined by a
+ * veth pair on 192.0.2.0/24. Host and client keys are generated per lab; the client pins the
+ * host key (StrictHostKeyChecking=yes, its own known_hosts) and logs in as root with a key.
+ */
+export class SshLab {
+    readonly client: NetNs;
+    readonly node: NetNs;
+    /** Scratch directory (keys, sshd config, and the node's file tree under root/). */
+    readonly dir: string;
+    /** Where the "node" keeps its files: tests point the NodeLayout here. */
+    readonly root: string;
+    readonly knownHosts: string;
+    /** A known_hosts that pins a different key for the node's address. */
+    readonly wrongKnownHosts: string;
+    private readonly clientKey: string;
+    private sshd: ChildProcess | undefined;
+    private createdPrivsepDir = false;
+
+    constructor() {
+        this.dir = mkdtempSync(path.join(tmpdir(), "kpr-sshlab-"));
+        this.root = path.join(this.dir, "root");
+        this.knownHosts = path.join(this.dir, "known_hosts");
+        this.wrongKnownHosts = path.join(this.dir, "known_hosts.wrong");
+        this.clientKey = path.join(this.dir, "client_key");
+        this.client = new NetNs("sshc");
+        this.node = new NetNs("sshn");
+        try {
+            link(this.client, this.node, "eth0", "eth0");
+            this.client.sh(`ip addr add ${LAB_CLIENT_ADDRESS}/24 dev eth0`);
+            this.node.sh(`ip addr add ${LAB_NODE_ADDRESS}/24 dev eth0`);
+            for (const name of ["host_key", "other_host_key", "client_key"]) {
+                run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", `kpr-lab-${name}`, "-f", path.join(this.dir, name)]);
+            }
+            const pinned = (file: string) => readFileSync(file, "utf8").trim().split(" ").slice(0, 2).join(" ");
+            writeFileSync(this.knownHosts, `${LAB_NODE_ADDRESS} ${pinned(path.join(this.dir, "host_key.pub"))}\n`);
+            writeFileSync(this.wrongKnownHosts, `${LAB_NODE_ADDRESS} ${pinned(path.join(this.dir, "other_host_key.pub"))}\n`);
+            writeFileSync(path.join(this.dir, "authorized_keys"), readFileSync(`${this.clientKey}.pub`, "utf8"), { mode: 0o600 });
+            writeFileSync(path.join(this.dir, "sshd_config"), [
+                `ListenAddress ${LAB_NODE_ADDRESS}:22`,
+                `HostKey ${path.join(this.dir, "host_key")}`,
+                `PidFile ${path.join(this.dir, "sshd.pid")}`,
+                `AuthorizedKeysFile ${path.join(this.dir, "authorized_keys")}`,
+                "PermitRootLogin prohibit-password",
+                "PubkeyAuthentication yes",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "UsePAM no",
+                "StrictModes no",
+                "LogLevel ERROR",
+                "",
+            ].join("\n"));
+            mkdirSync(this.root, { mode: 0o755 });
+        } catch (error) {
+            this.dispose();
+            throw error;
+        }
+    }
+
+    /** Starts sshd and waits (bounded) until a pinned login works. */
+    async start(): Promise<void> {
+        if (!existsSync("/run/sshd")) {
+            // sshd's privilege-separation directory; Debian creates it at service start.
+            mkdirSync("/run/sshd", { mode: 0o755 });
+            this.createdPrivsepDir = true;
+        }
+        this.sshd = spawn("ip", ["netns", "exec", this.node.name, "/usr/sbin/sshd", "-D", "-e", "-f", path.join(this.dir, "sshd_config")], {
+            stdio: ["ignore", "ignore", "pipe"],
+        });
+        let log = "";
+        this.sshd.stderr?.on("data", (chunk: Buffer) => { log += chunk.toString(); });
+        const deadline = Date.now() + 10_000;
+        for (;;) {
+            const probe = this.ssh("true", { timeoutMs: 3000 });
+            if (probe.status === 0) return;
+            if (Date.now() > deadline) throw new Error(`sshd did not accept a pinned login within 10 s: ${probe.stderr}\nsshd: ${log}`);
+            await sleep(200);
+        }
+    }
+
+    /** Runs `command` on the node through a fresh ssh connection from the client namespace. */
+    ssh(command: string, options: SshOptions = {}): SshResult {
+        const started = Date.now();
+        const r = spawnSync("ip", [
+            "netns", "exec", this.client.name, "ssh", "-F", "/dev/null",
+            "-i", this.clientKey, "-o", "IdentitiesOnly=yes",
+            "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${options.knownHosts ?? this.knownHosts}`,
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "UpdateHostKeys=no", "-o", "BatchMode=yes",
+            "-o", "ConnectTimeout=2", "-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2",
+            `root@${LAB_NODE_ADDRESS}`, command,
+        ], { encoding: "utf8", timeout: options.timeoutMs ?? 60_000, killSignal: "SIGKILL" });
+        return { status: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? "", elapsedMs: Date.now() - started };
+    }
+
+    dispose(): void {
+        if (this.sshd && this.sshd.exitCode === null) this.sshd.kill("SIGKILL");
+        this.node.dispose();
+        this.client.dispose();
+        rmSync(this.dir, { recursive: true, force: true });
+        if (this.createdPrivsepDir) {
+            try { rmdirSync("/run/sshd"); } catch { /* another sshd uses it now */ }
+        }
+    }
+}
+
+export function sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+}

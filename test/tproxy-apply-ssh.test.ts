@@ -1,0 +1,241 @@
+import { strict as assert } from "node:assert";
+import { after, before, describe, test } from "node:test";
+import * as path from "node:path";
+import { hostToolsMissing } from "./support/hostTools";
+import { SshLab, sleep } from "./support/sshLab";
+import { renderNodeBundle, type NodeBundle } from "../components/tproxy/nodeBundle";
+import { DEFAULT_NODE_LAYOUT, type NodeLayout, type PolicyRouteSpec } from "../components/tproxy/policyRoutes";
+import { applyCommand, confirmCommand, deleteCommand, type RemoteSettings } from "../components/tproxy/remoteScript";
+
+const skip = hostToolsMissing(["nft", "ip", "sshd", "ssh", "ssh-keygen", "flock", "setsid", "sha256sum"]);
+
+const TABLE = "kpr_test_tproxy";
+const REVERT_SECONDS = 5;
+const settings: RemoteSettings = { revertAfterSeconds: REVERT_SECONDS, systemd: "off" };
+const routes: PolicyRouteSpec = { mark: 0x1, table: 100, priority: 1000, families: ["ipv4", "ipv6"] };
+
+function layoutUnder(root: string): NodeLayout {
+    return {
+        ...DEFAULT_NODE_LAYOUT,
+        stateDir: path.join(root, "var/lib/cilium-kpr-tproxy"),
+        rulesetPath: path.join(root, "etc/cilium-kpr-tproxy/tproxy.nft"),
+        routesScriptPath: path.join(root, "usr/local/lib/cilium-kpr-tproxy/policy-routes.sh"),
+        unitPath: path.join(root, "etc/systemd/system/cilium-kpr-tproxy.service"),
+        networkdDropInPath: path.join(root, "etc/systemd/networkd.conf.d/50-cilium-kpr-tproxy.conf"),
+    };
+}
+
+/** A small ruleset in the form B1 renders: declare, delete, define (one nft -f transaction). */
+function ruleset(body: string): string {
+    return `table inet ${TABLE} {}\ndelete table inet ${TABLE}\ntable inet ${TABLE} {\n${body}\n}\n`;
+}
+const MARKING = ruleset(`  chain prerouting {\n    type filter hook prerouting priority mangle; policy accept;\n    meta mark 0x1 counter accept\n  }`);
+const MARKING_V2 = ruleset(`  chain prerouting {\n    type filter hook prerouting priority mangle; policy accept;\n    meta mark 0x1 counter accept\n    ip daddr 203.0.113.0/24 counter accept\n  }`);
+const CUTS_SSH = ruleset(`  chain input {\n    type filter hook input priority filter; policy accept;\n    tcp dport 22 drop\n  }`);
+// Passes `nft -c` but fails on commit: tproxy is only valid in prerouting.
+const FAILS_ON_COMMIT = ruleset(`  chain output {\n    type filter hook output priority filter; policy accept;\n    meta l4proto tcp tproxy ip to 127.0.0.1:9\n  }`);
+
+function bundleFor(lab: SshLab, rules: string, spec: PolicyRouteSpec = routes): NodeBundle {
+    return renderNodeBundle({ tableName: TABLE, ruleset: rules, routes: spec, layout: layoutUnder(lab.root) });
+}
+
+interface NodeState {
+    readonly ruleset: string;
+    readonly rules4: string;
+    readonly rules6: string;
+    readonly table100: string;
+    readonly files: string;
+}
+
+/** Everything the apply may touch, as text: `nft -a` shows handles, so re-created rules differ. */
+function nodeState(lab: SshLab): NodeState {
+    return {
+        ruleset: lab.node.sh("nft -a list ruleset"),
+        rules4: lab.node.sh("ip -4 rule show"),
+        rules6: lab.node.sh("ip -6 rule show"),
+        table100: lab.node.sh("{ ip -4 route show table 100; ip -6 route show table 100; } 2>/dev/null || true"),
+        files: lab.node.sh(`cd ${lab.root} && find . -path ./var/lib/cilium-kpr-tproxy -prune -o -printf '%p %m %u:%g %s\\n' | sort && find . -type f -not -path './var/lib/*' -exec sha256sum {} + | sort`),
+    };
+}
+
+/** What the apply and any other party put there first, so delete must give it back. */
+function seedNode(lab: SshLab): void {
+    lab.node.sh([
+        "nft add table inet other_team",
+        "nft add chain inet other_team input '{ type filter hook input priority 10; policy accept; }'",
+        "nft add rule inet other_team input ip saddr 198.51.100.0/24 counter accept",
+        "ip -4 rule add pref 500 fwmark 0x5 lookup 50",
+        "ip -6 rule add pref 500 fwmark 0x5 lookup 50",
+        // Another route in our table: ours is added beside it and removed alone.
+        "ip -4 route add 198.51.100.0/24 dev lo table 100",
+    ].join(" && "));
+    const dropIn = layoutUnder(lab.root).networkdDropInPath;
+    lab.node.sh(`mkdir -p ${path.dirname(dropIn)} ${lab.root}/var/lib && printf '[Network]\\nSpeedMeter=yes\\n' > ${dropIn} && chmod 0640 ${dropIn}`);
+}
+
+async function waitForSsh(lab: SshLab, limitMs: number): Promise<number> {
+    const started = Date.now();
+    for (let i = 0; i < 200; i++) {
+        if (lab.ssh("true", { timeoutMs: 4000 }).status === 0) return Date.now() - started;
+        if (Date.now() - started > limitMs) break;
+        await sleep(250);
+    }
+    throw new Error(`ssh did not come back within ${limitMs} ms`);
+}
+
+describe("tproxy apply/confirm/delete over real SSH", { skip }, () => {
+    let lab: SshLab;
+    before(async () => {
+        lab = new SshLab();
+        await lab.start();
+    });
+    after(() => lab?.dispose());
+
+    test("apply installs table, one rule per family, local routes and files; re-apply changes nothing; delete restores exactly", async () => {
+        seedNode(lab);
+        const before = nodeState(lab);
+        const bundle = bundleFor(lab, MARKING);
+
+        const applied = lab.ssh(applyCommand(bundle, settings));
+        assert.equal(applied.status, 0, applied.stderr);
+        assert.match(applied.stdout, /revert armed/);
+
+        assert.match(lab.node.sh(`nft list table inet ${TABLE}`), /meta mark 0x00000001 counter/);
+        assert.equal(lab.node.sh("ip -N -4 rule show pref 1000"), "1000:\tfrom all fwmark 0x1 lookup 100\n");
+        assert.equal(lab.node.sh("ip -N -6 rule show pref 1000"), "1000:\tfrom all fwmark 0x1 lookup 100\n");
+        assert.match(lab.node.sh("ip -4 route show table 100"), /^local default dev lo scope host/m);
+        assert.match(lab.node.sh("ip -4 route show table 100"), /^198\.51\.100\.0\/24 dev lo/m);
+        assert.match(lab.node.sh("ip -6 route show table 100"), /^local default dev lo/m);
+        for (const file of bundle.files) {
+            const [mode, owner] = lab.node.sh(`stat -c '%a %U:%G' ${file.path}`).trim().split(" ");
+            assert.equal(mode, String(Number.parseInt(file.mode, 8).toString(8)), file.path);
+            assert.equal(owner, file.owner, file.path);
+            assert.equal(lab.node.sh(`cat ${file.path}`), file.content, file.path);
+        }
+
+        const confirmed = lab.ssh(confirmCommand(bundle, settings));
+        assert.equal(confirmed.status, 0, confirmed.stderr);
+        assert.match(confirmed.stdout, /confirmed apply/);
+
+        // Past the window: a confirmed apply must not revert.
+        const applied1 = nodeState(lab);
+        await sleep((REVERT_SECONDS + 1.5) * 1000);
+        assert.deepEqual(nodeState(lab), applied1);
+
+        const again = lab.ssh(applyCommand(bundle, settings));
+        assert.equal(again.status, 0, again.stderr);
+        assert.match(again.stdout, /unchanged/);
+        assert.deepEqual(nodeState(lab), applied1, "re-applying identical content must not recreate rules (handles), rules or routes");
+        assert.equal(lab.ssh(confirmCommand(bundle, settings)).status, 0);
+
+        const removed = lab.ssh(deleteCommand(bundle, settings));
+        assert.equal(removed.status, 0, removed.stderr);
+        assert.deepEqual(nodeState(lab), before);
+        assert.equal(lab.node.try(`test -e ${bundle.layout.stateDir}`).status, 1, "state directory is gone");
+
+        const removedAgain = lab.ssh(deleteCommand(bundle, settings));
+        assert.equal(removedAgain.status, 0, removedAgain.stderr);
+        assert.match(removedAgain.stdout, /nothing to remove/);
+    });
+
+    test("a wrong pinned host key makes ssh refuse and nothing changes", () => {
+        const before = nodeState(lab);
+        const bundle = bundleFor(lab, MARKING);
+        const refused = lab.ssh(applyCommand(bundle, settings), { knownHosts: lab.wrongKnownHosts });
+        assert.equal(refused.status, 255);
+        assert.match(refused.stderr, /REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/);
+        assert.deepEqual(nodeState(lab), before);
+        assert.equal(lab.node.try(`test -e ${bundle.layout.stateDir}`).status, 1);
+    });
+
+    test("an apply that cuts SSH reverts by itself within its window; confirm then fails", async (t) => {
+        const before = nodeState(lab);
+        const bundle = bundleFor(lab, CUTS_SSH);
+        const started = Date.now();
+        // Server-to-client packets (sport 22) still flow, so the applying session may well report
+        // success: only a fresh connection tells whether operators can still get in.
+        lab.ssh(applyCommand(bundle, settings), { timeoutMs: 20_000 });
+        assert.match(lab.node.sh(`nft list table inet ${TABLE}`), /tcp dport 22 drop/, "the cutting ruleset was applied");
+        const early = lab.ssh(confirmCommand(bundle, settings), { timeoutMs: 4000 });
+        if (Date.now() - started < REVERT_SECONDS * 1000) {
+            assert.equal(early.status, 255, `confirm must not reach the node inside the window: ${early.stderr}`);
+        } else {
+            assert.notEqual(early.status, 0, "confirm after the window must fail");
+        }
+
+        await waitForSsh(lab, 20_000);
+        const backAfterMs = Date.now() - started;
+        t.diagnostic(`revert window ${REVERT_SECONDS} s: ssh usable again ${backAfterMs} ms after the apply started`);
+        assert.ok(backAfterMs >= REVERT_SECONDS * 1000 - 500, `ssh came back after ${backAfterMs} ms: before the window closed, so the cut never happened`);
+        assert.ok(backAfterMs <= (REVERT_SECONDS + 8) * 1000, `ssh came back after ${backAfterMs} ms`);
+        const reverted = nodeState(lab);
+        assert.equal(reverted.ruleset, before.ruleset);
+        assert.equal(reverted.rules4, before.rules4);
+        assert.equal(reverted.rules6, before.rules6);
+        assert.equal(reverted.table100, before.table100);
+        assert.equal(reverted.files, before.files);
+
+        const late = lab.ssh(confirmCommand(bundle, settings));
+        assert.equal(late.status, 1);
+        assert.match(late.stderr, /was reverted/);
+
+        const removed = lab.ssh(deleteCommand(bundle, settings));
+        assert.equal(removed.status, 0, removed.stderr);
+        assert.deepEqual(nodeState(lab), before);
+    });
+
+    test("an unconfirmed update reverts to the previous confirmed apply, not to the bare node", async () => {
+        const before = nodeState(lab);
+        const v1 = bundleFor(lab, MARKING);
+        assert.equal(lab.ssh(applyCommand(v1, settings)).status, 0);
+        assert.equal(lab.ssh(confirmCommand(v1, settings)).status, 0);
+        const atV1 = nodeState(lab);
+        // A revert reloads the table from its listing: same rules and counters, new handles.
+        const rulesetAtV1 = lab.node.sh("nft list ruleset");
+
+        const v2 = bundleFor(lab, MARKING_V2, { ...routes, priority: 1001 });
+        const applied = lab.ssh(applyCommand(v2, settings));
+        assert.equal(applied.status, 0, applied.stderr);
+        assert.match(lab.node.sh(`nft list table inet ${TABLE}`), /203\.0\.113\.0\/24/);
+        assert.equal(lab.node.sh("ip -N -4 rule show pref 1001"), "1001:\tfrom all fwmark 0x1 lookup 100\n");
+        assert.equal(lab.node.sh("ip -4 rule show pref 1000"), "");
+
+        await sleep((REVERT_SECONDS + 2) * 1000);
+        const reverted = nodeState(lab);
+        assert.equal(reverted.rules4, atV1.rules4);
+        assert.equal(reverted.rules6, atV1.rules6);
+        assert.equal(reverted.table100, atV1.table100);
+        assert.equal(reverted.files, atV1.files);
+        assert.equal(lab.node.sh("nft list ruleset"), rulesetAtV1);
+        assert.equal(lab.ssh(confirmCommand(v2, settings)).status, 1);
+
+        assert.equal(lab.ssh(deleteCommand(v1, settings)).status, 0);
+        assert.deepEqual(nodeState(lab), before);
+    });
+
+    test("an apply that fails on commit restores the previous state at once and exits non-zero", () => {
+        const before = nodeState(lab);
+        const bundle = bundleFor(lab, FAILS_ON_COMMIT);
+        const failed = lab.ssh(applyCommand(bundle, settings));
+        assert.notEqual(failed.status, 0);
+        assert.match(failed.stdout, /failed .*restoring the previous state now/);
+        assert.deepEqual(nodeState(lab), before, "restored without waiting for the revert window");
+        assert.equal(lab.ssh(confirmCommand(bundle, settings)).status, 1);
+        assert.equal(lab.ssh(deleteCommand(bundle, settings)).status, 0);
+        assert.deepEqual(nodeState(lab), before);
+    });
+
+    test("a ruleset nft -c rejects, or one touching another table, changes nothing and arms nothing", () => {
+        const before = nodeState(lab);
+        for (const rules of [ruleset("  chain broken {\n    type filter hook nowhere priority 0;\n  }"), "table inet other_team {}\ndelete table inet other_team\n" + MARKING]) {
+            const bundle = bundleFor(lab, rules);
+            const refused = lab.ssh(applyCommand(bundle, settings));
+            assert.notEqual(refused.status, 0);
+            assert.match(refused.stderr, /nft -c rejects|touches a table other than/);
+            assert.doesNotMatch(refused.stdout, /revert armed/);
+            assert.deepEqual(nodeState(lab), before);
+            assert.equal(lab.ssh(deleteCommand(bundle, settings)).status, 0);
+        }
+    });
+});
+
