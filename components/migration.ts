@@ -3,7 +3,7 @@ import * as k8s from "@pulumi/kubernetes";
 import type * as command from "@pulumi/command";
 import type { StackConfig } from "./config/stackConfig";
 import { CiliumRelease } from "./cilium/ciliumRelease";
-import { clusterCommand } from "./commands/clusterCommand";
+import { preflight } from "./preflight/preflight";
 import { kprGate, kubeProxyRemoval } from "./kubeproxy/kubeProxyMigration";
 import { staleRuleCleanup } from "./kubeproxy/staleRuleCleanup";
 import { STEP, TYPE } from "./resourceNames";
@@ -33,16 +33,13 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
             context: config.cluster.context,
         }, child);
 
-        const operatorPreflight = clusterCommand(STEP.operatorPreflight, {
-            cluster: config.cluster,
-            create: "kubeproxy/scripts/operator-prerequisites.sh",
-            environment: { NEEDS_HELM: "1" },
-        }, child);
+        // A failed preflight stops the run before the release changes anything.
+        const checks = preflight(config, sshPrivateKey, child);
 
         this.cilium = new CiliumRelease(STEP.ciliumRelease, {
             cilium: config.cilium,
             provider: this.provider,
-            dependsOn: [operatorPreflight],
+            dependsOn: checks,
         }, child);
 
         // Without KPR there is nothing to take over from kube-proxy: it must stay.

@@ -16,7 +16,7 @@ test("the command text runs the embedded script byte-exactly, with its arguments
         "if read -r line; then echo \"stdin:$line\"; else echo 'stdin:closed'; fi",
         "sha256sum \"$0\" | cut -d' ' -f1",
     ].join("\n") + "\n";
-    const text = remoteScriptCommand("test", script, ["auto", "172.25.4.1", "0x1"], "root");
+    const text = remoteScriptCommand("test", script, ["auto", "172.25.4.1", "0x1"]);
     // sshd hands the text to the login shell as `sh -c TEXT`; feed it stdin that the script must not see.
     const result = spawnSync("sh", ["-c", text], { input: "must-not-be-read\n", encoding: "utf8" });
     assert.equal(result.status, 0, result.stderr);
@@ -26,9 +26,15 @@ test("the command text runs the embedded script byte-exactly, with its arguments
     assert.equal(digest, createHash("sha256").update(script).digest("hex"));
 });
 
-test("non-root users run the script through sudo -n", () => {
-    assert.match(remoteScriptCommand("t", "true\n", [], "ops"), /sudo -n bash "\$ckpr_script"/);
-    assert.doesNotMatch(remoteScriptCommand("t", "true\n", [], "root"), /sudo/);
+test("a non-root SSH user runs the script through sudo -n; root runs it directly", () => {
+    const text = remoteScriptCommand("t", "id -u\n", []);
+    // Stand in for sudo with a function that records it was used; run the text as root (0) and as uid 1000.
+    for (const [uid, expectSudo] of [["0", false], ["1000", true]] as const) {
+        const wrapper = `id() { echo ${uid}; }\nsudo() { echo sudo-used >&2; shift; "$@"; }\n${text}`;
+        const r = spawnSync("bash", ["-c", wrapper], { encoding: "utf8" });
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(r.stderr.includes("sudo-used"), expectSudo, `uid ${uid}`);
+    }
 });
 
 test("arguments with shell metacharacters are refused, plain ones pass", () => {

@@ -18,24 +18,28 @@ export function shellWord(word: string): string {
     return `'${word}'`;
 }
 
+/** Nodes' sbin directories are not on a non-login SSH PATH everywhere; nft, ip and iptables live there. */
+const NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /**
  * The command text for remote.Command that runs one script on a node as root: the script is
  * written to a private temp file from a quoted heredoc (so it is shown in `pulumi preview`), then run
- * with stdin closed, so nothing the script runs can eat the script text. Non-root SSH users go
- * through `sudo -n` (no password prompt can hang the run).
+ * with a fixed PATH and stdin closed, so nothing the script runs can eat the script text. A non-root
+ * SSH user goes through `sudo -n` (no password prompt can hang the run). The exit status is the script's.
  */
-export function remoteScriptCommand(title: string, script: string, args: readonly string[], sshUser: string): string {
+export function remoteScriptCommand(title: string, script: string, args: readonly string[]): string {
     const terminator = heredocTerminator("SCRIPT", script);
     const body = script.endsWith("\n") ? script : `${script}\n`;
-    const runner = sshUser === "root" ? "bash" : "sudo -n bash";
     return [
         `# cilium-kpr: ${title}`,
         "set -eu",
+        "umask 077",
         `ckpr_script=$(mktemp "\${TMPDIR:-/tmp}/ckpr.XXXXXXXX")`,
         `trap 'rm -f "$ckpr_script"' EXIT`,
         `cat >"$ckpr_script" <<'${terminator}'`,
         `${body}${terminator}`,
-        `${runner} "$ckpr_script" ${args.map(shellWord).join(" ")} </dev/null`.trimEnd(),
+        `if [ "$(id -u)" -eq 0 ]; then ckpr_sudo=; else ckpr_sudo="sudo -n"; fi`,
+        `$ckpr_sudo env PATH=${NODE_PATH} bash "$ckpr_script" ${args.map(shellWord).join(" ")} </dev/null`.trimEnd(),
         "",
     ].join("\n");
 }

@@ -20,7 +20,7 @@ export function staleRuleCleanup(
     return new command.remote.Command(STEP.staleRuleCleanup(node.name), {
         connection: nodeConnection(node, privateKey),
         create: remoteScriptCommand(`remove kube-proxy's stale iptables rules on ${node.name}`,
-            scriptText("kubeproxy/scripts/stale-rules-cleanup.sh"), [cluster.kubeProxy.iptablesBackend], node.sshUser),
+            scriptText("kubeproxy/scripts/stale-rules-cleanup.sh"), [cluster.kubeProxy.iptablesBackend]),
         addPreviousOutputInEnv: false,
     }, opts);
 }

@@ -3,6 +3,7 @@ import * as path from "node:path";
 import type { NodeConfig } from "../config/schema";
 import type { MigrationConfig } from "../config/validate";
 import { markText, policyRouteSpec } from "../tproxy/policyRoutes";
+import { remoteScriptCommand } from "../commands/remoteScript";
 
 /*
  * Inputs of the two preflight scripts, as pure functions of the validated config.
@@ -68,32 +69,7 @@ export function nodePreflightScript(): string {
     return readFileSync(NODE_PREFLIGHT_SCRIPT, "utf8");
 }
 
-const NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-const HEREDOC_END = "CKPR_NODE_PREFLIGHT_EOF";
-
-/**
- * The node preflight as a remote.Command `create`: a POSIX sh program (sshd runs it through the
- * login shell) that writes the script to a private temp file, runs it as root (sudo -n when the
- * SSH user is not root) with a fixed PATH, and removes the file. Everything is visible in
- * `pulumi preview`; nothing here is secret. Its exit status is the script's.
- */
+/** The node preflight as a remote.Command `create` (reads only; changes nothing). */
 export function nodePreflightCommand(config: MigrationConfig, node: NodeConfig, script: string = nodePreflightScript()): string {
-    if (script.split("\n").includes(HEREDOC_END)) throw new Error(`node-preflight.sh contains the heredoc terminator ${HEREDOC_END}`);
-    const args = nodePreflightArgs(config, node).map((word) => {
-        if (!/^[A-Za-z0-9_.,:-]+$/.test(word)) throw new Error(`refusing to pass ${JSON.stringify(word)} to node-preflight.sh`);
-        return `'${word}'`;
-    });
-    const body = script.endsWith("\n") ? script : `${script}\n`;
-    return [
-        `# cilium-kpr preflight for node ${node.name} (reads only; changes nothing)`,
-        "set -eu",
-        "umask 077",
-        `ckpr_script=$(mktemp "\${TMPDIR:-/tmp}/ckpr-preflight.XXXXXXXX")`,
-        `trap 'rm -f "$ckpr_script"' EXIT`,
-        `cat >"$ckpr_script" <<'${HEREDOC_END}'`,
-        `${body}${HEREDOC_END}`,
-        `if [ "$(id -u)" -eq 0 ]; then ckpr_sudo=; else ckpr_sudo="sudo -n"; fi`,
-        `$ckpr_sudo env PATH=${NODE_PATH} bash "$ckpr_script" ${args.join(" ")} </dev/null`,
-        "",
-    ].join("\n");
+    return remoteScriptCommand(`preflight for node ${node.name} (reads only; changes nothing)`, script, nodePreflightArgs(config, node));
 }
