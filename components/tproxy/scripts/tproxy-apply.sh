@@ -132,9 +132,13 @@ revert_now() {
     ckpr_log "apply $gen failed (exit $status); restoring the previous state now"
     set +e
     ckpr_disarm "$state"
-    ckpr_restore "$state/rollback" "$state" "$systemd"
-    rm -rf "$state/rollback"
-    echo "failed $gen" >"$state/outcome"
+    if ckpr_restore "$state/rollback" "$state" "$systemd"; then
+        rm -rf "$state/rollback"
+        echo "failed $gen" >"$state/outcome"
+    else
+        echo "revert-incomplete $gen" >"$state/outcome"
+        ckpr_log "ERROR: the previous state could not be fully restored; see the warnings above and $state/rollback"
+    fi
     exit "$status"
 }
 trap revert_now EXIT

@@ -23,6 +23,7 @@ if [ -e "$state/pending" ]; then read -r pending_gen _ <"$state/pending"; fi
 case "$outcome" in
     reverted) ckpr_die "apply $gen was reverted because it was not confirmed in time (or SSH was cut); the node is back in its previous state" ;;
     failed) ckpr_die "apply $gen failed and was reverted" ;;
+    revert-incomplete) ckpr_die "apply $gen was reverted but the revert could not restore everything; inspect $state/rollback" ;;
 esac
 
 # Confirm only what is really there: the table as applied and our policy routes.

@@ -126,18 +126,54 @@ ckpr_replace_table() {
     { printf 'table inet %s {}\ndelete table inet %s\n' "$name" "$name"; cat -- "$definition"; } | nft -f -
 }
 
+# Runs one restore step; a failure is logged and remembered, and the restore goes on with the
+# next step (a half-finished restore is worse than one that did all it could).
+ckpr_try() {
+    if ! "$@"; then
+        ckpr_log "warning: restore step failed: $*"
+        ckpr_restore_ok=0
+    fi
+}
+
+ckpr_put_back() {
+    local data=$1 path=$2
+    cp -p -- "$data" "$path.ckpr-restore.$$" && mv -f -- "$path.ckpr-restore.$$" "$path"
+}
+
+ckpr_add_rule() {
+    local flag=$1 priority=$2 mark=$3 table=$4
+    if ! ip -N "$flag" rule show pref "$priority" | grep -qxF -- "$(printf '%s:\tfrom all fwmark %s lookup %s' "$priority" "$mark" "$table")"; then
+        ip "$flag" rule add pref "$priority" fwmark "$mark" lookup "$table"
+    fi
+}
+
+ckpr_add_route() {
+    local fam=$1 table=$2 flag prefix
+    flag=$(ckpr_family_flag "$fam")
+    prefix=$(ckpr_default_prefix "$fam")
+    if [ -z "$(ip "$flag" route show table "$table" exact "$prefix" type local dev lo 2>/dev/null)" ]; then
+        ip "$flag" route replace local "$prefix" dev lo table "$table"
+    fi
+}
+
+ckpr_drop_table() {
+    if nft list table inet "$1" >/dev/null 2>&1; then nft delete table inet "$1"; fi
+}
+
 # Puts back everything SNAP recorded. The live configuration (STATE/live) is taken down
-# first, so items that exist now but not in SNAP disappear.
+# first, so items that exist now but not in SNAP disappear. Best effort: every step runs;
+# returns 1 if any step failed (the caller keeps its records so the restore can be retried).
 ckpr_restore() {
     local snap=$1 state=$2 systemd=$3 bin=$ckpr_lib_dir
-    local live_table live_mark live_rt live_prio live_fams live_unit f kind fam a b c unit status
+    local live_table live_mark live_rt live_prio live_fams live_unit f kind fam a b c unit status path key name
+    ckpr_restore_ok=1
     if [ -e "$state/live" ]; then
         read -r live_table live_mark live_rt live_prio live_fams live_unit <"$state/live"
         if ckpr_systemd_on "$systemd" && systemctl -q is-active "$live_unit" 2>/dev/null; then
             # Runs the unit's ExecStop (routes down) so systemd's view matches the node.
-            systemctl stop "$live_unit" || ckpr_log "warning: stopping $live_unit failed; continuing"
+            ckpr_try systemctl stop "$live_unit"
         fi
-        bash "$bin/policy-routes.sh" down "$live_mark" "$live_rt" "$live_prio" "$live_fams"
+        ckpr_try bash "$bin/policy-routes.sh" down "$live_mark" "$live_rt" "$live_prio" "$live_fams"
         : "$live_table"
     fi
     if ckpr_systemd_on "$systemd"; then
@@ -148,67 +184,54 @@ ckpr_restore() {
             if [ "$status" != enabled ]; then systemctl disable "${unit##*/}" 2>/dev/null || true; fi
         done
     fi
-    if [ -d "$snap/files" ]; then
-        for f in "$snap"/files/*.path; do
-            [ -e "$f" ] || continue
-            local path key
-            path=$(cat -- "$f")
-            key=${f##*/}; key=${key%.path}
-            if [ -e "$snap/files/$key.data" ]; then
-                cp -p -- "$snap/files/$key.data" "$path.ckpr-restore.$$"
-                mv -f -- "$path.ckpr-restore.$$" "$path"
-            else
-                rm -f -- "$path"
-            fi
-        done
-    fi
+    for f in "$snap"/files/*.path; do
+        [ -e "$f" ] || continue
+        path=$(cat -- "$f")
+        key=${f##*/}; key=${key%.path}
+        if [ -e "$snap/files/$key.data" ]; then
+            ckpr_try ckpr_put_back "$snap/files/$key.data" "$path"
+        else
+            ckpr_try rm -f -- "$path"
+        fi
+    done
     if [ -s "$snap/created-dirs" ]; then
         # Deepest first; a directory someone else put files into stays.
         sort -r "$snap/created-dirs" | while read -r f; do rmdir -- "$f" 2>/dev/null || true; done
     fi
-    if [ -d "$snap/nft" ]; then
-        for f in "$snap"/nft/*; do
-            [ -e "$f" ] || continue
-            local name=${f##*/}
-            case "$name" in
-                *.nft) ckpr_replace_table "${name%.nft}" "$f" ;;
-                *.absent) if nft list table inet "${name%.absent}" >/dev/null 2>&1; then nft delete table inet "${name%.absent}"; fi ;;
-            esac
-        done
-    fi
-    if [ -d "$snap/routes" ]; then
-        for f in "$snap"/routes/*.present; do
-            [ -e "$f" ] || continue
-            read -r kind fam a b c <"$f"
-            local flag
-            flag=$(ckpr_family_flag "$fam")
-            if [ "$kind" = rule ]; then
-                if ! ip -N "$flag" rule show pref "$a" | grep -qxF -- "$(printf '%s:\tfrom all fwmark %s lookup %s' "$a" "$b" "$c")"; then
-                    ip "$flag" rule add pref "$a" fwmark "$b" lookup "$c"
-                fi
-            else
-                if [ -z "$(ip "$flag" route show table "$a" exact "$(ckpr_default_prefix "$fam")" type local dev lo 2>/dev/null)" ]; then
-                    ip "$flag" route replace local "$(ckpr_default_prefix "$fam")" dev lo table "$a"
-                fi
-            fi
-        done
-    fi
+    for f in "$snap"/nft/*; do
+        [ -e "$f" ] || continue
+        name=${f##*/}
+        case "$name" in
+            *.nft) ckpr_try ckpr_replace_table "${name%.nft}" "$f" ;;
+            *.absent) ckpr_try ckpr_drop_table "${name%.absent}" ;;
+        esac
+    done
+    for f in "$snap"/routes/*.present; do
+        [ -e "$f" ] || continue
+        read -r kind fam a b c <"$f"
+        if [ "$kind" = rule ]; then
+            ckpr_try ckpr_add_rule "$(ckpr_family_flag "$fam")" "$a" "$b" "$c"
+        else
+            ckpr_try ckpr_add_route "$fam" "$a"
+        fi
+    done
     if [ -e "$snap/state/done" ]; then
         for f in live manifest applied.nft; do
-            if [ -e "$snap/state/$f" ]; then cp -p "$snap/state/$f" "$state/$f"; else rm -f "$state/$f"; fi
+            if [ -e "$snap/state/$f" ]; then ckpr_try cp -p "$snap/state/$f" "$state/$f"; else rm -f "$state/$f"; fi
         done
     fi
     if ckpr_systemd_on "$systemd"; then
-        systemctl daemon-reload
+        ckpr_try systemctl daemon-reload
         for unit in "$snap"/units/*; do
             [ -e "$unit" ] || continue
             read -r status <"$unit"
             if [ "$status" = enabled ]; then
-                systemctl enable "${unit##*/}"
-                systemctl start "${unit##*/}"
+                ckpr_try systemctl enable "${unit##*/}"
+                ckpr_try systemctl start "${unit##*/}"
             fi
         done
     fi
+    [ "$ckpr_restore_ok" = 1 ]
 }
 
 # Stops an armed revert (if any) and forgets it. Caller holds the lock.

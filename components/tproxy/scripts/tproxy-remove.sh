@@ -20,7 +20,9 @@ fi
 ckpr_lock "$state"
 ckpr_disarm "$state"
 if [ -d "$state/baseline" ]; then
-    ckpr_restore "$state/baseline" "$state" "$systemd"
+    if ! ckpr_restore "$state/baseline" "$state" "$systemd"; then
+        ckpr_die "could not restore everything (warnings above); $state is kept so delete can be re-run"
+    fi
 elif [ -e "$state/live" ]; then
     ckpr_die "$state/live exists without a baseline; refusing to guess the previous state"
 fi

@@ -26,8 +26,13 @@ if [ "$pending_gen" != "$gen" ]; then
     exit 0
 fi
 ckpr_log "apply $gen was not confirmed in time; restoring the previous state"
-ckpr_restore "$state/rollback" "$state" "$systemd"
-rm -rf "$state/rollback"
 rm -f "$state/pending" "$state/revert-$gen.pid"
-echo "reverted $gen" >"$state/outcome"
-ckpr_log "apply $gen reverted"
+if ckpr_restore "$state/rollback" "$state" "$systemd"; then
+    rm -rf "$state/rollback"
+    echo "reverted $gen" >"$state/outcome"
+    ckpr_log "apply $gen reverted"
+else
+    # The rollback record stays for an operator (or the next delete) to finish from.
+    echo "revert-incomplete $gen" >"$state/outcome"
+    ckpr_die "apply $gen: the revert could not restore everything; see the warnings above and $state/rollback"
+fi
