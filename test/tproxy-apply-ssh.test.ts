@@ -68,6 +68,8 @@ function seedNode(lab: SshLab): void {
         "ip -6 rule add pref 500 fwmark 0x5 lookup 50",
         // Another route in our table: ours is added beside it and removed alone.
         "ip -4 route add 198.51.100.0/24 dev lo table 100",
+        // The runbook's hand-made IPv6 local route already there: delete must leave it.
+        "ip -6 route add local ::/0 dev lo table 100",
     ].join(" && "));
     const dropIn = layoutUnder(lab.root).networkdDropInPath;
     lab.node.sh(`mkdir -p ${path.dirname(dropIn)} ${lab.root}/var/lib && printf '[Network]\\nSpeedMeter=yes\\n' > ${dropIn} && chmod 0640 ${dropIn}`);
@@ -127,6 +129,13 @@ describe("tproxy apply/confirm/delete over real SSH", { skip }, () => {
         assert.match(again.stdout, /unchanged/);
         assert.deepEqual(nodeState(lab), applied1, "re-applying identical content must not recreate rules (handles), rules or routes");
         assert.equal(lab.ssh(confirmCommand(bundle, settings)).status, 0);
+
+        // Drift (say networkd dropped a rule) is repaired by the next apply, without re-loading the table.
+        lab.node.sh("ip -6 rule del pref 1000");
+        const repaired = lab.ssh(applyCommand(bundle, settings));
+        assert.equal(repaired.status, 0, repaired.stderr);
+        assert.match(repaired.stdout, /policy routes drifted/);
+        assert.deepEqual(nodeState(lab), applied1);
 
         const removed = lab.ssh(deleteCommand(bundle, settings));
         assert.equal(removed.status, 0, removed.stderr);
