@@ -45,6 +45,7 @@ while read -r i kind mode owner path; do
             # The ruleset must only ever touch our own table: a `flush ruleset` or another
             # table would wipe Cilium's or kube-proxy's rules.
             if grep -qE '^[[:space:]]*flush[[:space:]]+ruleset' "$stage/files/$i"; then ckpr_die "the ruleset flushes the whole ruleset"; fi
+            if grep -qE '^[[:space:]]*include[[:space:]]' "$stage/files/$i"; then ckpr_die "the ruleset includes other files"; fi
             if grep -E '^[[:space:]]*((add|create|delete|flush|destroy)[[:space:]]+)?table[[:space:]]' "$stage/files/$i" \
                 | grep -vqE "^[[:space:]]*((add|create|delete|flush|destroy)[[:space:]]+)?table[[:space:]]+inet[[:space:]]+$nft_table([[:space:]{]|\$)"; then
                 ckpr_die "the ruleset touches a table other than inet $nft_table"
@@ -110,22 +111,8 @@ mkdir -p "$state/bin"
 for s in tproxy-lib.sh tproxy-revert.sh policy-routes.sh; do
     install -m 0700 "$stage/$s" "$state/bin/$s.new" && mv -f "$state/bin/$s.new" "$state/bin/$s"
 done
-ckpr_disarm "$state"
 gen="$(date -u +%Y%m%d%H%M%S)-$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n')"
-if ckpr_systemd_on "$systemd" && command -v systemd-run >/dev/null 2>&1; then
-    # A transient timer outlives the SSH session's scope (logind may kill it on logout).
-    systemd-run --quiet --unit="ckpr-tproxy-revert-$gen" --on-active="${revert_after}s" \
-        --timer-property=AccuracySec=1s --description="cilium-kpr tproxy: revert unconfirmed apply $gen" \
-        /bin/bash "$state/bin/tproxy-revert.sh" "$state" "$gen" "$systemd"
-    echo "$gen systemd" >"$state/pending"
-else
-    setsid bash "$state/bin/tproxy-revert.sh" "$state" "$gen" "$systemd" "$revert_after" \
-        </dev/null >>"$state/revert.log" 2>&1 9>&- &
-    echo "$gen setsid $!" >"$state/pending"
-fi
-echo "$gen" >"$state/last-gen"
-echo "pending $gen" >"$state/outcome"
-
+# From here on any failure restores the rollback at once (and stops whatever revert is armed).
 revert_now() {
     local status=$?
     [ "$status" -ne 0 ] || return 0
@@ -142,6 +129,20 @@ revert_now() {
     exit "$status"
 }
 trap revert_now EXIT
+ckpr_disarm "$state"
+if ckpr_systemd_on "$systemd" && command -v systemd-run >/dev/null 2>&1; then
+    # A transient timer outlives the SSH session's scope (logind may kill it on logout).
+    systemd-run --quiet --unit="ckpr-tproxy-revert-$gen" --on-active="${revert_after}s" \
+        --timer-property=AccuracySec=1s --description="cilium-kpr tproxy: revert unconfirmed apply $gen" \
+        /bin/bash "$state/bin/tproxy-revert.sh" "$state" "$gen" "$systemd"
+    echo "$gen systemd" >"$state/pending"
+else
+    setsid bash "$state/bin/tproxy-revert.sh" "$state" "$gen" "$systemd" "$revert_after" \
+        </dev/null >>"$state/revert.log" 2>&1 9>&- &
+    echo "$gen setsid $!" >"$state/pending"
+fi
+echo "$gen" >"$state/last-gen"
+echo "pending $gen" >"$state/outcome"
 
 # ---- apply ---------------------------------------------------------------------------------
 for n in "${!idx[@]}"; do
