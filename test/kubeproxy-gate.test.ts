@@ -124,3 +124,24 @@ test("an agent where exec fails is reported with kubectl's error", { skip }, (t)
     assert.notEqual(run.status, 0);
     assert.match(run.stderr, new RegExp(`pod ${agentPodName(2)} on node storage: cilium-dbg status failed: error: unable to upgrade connection`));
 });
+
+test("mode must be True even when socketLB and nodePort report enabled", { skip }, (t) => {
+    const odd = fixture("cilium-status-kpr-true.json");
+    (odd["kube-proxy-replacement"] as JsonObject)["mode"] = "False";
+    const scenario = new Scenario({ agentStatus: (node) => node === "m601" ? odd : fixture("cilium-status-kpr-true.json") });
+    t.after(() => scenario.dispose());
+    const run = scenario.run("kpr-gate", gateEnv);
+    assert.notEqual(run.status, 0);
+    assert.match(run.stderr, new RegExp(`pod ${agentPodName(1)} on node m601: kube-proxy-replacement mode=False, socketLB.enabled=true, nodePort.enabled=true`));
+});
+
+test("nodePort.enabled absent fails even with mode True and socketLB on", { skip }, (t) => {
+    const odd = fixture("cilium-status-kpr-true.json");
+    const features = (odd["kube-proxy-replacement"] as JsonObject)["features"] as JsonObject;
+    features["nodePort"] = { mode: "SNAT", algorithm: "Random", acceleration: "None" };
+    const scenario = new Scenario({ agentStatus: (node) => node === "m600" ? odd : fixture("cilium-status-kpr-true.json") });
+    t.after(() => scenario.dispose());
+    const run = scenario.run("kpr-gate", gateEnv);
+    assert.notEqual(run.status, 0);
+    assert.match(run.stderr, new RegExp(`pod ${agentPodName(0)} on node m600: kube-proxy-replacement mode=True, socketLB.enabled=true, nodePort.enabled=false`));
+});

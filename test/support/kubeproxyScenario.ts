@@ -149,10 +149,13 @@ export class Scenario {
         return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr, summary, seconds: (Date.now() - started) / 1000 };
     }
 
-    /** A directory holding only the given tools (fake kubectl/helm or real ones), for PATH tests. */
+    /**
+     * A PATH directory holding only the given tools (fake kubectl/helm or real ones) plus the
+     * coreutils and node the fakes and scripts need, for tests about missing tools.
+     */
     pathWith(tools: readonly string[]): string {
         const dir = mkdtempSync(join(this.dir, "path-"));
-        for (const tool of tools) {
+        for (const tool of [...BASE_TOOLS, ...tools]) {
             const source = tool === "kubectl" || tool === "helm" ? join(this.bin, tool) : which(tool);
             symlinkSync(source, join(dir, tool));
         }
@@ -163,6 +166,8 @@ export class Scenario {
         rmSync(this.dir, { recursive: true, force: true });
     }
 }
+
+const BASE_TOOLS = ["bash", "node", "dirname", "readlink", "tail", "rm", "cat", "mktemp", "timeout"] as const;
 
 export function agentPodName(index: number): string {
     return `cilium-${["x2k9p", "q7m4z", "b8n3v", "h5t6r", "w1c0d"][index] ?? `n${index}`}`;
