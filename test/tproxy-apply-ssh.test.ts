@@ -6,6 +6,17 @@ import { SshLab, sleep } from "./support/sshLab";
 import { renderNodeBundle, type NodeBundle } from "../components/tproxy/nodeBundle";
 import { DEFAULT_NODE_LAYOUT, type NodeLayout, type PolicyRouteSpec } from "../components/tproxy/policyRoutes";
 import { applyCommand, confirmCommand, deleteCommand, type RemoteSettings } from "../components/tproxy/remoteScript";
+import { nftRulesetInput, renderNftRuleset } from "../components/tproxy/nftRuleset";
+import { renderKeepalivedNotify } from "../components/tproxy/keepalivedNotify";
+import { policyRouteSpec } from "../components/tproxy/policyRoutes";
+import { validateStackConfig, type MigrationConfig, type RawStackConfig } from "../components/config/validate";
+import { PROJECT, rawStack, withValues } from "./support/stacks";
+
+function validConfig(raw: RawStackConfig): MigrationConfig {
+    const result = validateStackConfig(PROJECT, raw);
+    if (!result.ok) throw new Error(JSON.stringify(result.issues));
+    return result.config;
+}
 
 const skip = hostToolsMissing(["nft", "ip", "sshd", "ssh", "ssh-keygen", "flock", "setsid", "sha256sum"]);
 
@@ -245,6 +256,48 @@ describe("tproxy apply/confirm/delete over real SSH", { skip }, () => {
             assert.deepEqual(nodeState(lab), before);
             assert.equal(lab.ssh(deleteCommand(bundle, settings)).status, 0);
         }
+    });
+
+    test("the real bundle: apply re-activates diverting on the VIP holder (keepalived notify RECONCILE), re-apply ignores activation, delete restores", () => {
+        const before = nodeState(lab);
+        const vip = "192.0.2.50";
+        const config = validConfig(withValues(rawStack("prod"), {
+            "cluster.nodeCidrs": ["172.25.4.0/24", "192.0.2.0/24"],
+            "tproxy.vip4": vip,
+            "tproxy.tableName": TABLE,
+        }));
+        const layout = layoutUnder(lab.root);
+        const notifyPath = path.join(lab.root, "etc/keepalived/cilium-kpr-tproxy-notify.sh");
+        const bundle = renderNodeBundle({
+            tableName: TABLE,
+            ruleset: renderNftRuleset(nftRulesetInput(config)),
+            routes: policyRouteSpec(config.tproxy),
+            layout,
+            extraFiles: [{ path: notifyPath, mode: "0755", owner: "root:root", kind: "activation-script",
+                content: renderKeepalivedNotify(config, { lockPath: path.join(lab.dir, "notify.lock"), vipWaitSeconds: 1 }) }],
+        });
+        const active = () => lab.node.sh(`nft list set inet ${TABLE} tproxy_active`);
+
+        lab.node.sh(`ip addr add ${vip}/32 dev eth0`);
+        try {
+            const applied = lab.ssh(applyCommand(bundle, settings));
+            assert.equal(applied.status, 0, applied.stderr);
+            assert.match(active(), /elements = \{ ipv4 \}/, "the VIP holder diverts right after the table was reloaded");
+            assert.equal(lab.ssh(confirmCommand(bundle, settings)).status, 0);
+
+            // keepalived moves the VIP away: notify switches diverting off; a re-apply is then a no-op.
+            lab.node.sh(`ip addr del ${vip}/32 dev eth0`);
+            lab.node.sh(`bash ${notifyPath} INSTANCE ${config.tproxy.vrrpInstance} BACKUP`);
+            assert.doesNotMatch(active(), /elements/);
+            const again = lab.ssh(applyCommand(bundle, settings));
+            assert.equal(again.status, 0, again.stderr);
+            assert.match(again.stdout, /unchanged/, "activation follows the VIP, not the bundle");
+            assert.equal(lab.ssh(confirmCommand(bundle, settings)).status, 0, "confirm ignores activation too");
+        } finally {
+            lab.node.try(`ip addr del ${vip}/32 dev eth0`);
+        }
+        assert.equal(lab.ssh(deleteCommand(bundle, settings)).status, 0);
+        assert.deepEqual(nodeState(lab), before);
     });
 });
 

@@ -4,6 +4,7 @@ import { DEFAULT_NODE_LAYOUT, renderPolicyRoutes, type NodeLayout, type PolicyRo
 export type BundleFileKind =
     | "nft-ruleset" // nft -c -f, must only touch our table; loaded with nft -f
     | "script" // bash -n
+    | "activation-script" // bash -n; run with RECONCILE after the ruleset loads (keepalived notify)
     | "systemd-unit"
     | "config"
     | "file";

@@ -37,7 +37,13 @@ export class NodeTproxy extends pulumi.ComponentResource {
             create: applyCommand(bundle, settings),
             delete: deleteCommand(bundle, settings),
             addPreviousOutputInEnv: false,
-        }, { parent: this, dependsOn: args.dependsOn });
+        }, {
+            parent: this,
+            dependsOn: args.dependsOn,
+            // The old delete restores the node as it was before the first apply: it must run before a
+            // replacement applies, or it would tear the new apply down.
+            deleteBeforeReplace: true,
+        });
 
         this.confirm = new command.remote.Command(STEP.tproxyConfirm(node.name), {
             connection,

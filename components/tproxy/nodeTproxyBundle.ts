@@ -21,7 +21,7 @@ export function nodeTproxyBundle(config: MigrationConfig, _node: NodeConfig): No
             mode: `0${KEEPALIVED_NOTIFY_MODE.toString(8)}`,
             owner: KEEPALIVED_NOTIFY_OWNER,
             content: renderKeepalivedNotify(config),
-            kind: "script",
+            kind: "activation-script",
         }],
     });
 }

@@ -31,6 +31,10 @@ log() {
     echo "cilium-kpr-tproxy: $*" >&2
 }
 
+# The apply step calls `keepalived-notify.sh RECONCILE` after reloading the table.
+if [ "$#" -eq 1 ] && [ "$1" = RECONCILE ]; then
+    set -- INSTANCE "$VRRP_INSTANCE" RECONCILE
+fi
 if [ "$#" -lt 3 ]; then
     echo "usage: $0 TYPE NAME STATE [PRIORITY]" >&2
     exit 2

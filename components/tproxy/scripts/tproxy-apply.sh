@@ -31,7 +31,7 @@ chmod 0700 "$state"
 ckpr_lock "$state"
 
 # ---- read and check the manifest -------------------------------------------------------
-ruleset=
+ruleset='' activation=''
 declare -a idx=() kinds=() modes=() owners=() paths=()
 while read -r i kind mode owner path; do
     [[ $i =~ ^[0-9]+$ ]] || ckpr_die "bad manifest index '$i'"
@@ -52,6 +52,7 @@ while read -r i kind mode owner path; do
             fi
             ;;
         script) bash -n "$stage/files/$i" || ckpr_die "bash -n rejects $path" ;;
+        activation-script) bash -n "$stage/files/$i" || ckpr_die "bash -n rejects $path"; activation=$path ;;
         systemd-unit|config|file) ;;
         *) ckpr_die "unknown kind '$kind' for $path" ;;
     esac
@@ -74,7 +75,7 @@ if [ "$unchanged" = 1 ]; then
         same_file "$stage/files/${idx[$n]}" "${modes[$n]}" "${owners[$n]}" "${paths[$n]}" || { unchanged=0; break; }
     done
 fi
-if [ "$unchanged" = 1 ] && ! nft -s list table inet "$nft_table" 2>/dev/null | cmp -s - "$state/applied.nft"; then unchanged=0; fi
+if [ "$unchanged" = 1 ] && ! ckpr_table_shape "$nft_table" | cmp -s - "$state/applied.nft"; then unchanged=0; fi
 if [ "$unchanged" = 1 ]; then
     if ! drift=$(bash "$stage/policy-routes.sh" check "$mark" "$rt" "$prio" "$families"); then
         ckpr_log "policy routes drifted; restoring them: $drift"
@@ -176,6 +177,12 @@ if [ -n "$old_table" ] && [ "$old_mark $old_rt $old_prio $old_fams" != "$mark $r
     bash "$stage/policy-routes.sh" down "$old_mark" "$old_rt" "$old_prio" "$old_fams"
 fi
 bash "$stage/policy-routes.sh" up "$mark" "$rt" "$prio" "$families"
+# Reloading the table emptied the activation set: switch diverting back on if this node really
+# holds the VIP, exactly as keepalived's notify would. A failure leaves diverting off (traffic
+# passes direct), which is not worth reverting the whole apply for.
+if [ -n "$activation" ]; then
+    bash "$activation" RECONCILE || ckpr_log "WARNING: $activation RECONCILE failed; diverting stays off until keepalived's next notify"
+fi
 
 if ckpr_systemd_on "$systemd"; then
     systemctl daemon-reload
@@ -188,7 +195,7 @@ fi
 
 echo "$live_line" >"$state/live.new" && mv -f "$state/live.new" "$state/live"
 cp "$manifest" "$state/manifest.new" && mv -f "$state/manifest.new" "$state/manifest"
-nft -s list table inet "$nft_table" >"$state/applied.nft.new" && mv -f "$state/applied.nft.new" "$state/applied.nft"
+ckpr_table_shape "$nft_table" >"$state/applied.nft.new" && mv -f "$state/applied.nft.new" "$state/applied.nft"
 if [ -e "$state/created-dirs" ]; then sort -u "$state/created-dirs" >"$state/created-dirs.new" && mv -f "$state/created-dirs.new" "$state/created-dirs"; fi
 
 trap - EXIT

@@ -29,7 +29,7 @@ esac
 # Confirm only what is really there: the table as applied and our policy routes.
 [ -e "$state/live" ] || ckpr_die "no live configuration recorded"
 read -r nft_table mark rt prio families _ <"$state/live"
-if ! nft -s list table inet "$nft_table" 2>/dev/null | cmp -s - "$state/applied.nft"; then
+if ! ckpr_table_shape "$nft_table" | cmp -s - "$state/applied.nft"; then
     ckpr_die "table inet $nft_table differs from what apply $gen installed; not confirming (the armed revert will restore the previous state)"
 fi
 if ! drift=$(bash "$stage/policy-routes.sh" check "$mark" "$rt" "$prio" "$families"); then

@@ -34,6 +34,12 @@ ckpr_systemd_on() {
     [ "$1" = auto ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1
 }
 
+# `nft -s list table` without the elements of the activation set (ACTIVATION_SET in
+# nftRuleset.ts): they follow the VIP through keepalived's notify, not the applied bundle.
+ckpr_table_shape() {
+    nft -s list table inet "$1" 2>/dev/null \
+        | awk '/^\tset tproxy_active \{/ { inset = 1 } inset && /^\t\telements = / { next } inset && /^\t\}/ { inset = 0 } { print }'
+}
 ckpr_key() { printf '%s' "$1" | sha256sum | cut -c1-16; }
 
 # Records PATH (content, mode, owner, times) or its absence, once per snapshot.
