@@ -4,8 +4,8 @@ import type * as command from "@pulumi/command";
 import type { StackConfig } from "./config/stackConfig";
 import { CiliumRelease } from "./cilium/ciliumRelease";
 import { preflight } from "./preflight/preflight";
-import { kprGate, kubeProxyRemoval } from "./kubeproxy/kubeProxyMigration";
-import { staleRuleCleanup } from "./kubeproxy/staleRuleCleanup";
+import { kprGate, kubeProxyRemoval, postMigrationVerification, valuesSnapshot } from "./kubeproxy/kubeProxyMigration";
+import { staleRuleCleanup, staleRuleVerify } from "./kubeproxy/staleRuleCleanup";
 import { STEP, TYPE } from "./resourceNames";
 import { NodeTproxy } from "./tproxy/nodeTproxy";
 
@@ -22,6 +22,7 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
     readonly kubeProxyRemoval?: command.local.Command;
     readonly staleRuleCleanups: command.remote.Command[] = [];
     readonly nodeTproxies: NodeTproxy[] = [];
+    readonly verification?: command.local.Command;
 
     constructor(name: string, stack: StackConfig, opts?: pulumi.ComponentResourceOptions) {
         super(TYPE.migration, name, {}, opts);
@@ -35,11 +36,12 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
 
         // A failed preflight stops the run before the release changes anything.
         const checks = preflight(config, sshPrivateKey, child);
+        const snapshot = valuesSnapshot(config, { ...child, dependsOn: checks });
 
         this.cilium = new CiliumRelease(STEP.ciliumRelease, {
             cilium: config.cilium,
             provider: this.provider,
-            dependsOn: checks,
+            dependsOn: [snapshot],
         }, child);
 
         // Without KPR there is nothing to take over from kube-proxy: it must stay.
@@ -67,6 +69,12 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
                     ],
                 }, child));
             });
+        }
+
+        if (this.kubeProxyRemoval) {
+            const settled = [...this.staleRuleCleanups, ...this.nodeTproxies.map((t) => t.confirm)];
+            const nodeChecks = config.nodes.map((node) => staleRuleVerify(node, sshPrivateKey, { ...child, dependsOn: settled }));
+            this.verification = postMigrationVerification(config, [this.kubeProxyRemoval, ...nodeChecks], child);
         }
 
         this.registerOutputs({ ciliumValues: this.cilium.values });

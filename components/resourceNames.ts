@@ -12,6 +12,7 @@ export const STEP = {
     kprGate: "kpr-gate",
     kubeProxyRemoval: "kube-proxy-removal",
     staleRuleCleanup: (node: string) => `stale-rules-cleanup-${node}`,
+    staleRuleVerify: (node: string) => `stale-rules-verify-${node}`,
     nodeTproxy: (node: string) => `tproxy-${node}`,
     tproxyApply: (node: string) => `tproxy-apply-${node}`,
     tproxyConfirm: (node: string) => `tproxy-confirm-${node}`,

@@ -3,27 +3,42 @@ import type * as command from "@pulumi/command";
 import type { MigrationConfig } from "../config/validate";
 import { clusterCommand } from "../commands/clusterCommand";
 import { STEP } from "../resourceNames";
+import { scriptEnvironment } from "./scriptFiles";
+
+/** ConfigMap (in Cilium's namespace) holding the release's values from before the migration. */
+export const VALUES_SNAPSHOT_CONFIGMAP = "cilium-kpr-pre-migration-values";
+
+/**
+ * Captures the existing release's values before the release is first upgraded. Its delete, on
+ * `pulumi destroy`, returns Cilium to those values, and refuses to unless kube-proxy is serving again.
+ */
+export function valuesSnapshot(config: MigrationConfig, opts: pulumi.CustomResourceOptions): command.local.Command {
+    const { cilium, cluster } = config;
+    return clusterCommand(STEP.valuesSnapshot, {
+        cluster,
+        create: "kubeproxy/scripts/cilium-values-snapshot.sh",
+        delete: "kubeproxy/scripts/cilium-values-restore.sh",
+        // One environment serves both scripts: delete runs with what was stored at create.
+        environment: {
+            ...scriptEnvironment("cilium-values-restore", {
+                CILIUM_NAMESPACE: cilium.namespace,
+                CILIUM_RELEASE: cilium.releaseName,
+                CILIUM_CHART: cilium.chart,
+                CILIUM_CHART_VERSION: cilium.chartVersion,
+                CILIUM_REPOSITORY: cilium.repository,
+                SNAPSHOT_CONFIGMAP: VALUES_SNAPSHOT_CONFIGMAP,
+                KUBE_PROXY_NAMESPACE: cluster.kubeProxy.namespace,
+                KUBE_PROXY_DAEMONSET: cluster.kubeProxy.daemonSet,
+            }),
+        },
+    }, opts);
+}
 
 export interface KprGateArgs {
     readonly config: MigrationConfig;
     /** The Helm release; the gate runs after it and again whenever its values change. */
     readonly release: pulumi.Resource;
     readonly values: pulumi.Output<unknown>;
-}
-
-/** Environment shared by the scripts that look at Cilium. */
-function ciliumEnvironment(config: MigrationConfig): Record<string, string> {
-    return { CILIUM_NAMESPACE: config.cilium.namespace };
-}
-
-function kubeProxyEnvironment(config: MigrationConfig): Record<string, string> {
-    const kp = config.cluster.kubeProxy;
-    return {
-        KUBE_PROXY_NAMESPACE: kp.namespace,
-        KUBE_PROXY_DAEMONSET: kp.daemonSet,
-        KUBE_PROXY_CONFIGMAP: kp.configMap,
-        KUBE_PROXY_BACKUP_CONFIGMAP: kp.backupConfigMap,
-    };
 }
 
 /**
@@ -34,7 +49,7 @@ export function kprGate(args: KprGateArgs, opts: pulumi.CustomResourceOptions): 
     return clusterCommand(STEP.kprGate, {
         cluster: args.config.cluster,
         create: "kubeproxy/scripts/kpr-gate.sh",
-        environment: ciliumEnvironment(args.config),
+        environment: scriptEnvironment("kpr-gate", { CILIUM_NAMESPACE: args.config.cilium.namespace }),
         triggers: [args.values.apply((v) => JSON.stringify(v))],
     }, { ...opts, dependsOn: [args.release] });
 }
@@ -42,14 +57,29 @@ export function kprGate(args: KprGateArgs, opts: pulumi.CustomResourceOptions): 
 /**
  * kube-proxy removal: backs up the DaemonSet and ConfigMap into a ConfigMap in the cluster (so the
  * backup survives loss of Pulumi state), deletes them and waits for the pods to go. Its delete
- * restores kube-proxy from the backup and waits for the rollout; because everything that rolls
- * Cilium back depends on it being gone first, kube-proxy serves again before KPR is turned off.
+ * restores kube-proxy from the backup and waits for the rollout; because the values rollback depends
+ * on it being gone first, kube-proxy serves again before KPR is turned off.
  */
 export function kubeProxyRemoval(config: MigrationConfig, gate: pulumi.Resource, opts: pulumi.CustomResourceOptions): command.local.Command {
+    const kp = config.cluster.kubeProxy;
     return clusterCommand(STEP.kubeProxyRemoval, {
         cluster: config.cluster,
         create: "kubeproxy/scripts/kube-proxy-remove.sh",
         delete: "kubeproxy/scripts/kube-proxy-restore.sh",
-        environment: kubeProxyEnvironment(config),
+        environment: scriptEnvironment("kube-proxy-remove", {
+            KUBE_PROXY_NAMESPACE: kp.namespace,
+            KUBE_PROXY_DAEMONSET: kp.daemonSet,
+            KUBE_PROXY_CONFIGMAP: kp.configMap,
+            KUBE_PROXY_BACKUP_CONFIGMAP: kp.backupConfigMap,
+        }),
     }, { ...opts, dependsOn: [gate] });
+}
+
+/** Every agent lists services, the kubernetes Service among them. */
+export function postMigrationVerification(config: MigrationConfig, after: pulumi.Resource[], opts: pulumi.CustomResourceOptions): command.local.Command {
+    return clusterCommand(STEP.verification, {
+        cluster: config.cluster,
+        create: "kubeproxy/scripts/post-migration-verify.sh",
+        environment: scriptEnvironment("post-migration-verify", { CILIUM_NAMESPACE: config.cilium.namespace }),
+    }, { ...opts, dependsOn: after });
 }

@@ -1,7 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import type { NodeConfig } from "../config/schema";
-import type { ClusterConfig } from "../config/schema";
+import type { ClusterConfig, NodeConfig } from "../config/schema";
 import { nodeConnection } from "../commands/nodeConnection";
 import { remoteScriptCommand } from "../commands/remoteScript";
 import { scriptText } from "../commands/scriptFile";
@@ -21,6 +20,16 @@ export function staleRuleCleanup(
         connection: nodeConnection(node, privateKey),
         create: remoteScriptCommand(`remove kube-proxy's stale iptables rules on ${node.name}`,
             scriptText("kubeproxy/scripts/stale-rules-cleanup.sh"), [cluster.kubeProxy.iptablesBackend]),
+        addPreviousOutputInEnv: false,
+    }, opts);
+}
+
+/** Read-only: fails while any KUBE-SVC/KUBE-SEP/KUBE-SERVICES/KUBE-NODEPORTS rule remains on the node. */
+export function staleRuleVerify(node: NodeConfig, privateKey: pulumi.Output<string>, opts: pulumi.CustomResourceOptions): command.remote.Command {
+    return new command.remote.Command(STEP.staleRuleVerify(node.name), {
+        connection: nodeConnection(node, privateKey),
+        create: remoteScriptCommand(`verify no kube-proxy Service rules remain on ${node.name}`,
+            scriptText("kubeproxy/scripts/stale-rules-verify.sh"), []),
         addPreviousOutputInEnv: false,
     }, opts);
 }

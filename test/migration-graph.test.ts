@@ -1,0 +1,109 @@
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import type { RecordedResource } from "../tools/mockRuntime";
+import { creationOrder } from "../tools/mockRuntime";
+import { STEP } from "../components/resourceNames";
+import { scriptText } from "../components/commands/scriptFile";
+import { find, runProgram } from "./support/program";
+import { rawStack } from "./support/stacks";
+
+const NODES = ["m600", "m601", "storage"];
+
+/** Everything `name` waits for, directly or through its dependencies (Pulumi deletes in the reverse order). */
+function dependenciesOf(resources: readonly RecordedResource[], name: string): Set<string> {
+    const byName = new Map(resources.filter((r) => r.custom).map((r) => [r.name, r]));
+    const seen = new Set<string>();
+    const walk = (n: string) => {
+        for (const dep of byName.get(n)?.dependsOn ?? []) {
+            if (!seen.has(dep)) { seen.add(dep); walk(dep); }
+        }
+    };
+    walk(name);
+    return seen;
+}
+
+test("prod graph: preflight -> snapshot -> release -> gate -> removal -> cleanup -> tproxy -> verification", async () => {
+    const { resources, error } = await runProgram("prod");
+    assert.equal(error, undefined);
+    // Logical names repeat across types (the Cilium component and its release are both "cilium"): look up custom resources.
+    const deps = (name: string) => resources.find((r) => r.custom && r.name === name)!.dependsOn;
+
+    assert.deepEqual([...deps(STEP.kubeProxyRemoval)], [STEP.kprGate], "removal waits for the KPR gate");
+    assert.deepEqual([...deps(STEP.kprGate)], [STEP.ciliumRelease], "the gate waits for the Helm release");
+    assert.deepEqual([...deps(STEP.ciliumRelease)], [STEP.valuesSnapshot], "values are captured before the release changes");
+    assert.deepEqual([...deps(STEP.valuesSnapshot)].sort(), [STEP.operatorPreflight, ...NODES.map(STEP.nodePreflight)].sort(),
+        "nothing changes before every preflight passed");
+    for (const node of NODES) {
+        assert.deepEqual([...deps(STEP.staleRuleCleanup(node))], [STEP.kubeProxyRemoval]);
+        assert.ok(deps(STEP.tproxyApply(node)).includes(STEP.staleRuleCleanup(node)));
+    }
+    assert.ok(deps(STEP.tproxyApply("m601")).includes(STEP.tproxyConfirm("m600")), "one node at a time");
+    assert.ok(deps(STEP.tproxyApply("storage")).includes(STEP.tproxyConfirm("m601")));
+    const verification = dependenciesOf(resources, STEP.verification);
+    for (const name of [STEP.kubeProxyRemoval, ...NODES.map(STEP.staleRuleCleanup), ...NODES.map(STEP.tproxyConfirm), ...NODES.map(STEP.staleRuleVerify)]) {
+        assert.ok(verification.has(name), `verification runs after ${name}`);
+    }
+
+    const order = creationOrder(resources).map((r) => r.name);
+    const at = (name: string) => order.indexOf(name);
+    assert.ok(at(STEP.valuesSnapshot) < at(STEP.ciliumRelease) && at(STEP.ciliumRelease) < at(STEP.kprGate)
+        && at(STEP.kprGate) < at(STEP.kubeProxyRemoval) && at(STEP.kubeProxyRemoval) < at(STEP.verification));
+});
+
+test("destroy order: node tproxy artifacts go first, kube-proxy is restored before Cilium's values are rolled back", async () => {
+    const { resources } = await runProgram("prod");
+    // Pulumi deletes a resource only after everything that depends on it is deleted.
+    const removalDeps = dependenciesOf(resources, STEP.kubeProxyRemoval);
+    assert.ok(removalDeps.has(STEP.valuesSnapshot), "the values rollback (snapshot delete) waits for kube-proxy's restore (removal delete)");
+    assert.ok(removalDeps.has(STEP.ciliumRelease));
+    for (const node of NODES) {
+        assert.ok(dependenciesOf(resources, STEP.tproxyApply(node)).has(STEP.kubeProxyRemoval), `${node}'s tproxy is removed before kube-proxy returns`);
+    }
+    const removal = find(resources, "command:local:Command", STEP.kubeProxyRemoval);
+    assert.equal(removal.inputs.create, scriptText("kubeproxy/scripts/kube-proxy-remove.sh"));
+    assert.equal(removal.inputs.delete, scriptText("kubeproxy/scripts/kube-proxy-restore.sh"), "destroy restores kube-proxy");
+    const snapshot = find(resources, "command:local:Command", STEP.valuesSnapshot);
+    assert.equal(snapshot.inputs.delete, scriptText("kubeproxy/scripts/cilium-values-restore.sh"), "destroy restores Cilium's values");
+    assert.equal((snapshot.inputs.environment as Record<string, string>).CILIUM_CHART_VERSION, "1.19.0");
+    assert.equal(find(resources, "kubernetes:helm.sh/v3:Release").retainOnDelete, true, "the CNI is never uninstalled");
+    for (const node of NODES) {
+        const apply = find(resources, "command:remote:Command", STEP.tproxyApply(node));
+        assert.equal(apply.deleteBeforeReplace, true, "a replaced apply restores the node before applying again");
+        assert.match(String(apply.inputs.delete), /tproxy-remove\.sh/);
+    }
+});
+
+test("the gate re-runs when the release's values change, and runs against the provider's cluster and context", async () => {
+    const cluster = { ...(rawStack("prod").cluster as Record<string, unknown>), kubeconfig: "/etc/kpr/kubeconfig", context: "prod-admin" };
+    const { resources } = await runProgram("prod", { cluster });
+    const gate = find(resources, "command:local:Command", STEP.kprGate);
+    const release = find(resources, "kubernetes:helm.sh/v3:Release");
+    const triggers = gate.inputs.triggers as string[];
+    assert.equal(triggers.length, 1);
+    assert.deepEqual(JSON.parse(triggers[0]!), release.inputs.values, "the gate's trigger is the release's values");
+    const provider = find(resources, "pulumi:providers:kubernetes");
+    assert.equal(provider.inputs.kubeconfig, "/etc/kpr/kubeconfig");
+    assert.equal(provider.inputs.context, "prod-admin");
+    for (const r of resources.filter((x) => x.type === "command:local:Command")) {
+        const env = r.inputs.environment as Record<string, string>;
+        assert.equal(env.KUBECONFIG, "/etc/kpr/kubeconfig", `${r.name} uses the provider's kubeconfig`);
+        assert.equal(env.KUBECTL_CONTEXT, "prod-admin", `${r.name} uses the provider's context`);
+    }
+});
+
+test("with kube-proxy replacement off, kube-proxy is never touched", async () => {
+    const cilium = { ...(rawStack("prod").cilium as Record<string, unknown>), kubeProxyReplacement: false, bpfMasquerade: false };
+    const { resources, error } = await runProgram("prod", { cilium });
+    assert.equal(error, undefined);
+    const names = resources.map((r) => r.name);
+    for (const absent of [STEP.kprGate, STEP.kubeProxyRemoval, STEP.verification, ...NODES.map(STEP.staleRuleCleanup)]) {
+        assert.ok(!names.includes(absent), `${absent} must not exist without KPR`);
+    }
+});
+
+test("tproxy disabled (ipv6-native stack): no node tproxy, kube-proxy migration still complete", async () => {
+    const { resources, error } = await runProgram("ipv6-native");
+    assert.equal(error, undefined);
+    assert.ok(!resources.some((r) => r.name.startsWith("tproxy-")));
+    assert.ok(resources.some((r) => r.name === STEP.kubeProxyRemoval));
+});
