@@ -39,31 +39,3 @@ test("post-migration verify requires every ClusterIP of a dual-stack kubernetes 
     assert.notEqual(run.status, 0);
     assert.match(run.stderr, /does not serve fd00:27::1:443/);
 });
-
-test("operator prerequisites pass with kubectl, jq and helm reaching a ready API server", { skip }, (t) => {
-    const scenario = new Scenario();
-    t.after(() => scenario.dispose());
-    const run = scenario.run("operator-prerequisites", { NEEDS_HELM: "1", KUBECTL_CONTEXT: "prod" });
-    assert.equal(run.status, 0, run.stderr);
-    assert.deepEqual(run.summary, { ok: true, context: "prod", serverVersion: "v1.31.4", helmVersion: "v3.16.3+gcfd0749" });
-    assert.ok(scenario.calls().some((c) => c.args.join(" ").includes("get --raw /readyz")));
-});
-
-test("operator prerequisites name every missing tool", { skip }, (t) => {
-    const scenario = new Scenario();
-    t.after(() => scenario.dispose());
-    const run = scenario.run("operator-prerequisites", { NEEDS_HELM: "1" }, { path: scenario.pathWith(["kubectl"]) });
-    assert.equal(run.status, 1);
-    assert.match(run.stderr, /missing on PATH: jq helm/);
-    assert.equal(run.summary["ok"], false);
-    const withoutHelmNeed = scenario.run("operator-prerequisites", {}, { path: scenario.pathWith(["kubectl", "jq"]) });
-    assert.equal(withoutHelmNeed.status, 0, withoutHelmNeed.stderr);
-});
-
-test("operator prerequisites fail clearly when the cluster cannot be reached", { skip }, (t) => {
-    const scenario = new Scenario({ settings: { unreachable: true } });
-    t.after(() => scenario.dispose());
-    const run = scenario.run("operator-prerequisites", { KUBECTL_CONTEXT: "prod" });
-    assert.equal(run.status, 1);
-    assert.match(run.stderr, /cannot reach the API server of context 'prod': The connection to the server .* was refused/);
-});

@@ -13,7 +13,6 @@ export const SCRIPTS_DIR = join(__dirname, "scripts");
 
 /** Scripts run on the operator's machine with kubectl (and helm) against the cluster. */
 export const CLUSTER_SCRIPTS = [
-    "operator-prerequisites",
     "cilium-values-snapshot",
     "cilium-values-restore",
     "kpr-gate",
@@ -43,12 +42,6 @@ export interface KubectlTarget {
     readonly KUBECONFIG?: string;
     /** Passed as --context (helm: --kube-context). */
     readonly KUBECTL_CONTEXT?: string;
-}
-
-export interface OperatorPrerequisitesEnv extends KubectlTarget {
-    /** "1" when helm must be present too. */
-    readonly NEEDS_HELM?: "0" | "1";
-    readonly REQUEST_TIMEOUT?: number;
 }
 
 export interface CiliumValuesSnapshotEnv extends KubectlTarget {
@@ -108,7 +101,6 @@ export interface PostMigrationVerifyEnv extends KubectlTarget {
 
 /** The environment each cluster-side script reads (unset optional fields take the script's default). */
 export interface ClusterScriptEnv {
-    readonly "operator-prerequisites": OperatorPrerequisitesEnv;
     readonly "cilium-values-snapshot": CiliumValuesSnapshotEnv;
     readonly "cilium-values-restore": CiliumValuesRestoreEnv;
     readonly "kpr-gate": KprGateEnv;
