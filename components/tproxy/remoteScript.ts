@@ -1,4 +1,7 @@
 import { createHash } from "node:crypto";
+import { heredocTerminator } from "../commands/remoteScript";
+
+export { heredocTerminator };
 import type { TproxyConfig } from "../config/schema";
 import type { NodeBundle } from "./nodeBundle";
 import { policyRouteArgs, unitNameOf } from "./policyRoutes";
@@ -30,17 +33,6 @@ export function remoteSettings(tproxy: TproxyConfig): RemoteSettings {
  */
 export const MAX_COMMAND_BYTES = 120 * 1024;
 
-/** A heredoc terminator that no line of `content` equals (checked, not assumed). */
-export function heredocTerminator(label: string, content: string): string {
-    if (!/^[A-Z0-9_]+$/.test(label)) throw new Error(`heredoc label "${label}" must be A-Z, 0-9, _`);
-    const lines = new Set(content.split("\n"));
-    const digest = createHash("sha256").update(content).digest("hex").slice(0, 16).toUpperCase();
-    for (let n = 0; n < 1000; n++) {
-        const candidate = `CKPR_${label}_${digest}${n === 0 ? "" : `_${n}`}`;
-        if (!lines.has(candidate)) return candidate;
-    }
-    throw new Error(`no free heredoc terminator for ${label}`);
-}
 
 /** Single-quotes a word for sh; values reaching here are validated identifiers/paths. */
 function shWord(word: string): string {
