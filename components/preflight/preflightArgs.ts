@@ -4,6 +4,7 @@ import type { NodeConfig } from "../config/schema";
 import type { MigrationConfig } from "../config/validate";
 import { markText, policyRouteSpec } from "../tproxy/policyRoutes";
 import { remoteScriptCommand } from "../commands/remoteScript";
+import { clusterEnvironment } from "../commands/clusterCommand";
 
 /*
  * Inputs of the two preflight scripts, as pure functions of the validated config.
@@ -54,14 +55,7 @@ export function operatorPreflightEnv(config: MigrationConfig): Readonly<Record<s
         K8S_SERVICE_HOST: cilium.k8sServiceHost ?? "",
         NEEDS_HELM: "1",
     };
-    if (cluster.kubeconfig !== undefined) env["KUBECONFIG"] = cluster.kubeconfig;
-    if (cluster.context !== undefined) env["KUBECTL_CONTEXT"] = cluster.context;
-    return env;
-}
-
-/** The operator preflight as a local.Command `create`: the script path, run with bash. */
-export function operatorPreflightCommand(): string {
-    return `bash ${OPERATOR_PREFLIGHT_SCRIPT}`;
+    return { ...env, ...clusterEnvironment(cluster) };
 }
 
 /** The text of node-preflight.sh exactly as committed. */
