@@ -3,7 +3,7 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 import * as YAML from "yaml";
 import { creationOrder, recordProgram, type RecordedResource } from "./mockRuntime";
-import { readStackFile } from "./stackFile";
+import { rawStackConfig, readStackFile } from "./stackFile";
 import { describeStep } from "./planSteps";
 import { validateStackConfig } from "../components/config/validate";
 import { nodeKeepalivedSnippet, nodeTproxyBundle } from "../components/tproxy/nodeTproxyBundle";
@@ -75,11 +75,7 @@ async function main(): Promise<number> {
 
 /** Every file pushed to each node, under nodes/<node>/<absolute path>, plus the keepalived snippet. */
 function writeNodeFiles(outDir: string, project: string, config: Readonly<Record<string, string>>): void {
-    const parse = (key: string): unknown => config[key] === undefined ? undefined : JSON.parse(config[key]!);
-    const result = validateStackConfig(project, {
-        cluster: parse("cluster"), cilium: parse("cilium"), tproxy: parse("tproxy"), nodes: parse("nodes"),
-        hasSshPrivateKey: config.sshPrivateKey !== undefined,
-    });
+    const result = validateStackConfig(project, rawStackConfig(config));
     if (!result.ok || !result.config.tproxy.enabled) return;
     for (const node of result.config.nodes) {
         const dir = path.join(outDir, "nodes", node.name);

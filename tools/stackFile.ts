@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import * as YAML from "yaml";
+import type { RawStackConfig } from "../components/config/validate";
 
 export interface StackFile {
     readonly project: string;
@@ -38,4 +39,16 @@ export function readStackFile(root: string, stack: string): StackFile {
         secretKeys.push(key);
     }
     return { project, config, secretKeys, placeholderSecrets };
+}
+
+/** The stack's config as the raw (unvalidated) object validateStackConfig takes. */
+export function rawStackConfig(config: Readonly<Record<string, string>>): RawStackConfig {
+    const parse = (key: string): unknown => config[key] === undefined ? undefined : JSON.parse(config[key]!);
+    return {
+        cluster: parse("cluster"),
+        cilium: parse("cilium"),
+        tproxy: parse("tproxy"),
+        nodes: parse("nodes"),
+        hasSshPrivateKey: config.sshPrivateKey !== undefined,
+    };
 }

@@ -1,16 +1,14 @@
-import { readFileSync } from "node:fs";
 import * as path from "node:path";
-import * as YAML from "yaml";
 import type { RawStackConfig } from "../../components/config/validate";
+import { rawStackConfig, readStackFile } from "../../tools/stackFile";
 
 export const ROOT = path.resolve(__dirname, "..", "..");
 export const PROJECT = "cilium-kpr";
 
 /** A stack file's config as the raw (unvalidated) object the program reads; a fresh deep copy. */
 export function rawStack(stack: string): RawStackConfig {
-    const parsed = YAML.parse(readFileSync(path.join(ROOT, `Pulumi.${stack}.yaml`), "utf8")) as { config: Record<string, unknown> };
-    const get = (key: string) => structuredClone(parsed.config[`${PROJECT}:${key}`]);
-    return { cluster: get("cluster"), cilium: get("cilium"), tproxy: get("tproxy"), nodes: get("nodes"), hasSshPrivateKey: true };
+    // The tests stand in for the SSH key the stack file does not hold (the plan uses "[secret]" too).
+    return rawStackConfig(readStackFile(ROOT, stack).config);
 }
 
 /**
