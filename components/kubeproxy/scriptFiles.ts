@@ -18,6 +18,8 @@ export const CLUSTER_SCRIPTS = [
     "kpr-gate",
     "kube-proxy-remove",
     "kube-proxy-restore",
+    "kube-proxy-exclude",
+    "kube-proxy-include",
     "post-migration-verify",
 ] as const;
 
@@ -92,6 +94,21 @@ export interface KubeProxyRestoreEnv extends KubectlTarget {
     readonly ROLLOUT_TIMEOUT?: number;
 }
 
+export interface KubeProxyExcludeEnv extends KubectlTarget {
+    /** Kubernetes node names kube-proxy is kept off, separated by spaces. */
+    readonly CANARY_NODES: string;
+    readonly KUBE_PROXY_NAMESPACE?: string;
+    readonly KUBE_PROXY_DAEMONSET?: string;
+    readonly KUBE_PROXY_POD_SELECTOR?: string;
+    readonly ROLLOUT_TIMEOUT?: number;
+}
+
+export interface KubeProxyIncludeEnv extends KubectlTarget {
+    readonly KUBE_PROXY_NAMESPACE?: string;
+    readonly KUBE_PROXY_DAEMONSET?: string;
+    readonly ROLLOUT_TIMEOUT?: number;
+}
+
 export interface PostMigrationVerifyEnv extends KubectlTarget {
     readonly CILIUM_NAMESPACE: string;
     readonly CILIUM_DS?: string;
@@ -106,6 +123,8 @@ export interface ClusterScriptEnv {
     readonly "kpr-gate": KprGateEnv;
     readonly "kube-proxy-remove": KubeProxyRemoveEnv;
     readonly "kube-proxy-restore": KubeProxyRestoreEnv;
+    readonly "kube-proxy-exclude": KubeProxyExcludeEnv;
+    readonly "kube-proxy-include": KubeProxyIncludeEnv;
     readonly "post-migration-verify": PostMigrationVerifyEnv;
 }
 

@@ -5,11 +5,14 @@
  * to calls.log (one JSON line each) for tests to assert on. It mimics the API server where
  * the scripts depend on it: server-set fields on create, refusal to create an object that
  * carries a resourceVersion, AlreadyExists / NotFound errors, --ignore-not-found, rollout
- * status honouring --timeout, DaemonSet pods appearing on create and going on delete.
+ * status honouring --timeout, DaemonSet pods appearing on create and going on delete, and
+ * following the pod template's required node affinity on create and replace.
  *
  * Layout of $FAKE_CLUSTER_DIR:
  *   settings.json                    FakeSettings
  *   objects/<ns>/<kind>/<name>.json  objects (kind singular, lower case)
+ *                                    Nodes are not stored: they are settings.nodes, labelled
+ *                                    kubernetes.io/hostname=<name> and kubernetes.io/os=linux.
  *   agents/<pod>.status.json         what `cilium-dbg status -o json` prints in that pod
  *   agents/<pod>.services.json       what `cilium-dbg service list -o json` prints
  *   agents/<pod>.exec-error          if present, exec in that pod fails with this text
@@ -60,9 +63,10 @@ const KIND_ALIASES: Readonly<Record<string, string>> = {
     deploy: "deployment", deployment: "deployment", deployments: "deployment", "deployments.apps": "deployment",
     po: "pod", pod: "pod", pods: "pod",
     svc: "service", service: "service", services: "service",
+    no: "node", node: "node", nodes: "node",
 };
 const RESOURCE_NAMES: Readonly<Record<string, string>> = {
-    daemonset: "daemonsets.apps", configmap: "configmaps", deployment: "deployments.apps", pod: "pods", service: "services",
+    daemonset: "daemonsets.apps", configmap: "configmaps", deployment: "deployments.apps", pod: "pods", service: "services", node: "nodes",
 };
 
 function kindOf(word: string): string {
@@ -241,6 +245,17 @@ function kubectl(cluster: FakeCluster, argv: readonly string[], out: (text: stri
             const kind = kindOf(rest[0] ?? "");
             const name = rest[1];
             const output = args.options.get("output");
+            if (kind === "node") {
+                const nodes = cluster.settings().nodes.filter((n) => name === undefined || n === name);
+                if (name !== undefined && nodes.length === 0) {
+                    if (args.flags.has("--ignore-not-found")) return;
+                    throw notFound(kind, name);
+                }
+                const objects = nodes.map(nodeObject);
+                out(output === "name" ? nodes.map((n) => `node/${n}`).join("\n")
+                    : JSON.stringify(name === undefined ? { apiVersion: "v1", kind: "List", items: objects } : objects[0], null, 4));
+                return;
+            }
             if (name !== undefined) {
                 const object = cluster.read(namespace, kind, name);
                 if (!object) {
@@ -279,6 +294,11 @@ function kubectl(cluster: FakeCluster, argv: readonly string[], out: (text: stri
                 if (!existing) throw notFound(kind, name);
                 const kept = asObject(existing["metadata"]);
                 object["metadata"] = { ...metadata, namespace: ns, uid: kept["uid"] ?? null, creationTimestamp: kept["creationTimestamp"] ?? null, resourceVersion: cluster.nextResourceVersion() };
+                if (kind === "daemonset") {
+                    const generation = Number(kept["generation"] ?? 1) + 1;
+                    object["metadata"] = { ...asObject(object["metadata"]), generation };
+                    scheduleDaemonSet(cluster, ns, name, object, generation);
+                }
                 cluster.write(ns, kind, name, object);
                 out(`${kind}/${name} replaced`);
             }
@@ -355,22 +375,76 @@ function createObject(cluster: FakeCluster, namespace: string, kind: string, nam
         },
     };
     if (kind === "daemonset") {
-        const nodes = cluster.settings().nodes;
         const annotations = asObject(metadata["annotations"]);
         created["metadata"] = { ...asObject(created["metadata"]), generation: 1, annotations: { ...annotations, "deprecated.daemonset.template.generation": "1" } };
-        created["status"] = { currentNumberScheduled: nodes.length, desiredNumberScheduled: nodes.length, numberAvailable: nodes.length, numberMisscheduled: 0, numberReady: nodes.length, observedGeneration: 1, updatedNumberScheduled: nodes.length };
-        const labels = asObject(field(object, "spec", "template", "metadata", "labels"));
-        nodes.forEach((node, i) => {
-            const podName = `${name}-${(i + 10).toString(36)}${node.replace(/[^a-z0-9]/g, "").slice(0, 3)}`;
-            cluster.write(namespace, "pod", podName, {
-                apiVersion: "v1", kind: "Pod",
-                metadata: { name: podName, namespace, labels, ownerReferences: [{ apiVersion: "apps/v1", kind: "DaemonSet", name, controller: true }] },
-                spec: { nodeName: node },
-                status: { phase: "Running" },
-            });
-        });
+        scheduleDaemonSet(cluster, namespace, name, created, 1);
     }
     cluster.write(namespace, kind, name, created);
+}
+
+function nodeLabels(node: string): Record<string, string> {
+    return { "kubernetes.io/hostname": node, "kubernetes.io/os": "linux" };
+}
+
+function nodeObject(node: string): JsonObject {
+    return { apiVersion: "v1", kind: "Node", metadata: { name: node, labels: nodeLabels(node) } };
+}
+
+/** One node selector requirement (matchExpressions against labels, matchFields against metadata.name). */
+function requirementHolds(requirement: Json, value: string | undefined): boolean {
+    const operator = String(field(requirement, "operator") ?? "");
+    const values = field(requirement, "values");
+    const list = Array.isArray(values) ? values.map(String) : [];
+    switch (operator) {
+        case "In": return value !== undefined && list.includes(value);
+        case "NotIn": return value === undefined || !list.includes(value);
+        case "Exists": return value !== undefined;
+        case "DoesNotExist": return value === undefined;
+        default: throw new ExitError(1, `fake kubectl: unsupported node selector operator "${operator}"`);
+    }
+}
+
+/** Whether the pod template's required node affinity lets a pod onto the node (terms ORed, requirements ANDed). */
+function affinityAdmits(daemonSet: JsonObject, node: string): boolean {
+    const terms = field(daemonSet, "spec", "template", "spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms");
+    if (!Array.isArray(terms) || terms.length === 0) return true;
+    const labels = nodeLabels(node);
+    return terms.some((term) => {
+        const expressions = field(term, "matchExpressions");
+        const fields = field(term, "matchFields");
+        return (Array.isArray(expressions) ? expressions : []).every((r) => requirementHolds(r, labels[String(field(r, "key"))]))
+            && (Array.isArray(fields) ? fields : []).every((r) => {
+                if (field(r, "key") !== "metadata.name") throw new ExitError(1, "fake kubectl: only metadata.name is supported in matchFields");
+                return requirementHolds(r, node);
+            });
+    });
+}
+
+/** The DaemonSet controller, instantly: a pod on each admitted node, none elsewhere, status to match. */
+function scheduleDaemonSet(cluster: FakeCluster, namespace: string, name: string, daemonSet: JsonObject, generation: number): void {
+    const admitted = cluster.settings().nodes.filter((node) => affinityAdmits(daemonSet, node));
+    const count = admitted.length;
+    daemonSet["status"] = { currentNumberScheduled: count, desiredNumberScheduled: count, numberAvailable: count, numberMisscheduled: 0, numberReady: count, observedGeneration: generation, updatedNumberScheduled: count };
+    const owned = cluster.list(namespace, "pod").filter((pod) => {
+        const owners = field(pod, "metadata", "ownerReferences");
+        return Array.isArray(owners) && owners.some((o) => isObject(o) && o["kind"] === "DaemonSet" && o["name"] === name);
+    });
+    if (!cluster.settings().podsLinger) {
+        for (const pod of owned) {
+            if (!admitted.includes(String(field(pod, "spec", "nodeName")))) cluster.remove(namespace, "pod", String(field(pod, "metadata", "name")));
+        }
+    }
+    const labels = asObject(field(daemonSet, "spec", "template", "metadata", "labels"));
+    cluster.settings().nodes.forEach((node, i) => {
+        if (!admitted.includes(node) || owned.some((pod) => field(pod, "spec", "nodeName") === node)) return;
+        const podName = `${name}-${(i + 10).toString(36)}${node.replace(/[^a-z0-9]/g, "").slice(0, 3)}`;
+        cluster.write(namespace, "pod", podName, {
+            apiVersion: "v1", kind: "Pod",
+            metadata: { name: podName, namespace, labels, ownerReferences: [{ apiVersion: "apps/v1", kind: "DaemonSet", name, controller: true }] },
+            spec: { nodeName: node },
+            status: { phase: "Running" },
+        });
+    });
 }
 
 function helm(cluster: FakeCluster, argv: readonly string[], out: (text: string) => void): void {

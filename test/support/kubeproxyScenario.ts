@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, existsSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { scriptPath, type ClusterScriptEnv, type ClusterScriptName, scriptEnvironment } from "../../components/kubeproxy/scriptFiles";
@@ -96,6 +96,14 @@ export class Scenario {
     get(namespace: string, kind: string, name: string): JsonObject | undefined {
         const path = join(this.dir, "objects", namespace, kind, `${name}.json`);
         return existsSync(path) ? JSON.parse(readFileSync(path, "utf8")) as JsonObject : undefined;
+    }
+
+    /** Every pod in the namespace, as the fake cluster holds it now. */
+    podsIn(namespace: string): JsonObject[] {
+        const folder = join(this.dir, "objects", namespace, "pod");
+        if (!existsSync(folder)) return [];
+        return readdirSync(folder).filter((f) => f.endsWith(".json"))
+            .map((f) => JSON.parse(readFileSync(join(folder, f), "utf8")) as JsonObject);
     }
 
     /** A string is written as is (to fake broken output); anything else as JSON. */

@@ -57,7 +57,10 @@ kc() { "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
 workdir="$(mktemp -d)"
 trap 'rm -rf "$workdir"' EXIT
 
-# Fields the API server sets; recreating an object with them fails or misleads.
+# Fields the API server sets; recreating an object with them fails or misleads. A DaemonSet
+# that a canary kept off some nodes (kube-proxy-exclude.sh) is saved with the affinity it had
+# before, so a restore brings kube-proxy back on every node.
+# shellcheck disable=SC2016 # $original is a jq variable
 readonly STRIP='
     del(.status)
     | del(.metadata.uid, .metadata.resourceVersion, .metadata.creationTimestamp,
@@ -65,6 +68,12 @@ readonly STRIP='
           .metadata.deletionTimestamp, .metadata.deletionGracePeriodSeconds,
           .metadata.ownerReferences)
     | del(.metadata.annotations["deprecated.daemonset.template.generation"])
+    | if (.metadata.annotations // {}) | has("cilium-kpr-migration/original-affinity") then
+          (.metadata.annotations["cilium-kpr-migration/original-affinity"] | fromjson) as $original
+          | del(.metadata.annotations["cilium-kpr-migration/original-affinity"])
+          | if $original == null then del(.spec.template.spec.affinity)
+            else .spec.template.spec.affinity = $original end
+      else . end
     | if (.metadata.annotations // {}) == {} then del(.metadata.annotations) else . end
     | if .spec.template.metadata? then del(.spec.template.metadata.creationTimestamp) else . end'
 

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# kube-proxy-exclude.sh
+#
+# The canary form of kube-proxy removal: instead of deleting kube-proxy, keeps its DaemonSet
+# off the canary nodes only, after kpr-gate.sh has passed. Runs on the operator's machine.
+# Every other node keeps kube-proxy, so one node runs on Cilium's KPR alone while the rest of
+# the cluster can still fall back on kube-proxy's rules.
+#
+# How: each term of the pod template's required node affinity gets
+#   matchFields: metadata.name NotIn [canary nodes]
+# (terms are ORed, so every term needs it; with no affinity one term is added). metadata.name
+# is the Node object's name, the same field the DaemonSet controller pins its pods with, so
+# no node label is needed. The affinity as it was before the first exclusion is kept, as
+# JSON, in the DaemonSet's annotation cilium-kpr-migration/original-affinity; the change is
+# one `kubectl replace` of the object as read (its resourceVersion makes a concurrent change
+# fail instead of being overwritten). Then it waits for the rollout and until no kube-proxy
+# pod is left on a canary node.
+#
+# kube-proxy-include.sh undoes it; kube-proxy-remove.sh, when the full migration follows,
+# backs up the DaemonSet with the original affinity, so a later restore brings kube-proxy
+# back on every node.
+#
+# Idempotent: a DaemonSet already excluding exactly these nodes is not written again.
+# Changing the canary set recomputes the affinity from the saved original.
+#
+# Environment:
+#   KUBECONFIG, KUBECTL_CONTEXT (optional) which cluster; the context is passed as --context.
+#   CANARY_NODES             Kubernetes node names, separated by spaces (required).
+#   KUBE_PROXY_NAMESPACE     Default kube-system.
+#   KUBE_PROXY_DAEMONSET     Default kube-proxy.
+#   KUBE_PROXY_POD_SELECTOR  label selector of kube-proxy pods. Default k8s-app=kube-proxy.
+#   ROLLOUT_TIMEOUT          seconds for the rollout and for the pods to leave. Default 300.
+# stdout: one JSON summary line (ok, changed, excluded[]). stderr: progress.
+set -euo pipefail
+
+readonly SCRIPT=kube-proxy-exclude
+readonly ANNOTATION=cilium-kpr-migration/original-affinity
+log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
+fail() {
+    log "ERROR: $1"
+    jq -cn --arg error "$1" '{ok: false, error: $error}' || true
+    exit 1
+}
+need_name() {
+    [[ "${!1:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$1 must be a Kubernetes object name (got '${!1:-}')"
+}
+
+KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
+KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
+KUBE_PROXY_POD_SELECTOR="${KUBE_PROXY_POD_SELECTOR:-k8s-app=kube-proxy}"
+ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-300}"
+need_name KUBE_PROXY_NAMESPACE
+need_name KUBE_PROXY_DAEMONSET
+[[ "$KUBE_PROXY_POD_SELECTOR" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "KUBE_PROXY_POD_SELECTOR must be key=value"
+[[ "$ROLLOUT_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "ROLLOUT_TIMEOUT must be a whole number of seconds"
+read -r -a canary <<<"${CANARY_NODES:-}"
+[[ "${#canary[@]}" -gt 0 ]] || fail "CANARY_NODES must name at least one node"
+for node in "${canary[@]}"; do
+    [[ "$node" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "CANARY_NODES: '$node' is not a Kubernetes node name"
+done
+
+kubectl_cmd=(kubectl)
+if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then kubectl_cmd+=(--context "$KUBECTL_CONTEXT"); fi
+kc() { "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
+
+workdir="$(mktemp -d)"
+trap 'rm -rf "$workdir"' EXIT
+
+# A name that is not a Node would exclude nothing and leave kube-proxy where it is.
+for node in "${canary[@]}"; do
+    "${kubectl_cmd[@]}" get node "$node" -o name >/dev/null 2>"$workdir/node.err" \
+        || fail "node '$node' is not a Node of this cluster ($(tr '\n' ' ' <"$workdir/node.err")); migration.canaryNodes must use Kubernetes node names"
+done
+printf '%s\n' "${canary[@]}" | sort -u | jq -R . | jq -sc . >"$workdir/canary.json"
+
+kc get daemonset "$KUBE_PROXY_DAEMONSET" -o json --ignore-not-found >"$workdir/ds.live"
+[[ -s "$workdir/ds.live" ]] \
+    || fail "daemonset/${KUBE_PROXY_DAEMONSET} is absent in ${KUBE_PROXY_NAMESPACE}: a canary needs kube-proxy on the other nodes (restore it, or leave migration.canaryNodes empty for the full migration)"
+
+# The affinity before any exclusion: the saved one, or the live one on a first run.
+jq --arg a "$ANNOTATION" '
+    if (.metadata.annotations // {}) | has($a) then .metadata.annotations[$a] | fromjson
+    else .spec.template.spec.affinity // null end' "$workdir/ds.live" >"$workdir/original.json"
+jq -e 'type == "object" or type == "null"' "$workdir/original.json" >/dev/null \
+    || fail "annotation ${ANNOTATION} on daemonset/${KUBE_PROXY_DAEMONSET} is not an affinity object; fix or remove it by hand"
+
+# Required node affinity with the canary nodes excluded from every term.
+jq -c --slurpfile nodes "$workdir/canary.json" '
+    {key: "metadata.name", operator: "NotIn", values: $nodes[0]} as $exclude
+    | (. // {})
+    | .nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms |=
+        (if (. // []) == [] then [{matchFields: [$exclude]}]
+         else map(.matchFields = ((.matchFields // []) + [$exclude])) end)' \
+    "$workdir/original.json" >"$workdir/desired.json"
+
+if jq -e --slurpfile want "$workdir/desired.json" --arg a "$ANNOTATION" \
+    '(.spec.template.spec.affinity == $want[0]) and ((.metadata.annotations // {}) | has($a))' \
+    "$workdir/ds.live" >/dev/null; then
+    changed=false
+    log "daemonset/${KUBE_PROXY_DAEMONSET} already keeps off $(jq -r 'join(", ")' "$workdir/canary.json"); not written"
+else
+    changed=true
+    jq --arg a "$ANNOTATION" --slurpfile original "$workdir/original.json" --slurpfile want "$workdir/desired.json" '
+        del(.status)
+        | .metadata.annotations = ((.metadata.annotations // {}) + {($a): ($original[0] | tojson)})
+        | .spec.template.spec.affinity = $want[0]' "$workdir/ds.live" >"$workdir/ds.next"
+    log "keeping daemonset/${KUBE_PROXY_DAEMONSET} off $(jq -r 'join(", ")' "$workdir/canary.json")"
+    kc replace -f "$workdir/ds.next" >&2
+fi
+
+kc rollout status "daemonset/${KUBE_PROXY_DAEMONSET}" --timeout="${ROLLOUT_TIMEOUT}s" >&2 \
+    || fail "daemonset/${KUBE_PROXY_DAEMONSET} did not roll out within ${ROLLOUT_TIMEOUT}s"
+
+deadline=$((SECONDS + ROLLOUT_TIMEOUT))
+while true; do
+    kc get pods -l "$KUBE_PROXY_POD_SELECTOR" -o json \
+        | jq -r --slurpfile nodes "$workdir/canary.json" '.items[] | select(.spec.nodeName as $n | $nodes[0] | index($n)) | "\(.metadata.name) on \(.spec.nodeName)"' \
+            >"$workdir/left"
+    if [[ ! -s "$workdir/left" ]]; then break; fi
+    if ((SECONDS >= deadline)); then
+        fail "kube-proxy pods still on canary nodes after ${ROLLOUT_TIMEOUT}s: $(paste -sd, "$workdir/left")"
+    fi
+    log "waiting for $(paste -sd, "$workdir/left") to terminate"
+    sleep 2
+done
+
+log "kube-proxy runs on every node but $(jq -r 'join(", ")' "$workdir/canary.json")"
+jq -cn --argjson changed "$changed" --slurpfile nodes "$workdir/canary.json" '{ok: true, changed: $changed, excluded: $nodes[0]}'

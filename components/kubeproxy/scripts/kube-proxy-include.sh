@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# kube-proxy-include.sh
+#
+# Undoes kube-proxy-exclude.sh (the delete of the canary step, run by `pulumi destroy` or
+# when the canary set is emptied): puts back the pod template's affinity saved in the
+# DaemonSet's annotation cilium-kpr-migration/original-affinity, drops the annotation, and
+# waits until kube-proxy has rolled out on every node again. Runs on the operator's machine.
+#
+# Changes nothing when the DaemonSet carries no saved affinity (never excluded, or already
+# included), and nothing when the DaemonSet is gone: then the full migration has removed
+# kube-proxy, and kube-proxy-restore.sh brings it back from its backup (with the original
+# affinity; kube-proxy-remove.sh saved it that way).
+#
+# Environment:
+#   KUBECONFIG, KUBECTL_CONTEXT (optional) which cluster; the context is passed as --context.
+#   KUBE_PROXY_NAMESPACE     Default kube-system.
+#   KUBE_PROXY_DAEMONSET     Default kube-proxy.
+#   ROLLOUT_TIMEOUT          seconds to wait for the rollout. Default 300.
+# stdout: one JSON summary line (ok, changed). stderr: progress.
+set -euo pipefail
+
+readonly SCRIPT=kube-proxy-include
+readonly ANNOTATION=cilium-kpr-migration/original-affinity
+log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
+fail() {
+    log "ERROR: $1"
+    jq -cn --arg error "$1" '{ok: false, error: $error}' || true
+    exit 1
+}
+need_name() {
+    [[ "${!1:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$1 must be a Kubernetes object name (got '${!1:-}')"
+}
+
+KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
+KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
+ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-300}"
+need_name KUBE_PROXY_NAMESPACE
+need_name KUBE_PROXY_DAEMONSET
+[[ "$ROLLOUT_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "ROLLOUT_TIMEOUT must be a whole number of seconds"
+
+kubectl_cmd=(kubectl)
+if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then kubectl_cmd+=(--context "$KUBECTL_CONTEXT"); fi
+kc() { "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
+
+workdir="$(mktemp -d)"
+trap 'rm -rf "$workdir"' EXIT
+
+kc get daemonset "$KUBE_PROXY_DAEMONSET" -o json --ignore-not-found >"$workdir/ds.live"
+if [[ ! -s "$workdir/ds.live" ]]; then
+    log "daemonset/${KUBE_PROXY_DAEMONSET} is absent (removed by the full migration); nothing to include"
+    jq -cn '{ok: true, changed: false}'
+    exit 0
+fi
+if ! jq -e --arg a "$ANNOTATION" '(.metadata.annotations // {}) | has($a)' "$workdir/ds.live" >/dev/null; then
+    log "daemonset/${KUBE_PROXY_DAEMONSET} carries no ${ANNOTATION}; nothing to undo"
+    jq -cn '{ok: true, changed: false}'
+    exit 0
+fi
+
+jq --arg a "$ANNOTATION" '.metadata.annotations[$a] | fromjson' "$workdir/ds.live" >"$workdir/original.json" \
+    || fail "annotation ${ANNOTATION} on daemonset/${KUBE_PROXY_DAEMONSET} is not JSON; fix the affinity by hand"
+jq -e 'type == "object" or type == "null"' "$workdir/original.json" >/dev/null \
+    || fail "annotation ${ANNOTATION} on daemonset/${KUBE_PROXY_DAEMONSET} is not an affinity object; fix the affinity by hand"
+
+jq --arg a "$ANNOTATION" --slurpfile original "$workdir/original.json" '
+    del(.status)
+    | del(.metadata.annotations[$a])
+    | if .metadata.annotations == {} then del(.metadata.annotations) else . end
+    | if $original[0] == null then del(.spec.template.spec.affinity) else .spec.template.spec.affinity = $original[0] end' \
+    "$workdir/ds.live" >"$workdir/ds.next"
+log "putting back the affinity of daemonset/${KUBE_PROXY_DAEMONSET} from before the canary"
+kc replace -f "$workdir/ds.next" >&2
+
+kc rollout status "daemonset/${KUBE_PROXY_DAEMONSET}" --timeout="${ROLLOUT_TIMEOUT}s" >&2 \
+    || fail "daemonset/${KUBE_PROXY_DAEMONSET} did not roll out within ${ROLLOUT_TIMEOUT}s; its affinity is already restored, check its pods"
+log "kube-proxy runs on every node again"
+jq -cn '{ok: true, changed: true}'
