@@ -4,7 +4,7 @@ import type * as command from "@pulumi/command";
 import type { StackConfig } from "./config/stackConfig";
 import { CiliumRelease } from "./cilium/ciliumRelease";
 import { preflight } from "./preflight/preflight";
-import { kprGate, kubeProxyRemoval, postMigrationVerification, valuesSnapshot } from "./kubeproxy/kubeProxyMigration";
+import { kprGate, kubeProxyCanaryExclusion, kubeProxyRemoval, postMigrationVerification, valuesSnapshot } from "./kubeproxy/kubeProxyMigration";
 import { staleRuleCleanup, staleRuleVerify } from "./kubeproxy/staleRuleCleanup";
 import { STEP, TYPE } from "./resourceNames";
 import { NodeTproxy } from "./tproxy/nodeTproxy";
@@ -13,12 +13,15 @@ import { NodeTproxy } from "./tproxy/nodeTproxy";
  * The whole migration as one resource graph (see ../shared/design.md):
  * preflight -> values snapshot -> Cilium release (KPR values) -> KPR gate -> kube-proxy removal
  * -> stale-rule cleanup[node] -> node tproxy[node] -> verification.
+ * With `migration.canaryNodes` the removal is a canary exclusion (kube-proxy kept off those nodes
+ * only) and the per-node steps run on the canary nodes only.
  * `pulumi destroy` walks it backwards, and that walk is the rollback.
  */
 export class CiliumKprMigration extends pulumi.ComponentResource {
     readonly provider: k8s.Provider;
     readonly cilium: CiliumRelease;
     readonly kprGate?: command.local.Command;
+    /** The full removal, or with canary nodes the exclusion from those nodes. */
     readonly kubeProxyRemoval?: command.local.Command;
     readonly staleRuleCleanups: command.remote.Command[] = [];
     readonly nodeTproxies: NodeTproxy[] = [];
@@ -44,20 +47,28 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
             dependsOn: [snapshot],
         }, child);
 
+        const canary = new Set(config.migration.canaryNodes);
+        const migrated = canary.size === 0 ? config.nodes : config.nodes.filter((node) => canary.has(node.name));
+        const cleanups = new Map<string, command.remote.Command>();
+
         // Without KPR there is nothing to take over from kube-proxy: it must stay.
         if (config.cilium.kubeProxyReplacement) {
             this.kprGate = kprGate({ config, release: this.cilium.release, values: this.cilium.values }, child);
-            this.kubeProxyRemoval = kubeProxyRemoval(config, this.kprGate, child);
-            for (const node of config.nodes) {
-                this.staleRuleCleanups.push(staleRuleCleanup(node, config.cluster, sshPrivateKey, { ...child, dependsOn: [this.kubeProxyRemoval] }));
+            this.kubeProxyRemoval = canary.size === 0
+                ? kubeProxyRemoval(config, this.kprGate, child)
+                : kubeProxyCanaryExclusion(config, this.kprGate, child);
+            for (const node of migrated) {
+                const cleanup = staleRuleCleanup(node, config.cluster, sshPrivateKey, { ...child, dependsOn: [this.kubeProxyRemoval] });
+                cleanups.set(node.name, cleanup);
+                this.staleRuleCleanups.push(cleanup);
             }
         }
 
         if (config.tproxy.enabled) {
             // Nodes change `nodeConcurrency` at a time (default one): each waits for the node
             // `nodeConcurrency` places before it to be confirmed reachable, so a bad change stops early.
-            config.nodes.forEach((node, i) => {
-                const cleanup = this.staleRuleCleanups[i];
+            migrated.forEach((node, i) => {
+                const cleanup = cleanups.get(node.name);
                 const previous = this.nodeTproxies[i - config.tproxy.nodeConcurrency];
                 this.nodeTproxies.push(new NodeTproxy(STEP.nodeTproxy(node.name), {
                     config,
@@ -73,7 +84,7 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
 
         if (this.kubeProxyRemoval) {
             const settled = [...this.staleRuleCleanups, ...this.nodeTproxies.map((t) => t.confirm)];
-            const nodeChecks = config.nodes.map((node) => staleRuleVerify(node, sshPrivateKey, { ...child, dependsOn: settled }));
+            const nodeChecks = migrated.map((node) => staleRuleVerify(node, sshPrivateKey, { ...child, dependsOn: settled }));
             this.verification = postMigrationVerification(config, [this.kubeProxyRemoval, ...nodeChecks], child);
         }
 

@@ -11,6 +11,7 @@ export const STEP = {
     ciliumRelease: "cilium",
     kprGate: "kpr-gate",
     kubeProxyRemoval: "kube-proxy-removal",
+    kubeProxyCanaryExclusion: "kube-proxy-canary-exclusion",
     staleRuleCleanup: (node: string) => `stale-rules-cleanup-${node}`,
     staleRuleVerify: (node: string) => `stale-rules-verify-${node}`,
     nodeTproxy: (node: string) => `tproxy-${node}`,

@@ -37,6 +37,11 @@ const REQUIRED_ORDER: readonly { readonly step: StepRef; readonly after: StepRef
         why: "kube-proxy may only be removed once every Cilium agent reports KPR serving",
     },
     {
+        step: { name: STEP.kubeProxyCanaryExclusion, type: TYPE.localCommand },
+        after: { name: STEP.kprGate, type: TYPE.localCommand },
+        why: "kube-proxy may only leave the canary nodes once every Cilium agent reports KPR serving",
+    },
+    {
         step: { name: STEP.kprGate, type: TYPE.localCommand },
         after: { name: STEP.ciliumRelease, type: TYPE.helmRelease },
         why: "the gate must check the agents that the KPR release rolled out, not the ones before it",
@@ -51,8 +56,9 @@ interface StepRef {
 const STALE_RULE_CLEANUP_PREFIX = STEP.staleRuleCleanup("");
 
 /**
- * kube-proxy removal waits for the KPR gate, the gate for the Cilium release, and each node's stale
- * KUBE-* rule cleanup for the removal (a cleanup while kube-proxy still runs is undone by it).
+ * kube-proxy removal (or its canary exclusion) waits for the KPR gate, the gate for the Cilium release,
+ * and each node's stale KUBE-* rule cleanup for the removal or exclusion (a cleanup while kube-proxy
+ * still runs is undone by it).
  * "Waits for" means a path of dependencies, so an extra step in between is allowed.
  */
 export function orderingViolations(resources: readonly StackResourceView[]): Violation[] {
@@ -75,15 +81,19 @@ export function orderingViolations(resources: readonly StackResourceView[]): Vio
         }
     }
 
-    const removals = find({ name: STEP.kubeProxyRemoval, type: TYPE.localCommand });
+    const removals = [
+        ...find({ name: STEP.kubeProxyRemoval, type: TYPE.localCommand }),
+        ...find({ name: STEP.kubeProxyCanaryExclusion, type: TYPE.localCommand }),
+    ];
+    const removalNames = `${STEP.kubeProxyRemoval} or ${STEP.kubeProxyCanaryExclusion}`;
     for (const cleanup of resources.filter((r) => r.name.startsWith(STALE_RULE_CLEANUP_PREFIX))) {
         if (removals.length === 0) {
-            violations.push({ urn: cleanup.urn, message: `${cleanup.name} has no ${STEP.kubeProxyRemoval} to wait for: a running kube-proxy rewrites the KUBE-* rules it deletes` });
+            violations.push({ urn: cleanup.urn, message: `${cleanup.name} has no ${removalNames} to wait for: a running kube-proxy rewrites the KUBE-* rules it deletes` });
             continue;
         }
         for (const removal of removals) {
             if (!dependsOnTransitively(cleanup, removal.urn, byUrn)) {
-                violations.push({ urn: cleanup.urn, message: `${cleanup.name} does not depend on ${STEP.kubeProxyRemoval}: a running kube-proxy rewrites the KUBE-* rules it deletes` });
+                violations.push({ urn: cleanup.urn, message: `${cleanup.name} does not depend on ${removal.name}: a running kube-proxy rewrites the KUBE-* rules it deletes` });
             }
         }
     }

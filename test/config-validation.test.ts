@@ -77,6 +77,11 @@ const badInputs: { name: string; change: Record<string, unknown>; key: string; m
     { name: "DSR over VXLAN", change: { "cilium.loadBalancer": { mode: "dsr" } }, key: "cilium.loadBalancer.mode", message: /native/ },
     { name: "unknown key (typo)", change: { "tproxy.prot": 7892 }, key: "tproxy", message: /Unrecognized key.*prot/ },
     { name: "Pod CIDR overlapping the Service CIDR", change: { "cluster.serviceCidrs[0]": "172.26.128.0/17" }, key: "cluster.serviceCidrs[0]", message: /overlaps cluster.podCidrs\[0\]/ },
+    { name: "canary node that is not a node", change: { "migration.canaryNodes": ["m602"] }, key: "migration.canaryNodes[0]", message: /"m602" is not one of the nodes/ },
+    { name: "canary node listed twice", change: { "migration.canaryNodes": ["m600", "m600"] }, key: "migration.canaryNodes[1]", message: /already listed at migration.canaryNodes\[0\]/ },
+    { name: "canary of every node", change: { "migration.canaryNodes": ["m600", "m601", "storage"] }, key: "migration.canaryNodes", message: /lists every node, which is no canary/ },
+    { name: "canary without KPR", change: { "cilium.kubeProxyReplacement": false, "cilium.bpfMasquerade": false, "migration.canaryNodes": ["m600"] }, key: "migration.canaryNodes", message: /needs cilium.kubeProxyReplacement true/ },
+    { name: "canary node name with a shell metacharacter", change: { "migration.canaryNodes": ["m600;id"] }, key: "migration.canaryNodes[0]", message: /shell metacharacters/ },
     { name: "BPF masquerade without KPR", change: { "cilium.kubeProxyReplacement": false }, key: "cilium.bpfMasquerade", message: /needs kubeProxyReplacement true/ },
 ];
 

@@ -107,3 +107,44 @@ test("tproxy disabled (ipv6-native stack): no node tproxy, kube-proxy migration 
     assert.ok(!resources.some((r) => r.name.startsWith("tproxy-")));
     assert.ok(resources.some((r) => r.name === STEP.kubeProxyRemoval));
 });
+
+test("canary (migration.canaryNodes [m600]): kube-proxy is kept off m600 only, and only m600 is cleaned, proxied and checked", async () => {
+    const { resources, error } = await runProgram("prod", { migration: { canaryNodes: ["m600"] } });
+    assert.equal(error, undefined);
+    const names = resources.filter((r) => r.custom).map((r) => r.name);
+    assert.ok(!names.includes(STEP.kubeProxyRemoval), "the DaemonSet is not deleted");
+    const exclusion = find(resources, "command:local:Command", STEP.kubeProxyCanaryExclusion);
+    assert.deepEqual([...exclusion.dependsOn], [STEP.kprGate], "the exclusion waits for the KPR gate");
+    assert.equal(exclusion.inputs.create, scriptText("kubeproxy/scripts/kube-proxy-exclude.sh"));
+    assert.equal(exclusion.inputs.delete, scriptText("kubeproxy/scripts/kube-proxy-include.sh"), "destroy brings kube-proxy back to m600");
+    assert.equal((exclusion.inputs.environment as Record<string, string>).CANARY_NODES, "m600");
+
+    for (const step of [STEP.staleRuleCleanup, STEP.tproxyApply, STEP.tproxyConfirm, STEP.staleRuleVerify]) {
+        assert.ok(names.includes(step("m600")), `${step("m600")} exists`);
+        for (const other of ["m601", "storage"]) assert.ok(!names.includes(step(other)), `${step(other)} must wait for the full migration`);
+    }
+    assert.deepEqual([...resources.find((r) => r.custom && r.name === STEP.staleRuleCleanup("m600"))!.dependsOn], [STEP.kubeProxyCanaryExclusion]);
+    // Preflight still covers every node: the full migration follows on the same stack.
+    for (const node of NODES) assert.ok(names.includes(STEP.nodePreflight(node)));
+    const verification = dependenciesOf(resources, STEP.verification);
+    for (const name of [STEP.kubeProxyCanaryExclusion, STEP.tproxyConfirm("m600"), STEP.staleRuleVerify("m600")]) {
+        assert.ok(verification.has(name), `verification runs after ${name}`);
+    }
+    // Destroy: m600's tproxy goes before kube-proxy comes back to it, and kube-proxy is back before the values rollback.
+    assert.ok(dependenciesOf(resources, STEP.tproxyApply("m600")).has(STEP.kubeProxyCanaryExclusion));
+    assert.ok(dependenciesOf(resources, STEP.kubeProxyCanaryExclusion).has(STEP.valuesSnapshot));
+});
+
+test("going from the canary to the full migration keeps every canary resource's name, so nothing of m600 is replaced", async () => {
+    const canary = await runProgram("prod", { migration: { canaryNodes: ["m600"] } });
+    const full = await runProgram("prod");
+    const key = (r: RecordedResource) => `${r.type} ${r.name}`;
+    const fullKeys = new Set(full.resources.map(key));
+    const dropped = canary.resources.map(key).filter((k) => !fullKeys.has(k));
+    assert.deepEqual(dropped, [`command:local:Command ${STEP.kubeProxyCanaryExclusion}`], "only the exclusion leaves the program (its delete is a no-op once the DaemonSet is gone)");
+    for (const name of [STEP.staleRuleCleanup("m600"), STEP.tproxyApply("m600")]) {
+        const before = find(canary.resources, "command:remote:Command", name);
+        const after = find(full.resources, "command:remote:Command", name);
+        assert.deepEqual(after.inputs.create, before.inputs.create, `${name} runs the same command, so the full run does not touch m600 again`);
+    }
+});

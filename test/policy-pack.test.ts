@@ -117,6 +117,22 @@ test("ordering: a path through an intermediate step satisfies it; a dependency c
     assert.match(orderingViolations(cycle)[0]!.message, /kube-proxy-removal does not depend on kpr-gate/);
 });
 
+/** The canary form: the removal is the exclusion from the canary nodes, under the same name rules. */
+function canaryStack(): StackResourceView[] {
+    return goodStack().map((r) => r.name === STEP.kubeProxyRemoval
+        ? { ...r, name: STEP.kubeProxyCanaryExclusion, urn: r.urn.replace(STEP.kubeProxyRemoval, STEP.kubeProxyCanaryExclusion) }
+        : r.name.startsWith(STEP.staleRuleCleanup("")) ? { ...r, dependsOn: r.dependsOn.map((u) => u.replace(STEP.kubeProxyRemoval, STEP.kubeProxyCanaryExclusion)) } : r);
+}
+
+test("ordering, canary: the exclusion must wait for the gate, and each canary cleanup for the exclusion", () => {
+    assert.deepEqual(allViolations(canaryStack()), []);
+    const detached = orderingViolations(edit(canaryStack(), STEP.kubeProxyCanaryExclusion, (r) => ({ ...r, dependsOn: [] })));
+    assert.deepEqual(detached.map((v) => v.message), ["kube-proxy-canary-exclusion does not depend on kpr-gate: kube-proxy may only leave the canary nodes once every Cilium agent reports KPR serving"]);
+    const early = orderingViolations(edit(canaryStack(), STEP.staleRuleCleanup("m600"), (r) => ({ ...r, dependsOn: [] })));
+    assert.equal(early.length, 1);
+    assert.match(early[0]!.message, /stale-rules-cleanup-m600 does not depend on kube-proxy-canary-exclusion/);
+});
+
 test("ordering: each node's stale-rule cleanup must wait for kube-proxy removal", () => {
     const v = orderingViolations(edit(goodStack(), STEP.staleRuleCleanup("m601"), (r) => ({ ...r, dependsOn: [] })));
     assert.equal(v.length, 1);

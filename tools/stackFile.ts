@@ -49,6 +49,7 @@ export function rawStackConfig(config: Readonly<Record<string, string>>): RawSta
         cilium: parse("cilium"),
         tproxy: parse("tproxy"),
         nodes: parse("nodes"),
+        migration: parse("migration"),
         hasSshPrivateKey: config.sshPrivateKey !== undefined,
     };
 }

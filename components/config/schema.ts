@@ -175,7 +175,17 @@ export const nodeSchema = z.strictObject({
 
 export const nodesSchema = z.array(nodeSchema).min(1, "needs at least one node");
 
+export const migrationSchema = z.strictObject({
+    /**
+     * Nodes migrated first, by Kubernetes node name: kube-proxy is kept off these only (its
+     * DaemonSet stays for the rest) and only these get the stale-rule cleanup and the tproxy.
+     * Empty is the full migration.
+     */
+    canaryNodes: z.array(nodeName).default([]),
+});
+
 export type ClusterConfig = z.output<typeof clusterSchema>;
 export type CiliumSettings = Omit<z.output<typeof ciliumSchema>, "kubeProxyReplacement"> & { kubeProxyReplacement: boolean };
 export type TproxyConfig = z.output<typeof tproxySchema>;
 export type NodeConfig = z.output<typeof nodeSchema>;
+export type MigrationSettings = z.output<typeof migrationSchema>;

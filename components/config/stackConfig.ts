@@ -26,6 +26,7 @@ export function loadStackConfig(): StackConfig {
         cilium: read("cilium"),
         tproxy: read("tproxy"),
         nodes: read("nodes"),
+        migration: read("migration"),
         hasSshPrivateKey: sshPrivateKey !== undefined,
     });
     if (!result.ok) {

@@ -4,11 +4,13 @@ import { cidrContains, cidrCovers, parseAddress, parseCidr, type Family } from "
 import {
     ciliumSchema,
     clusterSchema,
+    migrationSchema,
     nodeSchema,
     nodesSchema,
     tproxySchema,
     type CiliumSettings,
     type ClusterConfig,
+    type MigrationSettings,
     type NodeConfig,
     type TproxyConfig,
 } from "./schema";
@@ -19,6 +21,7 @@ export interface MigrationConfig {
     readonly cilium: CiliumSettings;
     readonly tproxy: TproxyConfig;
     readonly nodes: readonly NodeConfig[];
+    readonly migration: MigrationSettings;
 }
 
 /** The stack configuration as read, before validation. */
@@ -27,6 +30,7 @@ export interface RawStackConfig {
     readonly cilium?: unknown;
     readonly tproxy?: unknown;
     readonly nodes?: unknown;
+    readonly migration?: unknown;
     readonly hasSshPrivateKey: boolean;
 }
 
@@ -72,6 +76,7 @@ export function validateStackConfig(project: string, raw: RawStackConfig): Valid
     const ciliumParsed = section("cilium", ciliumSchema, raw.cilium, true);
     const tproxy = section("tproxy", tproxySchema, raw.tproxy, false);
     const nodes = parseNodes(raw.nodes, report);
+    const migration = section("migration", migrationSchema, raw.migration, false);
     if (!raw.hasSshPrivateKey) {
         report("sshPrivateKey", "is required: set it with `pulumi config set --secret sshPrivateKey < key` (it never appears in plan output)");
     }
@@ -83,9 +88,10 @@ export function validateStackConfig(project: string, raw: RawStackConfig): Valid
     const nodeCidrs = cluster?.nodeCidrs ?? parseQuietly(clusterSchema.shape.nodeCidrs, (raw.cluster as { nodeCidrs?: unknown } | undefined)?.nodeCidrs);
     if (nodes) checkNodes(nodes, nodeCidrs, report);
     if (tproxy) checkTproxy(tproxy, nodeCidrs, report);
+    if (migration) checkMigration(migration, nodes, ciliumParsed, report);
 
-    if (issues.length > 0 || !cluster || !cilium || !tproxy || !nodes || nodes.some((n) => n === undefined)) return { ok: false, issues };
-    return { ok: true, config: { cluster, cilium, tproxy, nodes: nodes as NodeConfig[] } };
+    if (issues.length > 0 || !cluster || !cilium || !tproxy || !nodes || !migration || nodes.some((n) => n === undefined)) return { ok: false, issues };
+    return { ok: true, config: { cluster, cilium, tproxy, nodes: nodes as NodeConfig[], migration } };
 }
 
 function parseQuietly<S extends z.ZodType>(schema: S, value: unknown): z.output<S> | undefined {
@@ -280,5 +286,33 @@ function checkTproxy(tproxy: TproxyConfig, nodeCidrs: readonly string[] | undefi
         if (vip !== undefined && !inNodeNetwork(nodeCidrs, vip)) {
             report(key, `${vip} is outside every cluster.nodeCidrs network; keepalived can only hold a VIP on a node network`);
         }
+    }
+}
+
+function checkMigration(
+    migration: MigrationSettings,
+    nodes: readonly (NodeConfig | undefined)[] | undefined,
+    cilium: z.output<typeof ciliumSchema> | undefined,
+    report: Report,
+): void {
+    const canary = migration.canaryNodes;
+    if (canary.length === 0) return;
+    if (cilium !== undefined && cilium.kubeProxyReplacement !== true && cilium.kubeProxyReplacement !== "true") {
+        report("migration.canaryNodes", "a canary keeps kube-proxy off these nodes, which needs cilium.kubeProxyReplacement true");
+    }
+    const seen = new Map<string, number>();
+    canary.forEach((name, i) => {
+        const at = seen.get(name);
+        if (at !== undefined) report(`migration.canaryNodes[${i}]`, `"${name}" is already listed at migration.canaryNodes[${at}]`);
+        else seen.set(name, i);
+    });
+    // Without every node parsed, membership cannot be judged fairly; the node errors are already reported.
+    if (nodes === undefined || nodes.some((n) => n === undefined)) return;
+    const names = new Set(nodes.map((n) => n!.name));
+    canary.forEach((name, i) => {
+        if (!names.has(name)) report(`migration.canaryNodes[${i}]`, `"${name}" is not one of the nodes; list it under nodes too (its SSH address and host key)`);
+    });
+    if ([...names].every((name) => seen.has(name))) {
+        report("migration.canaryNodes", "lists every node, which is no canary: leave it empty for the full migration (kube-proxy's DaemonSet removed)");
     }
 }

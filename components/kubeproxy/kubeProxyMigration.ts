@@ -75,6 +75,26 @@ export function kubeProxyRemoval(config: MigrationConfig, gate: pulumi.Resource,
     }, { ...opts, dependsOn: [gate] });
 }
 
+/**
+ * The canary form of the removal (`migration.canaryNodes`): kube-proxy's DaemonSet is kept off the
+ * canary nodes only, and waited for until no kube-proxy pod is left on them. Its delete puts the
+ * DaemonSet's affinity back and waits for kube-proxy to serve every node again; it changes nothing
+ * once the full removal has deleted the DaemonSet (whose backup then holds the pre-canary affinity).
+ */
+export function kubeProxyCanaryExclusion(config: MigrationConfig, gate: pulumi.Resource, opts: pulumi.CustomResourceOptions): command.local.Command {
+    const kp = config.cluster.kubeProxy;
+    return clusterCommand(STEP.kubeProxyCanaryExclusion, {
+        cluster: config.cluster,
+        create: "kubeproxy/scripts/kube-proxy-exclude.sh",
+        delete: "kubeproxy/scripts/kube-proxy-include.sh",
+        environment: scriptEnvironment("kube-proxy-exclude", {
+            CANARY_NODES: config.migration.canaryNodes.join(" "),
+            KUBE_PROXY_NAMESPACE: kp.namespace,
+            KUBE_PROXY_DAEMONSET: kp.daemonSet,
+        }),
+    }, { ...opts, dependsOn: [gate] });
+}
+
 /** Every agent lists services, the kubernetes Service among them. */
 export function postMigrationVerification(config: MigrationConfig, after: pulumi.Resource[], opts: pulumi.CustomResourceOptions): command.local.Command {
     return clusterCommand(STEP.verification, {
