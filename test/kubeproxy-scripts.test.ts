@@ -4,13 +4,41 @@ import { spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { hostToolsMissing } from "./support/hostTools";
-import { CLUSTER_SCRIPTS, NODE_SCRIPTS, SCRIPTS_DIR, readScript, scriptPath } from "../components/kubeproxy/scriptFiles";
+import { readFileSync } from "node:fs";
+import { CLUSTER_SCRIPTS, CLUSTER_SCRIPT_PRELUDE, NODE_SCRIPTS, SCRIPTS_DIR, readScript, scriptPath } from "../components/kubeproxy/scriptFiles";
+import { Scenario } from "./support/kubeproxyScenario";
 
 const ALL = [...CLUSTER_SCRIPTS, ...NODE_SCRIPTS];
 
 test("every script in the folder is listed in scriptFiles.ts, and every listed one exists", () => {
     const files = readdirSync(SCRIPTS_DIR).filter((f) => f.endsWith(".sh")).map((f) => f.slice(0, -3)).sort();
-    assert.deepEqual(files, [...ALL].sort());
+    assert.deepEqual(files, [...ALL, CLUSTER_SCRIPT_PRELUDE].sort());
+});
+
+test("cluster scripts source the shared prelude as files, and carry it inlined (no source line) when embedded", () => {
+    const prelude = readFileSync(join(SCRIPTS_DIR, `${CLUSTER_SCRIPT_PRELUDE}.sh`), "utf8");
+    for (const name of CLUSTER_SCRIPTS) {
+        assert.match(readFileSync(scriptPath(name), "utf8"), /^source "\$\(dirname "\$\{BASH_SOURCE\[0\]\}"\)\/cluster-lib\.sh"$/m, `${name} sources the prelude`);
+        const embedded = readScript(name);
+        assert.ok(embedded.includes("\nfail() {\n"), `${name}: prelude inlined`);
+        assert.equal(embedded.split("\nneed_name() {").length, 2, `${name}: prelude inlined once`);
+    }
+    assert.doesNotMatch(prelude, /^set -e/m, "the prelude leaves shell options to the script");
+});
+
+test("an embedded script (bash -c, prelude inlined) behaves like the file it came from", { skip: hostToolsMissing(["jq", "timeout"]) }, (t) => {
+    const asFile = new Scenario();
+    const embedded = new Scenario();
+    t.after(() => { asFile.dispose(); embedded.dispose(); });
+    const env = { KUBE_PROXY_BACKUP_CONFIGMAP: "kube-proxy-pre-cilium-kpr-backup", POD_GONE_TIMEOUT: 6 } as const;
+    const fromFile = asFile.run("kube-proxy-remove", env);
+    const fromText = embedded.run("kube-proxy-remove", env, { embedded: true });
+    assert.equal(fromText.status, 0, fromText.stderr);
+    assert.deepEqual(fromText.summary, fromFile.summary);
+    assert.equal(embedded.get("kube-system", "daemonset", "kube-proxy"), undefined);
+    // Outside its folder the embedded text cannot source anything, so a passing run proves the inlining.
+    const bad = embedded.run("kube-proxy-restore", { KUBE_PROXY_BACKUP_CONFIGMAP: "kube-proxy" }, { embedded: true });
+    assert.match(bad.stderr, /^kube-proxy-restore: ERROR: /m, "fail() from the inlined prelude");
 });
 
 test("every script is strict bash, executable, and self-contained (no source)", () => {

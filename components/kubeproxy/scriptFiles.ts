@@ -1,5 +1,5 @@
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { scriptText } from "../commands/scriptFile";
 
 /*
  * The kube-proxy removal scripts and their inputs. The scripts are real files (shellcheck-clean,
@@ -23,6 +23,9 @@ export const CLUSTER_SCRIPTS = [
     "post-migration-verify",
 ] as const;
 
+/** The prelude the cluster scripts source as files and have inlined when embedded. */
+export const CLUSTER_SCRIPT_PRELUDE = "cluster-lib";
+
 /** Scripts run as root on each node over SSH. */
 export const NODE_SCRIPTS = ["stale-rules-cleanup", "stale-rules-verify"] as const;
 
@@ -34,9 +37,9 @@ export function scriptPath(name: ScriptName): string {
     return join(SCRIPTS_DIR, `${name}.sh`);
 }
 
-/** The script's full text, to embed as a command. */
+/** The script's full text as embedded in a command (its shared prelude inlined). */
 export function readScript(name: ScriptName): string {
-    return readFileSync(scriptPath(name), "utf8");
+    return scriptText(`kubeproxy/scripts/${name}.sh`);
 }
 
 /** Which cluster kubectl/helm talk to. KUBECONFIG is the standard variable. */

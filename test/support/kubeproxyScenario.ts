@@ -2,7 +2,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { scriptPath, type ClusterScriptEnv, type ClusterScriptName, scriptEnvironment } from "../../components/kubeproxy/scriptFiles";
+import { readScript, scriptPath, type ClusterScriptEnv, type ClusterScriptName, scriptEnvironment } from "../../components/kubeproxy/scriptFiles";
 import type { FakeCall, FakeRelease, FakeSettings } from "./fakeKubeCluster";
 
 /*
@@ -134,9 +134,11 @@ export class Scenario {
     }
 
     /** Runs a script with the fake tools first on PATH and only the given environment. */
-    run<N extends ClusterScriptName>(name: N, env: ClusterScriptEnv[N], options: { path?: string; timeoutSeconds?: number } = {}): ScriptRun {
+    run<N extends ClusterScriptName>(name: N, env: ClusterScriptEnv[N], options: { path?: string; timeoutSeconds?: number; embedded?: boolean } = {}): ScriptRun {
         const started = Date.now();
-        const result = spawnSync("/bin/bash", [scriptPath(name)], {
+        // embedded: the command text a resource carries, run with `bash -c` from outside the script folder.
+        const result = spawnSync("/bin/bash", options.embedded ? ["-c", readScript(name)] : [scriptPath(name)], {
+            cwd: this.dir,
             encoding: "utf8",
             timeout: (options.timeoutSeconds ?? 120) * 1000,
             env: {

@@ -26,15 +26,8 @@
 set -euo pipefail
 
 readonly SCRIPT=cilium-values-restore
-log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
-fail() {
-    log "ERROR: $1"
-    jq -cn --arg error "$1" '{ok: false, error: $error}' || true
-    exit 1
-}
-need_name() {
-    [[ "${!1:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$1 must be a Kubernetes object name (got '${!1:-}')"
-}
+# shellcheck source=SCRIPTDIR/cluster-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 
 CILIUM_NAMESPACE="${CILIUM_NAMESPACE:-}"
 CILIUM_RELEASE="${CILIUM_RELEASE:-cilium}"
@@ -52,16 +45,6 @@ done
 [[ "$CILIUM_CHART_VERSION" =~ ^v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?$ ]] || fail "CILIUM_CHART_VERSION must be an exact version such as 1.19.0 (got '${CILIUM_CHART_VERSION}')"
 [[ "$CILIUM_REPOSITORY" =~ ^(https?|oci)://[^[:space:]]+$ ]] || fail "CILIUM_REPOSITORY must be an https:// or oci:// URL"
 [[ "$ROLLOUT_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "ROLLOUT_TIMEOUT must be a whole number of seconds"
-
-kubectl_cmd=(kubectl)
-helm_cmd=(helm)
-if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then
-    kubectl_cmd+=(--context "$KUBECTL_CONTEXT")
-    helm_cmd+=(--kube-context "$KUBECTL_CONTEXT")
-fi
-
-workdir="$(mktemp -d)"
-trap 'rm -rf "$workdir"' EXIT
 
 "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" get configmap "$SNAPSHOT_CONFIGMAP" -o json --ignore-not-found >"$workdir/snapshot.json"
 if [[ ! -s "$workdir/snapshot.json" ]]; then

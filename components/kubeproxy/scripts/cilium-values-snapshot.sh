@@ -20,15 +20,8 @@
 set -euo pipefail
 
 readonly SCRIPT=cilium-values-snapshot
-log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
-fail() {
-    log "ERROR: $1"
-    jq -cn --arg error "$1" '{ok: false, error: $error}' || true
-    exit 1
-}
-need_name() {
-    [[ "${!1:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$1 must be a Kubernetes object name (got '${!1:-}')"
-}
+# shellcheck source=SCRIPTDIR/cluster-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 
 CILIUM_NAMESPACE="${CILIUM_NAMESPACE:-}"
 CILIUM_RELEASE="${CILIUM_RELEASE:-cilium}"
@@ -37,17 +30,8 @@ need_name CILIUM_NAMESPACE
 need_name CILIUM_RELEASE
 need_name SNAPSHOT_CONFIGMAP
 
-kubectl_cmd=(kubectl)
-helm_cmd=(helm)
-if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then
-    kubectl_cmd+=(--context "$KUBECTL_CONTEXT")
-    helm_cmd+=(--kube-context "$KUBECTL_CONTEXT")
-fi
 kc() { "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
 hm() { "${helm_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
-
-workdir="$(mktemp -d)"
-trap 'rm -rf "$workdir"' EXIT
 
 report_existing() {
     log "snapshot configmap/${SNAPSHOT_CONFIGMAP} already exists (taken $(jq -r '.data["taken-at"] // "at an unknown time"' "$1")); kept as is"

@@ -22,15 +22,8 @@
 set -euo pipefail
 
 readonly SCRIPT=kpr-gate
-log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
-fail() {
-    log "ERROR: $1"
-    jq -cn --arg error "$1" '{ok: false, error: $error}' || true
-    exit 1
-}
-need_name() {
-    [[ "${!1:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$1 must be a Kubernetes object name (got '${!1:-}')"
-}
+# shellcheck source=SCRIPTDIR/cluster-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 need_seconds() {
     [[ "${!1:-}" =~ ^[1-9][0-9]*$ ]] || fail "$1 must be a whole number of seconds (got '${!1:-}')"
 }
@@ -48,12 +41,7 @@ need_seconds ROLLOUT_TIMEOUT
 need_seconds EXEC_TIMEOUT
 [[ "$AGENT_SELECTOR" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "AGENT_SELECTOR must be key=value (got '${AGENT_SELECTOR}')"
 
-kubectl_cmd=(kubectl)
-if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then kubectl_cmd+=(--context "$KUBECTL_CONTEXT"); fi
 kc() { "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
-
-workdir="$(mktemp -d)"
-trap 'rm -rf "$workdir"' EXIT
 
 # `timeout` bounds the wait even if kubectl ignores its own --timeout (e.g. a hung connection).
 wait_rollout() {

@@ -21,15 +21,8 @@ set -euo pipefail
 
 readonly SCRIPT=kube-proxy-include
 readonly ANNOTATION=cilium-kpr-migration/original-affinity
-log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
-fail() {
-    log "ERROR: $1"
-    jq -cn --arg error "$1" '{ok: false, error: $error}' || true
-    exit 1
-}
-need_name() {
-    [[ "${!1:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$1 must be a Kubernetes object name (got '${!1:-}')"
-}
+# shellcheck source=SCRIPTDIR/cluster-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 
 KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
 KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
@@ -38,12 +31,7 @@ need_name KUBE_PROXY_NAMESPACE
 need_name KUBE_PROXY_DAEMONSET
 [[ "$ROLLOUT_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "ROLLOUT_TIMEOUT must be a whole number of seconds"
 
-kubectl_cmd=(kubectl)
-if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then kubectl_cmd+=(--context "$KUBECTL_CONTEXT"); fi
 kc() { "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
-
-workdir="$(mktemp -d)"
-trap 'rm -rf "$workdir"' EXIT
 
 kc get daemonset "$KUBE_PROXY_DAEMONSET" -o json --ignore-not-found >"$workdir/ds.live"
 if [[ ! -s "$workdir/ds.live" ]]; then

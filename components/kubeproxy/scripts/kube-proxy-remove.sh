@@ -24,15 +24,8 @@
 set -euo pipefail
 
 readonly SCRIPT=kube-proxy-remove
-log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
-fail() {
-    log "ERROR: $1"
-    jq -cn --arg error "$1" '{ok: false, error: $error}' || true
-    exit 1
-}
-need_name() {
-    [[ "${!1:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$1 must be a Kubernetes object name (got '${!1:-}')"
-}
+# shellcheck source=SCRIPTDIR/cluster-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 
 KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
 KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
@@ -50,12 +43,7 @@ if [[ "$KUBE_PROXY_BACKUP_CONFIGMAP" == "$KUBE_PROXY_CONFIGMAP" ]]; then
     fail "KUBE_PROXY_BACKUP_CONFIGMAP must differ from KUBE_PROXY_CONFIGMAP"
 fi
 
-kubectl_cmd=(kubectl)
-if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then kubectl_cmd+=(--context "$KUBECTL_CONTEXT"); fi
 kc() { "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
-
-workdir="$(mktemp -d)"
-trap 'rm -rf "$workdir"' EXIT
 
 # Fields the API server sets; recreating an object with them fails or misleads. A DaemonSet
 # that a canary kept off some nodes (kube-proxy-exclude.sh) is saved with the affinity it had

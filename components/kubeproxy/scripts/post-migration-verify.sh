@@ -15,15 +15,8 @@
 set -euo pipefail
 
 readonly SCRIPT=post-migration-verify
-log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
-fail() {
-    log "ERROR: $1"
-    jq -cn --arg error "$1" '{ok: false, error: $error}' || true
-    exit 1
-}
-need_name() {
-    [[ "${!1:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$1 must be a Kubernetes object name (got '${!1:-}')"
-}
+# shellcheck source=SCRIPTDIR/cluster-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 
 CILIUM_NAMESPACE="${CILIUM_NAMESPACE:-}"
 CILIUM_DS="${CILIUM_DS:-cilium}"
@@ -33,12 +26,6 @@ need_name CILIUM_NAMESPACE
 need_name CILIUM_DS
 [[ "$AGENT_SELECTOR" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "AGENT_SELECTOR must be key=value (got '${AGENT_SELECTOR}')"
 [[ "$EXEC_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "EXEC_TIMEOUT must be a whole number of seconds"
-
-kubectl_cmd=(kubectl)
-if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then kubectl_cmd+=(--context "$KUBECTL_CONTEXT"); fi
-
-workdir="$(mktemp -d)"
-trap 'rm -rf "$workdir"' EXIT
 
 "${kubectl_cmd[@]}" -n default get service kubernetes -o json >"$workdir/service.json"
 # Dual-stack clusters list one ClusterIP per family; every one must be served.
