@@ -83,8 +83,12 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
         }
 
         if (this.kubeProxyRemoval) {
-            const settled = [...this.staleRuleCleanups, ...this.nodeTproxies.map((t) => t.confirm)];
-            const nodeChecks = migrated.map((node) => staleRuleVerify(node, sshPrivateKey, { ...child, dependsOn: settled }));
+            // Each node is checked after its own steps only: waiting for every node's steps would add
+            // nodes² dependency edges (500,000 at 500 nodes) to the plan and the state.
+            const nodeChecks = migrated.map((node, i) => staleRuleVerify(node, sshPrivateKey, {
+                ...child,
+                dependsOn: [cleanups.get(node.name), this.nodeTproxies[i]?.confirm].filter((r) => r !== undefined),
+            }));
             this.verification = postMigrationVerification(config, [this.kubeProxyRemoval, ...nodeChecks], child);
         }
 

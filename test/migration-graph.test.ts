@@ -38,6 +38,10 @@ test("prod graph: preflight -> snapshot -> release -> gate -> removal -> cleanup
         assert.ok(deps(STEP.tproxyApply(node)).includes(STEP.staleRuleCleanup(node)));
     }
     assert.ok(deps(STEP.tproxyApply("m601")).includes(STEP.tproxyConfirm("m600")), "one node at a time");
+    for (const node of NODES) {
+        assert.deepEqual([...deps(STEP.staleRuleVerify(node))].sort(), [STEP.staleRuleCleanup(node), STEP.tproxyConfirm(node)].sort(),
+            "a node's check waits for its own steps only (edges grow with nodes, not nodes²)");
+    }
     assert.ok(deps(STEP.tproxyApply("storage")).includes(STEP.tproxyConfirm("m601")));
     const verification = dependenciesOf(resources, STEP.verification);
     for (const name of [STEP.kubeProxyRemoval, ...NODES.map(STEP.staleRuleCleanup), ...NODES.map(STEP.tproxyConfirm), ...NODES.map(STEP.staleRuleVerify)]) {
