@@ -21,6 +21,9 @@ const BASE_STACK = "prod";
 /** Node addresses sit at <network>.(16..255).(10..249); this many fit. */
 const MAX_NODES = 240 * 240;
 const RUN_TIMEOUT_MS = 15 * 60 * 1000;
+/** Preloaded into the plan process: reports its peak resident memory on stderr when it exits. */
+const MAX_RSS_MARKER = "plan-scale max RSS KiB:";
+const REPORT_MAX_RSS = `data:text/javascript,process.on("exit",()=>process.stderr.write("\\n${MAX_RSS_MARKER} "+process.resourceUsage().maxRSS+"\\n"))`;
 
 interface StackDocument {
     config: Record<string, unknown>;
@@ -102,6 +105,7 @@ interface RunResult {
     readonly resources: number;
     /** Every resource the program declared, components included (resources.json). */
     readonly declared: number;
+    readonly maxRssKiB: number;
 }
 
 /** One timed `tools/plan.ts` run in a fresh process against a generated stack. */
@@ -116,7 +120,7 @@ function timedPlanRun(nodeCount: number): RunResult {
         let error: Error | undefined;
         const started = process.hrtime.bigint();
         try {
-            ({ status, error } = spawnSync(process.execPath, ["--import", "tsx", path.join(REPO_ROOT, "tools", "plan.ts"),
+            ({ status, error } = spawnSync(process.execPath, ["--import", "tsx", "--import", REPORT_MAX_RSS, path.join(REPO_ROOT, "tools", "plan.ts"),
                 "--stack", stack, "--stack-dir", dir, "--out", out],
             { cwd: REPO_ROOT, stdio: ["ignore", stdoutFd, stderrFd], timeout: RUN_TIMEOUT_MS }));
         } finally {
@@ -130,7 +134,9 @@ function timedPlanRun(nodeCount: number): RunResult {
         const header = /^Migration plan for stack \S+ \((\d+) resources\)/m.exec(readFileSync(stdoutPath, "utf8"));
         if (header === null) throw new Error(`plan for ${nodeCount} nodes printed no header`);
         const declared = (JSON.parse(readFileSync(path.join(out, "resources.json"), "utf8")) as unknown[]).length;
-        return { ms, resources: Number(header[1]), declared };
+        const rss = new RegExp(`^${MAX_RSS_MARKER} (\\d+)$`, "m").exec(readFileSync(stderrPath, "utf8"));
+        if (rss === null) throw new Error(`plan for ${nodeCount} nodes did not report its memory`);
+        return { ms, resources: Number(header[1]), declared, maxRssKiB: Number(rss[1]) };
     } finally {
         rmSync(dir, { recursive: true, force: true });
     }
@@ -162,18 +168,19 @@ function main(): number {
     }
 
     process.stdout.write(`offline plan (tools/plan.ts, fresh process per run) on Pulumi.${BASE_STACK}.yaml with N synthetic nodes, ${runs} run(s) each\n`);
-    const rows: { nodes: number; resources: number; declared: number; median: number; min: number }[] = [];
+    const rows: { nodes: number; resources: number; declared: number; median: number; min: number; rssMiB: number }[] = [];
     for (const nodes of sizes) {
         const results: RunResult[] = [];
         for (let i = 0; i < runs; i++) results.push(timedPlanRun(nodes));
         const times = results.map((r) => r.ms);
         if (new Set(results.map((r) => r.resources)).size !== 1) throw new Error(`resource count changed between runs for ${nodes} nodes`);
-        rows.push({ nodes, resources: results[0]!.resources, declared: results[0]!.declared, median: median(times), min: Math.min(...times) });
+        rows.push({ nodes, resources: results[0]!.resources, declared: results[0]!.declared, median: median(times), min: Math.min(...times),
+            rssMiB: Math.max(...results.map((r) => r.maxRssKiB)) / 1024 });
         process.stderr.write(`  ${nodes} nodes: ${times.map((t) => t.toFixed(0)).join(", ")} ms\n`);
     }
 
     const first = rows[0]!;
-    const columns = ["nodes", "resources", "declared", "median ms", "min ms", "ms/node", "marginal ms/node", "x nodes", "x resources", "x time"];
+    const columns = ["nodes", "resources", "declared", "median ms", "min ms", "ms/node", "marginal ms/node", "x nodes", "x resources", "x time", "peak RSS MiB"];
     const cells = rows.map((r) => [
         String(r.nodes),
         String(r.resources),
@@ -185,13 +192,14 @@ function main(): number {
         (r.nodes / first.nodes).toFixed(1),
         (r.resources / first.resources).toFixed(1),
         (r.median / first.median).toFixed(2),
+        r.rssMiB.toFixed(0),
     ]);
     const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)));
     const line = (row: readonly string[]) => row.map((cell, i) => cell.padStart(widths[i]!)).join("  ") + "\n";
     process.stdout.write(line(columns));
     for (const row of cells) process.stdout.write(line(row));
     process.stdout.write("resources: custom resources in the plan; declared: every resource incl. components; "
-        + "marginal ms/node: (median - smallest median) / (nodes - smallest nodes), i.e. cost without start-up; x: factor vs the smallest size\n");
+        + "marginal ms/node: (median - smallest median) / (nodes - smallest nodes), i.e. cost without start-up; x: factor vs the smallest size; peak RSS: the plan process's, worst run\n");
     return 0;
 }
 
