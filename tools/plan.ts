@@ -13,13 +13,14 @@ import { nodeKeepalivedSnippet, nodeTproxyBundle } from "../components/tproxy/no
  * Pulumi.<stack>.yaml, with no Pulumi CLI, cluster or credentials, and writes what it would do.
  */
 async function main(): Promise<number> {
-    const { values } = parseArgs({ options: { stack: { type: "string" }, out: { type: "string" } } });
+    const { values } = parseArgs({ options: { stack: { type: "string" }, out: { type: "string" }, "stack-dir": { type: "string" } } });
     if (values.stack === undefined || !/^[A-Za-z0-9_.-]+$/.test(values.stack)) {
-        process.stderr.write("usage: npm run plan -- --stack <name> [--out <dir>]\n");
+        process.stderr.write("usage: npm run plan -- --stack <name> [--out <dir>] [--stack-dir <dir with Pulumi.yaml and Pulumi.<name>.yaml>]\n");
         return 2;
     }
     const root = path.resolve(__dirname, "..");
-    const stack = readStackFile(root, values.stack);
+    // --stack-dir lets bench/plan-scale.ts plan generated stacks without writing into the repository.
+    const stack = readStackFile(values["stack-dir"] === undefined ? root : path.resolve(values["stack-dir"]), values.stack);
     const outDir = path.resolve(values.out ?? path.join(root, "plan", values.stack));
     for (const key of stack.placeholderSecrets) {
         process.stderr.write(`note: ${stack.project}:${key} is not in Pulumi.${values.stack}.yaml; the plan uses [secret] (a real run needs it)\n`);

@@ -1,0 +1,62 @@
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { validateStackConfig } from "../components/config/validate";
+import { rawStackConfig, readStackFile } from "../tools/stackFile";
+import { syntheticHostKey, writeSyntheticStack } from "../bench/plan-scale";
+import { PROJECT, ROOT, rawStack } from "./support/stacks";
+
+test("the 500-node synthetic stack passes validateStackConfig with 500 distinct nodes and prod's other settings", (t) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "plan-scale-test-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const stack = writeSyntheticStack(dir, 500);
+    const result = validateStackConfig(PROJECT, rawStackConfig(readStackFile(dir, stack).config));
+    assert.ok(result.ok, JSON.stringify(result.ok ? [] : result.issues.slice(0, 5)));
+
+    const { nodes, cluster, cilium, tproxy } = result.config;
+    assert.equal(nodes.length, 500);
+    assert.equal(nodes[0]!.name, "node-0001");
+    assert.equal(nodes[499]!.name, "node-0500");
+    for (const field of ["name", "address", "hostKey"] as const) {
+        assert.equal(new Set(nodes.map((n) => n[field])).size, 500, `${field} repeats`);
+    }
+    assert.ok(!nodes.some((n) => n.address === tproxy.vip4 || n.address === cilium.k8sServiceHost), "a node took the VIP");
+    assert.deepEqual(cluster.nodeCidrs, ["172.25.0.0/16"]);
+
+    const prod = validateStackConfig(PROJECT, rawStack("prod"));
+    assert.ok(prod.ok);
+    assert.deepEqual(cilium, prod.config.cilium);
+    assert.deepEqual(tproxy, prod.config.tproxy);
+    assert.deepEqual({ ...cluster, nodeCidrs: [] }, { ...prod.config.cluster, nodeCidrs: [] });
+    const { sshUser, sshPort, vrrpInterface } = prod.config.nodes[0]!;
+    assert.ok(nodes.every((n) => n.sshUser === sshUser && n.sshPort === sshPort && n.vrrpInterface === vrrpInterface));
+});
+
+test("synthetic host keys are OpenSSH ed25519 public key blobs", () => {
+    const [type, blob] = syntheticHostKey("node-0001").split(" ") as [string, string];
+    assert.equal(type, "ssh-ed25519");
+    const bytes = Buffer.from(blob, "base64");
+    assert.equal(bytes.readUInt32BE(0), 11);
+    assert.equal(bytes.subarray(4, 15).toString(), "ssh-ed25519");
+    assert.equal(bytes.readUInt32BE(15), 32);
+    assert.equal(bytes.length, 15 + 4 + 32);
+    assert.notEqual(syntheticHostKey("node-0002"), syntheticHostKey("node-0001"));
+});
+
+test("the bench with --nodes 3 --runs 1 exits 0 and prints a row for 3 nodes", () => {
+    const run = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "plan-scale.ts"), "--nodes", "3", "--runs", "1"],
+        { cwd: ROOT, encoding: "utf8", timeout: 20_000 });
+    assert.equal(run.status, 0, run.stderr);
+    // nodes, resources (custom), declared, median ms, min ms, ...: prod's 3-node plan has 22 custom resources.
+    assert.match(run.stdout, /^\s*3\s+22\s+\d+\s+\d+\s+\d+\s/m);
+});
+
+test("the bench refuses a malformed --nodes list", () => {
+    const run = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "plan-scale.ts"), "--nodes", "3,x"],
+        { cwd: ROOT, encoding: "utf8", timeout: 20_000 });
+    assert.equal(run.status, 2);
+    assert.match(run.stderr, /--nodes must be whole numbers/);
+});
