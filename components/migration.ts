@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import type * as command from "@pulumi/command";
 import type { StackConfig } from "./config/stackConfig";
+import { migratedNodes } from "./config/migratedNodes";
 import { CiliumRelease } from "./cilium/ciliumRelease";
 import { preflight } from "./preflight/preflight";
 import { kprGate, kubeProxyCanaryExclusion, kubeProxyRemoval, postMigrationVerification, valuesSnapshot } from "./kubeproxy/kubeProxyMigration";
@@ -47,14 +48,13 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
             dependsOn: [snapshot],
         }, child);
 
-        const canary = new Set(config.migration.canaryNodes);
-        const migrated = canary.size === 0 ? config.nodes : config.nodes.filter((node) => canary.has(node.name));
+        const migrated = migratedNodes(config);
         const cleanups = new Map<string, command.remote.Command>();
 
         // Without KPR there is nothing to take over from kube-proxy: it must stay.
         if (config.cilium.kubeProxyReplacement) {
             this.kprGate = kprGate({ config, release: this.cilium.release, values: this.cilium.values }, child);
-            this.kubeProxyRemoval = canary.size === 0
+            this.kubeProxyRemoval = config.migration.canaryNodes.length === 0
                 ? kubeProxyRemoval(config, this.kprGate, child)
                 : kubeProxyCanaryExclusion(config, this.kprGate, child);
             for (const node of migrated) {

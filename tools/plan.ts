@@ -6,6 +6,7 @@ import { creationOrder, recordProgram, type RecordedResource } from "./mockRunti
 import { rawStackConfig, readStackFile } from "./stackFile";
 import { describeStep } from "./planSteps";
 import { validateStackConfig } from "../components/config/validate";
+import { migratedNodes } from "../components/config/migratedNodes";
 import { nodeKeepalivedSnippet, nodeTproxyBundle } from "../components/tproxy/nodeTproxyBundle";
 
 /**
@@ -74,11 +75,11 @@ async function main(): Promise<number> {
     return 0;
 }
 
-/** Every file pushed to each node, under nodes/<node>/<absolute path>, plus the keepalived snippet. */
+/** Every file pushed to each migrated node, under nodes/<node>/<absolute path>, plus the keepalived snippet. */
 function writeNodeFiles(outDir: string, project: string, config: Readonly<Record<string, string>>): void {
     const result = validateStackConfig(project, rawStackConfig(config));
     if (!result.ok || !result.config.tproxy.enabled) return;
-    for (const node of result.config.nodes) {
+    for (const node of migratedNodes(result.config)) {
         const dir = path.join(outDir, "nodes", node.name);
         for (const file of nodeTproxyBundle(result.config, node).files) {
             const target = path.join(dir, file.path);

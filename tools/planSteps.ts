@@ -7,6 +7,7 @@ const COMMAND_STEPS: readonly [RegExp, (m: RegExpMatchArray) => string][] = [
     [/^cilium-values-snapshot$/, () => "snapshot the release's pre-migration values into the cluster (destroy: restore them once kube-proxy serves)"],
     [/^kpr-gate$/, () => "KPR gate: Cilium rollout done and EVERY agent reports KubeProxyReplacement True, socket LB and NodePort"],
     [/^kube-proxy-removal$/, () => "back up kube-proxy (DaemonSet + ConfigMap) into the cluster, delete it, wait for its pods to go (destroy: restore and wait for rollout)"],
+    [/^kube-proxy-canary-exclusion$/, () => "canary: keep kube-proxy's DaemonSet off the canary nodes only (saved affinity), wait for their pods to go (destroy: put the affinity back, wait for rollout)"],
     [/^stale-rules-cleanup-(.+)$/, (m) => `remove kube-proxy's KUBE-* iptables chains on ${m[1]} (IPv4 and IPv6), verify none remains`],
     [/^tproxy-apply-(.+)$/, (m) => `push and apply the tproxy ruleset, policy routes and keepalived notify script on ${m[1]}, arming a self-revert (destroy: remove them)`],
     [/^tproxy-confirm-(.+)$/, (m) => `confirm ${m[1]} is still reachable over a fresh SSH connection, disarming the revert`],
