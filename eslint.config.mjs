@@ -30,9 +30,7 @@ export default tseslint.config(
             "@typescript-eslint/no-floating-promises": [
                 "error",
                 {
-                    allowForKnownSafeCalls: [
-                        { from: "package", package: "node:test", name: ["test", "describe", "it", "suite"] },
-                    ],
+                    allowForKnownSafeCalls: [{ from: "package", package: "node:test", name: ["test", "describe", "it", "suite"] }],
                 },
             ],
         },
