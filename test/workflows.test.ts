@@ -135,6 +135,22 @@ test("preview comments on the pull request; up waits for the stack's environment
     assert.deepEqual([upJob.needs].flat(), [previewJob[0]]);
 });
 
+test("the test job runs .ci/run as root with CI kept, and no workflow keeps its own Debian package list", () => {
+    const all = workflows();
+    const runs = (all.get("checks.yml")?.jobs["test"]?.steps ?? []).flatMap((s) => (s.run === undefined ? [] : [s.run]));
+    assert.equal(runs.filter((r) => /sudo --preserve-env=CI\b.* \.ci\/run$/m.test(r)).length, 1, "one step runs .ci/run under sudo, keeping CI");
+    for (const [file, wf] of all) {
+        for (const { job, step } of steps(wf)) {
+            assert.doesNotMatch(step.run ?? "", /apt-get install|\bapt install/, `${file} ${job}: installs packages itself; .ci/run owns the list`);
+        }
+    }
+    // And .ci/run really is the one that installs them, lints, then tests.
+    const ciRun = readFileSync(path.join(ROOT, ".ci", "run"), "utf8");
+    assert.match(ciRun, /^debian_packages=\(.*\byamllint\b.*\)$/m);
+    const order = ["npm ci", "npm run lint", "yamllint --strict", "npm test"].map((c) => ciRun.indexOf(`\n${c}`));
+    assert.ok(order.every((i, n) => i > 0 && (n === 0 || i > order[n - 1]!)), `.ci/run order: ${order.join(" ")}`);
+});
+
 test("yamllint --strict passes on the workflows, their lint config and the policy pack's YAML", { skip: hostToolsMissing(["yamllint"]) }, () => {
     execFileSync("yamllint", ["--strict", ".github", ".yamllint.yaml", "policy/PulumiPolicy.yaml"], { cwd: ROOT, stdio: "pipe" });
     // The config is really applied: a too-long line fails.

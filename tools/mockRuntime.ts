@@ -69,7 +69,8 @@ function mockOutputs(type: string, name: string, inputs: Record<string, unknown>
  */
 export async function recordProgram(run: MockRun, program: () => unknown): Promise<RecordedResource[]> {
     const outcome = await recordProgramOutcome(run, program);
-    if (outcome.error !== undefined) throw outcome.error;
+    // recordProgramOutcome sets `error` only when the program threw: rethrow exactly what it threw.
+    if ("error" in outcome) throw outcome.error;
     return outcome.resources;
 }
 
@@ -94,7 +95,7 @@ export async function recordProgramOutcome(run: MockRun, program: () => unknown)
             }
             return { id: `${args.name}-id`, state: mockOutputs(args.type, args.name, args.inputs as Record<string, unknown>) };
         },
-        call: (args) => args.inputs,
+        call: (args) => args.inputs as Record<string, unknown>,
     }, run.project, run.stack, true);
 
     let failure: unknown;

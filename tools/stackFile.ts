@@ -43,7 +43,7 @@ export function readStackFile(root: string, stack: string): StackFile {
 
 /** The stack's config as the raw (unvalidated) object validateStackConfig takes. */
 export function rawStackConfig(config: Readonly<Record<string, string>>): RawStackConfig {
-    const parse = (key: string): unknown => config[key] === undefined ? undefined : JSON.parse(config[key]!);
+    const parse = (key: string): unknown => config[key] === undefined ? undefined : JSON.parse(config[key]);
     return {
         cluster: parse("cluster"),
         cilium: parse("cilium"),

@@ -92,6 +92,11 @@ function asObject(value: Json | undefined): JsonObject {
     return isObject(value) ? value : {};
 }
 
+/** A scalar field as text; an absent, null, object or array value reads as the fallback. */
+function textOf(value: Json | undefined, fallback: string): string {
+    return typeof value === "string" || typeof value === "number" || typeof value === "boolean" ? String(value) : fallback;
+}
+
 /** Options that take a value, and their long spellings. */
 const VALUE_OPTIONS: Readonly<Record<string, string>> = {
     "-n": "namespace", "--namespace": "namespace", "--context": "context", "--kube-context": "context",
@@ -267,7 +272,7 @@ function kubectl(cluster: FakeCluster, argv: readonly string[], out: (text: stri
             }
             const items = cluster.list(namespace, kind).filter((o) => labelsMatch(o, args.options.get("selector")));
             if (output === "name") {
-                if (items.length > 0) out(items.map((o) => `${kind}/${String(field(o, "metadata", "name"))}`).join("\n"));
+                if (items.length > 0) out(items.map((o) => `${kind}/${textOf(field(o, "metadata", "name"), "")}`).join("\n"));
             } else {
                 out(JSON.stringify({ apiVersion: "v1", kind: "List", items }, null, 4));
             }
@@ -278,9 +283,9 @@ function kubectl(cluster: FakeCluster, argv: readonly string[], out: (text: stri
             const filename = args.options.get("filename");
             if (!filename) break;
             const object = readInput(filename);
-            const kind = kindOf(String(object["kind"] ?? ""));
-            const name = String(field(object, "metadata", "name") ?? "");
-            const ns = String(field(object, "metadata", "namespace") ?? namespace);
+            const kind = kindOf(textOf(object["kind"], ""));
+            const name = textOf(field(object, "metadata", "name"), "");
+            const ns = textOf(field(object, "metadata", "namespace"), namespace);
             const existing = cluster.read(ns, kind, name);
             const metadata = asObject(object["metadata"]);
             if (verb === "create") {
@@ -317,7 +322,7 @@ function kubectl(cluster: FakeCluster, argv: readonly string[], out: (text: stri
                 for (const pod of cluster.list(namespace, "pod")) {
                     const owners = field(pod, "metadata", "ownerReferences");
                     if (Array.isArray(owners) && owners.some((o) => isObject(o) && o["kind"] === "DaemonSet" && o["name"] === name)) {
-                        cluster.remove(namespace, "pod", String(field(pod, "metadata", "name")));
+                        cluster.remove(namespace, "pod", textOf(field(pod, "metadata", "name"), ""));
                     }
                 }
             }
@@ -371,7 +376,7 @@ function createObject(cluster: FakeCluster, namespace: string, kind: string, nam
             uid: `00000000-0000-4000-8000-${cluster.nextResourceVersion().padStart(12, "0")}`,
             resourceVersion: cluster.nextResourceVersion(),
             creationTimestamp: now,
-            managedFields: [{ manager: "kubectl-create", operation: "Update", apiVersion: String(object["apiVersion"] ?? "v1"), time: now }],
+            managedFields: [{ manager: "kubectl-create", operation: "Update", apiVersion: textOf(object["apiVersion"], "v1"), time: now }],
         },
     };
     if (kind === "daemonset") {

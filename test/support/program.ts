@@ -20,6 +20,7 @@ export async function runProgram(stack: string, overrides: Readonly<Record<strin
         for (const key of Object.keys(require.cache)) {
             if (key.startsWith(path.join(ROOT, "components")) || key === entry) delete require.cache[key];
         }
+        // eslint-disable-next-line @typescript-eslint/no-require-imports -- re-evaluating the program needs CommonJS require after clearing require.cache; import() would return the cached module
         return require(entry) as unknown;
     });
 }
