@@ -63,7 +63,8 @@ export function syntheticStackYaml(baseYaml: string, project: string, nodeCount:
     const clusterKey = `${project}:cluster`, nodesKey = `${project}:nodes`;
     const cluster = doc.config[clusterKey] as { nodeCidrs: string[] } & Record<string, unknown>;
     const baseNodes = doc.config[nodesKey] as Record<string, unknown>[];
-    const { name: _name, address: _address, hostKey: _hostKey, ...nodeTemplate } = baseNodes[0]!;
+    // Every node gets its own name, address and host key; the other fields are copied.
+    const nodeTemplate = Object.fromEntries(Object.entries(baseNodes[0]!).filter(([key]) => !["name", "address", "hostKey"].includes(key)));
     const widened = widenedNodeCidr(cluster.nodeCidrs[0]!);
 
     const taken = new Set<string>();

@@ -397,7 +397,7 @@ function nodeObject(node: string): JsonObject {
 
 /** One node selector requirement (matchExpressions against labels, matchFields against metadata.name). */
 function requirementHolds(requirement: Json, value: string | undefined): boolean {
-    const operator = String(field(requirement, "operator") ?? "");
+    const operator = textOf(field(requirement, "operator"), "");
     const values = field(requirement, "values");
     const list = Array.isArray(values) ? values.map(String) : [];
     switch (operator) {
@@ -417,7 +417,7 @@ function affinityAdmits(daemonSet: JsonObject, node: string): boolean {
     return terms.some((term) => {
         const expressions = field(term, "matchExpressions");
         const fields = field(term, "matchFields");
-        return (Array.isArray(expressions) ? expressions : []).every((r) => requirementHolds(r, labels[String(field(r, "key"))]))
+        return (Array.isArray(expressions) ? expressions : []).every((r) => requirementHolds(r, labels[textOf(field(r, "key"), "")]))
             && (Array.isArray(fields) ? fields : []).every((r) => {
                 if (field(r, "key") !== "metadata.name") throw new ExitError(1, "fake kubectl: only metadata.name is supported in matchFields");
                 return requirementHolds(r, node);
@@ -436,7 +436,7 @@ function scheduleDaemonSet(cluster: FakeCluster, namespace: string, name: string
     });
     if (!cluster.settings().podsLinger) {
         for (const pod of owned) {
-            if (!admitted.includes(String(field(pod, "spec", "nodeName")))) cluster.remove(namespace, "pod", String(field(pod, "metadata", "name")));
+            if (!admitted.includes(textOf(field(pod, "spec", "nodeName"), ""))) cluster.remove(namespace, "pod", textOf(field(pod, "metadata", "name"), ""));
         }
     }
     const labels = asObject(field(daemonSet, "spec", "template", "metadata", "labels"));
