@@ -44,26 +44,35 @@ async function main(): Promise<void> {
     for (const count of [5, 500]) {
         const input = withReserved(count);
         const text = renderNftRuleset(input);
-        console.log(`reserved v4 ranges: ${String(count).padStart(3)}  prerouting rules: ${preroutingRules(input).length}  output rules: ${outputRules(input).length}  file bytes: ${text.length}`);
+        console.log(
+            `reserved v4 ranges: ${String(count).padStart(3)}  prerouting rules: ${preroutingRules(input).length}  output rules: ${outputRules(input).length}  file bytes: ${text.length}`,
+        );
     }
 
     const lab = new TproxyLab();
     try {
         lab.policyRouting(lab.nodeA);
         lab.addVips(lab.nodeA);
-        const receiver = spawn("ip", ["netns", "exec", lab.sink.name, "python3", "-c", RECEIVER, LAB.service4, "5201"], { stdio: ["ignore", "pipe", "inherit"] });
+        const receiver = spawn("ip", ["netns", "exec", lab.sink.name, "python3", "-c", RECEIVER, LAB.service4, "5201"], {
+            stdio: ["ignore", "pipe", "inherit"],
+        });
         lab.track(receiver);
         await new Promise<void>((resolve, reject) => {
             const timer = setTimeout(() => reject(new Error("receiver not ready")), 5000);
-            receiver.stdout.on("data", () => { clearTimeout(timer); resolve(); });
+            receiver.stdout.on("data", () => {
+                clearTimeout(timer);
+                resolve();
+            });
         });
         const run = (label: string) => {
             const rates: number[] = [];
             for (let i = 0; i < 3; i++) {
-                const r = spawnSync("ip", ["netns", "exec", lab.client.name, "python3", "-c", SENDER, LAB.service4, "5201", String(SECONDS)],
-                    { encoding: "utf8", timeout: (SECONDS + 10) * 1000 });
+                const r = spawnSync("ip", ["netns", "exec", lab.client.name, "python3", "-c", SENDER, LAB.service4, "5201", String(SECONDS)], {
+                    encoding: "utf8",
+                    timeout: (SECONDS + 10) * 1000,
+                });
                 if (r.status !== 0) throw new Error(`sender failed: ${r.stderr}`);
-                rates.push(Number(r.stdout.trim()) * 8 / 1e9);
+                rates.push((Number(r.stdout.trim()) * 8) / 1e9);
             }
             rates.sort((a, b) => a - b);
             console.log(`${label.padEnd(34)} median ${rates[1]!.toFixed(2)} Gbit/s  (runs ${rates.map((x) => x.toFixed(2)).join(", ")})`);
@@ -80,4 +89,7 @@ async function main(): Promise<void> {
     }
 }
 
-main().catch((error: unknown) => { console.error(error); process.exitCode = 1; });
+main().catch((error: unknown) => {
+    console.error(error);
+    process.exitCode = 1;
+});

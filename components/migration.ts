@@ -33,20 +33,28 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
         const { config, sshPrivateKey } = stack;
         const child = { parent: this };
 
-        this.provider = new k8s.Provider(STEP.provider, {
-            kubeconfig: config.cluster.kubeconfig,
-            context: config.cluster.context,
-        }, child);
+        this.provider = new k8s.Provider(
+            STEP.provider,
+            {
+                kubeconfig: config.cluster.kubeconfig,
+                context: config.cluster.context,
+            },
+            child,
+        );
 
         // A failed preflight stops the run before the release changes anything.
         const checks = preflight(config, sshPrivateKey, child);
         const snapshot = valuesSnapshot(config, { ...child, dependsOn: checks });
 
-        this.cilium = new CiliumRelease(STEP.ciliumRelease, {
-            cilium: config.cilium,
-            provider: this.provider,
-            dependsOn: [snapshot],
-        }, child);
+        this.cilium = new CiliumRelease(
+            STEP.ciliumRelease,
+            {
+                cilium: config.cilium,
+                provider: this.provider,
+                dependsOn: [snapshot],
+            },
+            child,
+        );
 
         const migrated = migratedNodes(config);
         const cleanups = new Map<string, command.remote.Command>();
@@ -54,9 +62,10 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
         // Without KPR there is nothing to take over from kube-proxy: it must stay.
         if (config.cilium.kubeProxyReplacement) {
             this.kprGate = kprGate({ config, release: this.cilium.release, values: this.cilium.values }, child);
-            this.kubeProxyRemoval = config.migration.canaryNodes.length === 0
-                ? kubeProxyRemoval(config, this.kprGate, child)
-                : kubeProxyCanaryExclusion(config, this.kprGate, child);
+            this.kubeProxyRemoval =
+                config.migration.canaryNodes.length === 0
+                    ? kubeProxyRemoval(config, this.kprGate, child)
+                    : kubeProxyCanaryExclusion(config, this.kprGate, child);
             for (const node of migrated) {
                 const cleanup = staleRuleCleanup(node, config.cluster, sshPrivateKey, { ...child, dependsOn: [this.kubeProxyRemoval] });
                 cleanups.set(node.name, cleanup);
@@ -70,25 +79,30 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
             migrated.forEach((node, i) => {
                 const cleanup = cleanups.get(node.name);
                 const previous = this.nodeTproxies[i - config.tproxy.nodeConcurrency];
-                this.nodeTproxies.push(new NodeTproxy(STEP.nodeTproxy(node.name), {
-                    config,
-                    node,
-                    privateKey: sshPrivateKey,
-                    dependsOn: [
-                        ...(cleanup ? [cleanup] : [this.cilium.release]),
-                        ...(previous ? [previous.confirm] : []),
-                    ],
-                }, child));
+                this.nodeTproxies.push(
+                    new NodeTproxy(
+                        STEP.nodeTproxy(node.name),
+                        {
+                            config,
+                            node,
+                            privateKey: sshPrivateKey,
+                            dependsOn: [...(cleanup ? [cleanup] : [this.cilium.release]), ...(previous ? [previous.confirm] : [])],
+                        },
+                        child,
+                    ),
+                );
             });
         }
 
         if (this.kubeProxyRemoval) {
             // Each node is checked after its own steps only: waiting for every node's steps would add
             // nodes² dependency edges (500,000 at 500 nodes) to the plan and the state.
-            const nodeChecks = migrated.map((node, i) => staleRuleVerify(node, sshPrivateKey, {
-                ...child,
-                dependsOn: [cleanups.get(node.name), this.nodeTproxies[i]?.confirm].filter((r) => r !== undefined),
-            }));
+            const nodeChecks = migrated.map((node, i) =>
+                staleRuleVerify(node, sshPrivateKey, {
+                    ...child,
+                    dependsOn: [cleanups.get(node.name), this.nodeTproxies[i]?.confirm].filter((r) => r !== undefined),
+                }),
+            );
             this.verification = postMigrationVerification(config, [this.kubeProxyRemoval, ...nodeChecks], child);
         }
 

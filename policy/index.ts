@@ -3,7 +3,8 @@ import { policies } from "./policies";
 
 // `pulumi preview --policy-pack ./policy` (and `pulumi up`) run this pack; every policy is mandatory.
 export const pack = new PolicyPack("cilium-kpr-safety", {
-    description: "Safety invariants of the kube-proxy to Cilium KPR migration: step ordering, a retained CNI release, KPR values that name the API server, pinned SSH host keys.",
+    description:
+        "Safety invariants of the kube-proxy to Cilium KPR migration: step ordering, a retained CNI release, KPR values that name the API server, pinned SSH host keys.",
     enforcementLevel: "mandatory",
     policies,
 });

@@ -88,12 +88,18 @@ export function orderingViolations(resources: readonly StackResourceView[]): Vio
     const removalNames = `${STEP.kubeProxyRemoval} or ${STEP.kubeProxyCanaryExclusion}`;
     for (const cleanup of resources.filter((r) => r.name.startsWith(STALE_RULE_CLEANUP_PREFIX))) {
         if (removals.length === 0) {
-            violations.push({ urn: cleanup.urn, message: `${cleanup.name} has no ${removalNames} to wait for: a running kube-proxy rewrites the KUBE-* rules it deletes` });
+            violations.push({
+                urn: cleanup.urn,
+                message: `${cleanup.name} has no ${removalNames} to wait for: a running kube-proxy rewrites the KUBE-* rules it deletes`,
+            });
             continue;
         }
         for (const removal of removals) {
             if (!dependsOnTransitively(cleanup, removal.urn, byUrn)) {
-                violations.push({ urn: cleanup.urn, message: `${cleanup.name} does not depend on ${removal.name}: a running kube-proxy rewrites the KUBE-* rules it deletes` });
+                violations.push({
+                    urn: cleanup.urn,
+                    message: `${cleanup.name} does not depend on ${removal.name}: a running kube-proxy rewrites the KUBE-* rules it deletes`,
+                });
             }
         }
     }
@@ -144,10 +150,12 @@ export function releaseRetentionViolations(r: ResourceView): Violation[] {
     if (!isCiliumRelease(r)) return [];
     const parent = parentTypeOf(r.urn);
     if (parent === TYPE.ciliumRelease) return [];
-    return [{
-        urn: r.urn,
-        message: `the Cilium Helm release is declared ${parent === undefined ? "at the stack root" : `under ${parent}`}, not by the ${TYPE.ciliumRelease} component that retains it on delete: a destroy could helm-uninstall the cluster's CNI`,
-    }];
+    return [
+        {
+            urn: r.urn,
+            message: `the Cilium Helm release is declared ${parent === undefined ? "at the stack root" : `under ${parent}`}, not by the ${TYPE.ciliumRelease} component that retains it on delete: a destroy could helm-uninstall the cluster's CNI`,
+        },
+    ];
 }
 
 /** Whether a chart value of kubeProxyReplacement turns KPR on (anything but false; 1.19 accepts only "true"/"false"). */
@@ -167,13 +175,15 @@ export function kprValuesViolations(r: ResourceView): Violation[] {
     const problems: string[] = [];
     const host = values.k8sServiceHost;
     if (typeof host !== "string" || host.trim() === "") problems.push("k8sServiceHost is missing");
-    else if (host === "auto") problems.push("k8sServiceHost is \"auto\" (reads kube-public/cluster-info, breaks on IPv6 literals)");
+    else if (host === "auto") problems.push('k8sServiceHost is "auto" (reads kube-public/cluster-info, breaks on IPv6 literals)');
     const port = values.k8sServicePort;
     const portNumber = typeof port === "number" ? port : typeof port === "string" && /^[0-9]+$/.test(port) ? Number(port) : NaN;
     if (port === undefined || port === null) problems.push("k8sServicePort is missing");
     else if (!Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65535) problems.push(`k8sServicePort ${JSON.stringify(port)} is not a port`);
     if (problems.length === 0) return [];
-    return [{ urn: r.urn, message: `kubeProxyReplacement is on but ${problems.join(" and ")}: agents need the API server's real address once kube-proxy is gone` }];
+    return [
+        { urn: r.urn, message: `kubeProxyReplacement is on but ${problems.join(" and ")}: agents need the API server's real address once kube-proxy is gone` },
+    ];
 }
 
 const HOST_KEY_LINE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) ([A-Za-z0-9+/]+={0,3})$/;
@@ -187,7 +197,7 @@ export function hostKeyProblem(hostKey: unknown): string | undefined {
     if (hostKey === undefined || hostKey === null || hostKey === "") return "is not set, so any host answering at that address is trusted";
     if (typeof hostKey !== "string") return "is not a string";
     const line = HOST_KEY_LINE.exec(hostKey.trim());
-    if (!line) return "is not a public host key line such as \"ssh-ed25519 AAAA...\" (from ssh-keyscan, without the host name)";
+    if (!line) return 'is not a public host key line such as "ssh-ed25519 AAAA..." (from ssh-keyscan, without the host name)';
     const fields = sshWireStrings(Buffer.from(line[2]!, "base64"));
     if (fields === undefined || fields.length < 2) return "does not decode to an SSH public key";
     const algorithm = fields[0]!.toString("latin1");
@@ -231,5 +241,5 @@ export function hostKeyViolations(r: ResourceView): Violation[] {
 }
 
 function asRecord(value: unknown): Readonly<Record<string, unknown>> | undefined {
-    return typeof value === "object" && value !== null && !Array.isArray(value) ? value as Record<string, unknown> : undefined;
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
 }

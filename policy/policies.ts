@@ -49,7 +49,8 @@ function resourcePolicy(name: string, description: string, check: (r: ResourceVi
 
 export const migrationOrdering: StackValidationPolicy = {
     name: "migration-step-ordering",
-    description: "kube-proxy removal (or its canary exclusion) depends on the KPR gate, the gate on the Cilium release, and each node's stale-rule cleanup on the removal.",
+    description:
+        "kube-proxy removal (or its canary exclusion) depends on the KPR gate, the gate on the Cilium release, and each node's stale-rule cleanup on the removal.",
     enforcementLevel: "mandatory",
     validateStack: (args: StackValidationArgs, reportViolation) => report(orderingViolations(args.resources.map(stackResourceView)), reportViolation),
 };
@@ -62,7 +63,7 @@ export const ciliumReleaseRetained = resourcePolicy(
 
 export const kprValuesComplete = resourcePolicy(
     "kpr-values-name-the-api-server",
-    "Helm values with kubeProxyReplacement on carry an explicit k8sServiceHost (not \"auto\") and k8sServicePort.",
+    'Helm values with kubeProxyReplacement on carry an explicit k8sServiceHost (not "auto") and k8sServicePort.',
     kprValuesViolations,
 );
 

@@ -47,16 +47,22 @@ test("synthetic host keys are OpenSSH ed25519 public key blobs", () => {
 });
 
 test("the bench with --nodes 3 --runs 1 exits 0 and prints a row for 3 nodes", () => {
-    const run = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "plan-scale.ts"), "--nodes", "3", "--runs", "1"],
-        { cwd: ROOT, encoding: "utf8", timeout: 20_000 });
+    const run = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "plan-scale.ts"), "--nodes", "3", "--runs", "1"], {
+        cwd: ROOT,
+        encoding: "utf8",
+        timeout: 20_000,
+    });
     assert.equal(run.status, 0, run.stderr);
     // nodes, resources (custom), declared, median ms, min ms, ...: prod's 3-node plan has 22 custom resources.
     assert.match(run.stdout, /^\s*3\s+22\s+\d+\s+\d+\s+\d+\s/m);
 });
 
 test("the bench refuses a malformed --nodes list", () => {
-    const run = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "plan-scale.ts"), "--nodes", "3,x"],
-        { cwd: ROOT, encoding: "utf8", timeout: 20_000 });
+    const run = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "plan-scale.ts"), "--nodes", "3,x"], {
+        cwd: ROOT,
+        encoding: "utf8",
+        timeout: 20_000,
+    });
     assert.equal(run.status, 2);
     assert.match(run.stderr, /--nodes must be whole numbers/);
 });

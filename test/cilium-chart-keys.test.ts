@@ -19,7 +19,10 @@ function loadStack(file: string): MigrationConfig {
     const doc = parse(readFileSync(join(ROOT, file), "utf8")) as { config: Record<string, unknown> };
     const c = doc.config;
     const result = validateStackConfig("cilium-kpr", {
-        cluster: c["cilium-kpr:cluster"], cilium: c["cilium-kpr:cilium"], tproxy: c["cilium-kpr:tproxy"], nodes: c["cilium-kpr:nodes"],
+        cluster: c["cilium-kpr:cluster"],
+        cilium: c["cilium-kpr:cilium"],
+        tproxy: c["cilium-kpr:tproxy"],
+        nodes: c["cilium-kpr:nodes"],
         hasSshPrivateKey: true,
     });
     if (!result.ok) assert.fail(`${file} does not validate: ${JSON.stringify(result.issues)}`);
@@ -92,38 +95,48 @@ test("the model enforces the template's own failures", () => {
     assert.equal(expectedCiliumConfig({ kubeProxyReplacement: true, devices: ["eth0", "wg0"] }).configMap["devices"], "eth0 wg0");
 });
 
-const rawCilium = fc.record({
-    chartVersion: fc.constant("1.19.0"),
-    kubeProxyReplacement: fc.boolean(),
-    k8sServiceHost: fc.constant("172.25.4.1"),
-    k8sServicePort: fc.integer({ min: 1, max: 65535 }),
-    routingMode: fc.constantFrom("tunnel", "native"),
-    tunnelProtocol: fc.constantFrom("vxlan", "geneve"),
-    ipv4: fc.record({ enabled: fc.constant(true), nativeRoutingCidr: fc.constant("172.26.0.0/16"), masquerade: fc.boolean() }),
-    ipv6: fc.record({ enabled: fc.boolean(), nativeRoutingCidr: fc.constant("2001:db8::/96"), masquerade: fc.boolean() }),
-    devices: fc.option(fc.array(fc.constantFrom("eth0", "bond0", "wg0", "en+"), { minLength: 1, maxLength: 3 }), { nil: undefined }),
-    loadBalancer: fc.record({ algorithm: fc.constantFrom("random", "maglev"), mode: fc.constantFrom("snat", "dsr", "hybrid"), externalClusterIP: fc.boolean() }),
-    bpfMasquerade: fc.boolean(),
-    hostLegacyRouting: fc.boolean(),
-    autoDirectNodeRoutes: fc.boolean(),
-    operatorReplicas: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined }),
-}, { requiredKeys: ["chartVersion"] });
+const rawCilium = fc.record(
+    {
+        chartVersion: fc.constant("1.19.0"),
+        kubeProxyReplacement: fc.boolean(),
+        k8sServiceHost: fc.constant("172.25.4.1"),
+        k8sServicePort: fc.integer({ min: 1, max: 65535 }),
+        routingMode: fc.constantFrom("tunnel", "native"),
+        tunnelProtocol: fc.constantFrom("vxlan", "geneve"),
+        ipv4: fc.record({ enabled: fc.constant(true), nativeRoutingCidr: fc.constant("172.26.0.0/16"), masquerade: fc.boolean() }),
+        ipv6: fc.record({ enabled: fc.boolean(), nativeRoutingCidr: fc.constant("2001:db8::/96"), masquerade: fc.boolean() }),
+        devices: fc.option(fc.array(fc.constantFrom("eth0", "bond0", "wg0", "en+"), { minLength: 1, maxLength: 3 }), { nil: undefined }),
+        loadBalancer: fc.record({
+            algorithm: fc.constantFrom("random", "maglev"),
+            mode: fc.constantFrom("snat", "dsr", "hybrid"),
+            externalClusterIP: fc.boolean(),
+        }),
+        bpfMasquerade: fc.boolean(),
+        hostLegacyRouting: fc.boolean(),
+        autoDirectNodeRoutes: fc.boolean(),
+        operatorReplicas: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined }),
+    },
+    { requiredKeys: ["chartVersion"] },
+);
 
 test("generated valid configs emit only 1.19.0 keys and never hit a template failure", () => {
     let checked = 0;
-    fc.assert(fc.property(rawCilium, (raw) => {
-        const result = validateStackConfig("cilium-kpr", {
-            cluster: { podCidrs: ["172.26.0.0/16", "2001:db8::/112"], serviceCidrs: ["172.27.0.0/16", "2001:db8:10::/112"], nodeCidrs: ["172.25.4.0/24"] },
-            cilium: JSON.parse(JSON.stringify(raw)) as unknown,
-            nodes: [{ name: "n1", address: "172.25.4.11", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHJlcGxhY2U" }],
-            hasSshPrivateKey: true,
-        });
-        if (!result.ok) return; // invalid combinations are validate.ts's business
-        checked++;
-        const values = ciliumValues(result.config.cilium, SEED);
-        assert.deepEqual(missingKeys(values), []);
-        const expected = expectedCiliumConfig(values);
-        assert.equal(expected.configMap["kube-proxy-replacement"], String(result.config.cilium.kubeProxyReplacement));
-    }), { numRuns: 300, seed: 1190 });
+    fc.assert(
+        fc.property(rawCilium, (raw) => {
+            const result = validateStackConfig("cilium-kpr", {
+                cluster: { podCidrs: ["172.26.0.0/16", "2001:db8::/112"], serviceCidrs: ["172.27.0.0/16", "2001:db8:10::/112"], nodeCidrs: ["172.25.4.0/24"] },
+                cilium: JSON.parse(JSON.stringify(raw)) as unknown,
+                nodes: [{ name: "n1", address: "172.25.4.11", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHJlcGxhY2U" }],
+                hasSshPrivateKey: true,
+            });
+            if (!result.ok) return; // invalid combinations are validate.ts's business
+            checked++;
+            const values = ciliumValues(result.config.cilium, SEED);
+            assert.deepEqual(missingKeys(values), []);
+            const expected = expectedCiliumConfig(values);
+            assert.equal(expected.configMap["kube-proxy-replacement"], String(result.config.cilium.kubeProxyReplacement));
+        }),
+        { numRuns: 300, seed: 1190 },
+    );
     assert.ok(checked > 30, `only ${checked} generated configs validated`);
 });

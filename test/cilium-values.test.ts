@@ -72,27 +72,32 @@ test("KPR off renders false and no socket LB or load balancer block", () => {
 
 test("for every supported chart version and setting, values use only forms the version accepts", () => {
     const removedIn119 = ["nodePort.enabled", "hostPort.enabled", "externalIPs.enabled", "tunnel", "nativeRoutingCIDR"];
-    fc.assert(fc.property(
-        fc.constantFrom("1.14.0", "1.15.7", "1.16.3", "1.17.0", "1.18.2", "1.19.0", "1.19.1"),
-        fc.constantFrom("random", "maglev"),
-        fc.constantFrom("vxlan", "geneve"),
-        fc.boolean(),
-        fc.option(fc.array(fc.constantFrom("eth0", "bond0", "lxc+", "eth1.100"), { minLength: 1, maxLength: 3 }), { nil: undefined }),
-        (version, algorithm, tunnelProtocol, externalClusterIP, devices) => {
-            const cilium = valid(withValues(rawStack("prod"), {
-                "cilium.chartVersion": version,
-                "cilium.loadBalancer": { algorithm, externalClusterIP },
-                "cilium.tunnelProtocol": tunnelProtocol,
-                "cilium.devices": devices,
-            })).cilium;
-            const values = ciliumValues(cilium, Buffer.alloc(12).toString("base64"));
-            assert.equal(typeof values.kubeProxyReplacement, "boolean", "never strict/partial/probe strings");
-            assert.equal(values.k8sServiceHost, "172.25.4.1");
-            assert.equal(values.k8sServicePort, 6444);
-            assert.deepEqual(values.socketLB, { enabled: true });
-            assert.equal((values.bpf as Record<string, unknown>).masquerade, true);
-            for (const key of valueKeyPaths(values)) assert.ok(!removedIn119.includes(key), `${key} must not be rendered`);
-            if (devices) assert.ok(Array.isArray(values.devices));
-        },
-    ), { numRuns: 150 });
+    fc.assert(
+        fc.property(
+            fc.constantFrom("1.14.0", "1.15.7", "1.16.3", "1.17.0", "1.18.2", "1.19.0", "1.19.1"),
+            fc.constantFrom("random", "maglev"),
+            fc.constantFrom("vxlan", "geneve"),
+            fc.boolean(),
+            fc.option(fc.array(fc.constantFrom("eth0", "bond0", "lxc+", "eth1.100"), { minLength: 1, maxLength: 3 }), { nil: undefined }),
+            (version, algorithm, tunnelProtocol, externalClusterIP, devices) => {
+                const cilium = valid(
+                    withValues(rawStack("prod"), {
+                        "cilium.chartVersion": version,
+                        "cilium.loadBalancer": { algorithm, externalClusterIP },
+                        "cilium.tunnelProtocol": tunnelProtocol,
+                        "cilium.devices": devices,
+                    }),
+                ).cilium;
+                const values = ciliumValues(cilium, Buffer.alloc(12).toString("base64"));
+                assert.equal(typeof values.kubeProxyReplacement, "boolean", "never strict/partial/probe strings");
+                assert.equal(values.k8sServiceHost, "172.25.4.1");
+                assert.equal(values.k8sServicePort, 6444);
+                assert.deepEqual(values.socketLB, { enabled: true });
+                assert.equal((values.bpf as Record<string, unknown>).masquerade, true);
+                for (const key of valueKeyPaths(values)) assert.ok(!removedIn119.includes(key), `${key} must not be rendered`);
+                if (devices) assert.ok(Array.isArray(values.devices));
+            },
+        ),
+        { numRuns: 150 },
+    );
 });

@@ -30,7 +30,10 @@ function withAffinity(ds: JsonObject, affinity: unknown): JsonObject {
 }
 
 function writes(scenario: Scenario): string[] {
-    return scenario.calls().map((c) => c.args.join(" ")).filter((c) => / (create|replace|delete) /.test(` ${c} `));
+    return scenario
+        .calls()
+        .map((c) => c.args.join(" "))
+        .filter((c) => / (create|replace|delete) /.test(` ${c} `));
 }
 
 test("exclude keeps kube-proxy off the canary node only, and include brings it back as it was", { skip }, (t) => {
@@ -45,9 +48,11 @@ test("exclude keeps kube-proxy off the canary node only, and include brings it b
     assert.deepEqual(kubeProxyNodes(scenario), ["m601", "storage"], "kube-proxy left m600 and only m600");
     const excluded = daemonSet(scenario);
     assert.deepEqual(affinityOf(excluded), {
-        nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [
-            { matchFields: [{ key: "metadata.name", operator: "NotIn", values: ["m600"] }] },
-        ] } },
+        nodeAffinity: {
+            requiredDuringSchedulingIgnoredDuringExecution: {
+                nodeSelectorTerms: [{ matchFields: [{ key: "metadata.name", operator: "NotIn", values: ["m600"] }] }],
+            },
+        },
     });
     assert.equal(((excluded["metadata"] as JsonObject)["annotations"] as Record<string, string>)[ANNOTATION], "null", "no affinity before");
 
@@ -92,10 +97,14 @@ test("an existing required affinity keeps its terms; the exclusion is added to e
     const scenario = new Scenario();
     t.after(() => scenario.dispose());
     const original = {
-        nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [
-            { matchExpressions: [{ key: "kubernetes.io/os", operator: "In", values: ["linux"] }] },
-            { matchExpressions: [{ key: "kubernetes.io/hostname", operator: "Exists" }] },
-        ] } },
+        nodeAffinity: {
+            requiredDuringSchedulingIgnoredDuringExecution: {
+                nodeSelectorTerms: [
+                    { matchExpressions: [{ key: "kubernetes.io/os", operator: "In", values: ["linux"] }] },
+                    { matchExpressions: [{ key: "kubernetes.io/hostname", operator: "Exists" }] },
+                ],
+            },
+        },
         podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [] },
     };
     scenario.put("kube-system", "daemonset", "kube-proxy", withAffinity(daemonSet(scenario), original));
@@ -106,10 +115,20 @@ test("an existing required affinity keeps its terms; the exclusion is added to e
     const exclusion = { key: "metadata.name", operator: "NotIn", values: ["m601"] };
     assert.deepEqual(affinityOf(daemonSet(scenario)), {
         ...original,
-        nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [
-            { matchExpressions: original.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]!.matchExpressions, matchFields: [exclusion] },
-            { matchExpressions: original.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[1]!.matchExpressions, matchFields: [exclusion] },
-        ] } },
+        nodeAffinity: {
+            requiredDuringSchedulingIgnoredDuringExecution: {
+                nodeSelectorTerms: [
+                    {
+                        matchExpressions: original.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]!.matchExpressions,
+                        matchFields: [exclusion],
+                    },
+                    {
+                        matchExpressions: original.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[1]!.matchExpressions,
+                        matchFields: [exclusion],
+                    },
+                ],
+            },
+        },
     });
 
     assert.equal(scenario.run("kube-proxy-include", { ROLLOUT_TIMEOUT: 4 }).status, 0);

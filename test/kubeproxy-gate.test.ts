@@ -37,7 +37,7 @@ test("gate passes when every agent reports KPR True with socketLB and nodePort",
 });
 
 test("one agent with KPR False fails the gate, names that pod and what it reported, and removal never runs", { skip }, (t) => {
-    const scenario = new Scenario({ agentStatus: (node) => node === "m601" ? kprFalse() : fixture("cilium-status-kpr-true.json") });
+    const scenario = new Scenario({ agentStatus: (node) => (node === "m601" ? kprFalse() : fixture("cilium-status-kpr-true.json")) });
     t.after(() => scenario.dispose());
     const { gate, removed } = gateThenRemove(scenario);
     assert.notEqual(gate.status, 0);
@@ -46,7 +46,10 @@ test("one agent with KPR False fails the gate, names that pod and what it report
     assert.match(gate.stderr, new RegExp(`pod ${bad} on node m601: kube-proxy-replacement mode=False, socketLB.enabled=false, nodePort.enabled=false`));
     assert.doesNotMatch(gate.stderr, new RegExp(`pod ${agentPodName(0)} on node`), "a healthy pod is not reported");
     const failing = (gate.summary["pods"] as JsonObject[]).filter((p) => p["ok"] === false);
-    assert.deepEqual(failing.map((p) => p["pod"]), [bad]);
+    assert.deepEqual(
+        failing.map((p) => p["pod"]),
+        [bad],
+    );
     // No delete was ever sent and kube-proxy is intact.
     assert.equal(scenario.calls().filter((c) => c.args[0] === "delete").length, 0);
     assert.ok(scenario.get("kube-system", "daemonset", "kube-proxy"));
@@ -58,11 +61,14 @@ test("absent booleans count as false: mode True without socketLB.enabled fails",
     const kpr = partial["kube-proxy-replacement"] as JsonObject;
     const features = kpr["features"] as JsonObject;
     features["socketLB"] = {};
-    const scenario = new Scenario({ agentStatus: (node) => node === "storage" ? partial : fixture("cilium-status-kpr-true.json") });
+    const scenario = new Scenario({ agentStatus: (node) => (node === "storage" ? partial : fixture("cilium-status-kpr-true.json")) });
     t.after(() => scenario.dispose());
     const run = scenario.run("kpr-gate", gateEnv);
     assert.notEqual(run.status, 0);
-    assert.match(run.stderr, new RegExp(`pod ${agentPodName(2)} on node storage: kube-proxy-replacement mode=True, socketLB.enabled=false, nodePort.enabled=true`));
+    assert.match(
+        run.stderr,
+        new RegExp(`pod ${agentPodName(2)} on node storage: kube-proxy-replacement mode=True, socketLB.enabled=false, nodePort.enabled=true`),
+    );
 });
 
 test("an agent whose status cannot be read fails the gate with the reason", { skip }, (t) => {
@@ -92,7 +98,10 @@ test("gate fails when fewer agent pods exist than the DaemonSet wants", { skip }
     t.after(() => scenario.dispose());
     const ds = scenario.get(CILIUM_NAMESPACE, "daemonset", "cilium") as JsonObject;
     const status = ds["status"] as JsonObject;
-    scenario.put(CILIUM_NAMESPACE, "daemonset", "cilium", { ...ds, status: { ...status, desiredNumberScheduled: 4, currentNumberScheduled: 4, numberReady: 4, numberAvailable: 4, updatedNumberScheduled: 4 } });
+    scenario.put(CILIUM_NAMESPACE, "daemonset", "cilium", {
+        ...ds,
+        status: { ...status, desiredNumberScheduled: 4, currentNumberScheduled: 4, numberReady: 4, numberAvailable: 4, updatedNumberScheduled: 4 },
+    });
     const run = scenario.run("kpr-gate", gateEnv);
     assert.notEqual(run.status, 0);
     assert.match(run.stderr, /found 3 agent pods \(k8s-app=cilium\) but daemonset\/cilium wants 4/);
@@ -109,17 +118,20 @@ test("gate passes --context through to kubectl", { skip }, (t) => {
 });
 
 test("an agent without a kube-proxy-replacement section fails as mode=absent", { skip }, (t) => {
-    const scenario = new Scenario({ agentStatus: (node) => node === "m600" ? { cilium: { state: "Ok" } } : fixture("cilium-status-kpr-true.json") });
+    const scenario = new Scenario({ agentStatus: (node) => (node === "m600" ? { cilium: { state: "Ok" } } : fixture("cilium-status-kpr-true.json")) });
     t.after(() => scenario.dispose());
     const run = scenario.run("kpr-gate", gateEnv);
     assert.notEqual(run.status, 0);
-    assert.match(run.stderr, new RegExp(`pod ${agentPodName(0)} on node m600: kube-proxy-replacement mode=absent, socketLB.enabled=false, nodePort.enabled=false`));
+    assert.match(
+        run.stderr,
+        new RegExp(`pod ${agentPodName(0)} on node m600: kube-proxy-replacement mode=absent, socketLB.enabled=false, nodePort.enabled=false`),
+    );
 });
 
 test("an agent where exec fails is reported with kubectl's error", { skip }, (t) => {
     const scenario = new Scenario();
     t.after(() => scenario.dispose());
-    scenario.failExec(agentPodName(2), "error: unable to upgrade connection: container not found (\"cilium-agent\")");
+    scenario.failExec(agentPodName(2), 'error: unable to upgrade connection: container not found ("cilium-agent")');
     const run = scenario.run("kpr-gate", gateEnv);
     assert.notEqual(run.status, 0);
     assert.match(run.stderr, new RegExp(`pod ${agentPodName(2)} on node storage: cilium-dbg status failed: error: unable to upgrade connection`));
@@ -128,20 +140,26 @@ test("an agent where exec fails is reported with kubectl's error", { skip }, (t)
 test("mode must be True even when socketLB and nodePort report enabled", { skip }, (t) => {
     const odd = fixture("cilium-status-kpr-true.json");
     (odd["kube-proxy-replacement"] as JsonObject)["mode"] = "False";
-    const scenario = new Scenario({ agentStatus: (node) => node === "m601" ? odd : fixture("cilium-status-kpr-true.json") });
+    const scenario = new Scenario({ agentStatus: (node) => (node === "m601" ? odd : fixture("cilium-status-kpr-true.json")) });
     t.after(() => scenario.dispose());
     const run = scenario.run("kpr-gate", gateEnv);
     assert.notEqual(run.status, 0);
-    assert.match(run.stderr, new RegExp(`pod ${agentPodName(1)} on node m601: kube-proxy-replacement mode=False, socketLB.enabled=true, nodePort.enabled=true`));
+    assert.match(
+        run.stderr,
+        new RegExp(`pod ${agentPodName(1)} on node m601: kube-proxy-replacement mode=False, socketLB.enabled=true, nodePort.enabled=true`),
+    );
 });
 
 test("nodePort.enabled absent fails even with mode True and socketLB on", { skip }, (t) => {
     const odd = fixture("cilium-status-kpr-true.json");
     const features = (odd["kube-proxy-replacement"] as JsonObject)["features"] as JsonObject;
     features["nodePort"] = { mode: "SNAT", algorithm: "Random", acceleration: "None" };
-    const scenario = new Scenario({ agentStatus: (node) => node === "m600" ? odd : fixture("cilium-status-kpr-true.json") });
+    const scenario = new Scenario({ agentStatus: (node) => (node === "m600" ? odd : fixture("cilium-status-kpr-true.json")) });
     t.after(() => scenario.dispose());
     const run = scenario.run("kpr-gate", gateEnv);
     assert.notEqual(run.status, 0);
-    assert.match(run.stderr, new RegExp(`pod ${agentPodName(0)} on node m600: kube-proxy-replacement mode=True, socketLB.enabled=true, nodePort.enabled=false`));
+    assert.match(
+        run.stderr,
+        new RegExp(`pod ${agentPodName(0)} on node m600: kube-proxy-replacement mode=True, socketLB.enabled=true, nodePort.enabled=false`),
+    );
 });

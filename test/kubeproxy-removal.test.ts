@@ -125,7 +125,11 @@ test("restore keeps the backup when kube-proxy does not roll out, bounded", { sk
     assert.equal(scenario.run("kube-proxy-remove", removeEnv).status, 0);
     // A DaemonSet that exists but never becomes ready (e.g. image pull failing).
     const saved = JSON.parse(backupData(scenario)["daemonset.json"] ?? "") as JsonObject;
-    scenario.put("kube-system", "daemonset", "kube-proxy", { ...saved, metadata: { ...(saved["metadata"] as JsonObject), generation: 1 }, status: { desiredNumberScheduled: 3, numberReady: 0, updatedNumberScheduled: 3, observedGeneration: 1 } });
+    scenario.put("kube-system", "daemonset", "kube-proxy", {
+        ...saved,
+        metadata: { ...(saved["metadata"] as JsonObject), generation: 1 },
+        status: { desiredNumberScheduled: 3, numberReady: 0, updatedNumberScheduled: 3, observedGeneration: 1 },
+    });
     const run = scenario.run("kube-proxy-restore", restoreEnv, { timeoutSeconds: 60 });
     assert.notEqual(run.status, 0);
     assert.match(run.stderr, /did not roll out within 3s; backup configmap\/kube-proxy-pre-cilium-kpr-backup kept/);

@@ -11,14 +11,21 @@ import { Scenario } from "./support/kubeproxyScenario";
 const ALL = [...CLUSTER_SCRIPTS, ...NODE_SCRIPTS];
 
 test("every script in the folder is listed in scriptFiles.ts, and every listed one exists", () => {
-    const files = readdirSync(SCRIPTS_DIR).filter((f) => f.endsWith(".sh")).map((f) => f.slice(0, -3)).sort();
+    const files = readdirSync(SCRIPTS_DIR)
+        .filter((f) => f.endsWith(".sh"))
+        .map((f) => f.slice(0, -3))
+        .sort();
     assert.deepEqual(files, [...ALL, CLUSTER_SCRIPT_PRELUDE].sort());
 });
 
 test("cluster scripts source the shared prelude as files, and carry it inlined (no source line) when embedded", () => {
     const prelude = readFileSync(join(SCRIPTS_DIR, `${CLUSTER_SCRIPT_PRELUDE}.sh`), "utf8");
     for (const name of CLUSTER_SCRIPTS) {
-        assert.match(readFileSync(scriptPath(name), "utf8"), /^source "\$\(dirname "\$\{BASH_SOURCE\[0\]\}"\)\/cluster-lib\.sh"$/m, `${name} sources the prelude`);
+        assert.match(
+            readFileSync(scriptPath(name), "utf8"),
+            /^source "\$\(dirname "\$\{BASH_SOURCE\[0\]\}"\)\/cluster-lib\.sh"$/m,
+            `${name} sources the prelude`,
+        );
         const embedded = readScript(name);
         assert.ok(embedded.includes("\nfail() {\n"), `${name}: prelude inlined`);
         assert.equal(embedded.split("\nneed_name() {").length, 2, `${name}: prelude inlined once`);
@@ -29,7 +36,10 @@ test("cluster scripts source the shared prelude as files, and carry it inlined (
 test("an embedded script (bash -c, prelude inlined) behaves like the file it came from", { skip: hostToolsMissing(["jq", "timeout"]) }, (t) => {
     const asFile = new Scenario();
     const embedded = new Scenario();
-    t.after(() => { asFile.dispose(); embedded.dispose(); });
+    t.after(() => {
+        asFile.dispose();
+        embedded.dispose();
+    });
     const env = { KUBE_PROXY_BACKUP_CONFIGMAP: "kube-proxy-pre-cilium-kpr-backup", POD_GONE_TIMEOUT: 6 } as const;
     const fromFile = asFile.run("kube-proxy-remove", env);
     const fromText = embedded.run("kube-proxy-remove", env, { embedded: true });
@@ -52,7 +62,11 @@ test("every script is strict bash, executable, and self-contained (no source)", 
 });
 
 test("every script passes shellcheck -x", { skip: hostToolsMissing(["shellcheck"]) }, () => {
-    const result = spawnSync("shellcheck", ["-x", "-s", "bash", ...ALL.map(scriptPath), join(__dirname, "support", "fake-kubectl"), join(__dirname, "support", "fake-helm")], { encoding: "utf8" });
+    const result = spawnSync(
+        "shellcheck",
+        ["-x", "-s", "bash", ...ALL.map(scriptPath), join(__dirname, "support", "fake-kubectl"), join(__dirname, "support", "fake-helm")],
+        { encoding: "utf8" },
+    );
     assert.equal(result.status, 0, result.stdout + result.stderr);
 });
 

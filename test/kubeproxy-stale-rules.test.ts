@@ -19,7 +19,10 @@ const VERIFY = scriptPath("stale-rules-verify");
 
 type Backend = "nft" | "legacy";
 type Family = "iptables" | "ip6tables";
-const FAMILIES: readonly { family: Family; suffix: string }[] = [{ family: "iptables", suffix: "v4" }, { family: "ip6tables", suffix: "v6" }];
+const FAMILIES: readonly { family: Family; suffix: string }[] = [
+    { family: "iptables", suffix: "v4" },
+    { family: "ip6tables", suffix: "v6" },
+];
 
 function rules(name: string): string {
     return readFileSync(join(RULES, name), "utf8");
@@ -27,7 +30,11 @@ function rules(name: string): string {
 
 /** Save output without the comment lines that carry timestamps. */
 function saved(ns: NetNs, family: Family, backend: Backend): string {
-    return ns.sh(`${family}-${backend}-save 2>/dev/null`).split("\n").filter((l) => !l.startsWith("#")).join("\n");
+    return ns
+        .sh(`${family}-${backend}-save 2>/dev/null`)
+        .split("\n")
+        .filter((l) => !l.startsWith("#"))
+        .join("\n");
 }
 
 function load(ns: NetNs, backend: Backend, which: "base" | "kube-proxy"): void {
@@ -70,7 +77,10 @@ for (const backend of ["nft", "legacy"] as const) {
         assert.match(after[0] ?? "", /^:KUBE-KUBELET-CANARY /m, "kubelet's canary stays");
         for (const text of after) {
             // The operator's rule mentions "-j KUBE-SERVICES" inside a comment; it must survive as text.
-            const withoutNote = text.split("\n").filter((l) => !l.includes("operator note")).join("\n");
+            const withoutNote = text
+                .split("\n")
+                .filter((l) => !l.includes("operator note"))
+                .join("\n");
             assert.doesNotMatch(withoutNote, /KUBE-(SVC|SEP|EXT|SERVICES|NODEPORTS|POSTROUTING|MARK-MASQ|FORWARD|PROXY)/);
             assert.match(text, /CILIUM_PRE_mangle/);
             assert.match(text, /OPERATOR-SSH/);
@@ -79,7 +89,10 @@ for (const backend of ["nft", "legacy"] as const) {
         const second = ns.try(`bash ${CLEANUP} auto`);
         assert.equal(second.status, 0, second.stderr);
         assert.equal((JSON.parse(second.stdout.trim()) as { changed: boolean }).changed, false, "second run changes nothing");
-        assert.deepEqual(FAMILIES.map(({ family }) => saved(ns, family, backend)), base);
+        assert.deepEqual(
+            FAMILIES.map(({ family }) => saved(ns, family, backend)),
+            base,
+        );
 
         const verified = ns.try(`bash ${VERIFY}`);
         assert.equal(verified.status, 0, verified.stderr);

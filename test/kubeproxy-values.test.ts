@@ -10,8 +10,10 @@ const restoreEnv = { CILIUM_NAMESPACE, SNAPSHOT_CONFIGMAP: SNAPSHOT, CILIUM_CHAR
 
 /** helm calls with the given verb, the leading --kube-context pair dropped. */
 function helmCalls(scenario: Scenario, verb: string): string[][] {
-    return scenario.calls().filter((c) => c.tool === "helm")
-        .map((c) => c.args[0] === "--kube-context" ? c.args.slice(2) : [...c.args])
+    return scenario
+        .calls()
+        .filter((c) => c.tool === "helm")
+        .map((c) => (c.args[0] === "--kube-context" ? c.args.slice(2) : [...c.args]))
         .filter((args) => args[0] === verb);
 }
 
@@ -34,7 +36,10 @@ test("snapshot is taken once and never overwritten", { skip }, (t) => {
     assert.equal(second.summary["created"], false);
     assert.match(second.stderr, /already exists .*kept as is/);
     assert.deepEqual(scenario.get(CILIUM_NAMESPACE, "configmap", SNAPSHOT), stored);
-    assert.deepEqual(scenario.calls().filter((c) => c.args.includes("create") || c.args.includes("replace")), []);
+    assert.deepEqual(
+        scenario.calls().filter((c) => c.args.includes("create") || c.args.includes("replace")),
+        [],
+    );
     assert.deepEqual(helmCalls(scenario, "get"), [], "values are not even read again");
 });
 
@@ -94,7 +99,11 @@ test("restore with kube-proxy serving upgrades with --reset-values to the snapsh
     const [upgrade] = helmCalls(scenario, "upgrade");
     assert.ok(upgrade);
     assert.deepEqual(upgrade.slice(0, 3), ["upgrade", "cilium", "cilium"]);
-    for (const expected of [["--version", "1.19.0"], ["--repo", "https://helm.cilium.io/"], ["-n", CILIUM_NAMESPACE]]) {
+    for (const expected of [
+        ["--version", "1.19.0"],
+        ["--repo", "https://helm.cilium.io/"],
+        ["-n", CILIUM_NAMESPACE],
+    ]) {
         const at = upgrade.indexOf(expected[0] ?? "");
         assert.equal(upgrade[at + 1], expected[1], `${expected.join(" ")} in ${upgrade.join(" ")}`);
     }

@@ -21,7 +21,7 @@ test("post-migration verify passes when every agent serves kubernetes ClusterIP:
 test("post-migration verify names the agent that does not list the kubernetes service", { skip }, (t) => {
     const services = fixture("cilium-services.json") as unknown as JsonObject[];
     const withoutApi = services.filter((s) => ((s["spec"] as JsonObject)["frontend-address"] as JsonObject)["port"] !== 443);
-    const scenario = new Scenario({ agentServices: (node) => node === "storage" ? withoutApi : services });
+    const scenario = new Scenario({ agentServices: (node) => (node === "storage" ? withoutApi : services) });
     t.after(() => scenario.dispose());
     const run = scenario.run("post-migration-verify", verifyEnv);
     assert.notEqual(run.status, 0);

@@ -15,7 +15,10 @@ function dependenciesOf(resources: readonly RecordedResource[], name: string): S
     const seen = new Set<string>();
     const walk = (n: string) => {
         for (const dep of byName.get(n)?.dependsOn ?? []) {
-            if (!seen.has(dep)) { seen.add(dep); walk(dep); }
+            if (!seen.has(dep)) {
+                seen.add(dep);
+                walk(dep);
+            }
         }
     };
     walk(name);
@@ -31,16 +34,22 @@ test("prod graph: preflight -> snapshot -> release -> gate -> removal -> cleanup
     assert.deepEqual([...deps(STEP.kubeProxyRemoval)], [STEP.kprGate], "removal waits for the KPR gate");
     assert.deepEqual([...deps(STEP.kprGate)], [STEP.ciliumRelease], "the gate waits for the Helm release");
     assert.deepEqual([...deps(STEP.ciliumRelease)], [STEP.valuesSnapshot], "values are captured before the release changes");
-    assert.deepEqual([...deps(STEP.valuesSnapshot)].sort(), [STEP.operatorPreflight, ...NODES.map(STEP.nodePreflight)].sort(),
-        "nothing changes before every preflight passed");
+    assert.deepEqual(
+        [...deps(STEP.valuesSnapshot)].sort(),
+        [STEP.operatorPreflight, ...NODES.map(STEP.nodePreflight)].sort(),
+        "nothing changes before every preflight passed",
+    );
     for (const node of NODES) {
         assert.deepEqual([...deps(STEP.staleRuleCleanup(node))], [STEP.kubeProxyRemoval]);
         assert.ok(deps(STEP.tproxyApply(node)).includes(STEP.staleRuleCleanup(node)));
     }
     assert.ok(deps(STEP.tproxyApply("m601")).includes(STEP.tproxyConfirm("m600")), "one node at a time");
     for (const node of NODES) {
-        assert.deepEqual([...deps(STEP.staleRuleVerify(node))].sort(), [STEP.staleRuleCleanup(node), STEP.tproxyConfirm(node)].sort(),
-            "a node's check waits for its own steps only (edges grow with nodes, not nodes²)");
+        assert.deepEqual(
+            [...deps(STEP.staleRuleVerify(node))].sort(),
+            [STEP.staleRuleCleanup(node), STEP.tproxyConfirm(node)].sort(),
+            "a node's check waits for its own steps only (edges grow with nodes, not nodes²)",
+        );
     }
     assert.ok(deps(STEP.tproxyApply("storage")).includes(STEP.tproxyConfirm("m601")));
     const verification = dependenciesOf(resources, STEP.verification);
@@ -50,8 +59,12 @@ test("prod graph: preflight -> snapshot -> release -> gate -> removal -> cleanup
 
     const order = creationOrder(resources).map((r) => r.name);
     const at = (name: string) => order.indexOf(name);
-    assert.ok(at(STEP.valuesSnapshot) < at(STEP.ciliumRelease) && at(STEP.ciliumRelease) < at(STEP.kprGate)
-        && at(STEP.kprGate) < at(STEP.kubeProxyRemoval) && at(STEP.kubeProxyRemoval) < at(STEP.verification));
+    assert.ok(
+        at(STEP.valuesSnapshot) < at(STEP.ciliumRelease) &&
+            at(STEP.ciliumRelease) < at(STEP.kprGate) &&
+            at(STEP.kprGate) < at(STEP.kubeProxyRemoval) &&
+            at(STEP.kubeProxyRemoval) < at(STEP.verification),
+    );
 });
 
 test("destroy order: node tproxy artifacts go first, kube-proxy is restored before Cilium's values are rolled back", async () => {
@@ -145,7 +158,11 @@ test("going from the canary to the full migration keeps every canary resource's 
     const key = (r: RecordedResource) => `${r.type} ${r.name}`;
     const fullKeys = new Set(full.resources.map(key));
     const dropped = canary.resources.map(key).filter((k) => !fullKeys.has(k));
-    assert.deepEqual(dropped, [`command:local:Command ${STEP.kubeProxyCanaryExclusion}`], "only the exclusion leaves the program (its delete is a no-op once the DaemonSet is gone)");
+    assert.deepEqual(
+        dropped,
+        [`command:local:Command ${STEP.kubeProxyCanaryExclusion}`],
+        "only the exclusion leaves the program (its delete is a no-op once the DaemonSet is gone)",
+    );
     for (const name of [STEP.staleRuleCleanup("m600"), STEP.tproxyApply("m600")]) {
         const before = find(canary.resources, "command:remote:Command", name);
         const after = find(full.resources, "command:remote:Command", name);

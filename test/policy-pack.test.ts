@@ -1,13 +1,7 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
-import type {
-    PolicyResource,
-    PolicyResourceOptions,
-    ResourceValidation,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-} from "@pulumi/policy";
+import type { PolicyResource, PolicyResourceOptions, ResourceValidation, ResourceValidationArgs, ResourceValidationPolicy } from "@pulumi/policy";
 import { STEP, TYPE } from "../components/resourceNames";
 import {
     hostKeyProblem,
@@ -27,7 +21,11 @@ import { rawStack } from "./support/stacks";
 
 // The SDK's own unknown-value proxy (what `pulumi preview` hands policies for values not known yet).
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const sdkProxy = require("@pulumi/policy/proxy") as { unknownCheckingProxy<T>(v: T): T; unknownObjectValue: unknown; UnknownValueError: new (...a: never[]) => Error };
+const sdkProxy = require("@pulumi/policy/proxy") as {
+    unknownCheckingProxy<T>(v: T): T;
+    unknownObjectValue: unknown;
+    UnknownValueError: new (...a: never[]) => Error;
+};
 
 const STACK = "urn:pulumi:prod::cilium-kpr::";
 const urn = (typeChain: readonly string[], name: string) => `${STACK}${["pulumi:pulumi:Stack", ...typeChain].slice(1).join("$")}::${name}`;
@@ -52,31 +50,54 @@ const NODES = ["m600", "m601"] as const;
 
 /** The migration graph as the engine reports it at preview, keeping every invariant. */
 function goodStack(): StackResourceView[] {
-    const release = { urn: urn([...MIGRATION, TYPE.ciliumRelease, TYPE.helmRelease], STEP.ciliumRelease), type: TYPE.helmRelease, name: STEP.ciliumRelease, dependsOn: [] as string[],
-        props: { chart: "cilium", values: { kubeProxyReplacement: true, k8sServiceHost: "172.25.4.1", k8sServicePort: 6444 } } };
-    const gate = { urn: urn([...MIGRATION, TYPE.localCommand], STEP.kprGate), type: TYPE.localCommand, name: STEP.kprGate, dependsOn: [release.urn], props: {} };
-    const removal = { urn: urn([...MIGRATION, TYPE.localCommand], STEP.kubeProxyRemoval), type: TYPE.localCommand, name: STEP.kubeProxyRemoval, dependsOn: [gate.urn], props: {} };
+    const release = {
+        urn: urn([...MIGRATION, TYPE.ciliumRelease, TYPE.helmRelease], STEP.ciliumRelease),
+        type: TYPE.helmRelease,
+        name: STEP.ciliumRelease,
+        dependsOn: [] as string[],
+        props: { chart: "cilium", values: { kubeProxyReplacement: true, k8sServiceHost: "172.25.4.1", k8sServicePort: 6444 } },
+    };
+    const gate = {
+        urn: urn([...MIGRATION, TYPE.localCommand], STEP.kprGate),
+        type: TYPE.localCommand,
+        name: STEP.kprGate,
+        dependsOn: [release.urn],
+        props: {},
+    };
+    const removal = {
+        urn: urn([...MIGRATION, TYPE.localCommand], STEP.kubeProxyRemoval),
+        type: TYPE.localCommand,
+        name: STEP.kubeProxyRemoval,
+        dependsOn: [gate.urn],
+        props: {},
+    };
     const cleanups = NODES.map((node) => ({
-        urn: urn([...MIGRATION, TYPE.remoteCommand], STEP.staleRuleCleanup(node)), type: TYPE.remoteCommand, name: STEP.staleRuleCleanup(node),
-        dependsOn: [removal.urn], props: { connection: { host: "192.0.2.10", user: "root", privateKey: "k", hostKey: realHostKey() } },
+        urn: urn([...MIGRATION, TYPE.remoteCommand], STEP.staleRuleCleanup(node)),
+        type: TYPE.remoteCommand,
+        name: STEP.staleRuleCleanup(node),
+        dependsOn: [removal.urn],
+        props: { connection: { host: "192.0.2.10", user: "root", privateKey: "k", hostKey: realHostKey() } },
     }));
     return [
         { urn: urn(MIGRATION, "cilium-kpr"), type: TYPE.migration, name: "cilium-kpr", dependsOn: [], props: {} },
         { urn: urn([...MIGRATION, TYPE.ciliumRelease], STEP.ciliumRelease), type: TYPE.ciliumRelease, name: STEP.ciliumRelease, dependsOn: [], props: {} },
-        release, gate, removal, ...cleanups,
+        release,
+        gate,
+        removal,
+        ...cleanups,
     ];
 }
 
 function edit(stack: StackResourceView[], name: string, change: (r: StackResourceView) => StackResourceView): StackResourceView[] {
-    assert.ok(stack.some((r) => r.name === name), `fixture has ${name}`);
+    assert.ok(
+        stack.some((r) => r.name === name),
+        `fixture has ${name}`,
+    );
     return stack.map((r) => (r.name === name ? change(r) : r));
 }
 
 function allViolations(stack: readonly StackResourceView[]): Violation[] {
-    return [
-        ...orderingViolations(stack),
-        ...stack.flatMap((r) => [...releaseRetentionViolations(r), ...kprValuesViolations(r), ...hostKeyViolations(r)]),
-    ];
+    return [...orderingViolations(stack), ...stack.flatMap((r) => [...releaseRetentionViolations(r), ...kprValuesViolations(r), ...hostKeyViolations(r)])];
 }
 
 test("a migration graph that keeps every invariant passes them all", () => {
@@ -92,7 +113,12 @@ test("ordering: removal without a dependency on the gate is rejected, and so is 
     assert.equal(v[0]!.urn, stack.find((r) => r.name === STEP.kubeProxyRemoval)!.urn);
 
     const noGate = stack.filter((r) => r.name !== STEP.kprGate);
-    assert.match(orderingViolations(noGate).map((x) => x.message).join("\n"), /kube-proxy-removal has no kpr-gate/);
+    assert.match(
+        orderingViolations(noGate)
+            .map((x) => x.message)
+            .join("\n"),
+        /kube-proxy-removal has no kpr-gate/,
+    );
 });
 
 test("ordering: a gate that does not wait for the Cilium Helm release is rejected, even if it names the component's URN", () => {
@@ -119,15 +145,22 @@ test("ordering: a path through an intermediate step satisfies it; a dependency c
 
 /** The canary form: the removal is the exclusion from the canary nodes, under the same name rules. */
 function canaryStack(): StackResourceView[] {
-    return goodStack().map((r) => r.name === STEP.kubeProxyRemoval
-        ? { ...r, name: STEP.kubeProxyCanaryExclusion, urn: r.urn.replace(STEP.kubeProxyRemoval, STEP.kubeProxyCanaryExclusion) }
-        : r.name.startsWith(STEP.staleRuleCleanup("")) ? { ...r, dependsOn: r.dependsOn.map((u) => u.replace(STEP.kubeProxyRemoval, STEP.kubeProxyCanaryExclusion)) } : r);
+    return goodStack().map((r) =>
+        r.name === STEP.kubeProxyRemoval
+            ? { ...r, name: STEP.kubeProxyCanaryExclusion, urn: r.urn.replace(STEP.kubeProxyRemoval, STEP.kubeProxyCanaryExclusion) }
+            : r.name.startsWith(STEP.staleRuleCleanup(""))
+              ? { ...r, dependsOn: r.dependsOn.map((u) => u.replace(STEP.kubeProxyRemoval, STEP.kubeProxyCanaryExclusion)) }
+              : r,
+    );
 }
 
 test("ordering, canary: the exclusion must wait for the gate, and each canary cleanup for the exclusion", () => {
     assert.deepEqual(allViolations(canaryStack()), []);
     const detached = orderingViolations(edit(canaryStack(), STEP.kubeProxyCanaryExclusion, (r) => ({ ...r, dependsOn: [] })));
-    assert.deepEqual(detached.map((v) => v.message), ["kube-proxy-canary-exclusion does not depend on kpr-gate: kube-proxy may only leave the canary nodes once every Cilium agent reports KPR serving"]);
+    assert.deepEqual(
+        detached.map((v) => v.message),
+        ["kube-proxy-canary-exclusion does not depend on kpr-gate: kube-proxy may only leave the canary nodes once every Cilium agent reports KPR serving"],
+    );
     const early = orderingViolations(edit(canaryStack(), STEP.staleRuleCleanup("m600"), (r) => ({ ...r, dependsOn: [] })));
     assert.equal(early.length, 1);
     assert.match(early[0]!.message, /stale-rules-cleanup-m600 does not depend on kube-proxy-canary-exclusion/);
@@ -153,7 +186,7 @@ test("retention: a Cilium release declared outside the CiliumRelease component i
     assert.deepEqual(releaseRetentionViolations({ ...renamed, name: "ingress", props: { chart: "ingress-nginx" } }), []);
 });
 
-test("KPR values: missing or \"auto\" k8sServiceHost and a missing or bad k8sServicePort are rejected", () => {
+test('KPR values: missing or "auto" k8sServiceHost and a missing or bad k8sServicePort are rejected', () => {
     const release = goodStack().find((r) => r.type === TYPE.helmRelease)!;
     const withValues = (values: Record<string, unknown>): ResourceView => ({ ...release, props: { ...release.props, values } });
     const on = { kubeProxyReplacement: true, k8sServiceHost: "172.25.4.1", k8sServicePort: 6444 };
@@ -182,13 +215,19 @@ test("host keys: unset, malformed, mismatched and placeholder keys are rejected;
     const ed = realHostKey().split(" ")[1]!;
     assert.match(hostKeyProblem(`ssh-rsa ${ed}`)!, /says ssh-rsa but the key inside is ssh-ed25519/);
     // The example stacks' keys: right shape and length, but the "key" is readable text.
-    assert.match(hostKeyProblem(sshKeyLine("ssh-ed25519", Buffer.from("replace-me-with-ssh-keyscan-m600")))!, /placeholder \("replace-me-with-ssh-keyscan-m600"\)/);
+    assert.match(
+        hostKeyProblem(sshKeyLine("ssh-ed25519", Buffer.from("replace-me-with-ssh-keyscan-m600")))!,
+        /placeholder \("replace-me-with-ssh-keyscan-m600"\)/,
+    );
 
     const cleanup = goodStack().find((r) => r.type === TYPE.remoteCommand)!;
     const conn = cleanup.props.connection as Record<string, unknown>;
     assert.deepEqual(hostKeyViolations(cleanup), []);
     assert.match(hostKeyViolations({ ...cleanup, props: { connection: { ...conn, hostKey: undefined } } })[0]!.message, /^connection\.hostKey is not set/);
-    assert.match(hostKeyViolations({ ...cleanup, props: { connection: { ...conn, proxy: { host: "192.0.2.1" } } } })[0]!.message, /^connection\.proxy\.hostKey is not set/);
+    assert.match(
+        hostKeyViolations({ ...cleanup, props: { connection: { ...conn, proxy: { host: "192.0.2.1" } } } })[0]!.message,
+        /^connection\.proxy\.hostKey is not set/,
+    );
     assert.match(hostKeyViolations({ ...cleanup, props: {} })[0]!.message, /has no connection/);
     // Only remote commands are checked: a local command has no host to pin.
     assert.deepEqual(hostKeyViolations({ ...cleanup, type: TYPE.localCommand, props: {} }), []);
@@ -197,15 +236,25 @@ test("host keys: unset, malformed, mismatched and placeholder keys are rejected;
 // ---- The policies themselves, called the way the policy SDK's analyzer calls them. ----
 
 const OPTS: PolicyResourceOptions = {
-    protect: false, ignoreChanges: [], aliases: [], additionalSecretOutputs: [],
+    protect: false,
+    ignoreChanges: [],
+    aliases: [],
+    additionalSecretOutputs: [],
     customTimeouts: { createSeconds: 0, updateSeconds: 0, deleteSeconds: 0 },
 };
 
 /** PolicyResource objects as server.js builds them: dependencies are resource objects, filled in afterwards. */
 function sdkResources(stack: readonly StackResourceView[], propertyDeps = false): PolicyResource[] {
     const out = stack.map((r): PolicyResource => ({
-        type: r.type, name: r.name, urn: r.urn, props: sdkProxy.unknownCheckingProxy({ ...r.props }), opts: OPTS,
-        dependencies: [], propertyDependencies: {}, isType: () => false, asType: () => undefined,
+        type: r.type,
+        name: r.name,
+        urn: r.urn,
+        props: sdkProxy.unknownCheckingProxy({ ...r.props }),
+        opts: OPTS,
+        dependencies: [],
+        propertyDependencies: {},
+        isType: () => false,
+        asType: () => undefined,
     }));
     const byUrn = new Map(out.map((r) => [r.urn, r]));
     stack.forEach((r, i) => {
@@ -218,21 +267,41 @@ function sdkResources(stack: readonly StackResourceView[], propertyDeps = false)
 
 function runStackPolicy(resources: PolicyResource[]): { message: string; urn?: string }[] {
     const reported: { message: string; urn?: string }[] = [];
-    void migrationOrdering.validateStack({
-        resources, stackTags: new Map(), getConfig: <T extends object>() => ({}) as T,
-        notApplicable: (reason?: string): never => { throw new Error(reason); },
-    }, (message, u) => reported.push(u === undefined ? { message } : { message, urn: u }));
+    void migrationOrdering.validateStack(
+        {
+            resources,
+            stackTags: new Map(),
+            getConfig: <T extends object>() => ({}) as T,
+            notApplicable: (reason?: string): never => {
+                throw new Error(reason);
+            },
+        },
+        (message, u) => reported.push(u === undefined ? { message } : { message, urn: u }),
+    );
     return reported;
 }
 
 function runResourcePolicy(policy: ResourceValidationPolicy, r: ResourceView): string[] {
     const reported: string[] = [];
     const args: ResourceValidationArgs = {
-        type: r.type, props: r.props as Record<string, unknown>, urn: r.urn, name: r.name, opts: OPTS, stackTags: new Map(),
-        isType: () => false, asType: () => undefined, getConfig: <T extends object>() => ({}) as T,
-        notApplicable: (reason?: string): never => { throw new Error(reason); },
+        type: r.type,
+        props: r.props as Record<string, unknown>,
+        urn: r.urn,
+        name: r.name,
+        opts: OPTS,
+        stackTags: new Map(),
+        isType: () => false,
+        asType: () => undefined,
+        getConfig: <T extends object>() => ({}) as T,
+        notApplicable: (reason?: string): never => {
+            throw new Error(reason);
+        },
     };
-    const validations: ResourceValidation[] = Array.isArray(policy.validateResource) ? policy.validateResource : policy.validateResource ? [policy.validateResource] : [];
+    const validations: ResourceValidation[] = Array.isArray(policy.validateResource)
+        ? policy.validateResource
+        : policy.validateResource
+          ? [policy.validateResource]
+          : [];
     for (const validate of validations) void validate(args, (message) => reported.push(message));
     return reported;
 }
@@ -254,7 +323,9 @@ test("stack policy over SDK-shaped resources: reads dependencies and propertyDep
 });
 
 test("unknown values at preview: the ordering policy still decides; the values policy hits the SDK's unknown error (reported as advisory)", () => {
-    const stack = edit(goodStack(), STEP.ciliumRelease, (r) => (r.type === TYPE.helmRelease ? { ...r, props: { chart: "cilium", values: sdkProxy.unknownObjectValue } } : r));
+    const stack = edit(goodStack(), STEP.ciliumRelease, (r) =>
+        r.type === TYPE.helmRelease ? { ...r, props: { chart: "cilium", values: sdkProxy.unknownObjectValue } } : r,
+    );
     const resources = sdkResources(edit(stack, STEP.kubeProxyRemoval, (r) => ({ ...r, dependsOn: [] })));
     assert.equal(runStackPolicy(resources).length, 1, "a broken order is caught even while values are unknown");
     const release = resources.find((r) => r.type === TYPE.helmRelease)!;
@@ -281,7 +352,8 @@ function viewsOf(resources: readonly RecordedResource[], stack: string): StackRe
     const byKey = new Map(resources.map((r) => [r.key, r]));
     const urnOf = (r: RecordedResource): string => {
         const types: string[] = [];
-        for (let p = r.parentKey === undefined ? undefined : byKey.get(r.parentKey); p; p = p.parentKey === undefined ? undefined : byKey.get(p.parentKey)) types.unshift(p.type);
+        for (let p = r.parentKey === undefined ? undefined : byKey.get(r.parentKey); p; p = p.parentKey === undefined ? undefined : byKey.get(p.parentKey))
+            types.unshift(p.type);
         return `urn:pulumi:${stack}::cilium-kpr::${[...types, r.type].join("$")}::${r.name}`;
     };
     const customsUnder = (key: string): RecordedResource[] => {
@@ -300,9 +372,15 @@ for (const stack of ["prod", "ipv6-native"]) {
         assert.equal(error, undefined);
         const views = viewsOf(resources, stack);
         for (const step of [STEP.ciliumRelease, STEP.kprGate, STEP.kubeProxyRemoval]) {
-            assert.ok(views.some((v) => v.name === step && v.type !== TYPE.ciliumRelease), `the program declares ${step}`);
+            assert.ok(
+                views.some((v) => v.name === step && v.type !== TYPE.ciliumRelease),
+                `the program declares ${step}`,
+            );
         }
-        assert.ok(views.some((v) => v.type === TYPE.remoteCommand), "the program declares remote commands");
+        assert.ok(
+            views.some((v) => v.type === TYPE.remoteCommand),
+            "the program declares remote commands",
+        );
         assert.deepEqual(allViolations(views), []);
     });
 }
@@ -314,5 +392,8 @@ test("prod as committed: every remote command is refused for its placeholder hos
     const remote = views.filter((v) => v.type === TYPE.remoteCommand);
     const v = allViolations(views);
     assert.equal(v.length, remote.length);
-    assert.ok(v.every((x) => /connection\.hostKey is a placeholder \("replace-me-with-ssh-keyscan-/.test(x.message)), v.map((x) => x.message).join("\n"));
+    assert.ok(
+        v.every((x) => /connection\.hostKey is a placeholder \("replace-me-with-ssh-keyscan-/.test(x.message)),
+        v.map((x) => x.message).join("\n"),
+    );
 });

@@ -26,10 +26,16 @@ test("node args come from the tproxy settings and the node; families follow the 
     const prod = config(rawStack("prod"));
     assert.deepEqual(nodePreflightArgs(prod, prod.nodes[0]!), ["m600", "1", "0x1", "100", "1000", "ipv4", "auto"]);
 
-    const dual = config(withValues(rawStack("prod"), {
-        "tproxy.vip6": "2001:db8::1", "tproxy.mark": "0x20", "tproxy.routeTable": 300, "tproxy.rulePriority": 2000,
-        "cluster.nodeCidrs": ["172.25.4.0/24", "2001:db8::/64"], "cluster.kubeProxy.iptablesBackend": "legacy",
-    }));
+    const dual = config(
+        withValues(rawStack("prod"), {
+            "tproxy.vip6": "2001:db8::1",
+            "tproxy.mark": "0x20",
+            "tproxy.routeTable": 300,
+            "tproxy.rulePriority": 2000,
+            "cluster.nodeCidrs": ["172.25.4.0/24", "2001:db8::/64"],
+            "cluster.kubeProxy.iptablesBackend": "legacy",
+        }),
+    );
     assert.deepEqual(nodePreflightArgs(dual, dual.nodes[2]!), ["storage", "1", "0x20", "300", "2000", "ipv4,ipv6", "legacy"]);
 
     const off = config(rawStack("ipv6-native"));
@@ -69,23 +75,35 @@ test("the node command embeds node-preflight.sh byte for byte and quotes every a
     assert.ok(!nodePreflightCommand(prod, prod.nodes[1]!, tricky).includes(`<<'${terminator}'`));
 });
 
-test("the node command runs the script with its arguments as the remote shell would, and leaves no file behind",
-    { skip: hostToolsMissing(["ip", "sh"]) }, (t) => {
+test(
+    "the node command runs the script with its arguments as the remote shell would, and leaves no file behind",
+    { skip: hostToolsMissing(["ip", "sh"]) },
+    (t) => {
         const prod = config(rawStack("prod"));
         const ns = new NetNs("pfcmd");
         const scratch = mkdtempSync(path.join(tmpdir(), "kpr-preflight-cmd-"));
-        t.after(() => { ns.dispose(); rmSync(scratch, { recursive: true, force: true }); });
-        const r = spawnSync("ip", ["netns", "exec", ns.name, "env", `TMPDIR=${scratch}`, "sh", "-c", nodePreflightCommand(prod, prod.nodes[0]!)],
-            { encoding: "utf8", timeout: 60_000 });
+        t.after(() => {
+            ns.dispose();
+            rmSync(scratch, { recursive: true, force: true });
+        });
+        const r = spawnSync("ip", ["netns", "exec", ns.name, "env", `TMPDIR=${scratch}`, "sh", "-c", nodePreflightCommand(prod, prod.nodes[0]!)], {
+            encoding: "utf8",
+            timeout: 60_000,
+        });
         const lines = r.stdout.split("\n").filter(Boolean);
         assert.equal(lines.length, 1, r.stderr);
-        const report = JSON.parse(lines[0]!) as { ok: boolean; node: string; policyRouting: { mark: string; table: number; priority: number; families: string[] } };
+        const report = JSON.parse(lines[0]!) as {
+            ok: boolean;
+            node: string;
+            policyRouting: { mark: string; table: number; priority: number; families: string[] };
+        };
         assert.equal(report.node, "m600");
         assert.deepEqual(report.policyRouting, { ...report.policyRouting, mark: "0x1", table: 100, priority: 1000, families: ["ipv4"] });
         // The command's exit status is the script's.
         assert.equal(r.status, report.ok ? 0 : 1, r.stderr);
         assert.deepEqual(readdirSync(scratch), []);
-    });
+    },
+);
 
 test("both preflight scripts are shellcheck-clean", { skip: hostToolsMissing(["shellcheck"]) }, () => {
     for (const script of [NODE_PREFLIGHT_SCRIPT, OPERATOR_PREFLIGHT_SCRIPT]) {

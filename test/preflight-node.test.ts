@@ -16,7 +16,10 @@ const MOUNTS = path.join(__dirname, "fixtures", "preflight", "mounts");
 const POLICY_ROUTES = path.join(__dirname, "..", "components", "tproxy", "scripts", "policy-routes.sh");
 const TOOLS = ["ip", "nft", "keepalived", "iptables-legacy-save", "iptables-nft-save", "bash"] as const;
 
-interface Check { readonly check: string; readonly message: string }
+interface Check {
+    readonly check: string;
+    readonly message: string;
+}
 interface NodeReport {
     readonly ok: boolean;
     readonly node: string;
@@ -42,16 +45,27 @@ interface Options {
     readonly path?: string;
 }
 
-interface Run { readonly status: number; readonly report: NodeReport; readonly stderr: string }
+interface Run {
+    readonly status: number;
+    readonly report: NodeReport;
+    readonly stderr: string;
+}
 
 function preflight(ns: NetNs, options: Options = {}): Run {
-    const args = ["n1", options.tproxy ?? "1", "0x1", "100", "1000", options.families ?? "ipv4,ipv6", options.backend ?? "auto",
-        path.join(MOUNTS, options.mounts ?? "ready")];
+    const args = [
+        "n1",
+        options.tproxy ?? "1",
+        "0x1",
+        "100",
+        "1000",
+        options.families ?? "ipv4,ipv6",
+        options.backend ?? "auto",
+        path.join(MOUNTS, options.mounts ?? "ready"),
+    ];
     const env: string[] = [];
     if (options.kernel !== undefined) env.push(`CKPR_PREFLIGHT_TEST_KERNEL_RELEASE=${options.kernel}`);
     if (options.path !== undefined) env.push(`PATH=${options.path}`);
-    const r = spawnSync("ip", ["netns", "exec", ns.name, "env", ...env, "/bin/bash", NODE_PREFLIGHT_SCRIPT, ...args],
-        { encoding: "utf8", timeout: 60_000 });
+    const r = spawnSync("ip", ["netns", "exec", ns.name, "env", ...env, "/bin/bash", NODE_PREFLIGHT_SCRIPT, ...args], { encoding: "utf8", timeout: 60_000 });
     const lines = r.stdout.split("\n").filter((l) => l !== "");
     assert.equal(lines.length, 1, `exactly one JSON line on stdout, got:\n${r.stdout}\nstderr:\n${r.stderr}`);
     return { status: r.status ?? -1, report: JSON.parse(lines[0]!) as NodeReport, stderr: r.stderr };

@@ -16,7 +16,10 @@ import { hostToolsMissing } from "./support/hostTools";
 const CLUSTER_FIXTURES = path.join(__dirname, "fixtures", "preflight", "cluster");
 const SUPPORT = path.join(__dirname, "support");
 
-interface Check { readonly check: string; readonly message: string }
+interface Check {
+    readonly check: string;
+    readonly message: string;
+}
 interface OperatorReport {
     readonly ok: boolean;
     readonly failures: readonly Check[];
@@ -38,7 +41,12 @@ interface Scenario {
     readonly services?: readonly string[];
 }
 
-interface Run { readonly status: number; readonly report: OperatorReport; readonly stderr: string; readonly calls: readonly FakeCall[] }
+interface Run {
+    readonly status: number;
+    readonly report: OperatorReport;
+    readonly stderr: string;
+    readonly calls: readonly FakeCall[];
+}
 
 function runPreflight(scenario: Scenario, env: Readonly<Record<string, string>>): Run {
     const dir = mkdtempSync(path.join(tmpdir(), "kpr-preflight-op-"));
@@ -66,7 +74,10 @@ function runPreflight(scenario: Scenario, env: Readonly<Record<string, string>>)
         });
         const lines = r.stdout.split("\n").filter((l) => l !== "");
         assert.equal(lines.length, 1, `exactly one JSON line on stdout, got:\n${r.stdout}\nstderr:\n${r.stderr}`);
-        const calls = readFileSync(path.join(cluster, "calls.log"), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as FakeCall);
+        const calls = readFileSync(path.join(cluster, "calls.log"), "utf8")
+            .split("\n")
+            .filter(Boolean)
+            .map((l) => JSON.parse(l) as FakeCall);
         return { status: r.status ?? -1, report: JSON.parse(lines[0]!) as OperatorReport, stderr: r.stderr, calls };
     } finally {
         rmSync(dir, { recursive: true, force: true });
@@ -79,7 +90,7 @@ const env = (cilium: string, extra: Readonly<Record<string, string>> = {}) => ({
 
 const skip = hostToolsMissing(["bash", "jq"]);
 
-test("iptables mode (config.conf mode \"\") passes with Cilium 1.19.0, using the configured context for every call", { skip }, () => {
+test('iptables mode (config.conf mode "") passes with Cilium 1.19.0, using the configured context for every call', { skip }, () => {
     const r = runPreflight({ ...kubeProxy, configMap: "kube-proxy-configmap-iptables-empty.json" }, env("1.19.0"));
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.report.ok, true);
@@ -89,7 +100,8 @@ test("iptables mode (config.conf mode \"\") passes with Cilium 1.19.0, using the
     assert.equal(r.report.serverVersion, "v1.31.4");
     const kubectlCalls = r.calls.filter((c) => c.tool === "kubectl");
     assert.ok(kubectlCalls.length >= 4);
-    for (const call of kubectlCalls) assert.deepEqual(call.args.slice(call.args.indexOf("--context"), call.args.indexOf("--context") + 2), ["--context", "prod-admin"]);
+    for (const call of kubectlCalls)
+        assert.deepEqual(call.args.slice(call.args.indexOf("--context"), call.args.indexOf("--context") + 2), ["--context", "prod-admin"]);
     // Changes nothing: only reads.
     const writes = ["create", "replace", "delete", "apply", "patch", "edit", "label", "annotate", "scale", "rollout", "upgrade", "install", "uninstall"];
     for (const call of r.calls) assert.ok(!call.args.some((a) => writes.includes(a)), `${call.tool} ${call.args.join(" ")}`);
@@ -150,7 +162,10 @@ test("an unreachable cluster fails clearly and nothing else is asked", { skip },
     assert.deepEqual(names(r.report.failures), ["cluster-unreachable"]);
     assert.match(r.report.failures[0]!.message, /cannot reach the API server of context 'prod-admin': The connection to the server .* was refused/);
     assert.equal(r.report.kubeProxy.state, "unknown");
-    assert.deepEqual(r.calls.filter((c) => c.tool === "kubectl" && c.args.includes("get")), []);
+    assert.deepEqual(
+        r.calls.filter((c) => c.tool === "kubectl" && c.args.includes("get")),
+        [],
+    );
 });
 
 test("NodePort Services with a keepalived VIP configured warn about cilium/cilium#37691 but pass", { skip }, () => {
@@ -168,20 +183,30 @@ test("NodePort Services with a keepalived VIP configured warn about cilium/ciliu
     // ClusterIP and a LoadBalancer that allocates no node ports are not affected.
     assert.deepEqual(r.report.nodePortServices, ["default/grafana"]);
     assert.equal(r.report.apiServerOnVip, true);
-    assert.ok(r.calls.some((c) => c.tool === "kubectl" && c.args.includes("services") && c.args.includes("-A")), "Services are listed in all namespaces");
+    assert.ok(
+        r.calls.some((c) => c.tool === "kubectl" && c.args.includes("services") && c.args.includes("-A")),
+        "Services are listed in all namespaces",
+    );
 
     const noVip = runPreflight(scenario, env("1.19.0", { K8S_SERVICE_HOST: "172.25.4.1" }));
     assert.equal(noVip.status, 0, noVip.stderr);
     assert.deepEqual(noVip.report.warnings, []);
     assert.equal(noVip.report.apiServerOnVip, false);
 
-    const noNodePort = runPreflight({ ...scenario, services: ["service-clusterip.json", "service-loadbalancer-no-nodeports.json"] },
-        env("1.19.0", { KEEPALIVED_VIPS: "172.25.4.1" }));
+    const noNodePort = runPreflight(
+        { ...scenario, services: ["service-clusterip.json", "service-loadbalancer-no-nodeports.json"] },
+        env("1.19.0", { KEEPALIVED_VIPS: "172.25.4.1" }),
+    );
     assert.deepEqual(noNodePort.report.warnings, []);
 });
 
 test("a missing CILIUM_VERSION or a malformed variable is refused before any call", { skip }, () => {
-    for (const bad of [{}, { CILIUM_VERSION: "latest" }, { CILIUM_VERSION: "1.19.0", KUBE_PROXY_NAMESPACE: "kube system" }, { CILIUM_VERSION: "1.19.0", KEEPALIVED_VIPS: "1.2.3.4;x" }]) {
+    for (const bad of [
+        {},
+        { CILIUM_VERSION: "latest" },
+        { CILIUM_VERSION: "1.19.0", KUBE_PROXY_NAMESPACE: "kube system" },
+        { CILIUM_VERSION: "1.19.0", KEEPALIVED_VIPS: "1.2.3.4;x" },
+    ]) {
         const r = spawnSync("bash", [OPERATOR_PREFLIGHT_SCRIPT], { encoding: "utf8", env: { PATH: process.env.PATH ?? "", ...bad } });
         assert.equal(r.status, 2, `${JSON.stringify(bad)}: ${r.stderr}`);
         assert.equal(r.stdout, "");

@@ -26,7 +26,11 @@ test("prod: the Cilium release gets exactly the rendered KPR values and is retai
     const result = validateStackConfig(PROJECT, rawStack("prod"));
     assert.ok(result.ok);
     assert.deepEqual(release.inputs.values, ciliumValues(result.config.cilium));
-    assert.equal(resources.some((r) => r.type === "random:index/randomBytes:RandomBytes"), false, "no seed without maglev");
+    assert.equal(
+        resources.some((r) => r.type === "random:index/randomBytes:RandomBytes"),
+        false,
+        "no seed without maglev",
+    );
 });
 
 test("maglev: one hash seed is generated in state and reaches the values", async () => {
@@ -50,7 +54,11 @@ test("invalid config: every problem is reported with its key and no resource is 
     assert.ok(error instanceof Error);
     assert.match(error.message, /cilium-kpr:tproxy\.port: must be a port from 1 to 65535/);
     assert.match(error.message, /cilium-kpr:cilium\.k8sServiceHost: is required/);
-    assert.deepEqual(resources.map((r) => r.type), [], "nothing may be declared before validation passes");
+    assert.deepEqual(
+        resources.map((r) => r.type),
+        [],
+        "nothing may be declared before validation passes",
+    );
 });
 
 test("the IPv6 stack runs under mocks", async () => {
@@ -61,7 +69,10 @@ test("the IPv6 stack runs under mocks", async () => {
 });
 
 test("Pulumi.yaml is a TypeScript nodejs project", () => {
-    const project = YAML.parse(readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8")) as { name: string; runtime: { name: string; options: { typescript: boolean } } };
+    const project = YAML.parse(readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8")) as {
+        name: string;
+        runtime: { name: string; options: { typescript: boolean } };
+    };
     assert.equal(project.name, PROJECT);
     assert.equal(project.runtime.name, "nodejs");
     assert.equal(project.runtime.options.typescript, true);

@@ -8,14 +8,15 @@ import { find, runProgram } from "./support/program";
 import { rawStack } from "./support/stacks";
 
 test("the command text runs the embedded script byte-exactly, with its arguments and stdin closed", () => {
-    const script = [
-        "#!/usr/bin/env bash",
-        "# tricky content: $HOME `id` \\ 'quotes' \"double\" EOF",
-        "CKPR_SCRIPT_X",
-        "printf 'args:%s|' \"$@\"; echo",
-        "if read -r line; then echo \"stdin:$line\"; else echo 'stdin:closed'; fi",
-        "sha256sum \"$0\" | cut -d' ' -f1",
-    ].join("\n") + "\n";
+    const script =
+        [
+            "#!/usr/bin/env bash",
+            "# tricky content: $HOME `id` \\ 'quotes' \"double\" EOF",
+            "CKPR_SCRIPT_X",
+            "printf 'args:%s|' \"$@\"; echo",
+            "if read -r line; then echo \"stdin:$line\"; else echo 'stdin:closed'; fi",
+            "sha256sum \"$0\" | cut -d' ' -f1",
+        ].join("\n") + "\n";
     const text = remoteScriptCommand("test", script, ["auto", "172.25.4.1", "0x1"]);
     // sshd hands the text to the login shell as `sh -c TEXT`; feed it stdin that the script must not see.
     const result = spawnSync("sh", ["-c", text], { input: "must-not-be-read\n", encoding: "utf8" });
@@ -29,7 +30,10 @@ test("the command text runs the embedded script byte-exactly, with its arguments
 test("a non-root SSH user runs the script through sudo -n; root runs it directly", () => {
     const text = remoteScriptCommand("t", "id -u\n", []);
     // Stand in for sudo with a function that records it was used; run the text as root (0) and as uid 1000.
-    for (const [uid, expectSudo] of [["0", false], ["1000", true]] as const) {
+    for (const [uid, expectSudo] of [
+        ["0", false],
+        ["1000", true],
+    ] as const) {
         const wrapper = `id() { echo ${uid}; }\nsudo() { echo sudo-used >&2; shift; "$@"; }\n${text}`;
         const r = spawnSync("bash", ["-c", wrapper], { encoding: "utf8" });
         assert.equal(r.status, 0, r.stderr);
@@ -45,13 +49,16 @@ test("arguments with shell metacharacters are refused, plain ones pass", () => {
 });
 
 test("the heredoc terminator never equals a line of the content", () => {
-    fc.assert(fc.property(fc.array(fc.oneof(fc.string(), fc.constant("CKPR_SCRIPT_")), { maxLength: 20 }), (lines) => {
-        const content = lines.join("\n");
-        const first = heredocTerminator("SCRIPT", content);
-        const withCollision = `${content}\n${first}`;
-        const second = heredocTerminator("SCRIPT", withCollision);
-        assert.ok(!withCollision.split("\n").includes(second));
-    }), { numRuns: 200 });
+    fc.assert(
+        fc.property(fc.array(fc.oneof(fc.string(), fc.constant("CKPR_SCRIPT_")), { maxLength: 20 }), (lines) => {
+            const content = lines.join("\n");
+            const first = heredocTerminator("SCRIPT", content);
+            const withCollision = `${content}\n${first}`;
+            const second = heredocTerminator("SCRIPT", withCollision);
+            assert.ok(!withCollision.split("\n").includes(second));
+        }),
+        { numRuns: 200 },
+    );
 });
 
 test("the SSH private key never appears in command text or environment, and every remote command pins its node's host key", async () => {

@@ -41,10 +41,14 @@ function ruleset(body: string): string {
     return `table inet ${TABLE} {}\ndelete table inet ${TABLE}\ntable inet ${TABLE} {\n${body}\n}\n`;
 }
 const MARKING = ruleset(`  chain prerouting {\n    type filter hook prerouting priority mangle; policy accept;\n    meta mark 0x1 counter accept\n  }`);
-const MARKING_V2 = ruleset(`  chain prerouting {\n    type filter hook prerouting priority mangle; policy accept;\n    meta mark 0x1 counter accept\n    ip daddr 203.0.113.0/24 counter accept\n  }`);
+const MARKING_V2 = ruleset(
+    `  chain prerouting {\n    type filter hook prerouting priority mangle; policy accept;\n    meta mark 0x1 counter accept\n    ip daddr 203.0.113.0/24 counter accept\n  }`,
+);
 const CUTS_SSH = ruleset(`  chain input {\n    type filter hook input priority filter; policy accept;\n    tcp dport 22 drop\n  }`);
 // Passes `nft -c` but fails on commit: tproxy is only valid in prerouting.
-const FAILS_ON_COMMIT = ruleset(`  chain output {\n    type filter hook output priority filter; policy accept;\n    meta l4proto tcp tproxy ip to 127.0.0.1:9\n  }`);
+const FAILS_ON_COMMIT = ruleset(
+    `  chain output {\n    type filter hook output priority filter; policy accept;\n    meta l4proto tcp tproxy ip to 127.0.0.1:9\n  }`,
+);
 
 function bundleFor(lab: SshLab, rules: string, spec: PolicyRouteSpec = routes): NodeBundle {
     return renderNodeBundle({ tableName: TABLE, ruleset: rules, routes: spec, layout: layoutUnder(lab.root) });
@@ -65,23 +69,27 @@ function nodeState(lab: SshLab): NodeState {
         rules4: lab.node.sh("ip -4 rule show"),
         rules6: lab.node.sh("ip -6 rule show"),
         table100: lab.node.sh("{ ip -4 route show table 100; ip -6 route show table 100; } 2>/dev/null || true"),
-        files: lab.node.sh(`cd ${lab.root} && find . -path ./var/lib/cilium-kpr-tproxy -prune -o -printf '%p %m %u:%g %s\\n' | sort && find . -type f -not -path './var/lib/*' -exec sha256sum {} + | sort`),
+        files: lab.node.sh(
+            `cd ${lab.root} && find . -path ./var/lib/cilium-kpr-tproxy -prune -o -printf '%p %m %u:%g %s\\n' | sort && find . -type f -not -path './var/lib/*' -exec sha256sum {} + | sort`,
+        ),
     };
 }
 
 /** What the apply and any other party put there first, so delete must give it back. */
 function seedNode(lab: SshLab): void {
-    lab.node.sh([
-        "nft add table inet other_team",
-        "nft add chain inet other_team input '{ type filter hook input priority 10; policy accept; }'",
-        "nft add rule inet other_team input ip saddr 198.51.100.0/24 counter accept",
-        "ip -4 rule add pref 500 fwmark 0x5 lookup 50",
-        "ip -6 rule add pref 500 fwmark 0x5 lookup 50",
-        // Another route in our table: ours is added beside it and removed alone.
-        "ip -4 route add 198.51.100.0/24 dev lo table 100",
-        // The runbook's hand-made IPv6 local route already there: delete must leave it.
-        "ip -6 route add local ::/0 dev lo table 100",
-    ].join(" && "));
+    lab.node.sh(
+        [
+            "nft add table inet other_team",
+            "nft add chain inet other_team input '{ type filter hook input priority 10; policy accept; }'",
+            "nft add rule inet other_team input ip saddr 198.51.100.0/24 counter accept",
+            "ip -4 rule add pref 500 fwmark 0x5 lookup 50",
+            "ip -6 rule add pref 500 fwmark 0x5 lookup 50",
+            // Another route in our table: ours is added beside it and removed alone.
+            "ip -4 route add 198.51.100.0/24 dev lo table 100",
+            // The runbook's hand-made IPv6 local route already there: delete must leave it.
+            "ip -6 route add local ::/0 dev lo table 100",
+        ].join(" && "),
+    );
     const dropIn = layoutUnder(lab.root).networkdDropInPath;
     lab.node.sh(`mkdir -p ${path.dirname(dropIn)} ${lab.root}/var/lib && printf '[Network]\\nSpeedMeter=yes\\n' > ${dropIn} && chmod 0640 ${dropIn}`);
 }
@@ -247,7 +255,10 @@ describe("tproxy apply/confirm/delete over real SSH", { skip }, () => {
 
     test("a ruleset nft -c rejects, or one touching another table, changes nothing and arms nothing", () => {
         const before = nodeState(lab);
-        for (const rules of [ruleset("  chain broken {\n    type filter hook nowhere priority 0;\n  }"), "table inet other_team {}\ndelete table inet other_team\n" + MARKING]) {
+        for (const rules of [
+            ruleset("  chain broken {\n    type filter hook nowhere priority 0;\n  }"),
+            "table inet other_team {}\ndelete table inet other_team\n" + MARKING,
+        ]) {
             const bundle = bundleFor(lab, rules);
             const refused = lab.ssh(applyCommand(bundle, settings));
             assert.notEqual(refused.status, 0);
@@ -261,11 +272,13 @@ describe("tproxy apply/confirm/delete over real SSH", { skip }, () => {
     test("the real bundle: apply re-activates diverting on the VIP holder (keepalived notify RECONCILE), re-apply ignores activation, delete restores", () => {
         const before = nodeState(lab);
         const vip = "192.0.2.50";
-        const config = validConfig(withValues(rawStack("prod"), {
-            "cluster.nodeCidrs": ["172.25.4.0/24", "192.0.2.0/24"],
-            "tproxy.vip4": vip,
-            "tproxy.tableName": TABLE,
-        }));
+        const config = validConfig(
+            withValues(rawStack("prod"), {
+                "cluster.nodeCidrs": ["172.25.4.0/24", "192.0.2.0/24"],
+                "tproxy.vip4": vip,
+                "tproxy.tableName": TABLE,
+            }),
+        );
         const layout = layoutUnder(lab.root);
         const notifyPath = path.join(lab.root, "etc/keepalived/cilium-kpr-tproxy-notify.sh");
         const bundle = renderNodeBundle({
@@ -273,8 +286,15 @@ describe("tproxy apply/confirm/delete over real SSH", { skip }, () => {
             ruleset: renderNftRuleset(nftRulesetInput(config)),
             routes: policyRouteSpec(config.tproxy),
             layout,
-            extraFiles: [{ path: notifyPath, mode: "0755", owner: "root:root", kind: "activation-script",
-                content: renderKeepalivedNotify(config, { lockPath: path.join(lab.dir, "notify.lock"), vipWaitSeconds: 1 }) }],
+            extraFiles: [
+                {
+                    path: notifyPath,
+                    mode: "0755",
+                    owner: "root:root",
+                    kind: "activation-script",
+                    content: renderKeepalivedNotify(config, { lockPath: path.join(lab.dir, "notify.lock"), vipWaitSeconds: 1 }),
+                },
+            ],
         });
         const active = () => lab.node.sh(`nft list set inet ${TABLE} tproxy_active`);
 
@@ -300,4 +320,3 @@ describe("tproxy apply/confirm/delete over real SSH", { skip }, () => {
         assert.deepEqual(nodeState(lab), before);
     });
 });
-

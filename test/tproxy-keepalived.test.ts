@@ -119,26 +119,47 @@ describe("keepalived notify + VRRP failover in namespaces", { skip: hostToolsMis
     it("VRRP between node A and B: A's activation moves to B when A's keepalived stops, and B then proxies", async () => {
         const start = (ns: NetNs, name: string, priority: number) => {
             const conf = path.join(dir, `${name}.conf`);
-            writeFileSync(conf, [
-                "global_defs {",
-                `    router_id ${name}`,
-                "    script_user root",
-                "    enable_script_security",
-                "}",
-                "vrrp_instance VI_API {",
-                "    state BACKUP",
-                "    interface lan0",
-                "    virtual_router_id 51",
-                `    priority ${priority}`,
-                "    advert_int 1",
-                `    virtual_ipaddress {\n        ${LAB.vip4}/24 dev lan0\n    }`,
-                `    virtual_ipaddress_excluded {\n        ${LAB.vip6}/64 dev lan0\n    }`,
-                ...notifyLines(config, script).map((l) => `    ${l}`),
-                "}",
-                "",
-            ].join("\n"));
-            const child = spawn("ip", ["netns", "exec", ns.name, "keepalived", "-n", "-l", "-D", "-P", "-f", conf,
-                "-p", path.join(dir, `${name}.pid`), "-r", path.join(dir, `${name}.vrrp.pid`)], { stdio: "ignore" });
+            writeFileSync(
+                conf,
+                [
+                    "global_defs {",
+                    `    router_id ${name}`,
+                    "    script_user root",
+                    "    enable_script_security",
+                    "}",
+                    "vrrp_instance VI_API {",
+                    "    state BACKUP",
+                    "    interface lan0",
+                    "    virtual_router_id 51",
+                    `    priority ${priority}`,
+                    "    advert_int 1",
+                    `    virtual_ipaddress {\n        ${LAB.vip4}/24 dev lan0\n    }`,
+                    `    virtual_ipaddress_excluded {\n        ${LAB.vip6}/64 dev lan0\n    }`,
+                    ...notifyLines(config, script).map((l) => `    ${l}`),
+                    "}",
+                    "",
+                ].join("\n"),
+            );
+            const child = spawn(
+                "ip",
+                [
+                    "netns",
+                    "exec",
+                    ns.name,
+                    "keepalived",
+                    "-n",
+                    "-l",
+                    "-D",
+                    "-P",
+                    "-f",
+                    conf,
+                    "-p",
+                    path.join(dir, `${name}.pid`),
+                    "-r",
+                    path.join(dir, `${name}.vrrp.pid`),
+                ],
+                { stdio: "ignore" },
+            );
             keepalived.set(ns, child);
             lab.track(child);
             return child;
@@ -158,8 +179,14 @@ describe("keepalived notify + VRRP failover in namespaces", { skip: hostToolsMis
         assert.ok(await waitFor(() => active(lab.nodeA) === "", 10_000), `A still active: "${active(lab.nodeA)}"`);
         for (const proto of ["tcp", "udp"] as const) {
             // The client learns the VIP's new MAC from keepalived's gratuitous ARP / unsolicited NA.
-            assert.ok(await waitFor(() => /^transparent node-b /.test(probe(lab.client, proto, LAB.dest4, LAB.appPort, { timeoutSeconds: 1 })), 10_000), `${proto} v4 not proxied by B`);
-            assert.ok(await waitFor(() => /^transparent node-b /.test(probe(lab.client, proto, LAB.dest6, LAB.appPort, { timeoutSeconds: 1 })), 10_000), `${proto} v6 not proxied by B`);
+            assert.ok(
+                await waitFor(() => /^transparent node-b /.test(probe(lab.client, proto, LAB.dest4, LAB.appPort, { timeoutSeconds: 1 })), 10_000),
+                `${proto} v4 not proxied by B`,
+            );
+            assert.ok(
+                await waitFor(() => /^transparent node-b /.test(probe(lab.client, proto, LAB.dest6, LAB.appPort, { timeoutSeconds: 1 })), 10_000),
+                `${proto} v6 not proxied by B`,
+            );
         }
     });
 });

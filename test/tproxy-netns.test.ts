@@ -12,10 +12,38 @@ import { activationStatements, nftRulesetInput, renderNftRuleset } from "../comp
  * source they saw.
  */
 const families = [
-    { name: "IPv4", vip: LAB.vip4, dest: LAB.dest4, client: LAB.client4, up: LAB.upA4, upB: LAB.upB4, destViaB: LAB.destViaB4,
-        pod: LAB.pod4, service: LAB.service4, extra: LAB.extraReserved4, nodeNet: LAB.sinkUp4, nodeAddr: LAB.nodeA4, nodeLocal: LAB.nodeALocal4, fmt: (a: string, p: number) => `${a}:${p}` },
-    { name: "IPv6", vip: LAB.vip6, dest: LAB.dest6, client: LAB.client6, up: LAB.upA6, upB: LAB.upB6, destViaB: LAB.destViaB6,
-        pod: LAB.pod6, service: LAB.service6, extra: LAB.extraReserved6, nodeNet: LAB.sinkUp6, nodeAddr: LAB.nodeA6, nodeLocal: LAB.nodeALocal6, fmt: (a: string, p: number) => `[${a}]:${p}` },
+    {
+        name: "IPv4",
+        vip: LAB.vip4,
+        dest: LAB.dest4,
+        client: LAB.client4,
+        up: LAB.upA4,
+        upB: LAB.upB4,
+        destViaB: LAB.destViaB4,
+        pod: LAB.pod4,
+        service: LAB.service4,
+        extra: LAB.extraReserved4,
+        nodeNet: LAB.sinkUp4,
+        nodeAddr: LAB.nodeA4,
+        nodeLocal: LAB.nodeALocal4,
+        fmt: (a: string, p: number) => `${a}:${p}`,
+    },
+    {
+        name: "IPv6",
+        vip: LAB.vip6,
+        dest: LAB.dest6,
+        client: LAB.client6,
+        up: LAB.upA6,
+        upB: LAB.upB6,
+        destViaB: LAB.destViaB6,
+        pod: LAB.pod6,
+        service: LAB.service6,
+        extra: LAB.extraReserved6,
+        nodeNet: LAB.sinkUp6,
+        nodeAddr: LAB.nodeA6,
+        nodeLocal: LAB.nodeALocal6,
+        fmt: (a: string, p: number) => `[${a}]:${p}`,
+    },
 ] as const;
 const protocols = ["tcp", "udp"] as const;
 const P = LAB.appPort;

@@ -10,21 +10,8 @@ import { NetNs } from "./support/netns";
 import { tproxySchema } from "../components/config/schema";
 import { renderNodeBundle, type BundleFile } from "../components/tproxy/nodeBundle";
 import { NODE_SCRIPTS_DIR, nodeScript } from "../components/tproxy/nodeScripts";
-import {
-    DEFAULT_NODE_LAYOUT,
-    policyRouteArgs,
-    policyRouteSpec,
-    renderPolicyRoutes,
-    type PolicyRouteSpec,
-} from "../components/tproxy/policyRoutes";
-import {
-    applyCommand,
-    confirmCommand,
-    deleteCommand,
-    heredocTerminator,
-    MAX_COMMAND_BYTES,
-    remoteSettings,
-} from "../components/tproxy/remoteScript";
+import { DEFAULT_NODE_LAYOUT, policyRouteArgs, policyRouteSpec, renderPolicyRoutes, type PolicyRouteSpec } from "../components/tproxy/policyRoutes";
+import { applyCommand, confirmCommand, deleteCommand, heredocTerminator, MAX_COMMAND_BYTES, remoteSettings } from "../components/tproxy/remoteScript";
 
 const SPEC: PolicyRouteSpec = { mark: 0x1, table: 100, priority: 1000, families: ["ipv4", "ipv6"] };
 const RULESET = "table inet t {}\ndelete table inet t\ntable inet t {\n}\n";
@@ -45,11 +32,17 @@ describe("policy route parameters and boot persistence", () => {
     test("the unit loads the table then brings routes up, takes only routes down, and runs after networkd and nftables.service", () => {
         const { unit, networkdDropIn, script } = renderPolicyRoutes(SPEC);
         const lines = unit.split("\n");
-        assert.deepEqual(lines.filter((l) => l.startsWith("ExecStart=")), [
-            `ExecStart=/usr/sbin/nft -f ${DEFAULT_NODE_LAYOUT.rulesetPath}`,
-            `ExecStart=/bin/bash ${DEFAULT_NODE_LAYOUT.routesScriptPath} up 0x1 100 1000 ipv4,ipv6`,
-        ]);
-        assert.deepEqual(lines.filter((l) => l.startsWith("ExecStop=")), [`ExecStop=/bin/bash ${DEFAULT_NODE_LAYOUT.routesScriptPath} down 0x1 100 1000 ipv4,ipv6`]);
+        assert.deepEqual(
+            lines.filter((l) => l.startsWith("ExecStart=")),
+            [
+                `ExecStart=/usr/sbin/nft -f ${DEFAULT_NODE_LAYOUT.rulesetPath}`,
+                `ExecStart=/bin/bash ${DEFAULT_NODE_LAYOUT.routesScriptPath} up 0x1 100 1000 ipv4,ipv6`,
+            ],
+        );
+        assert.deepEqual(
+            lines.filter((l) => l.startsWith("ExecStop=")),
+            [`ExecStop=/bin/bash ${DEFAULT_NODE_LAYOUT.routesScriptPath} down 0x1 100 1000 ipv4,ipv6`],
+        );
         assert.ok(lines.includes("Type=oneshot") && lines.includes("RemainAfterExit=yes"));
         const after = lines.find((l) => l.startsWith("After="))?.split(/[= ]/) ?? [];
         for (const dep of ["network-online.target", "systemd-networkd.service", "nftables.service"]) assert.ok(after.includes(dep), dep);
@@ -60,7 +53,11 @@ describe("policy route parameters and boot persistence", () => {
     test("systemd-analyze verify accepts the rendered unit", { skip: hostToolsMissing(["systemd-analyze"]) }, () => {
         const dir = mkdtempSync(path.join(tmpdir(), "kpr-unit-"));
         try {
-            const layout = { ...DEFAULT_NODE_LAYOUT, unitPath: path.join(dir, "kpr-tproxy-test.service"), routesScriptPath: path.join(dir, "policy-routes.sh") };
+            const layout = {
+                ...DEFAULT_NODE_LAYOUT,
+                unitPath: path.join(dir, "kpr-tproxy-test.service"),
+                routesScriptPath: path.join(dir, "policy-routes.sh"),
+            };
             writeFileSync(layout.routesScriptPath, nodeScript("policy-routes.sh"), { mode: 0o755 });
             writeFileSync(layout.unitPath, renderPolicyRoutes(SPEC, layout).unit);
             const r = spawnSync("systemd-analyze", ["verify", layout.unitPath], { encoding: "utf8", timeout: 30_000 });
@@ -77,19 +74,23 @@ describe("node bundle", () => {
     test("carries ruleset, routes script, unit and drop-in with their modes, plus extra files", () => {
         const notify: BundleFile = { path: "/etc/keepalived/cilium-kpr-notify.sh", mode: "0700", owner: "root:root", content: "#!/bin/bash\n", kind: "script" };
         const bundle = renderNodeBundle({ tableName: "t", ruleset: RULESET, routes: SPEC, extraFiles: [notify] });
-        assert.deepEqual(bundle.files.map((f) => [f.path, f.mode, f.kind]), [
-            [layout.rulesetPath, "0600", "nft-ruleset"],
-            [layout.routesScriptPath, "0755", "script"],
-            [layout.unitPath, "0644", "systemd-unit"],
-            [layout.networkdDropInPath, "0644", "config"],
-            [notify.path, "0700", "script"],
-        ]);
+        assert.deepEqual(
+            bundle.files.map((f) => [f.path, f.mode, f.kind]),
+            [
+                [layout.rulesetPath, "0600", "nft-ruleset"],
+                [layout.routesScriptPath, "0755", "script"],
+                [layout.unitPath, "0644", "systemd-unit"],
+                [layout.networkdDropInPath, "0644", "config"],
+                [notify.path, "0700", "script"],
+            ],
+        );
         assert.equal(bundle.files[0]?.content, RULESET);
     });
 
     test("refuses unsafe or ambiguous files", () => {
         const base = { tableName: "t", ruleset: RULESET, routes: SPEC };
-        const extra = (f: Partial<BundleFile>) => renderNodeBundle({ ...base, extraFiles: [{ path: "/etc/x", mode: "0644", owner: "root:root", content: "", kind: "file", ...f }] });
+        const extra = (f: Partial<BundleFile>) =>
+            renderNodeBundle({ ...base, extraFiles: [{ path: "/etc/x", mode: "0644", owner: "root:root", content: "", kind: "file", ...f }] });
         assert.throws(() => extra({ path: "/etc/a b" }), /must be absolute/);
         assert.throws(() => extra({ path: "/etc/../x" }), /must be absolute/);
         assert.throws(() => extra({ path: "etc/x" }), /must be absolute/);
@@ -117,45 +118,66 @@ describe("remote command texts", () => {
             assert.equal(parsed.status, 0, parsed.stderr);
             assert.doesNotMatch(text, /PRIVATE KEY/);
         }
-        assert.match(applyCommand(bundle, settings), /'\/var\/lib\/cilium-kpr-tproxy' 'auto' 'cilium-kpr-tproxy\.service' 't' '0x1' '100' '1000' 'ipv4,ipv6' '60' <\/dev\/null\n$/);
+        assert.match(
+            applyCommand(bundle, settings),
+            /'\/var\/lib\/cilium-kpr-tproxy' 'auto' 'cilium-kpr-tproxy\.service' 't' '0x1' '100' '1000' 'ipv4,ipv6' '60' <\/dev\/null\n$/,
+        );
         const huge = renderNodeBundle({ tableName: "t", ruleset: RULESET + "#".repeat(130_000) + "\n", routes: SPEC });
         assert.throws(() => applyCommand(huge, settings), /must stay below/);
         assert.throws(() => applyCommand(bundle, { ...settings, revertAfterSeconds: 0 }), /positive/);
     });
 
     test("the heredoc terminator never equals a line of the content", () => {
-        fc.assert(fc.property(fc.string(), fc.array(fc.nat(3)), (text, extras) => {
-            let content = text;
-            // Plant the would-be terminators themselves into the content.
-            for (const n of extras) {
-                const planted = heredocTerminator("F0", content);
-                content = `${content}\n${n % 2 === 0 ? planted : `${planted} `}`;
-            }
-            const terminator = heredocTerminator("F0", content);
-            return !content.split("\n").includes(terminator);
-        }), { numRuns: 300 });
+        fc.assert(
+            fc.property(fc.string(), fc.array(fc.nat(3)), (text, extras) => {
+                let content = text;
+                // Plant the would-be terminators themselves into the content.
+                for (const n of extras) {
+                    const planted = heredocTerminator("F0", content);
+                    content = `${content}\n${n % 2 === 0 ? planted : `${planted} `}`;
+                }
+                const terminator = heredocTerminator("F0", content);
+                return !content.split("\n").includes(terminator);
+            }),
+            { numRuns: 300 },
+        );
     });
 
     test("staged files arrive byte for byte through a POSIX shell, whatever they contain", () => {
         const dir = mkdtempSync(path.join(tmpdir(), "kpr-stage-"));
         try {
-            fc.assert(fc.property(fc.array(fc.oneof(
-                fc.string(),
-                fc.string({ unit: "grapheme" }),
-                fc.string({ unit: "binary-ascii" }).filter((t) => !t.includes("\0")),
-                fc.constantFrom("", "\n", "no newline", "$HOME `id` $(id) 'q' \"d\" \\", "EOF\nCKPR_F4_0\n", "\t\r\n"),
-            ), { minLength: 1, maxLength: 3 }), (contents) => {
-                const extraFiles: BundleFile[] = contents.map((content, i) => ({ path: `/etc/kpr-test/${i}`, mode: "0644", owner: "root:root", content, kind: "file" }));
-                const b = renderNodeBundle({ tableName: "t", ruleset: RULESET, routes: SPEC, extraFiles });
-                const out = mkdtempSync(path.join(dir, "o-"));
-                // The real text, with the final hand-over to the node script replaced by a copy.
-                const text = applyCommand(b, settings).replace(/^\$ckpr_sudo bash .*$/m, `cp -R "$ckpr_stage/." ${out}/`);
-                const r = spawnSync(POSIX_SH, ["-c", text], { encoding: "utf8" });
-                assert.equal(r.status, 0, r.stderr);
-                b.files.forEach((f, i) => assert.equal(readFileSync(path.join(out, "files", String(i)), "utf8"), f.content));
-                assert.equal(readFileSync(path.join(out, "tproxy-apply.sh"), "utf8"), nodeScript("tproxy-apply.sh"));
-                return true;
-            }), { numRuns: 60 });
+            fc.assert(
+                fc.property(
+                    fc.array(
+                        fc.oneof(
+                            fc.string(),
+                            fc.string({ unit: "grapheme" }),
+                            fc.string({ unit: "binary-ascii" }).filter((t) => !t.includes("\0")),
+                            fc.constantFrom("", "\n", "no newline", "$HOME `id` $(id) 'q' \"d\" \\", "EOF\nCKPR_F4_0\n", "\t\r\n"),
+                        ),
+                        { minLength: 1, maxLength: 3 },
+                    ),
+                    (contents) => {
+                        const extraFiles: BundleFile[] = contents.map((content, i) => ({
+                            path: `/etc/kpr-test/${i}`,
+                            mode: "0644",
+                            owner: "root:root",
+                            content,
+                            kind: "file",
+                        }));
+                        const b = renderNodeBundle({ tableName: "t", ruleset: RULESET, routes: SPEC, extraFiles });
+                        const out = mkdtempSync(path.join(dir, "o-"));
+                        // The real text, with the final hand-over to the node script replaced by a copy.
+                        const text = applyCommand(b, settings).replace(/^\$ckpr_sudo bash .*$/m, `cp -R "$ckpr_stage/." ${out}/`);
+                        const r = spawnSync(POSIX_SH, ["-c", text], { encoding: "utf8" });
+                        assert.equal(r.status, 0, r.stderr);
+                        b.files.forEach((f, i) => assert.equal(readFileSync(path.join(out, "files", String(i)), "utf8"), f.content));
+                        assert.equal(readFileSync(path.join(out, "tproxy-apply.sh"), "utf8"), nodeScript("tproxy-apply.sh"));
+                        return true;
+                    },
+                ),
+                { numRuns: 60 },
+            );
         } finally {
             rmSync(dir, { recursive: true, force: true });
         }
@@ -178,62 +200,88 @@ describe("policy-routes.sh on a real network namespace", { skip: hostToolsMissin
     const routes = (ns: NetNs, action: string, a: readonly string[] = args) => ns.try(`bash ${SCRIPT} ${action} ${a.map((x) => `'${x}'`).join(" ")}`);
     const withNs = (fn: (ns: NetNs) => void) => () => {
         const ns = new NetNs("prt");
-        try { fn(ns); } finally { ns.dispose(); }
+        try {
+            fn(ns);
+        } finally {
+            ns.dispose();
+        }
     };
 
-    test("up twice leaves exactly one rule per family and the local routes", withNs((ns) => {
-        for (let i = 0; i < 2; i++) assert.equal(routes(ns, "up").status, 0);
-        assert.equal(ns.sh("ip -N -4 rule show pref 1000"), "1000:\tfrom all fwmark 0x1 lookup 100\n");
-        assert.equal(ns.sh("ip -N -6 rule show pref 1000"), "1000:\tfrom all fwmark 0x1 lookup 100\n");
-        assert.equal(ns.sh("ip -4 route show table 100"), "local default dev lo scope host \n");
-        assert.match(ns.sh("ip -6 route show table 100"), /^local default dev lo metric 1024/);
-        assert.equal(routes(ns, "check").status, 0);
-    }));
+    test(
+        "up twice leaves exactly one rule per family and the local routes",
+        withNs((ns) => {
+            for (let i = 0; i < 2; i++) assert.equal(routes(ns, "up").status, 0);
+            assert.equal(ns.sh("ip -N -4 rule show pref 1000"), "1000:\tfrom all fwmark 0x1 lookup 100\n");
+            assert.equal(ns.sh("ip -N -6 rule show pref 1000"), "1000:\tfrom all fwmark 0x1 lookup 100\n");
+            assert.equal(ns.sh("ip -4 route show table 100"), "local default dev lo scope host \n");
+            assert.match(ns.sh("ip -6 route show table 100"), /^local default dev lo metric 1024/);
+            assert.equal(routes(ns, "check").status, 0);
+        }),
+    );
 
-    test("down removes only ours: other rules and other routes in the table stay", withNs((ns) => {
-        ns.sh("ip -4 rule add pref 999 fwmark 0x1 lookup 100 && ip -4 rule add pref 1001 fwmark 0x2 lookup 101 && ip -4 route add 198.51.100.0/24 dev lo table 100");
-        const before = ns.sh("ip -4 rule; ip -6 rule; ip -4 route show table all; ip -6 route show table all");
-        assert.equal(routes(ns, "up").status, 0);
-        assert.notEqual(ns.sh("ip -4 rule; ip -6 rule; ip -4 route show table all; ip -6 route show table all"), before);
-        assert.equal(routes(ns, "down").status, 0);
-        assert.equal(ns.sh("ip -4 rule; ip -6 rule; ip -4 route show table all; ip -6 route show table all"), before);
-        assert.equal(routes(ns, "down").status, 0, "down is idempotent");
-    }));
+    test(
+        "down removes only ours: other rules and other routes in the table stay",
+        withNs((ns) => {
+            ns.sh(
+                "ip -4 rule add pref 999 fwmark 0x1 lookup 100 && ip -4 rule add pref 1001 fwmark 0x2 lookup 101 && ip -4 route add 198.51.100.0/24 dev lo table 100",
+            );
+            const before = ns.sh("ip -4 rule; ip -6 rule; ip -4 route show table all; ip -6 route show table all");
+            assert.equal(routes(ns, "up").status, 0);
+            assert.notEqual(ns.sh("ip -4 rule; ip -6 rule; ip -4 route show table all; ip -6 route show table all"), before);
+            assert.equal(routes(ns, "down").status, 0);
+            assert.equal(ns.sh("ip -4 rule; ip -6 rule; ip -4 route show table all; ip -6 route show table all"), before);
+            assert.equal(routes(ns, "down").status, 0, "down is idempotent");
+        }),
+    );
 
-    test("check reports each kind of drift", withNs((ns) => {
-        assert.equal(routes(ns, "check").status, 1);
-        assert.equal(routes(ns, "up").status, 0);
-        ns.sh("ip -6 rule del pref 1000");
-        let r = routes(ns, "check");
-        assert.equal(r.status, 1);
-        assert.match(r.stdout, /drift: ipv6 has 0 rule/);
-        assert.equal(routes(ns, "up").status, 0, "up repairs");
-        ns.sh("ip -4 route del local default dev lo table 100");
-        r = routes(ns, "check");
-        assert.match(r.stdout, /drift: ipv4 table 100 lacks/);
-        assert.equal(routes(ns, "up").status, 0);
-        ns.sh("ip -4 rule add pref 1000 fwmark 0x7 lookup 100");
-        r = routes(ns, "check");
-        assert.match(r.stdout, /drift: ipv4 has 1 foreign rule/);
-    }));
+    test(
+        "check reports each kind of drift",
+        withNs((ns) => {
+            assert.equal(routes(ns, "check").status, 1);
+            assert.equal(routes(ns, "up").status, 0);
+            ns.sh("ip -6 rule del pref 1000");
+            let r = routes(ns, "check");
+            assert.equal(r.status, 1);
+            assert.match(r.stdout, /drift: ipv6 has 0 rule/);
+            assert.equal(routes(ns, "up").status, 0, "up repairs");
+            ns.sh("ip -4 route del local default dev lo table 100");
+            r = routes(ns, "check");
+            assert.match(r.stdout, /drift: ipv4 table 100 lacks/);
+            assert.equal(routes(ns, "up").status, 0);
+            ns.sh("ip -4 rule add pref 1000 fwmark 0x7 lookup 100");
+            r = routes(ns, "check");
+            assert.match(r.stdout, /drift: ipv4 has 1 foreign rule/);
+        }),
+    );
 
-    test("up refuses a priority held by someone else's rule, and an IPv6 route with lo down", withNs((ns) => {
-        ns.sh("ip -4 rule add pref 1000 fwmark 0x9 lookup 90");
-        const r = routes(ns, "up", policyRouteArgs({ ...SPEC, families: ["ipv4"] }));
-        assert.notEqual(r.status, 0);
-        assert.match(r.stderr, /already holds a rule that is not ours/);
-        assert.equal(ns.sh("ip -4 rule show pref 1000 fwmark 0x1"), "");
-        ns.sh("ip link set lo down");
-        const v6 = routes(ns, "up", policyRouteArgs({ ...SPEC, families: ["ipv6"] }));
-        assert.notEqual(v6.status, 0);
-        assert.match(v6.stderr, /lo is down/);
-    }));
+    test(
+        "up refuses a priority held by someone else's rule, and an IPv6 route with lo down",
+        withNs((ns) => {
+            ns.sh("ip -4 rule add pref 1000 fwmark 0x9 lookup 90");
+            const r = routes(ns, "up", policyRouteArgs({ ...SPEC, families: ["ipv4"] }));
+            assert.notEqual(r.status, 0);
+            assert.match(r.stderr, /already holds a rule that is not ours/);
+            assert.equal(ns.sh("ip -4 rule show pref 1000 fwmark 0x1"), "");
+            ns.sh("ip link set lo down");
+            const v6 = routes(ns, "up", policyRouteArgs({ ...SPEC, families: ["ipv6"] }));
+            assert.notEqual(v6.status, 0);
+            assert.match(v6.stderr, /lo is down/);
+        }),
+    );
 
-    test("rejects parameters that are not plain values", withNs((ns) => {
-        for (const bad of [["1", "100", "1000", "ipv4"], ["0x1", "1e2", "1000", "ipv4"], ["0x1", "100", "1000", "ipv4;id"], ["0x1", "100", "1000", "ipx"]]) {
-            assert.equal(routes(ns, "up", bad).status, 2, bad.join(" "));
-        }
-    }));
+    test(
+        "rejects parameters that are not plain values",
+        withNs((ns) => {
+            for (const bad of [
+                ["1", "100", "1000", "ipv4"],
+                ["0x1", "1e2", "1000", "ipv4"],
+                ["0x1", "100", "1000", "ipv4;id"],
+                ["0x1", "100", "1000", "ipx"],
+            ]) {
+                assert.equal(routes(ns, "up", bad).status, 2, bad.join(" "));
+            }
+        }),
+    );
 });
 
 test("every node script is shellcheck-clean", { skip: hostToolsMissing(["shellcheck"]) }, () => {

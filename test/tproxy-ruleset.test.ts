@@ -24,7 +24,11 @@ function stack(file: string, tproxyOverride?: Record<string, unknown>): Migratio
     const key = (k: string) => doc.config[`cilium-kpr:${k}`];
     const tproxy = tproxyOverride === undefined ? key("tproxy") : { ...(key("tproxy") as object), ...tproxyOverride };
     const result = validateStackConfig("cilium-kpr", {
-        cluster: key("cluster"), cilium: key("cilium"), tproxy, nodes: key("nodes"), hasSshPrivateKey: true,
+        cluster: key("cluster"),
+        cilium: key("cilium"),
+        tproxy,
+        nodes: key("nodes"),
+        hasSshPrivateKey: true,
     });
     if (!result.ok) throw new Error(JSON.stringify(result.issues));
     return result.config;
@@ -37,7 +41,10 @@ const ipv6 = stack("Pulumi.ipv6-native.yaml", { enabled: true, vip6: "2001:db8:0
 function chainBody(text: string, chain: string): string[] {
     const match = new RegExp(`\\tchain ${chain} \\{\\n([\\s\\S]*?)\\n\\t\\}`).exec(text);
     assert.ok(match, `chain ${chain} missing`);
-    return match[1]!.split("\n").map((l) => l.trim()).slice(1);
+    return match[1]!
+        .split("\n")
+        .map((l) => l.trim())
+        .slice(1);
 }
 
 describe("renderNftRuleset (text)", () => {
@@ -45,11 +52,7 @@ describe("renderNftRuleset (text)", () => {
 
     it("owns exactly one inet table and replaces it in one transaction, never flushing the ruleset", () => {
         const statements = text.split("\n").filter((l) => /^(table|delete|flush|add|destroy)\b/.test(l));
-        assert.deepEqual(statements, [
-            "table inet cilium_kpr_tproxy {}",
-            "delete table inet cilium_kpr_tproxy",
-            "table inet cilium_kpr_tproxy {",
-        ]);
+        assert.deepEqual(statements, ["table inet cilium_kpr_tproxy {}", "delete table inet cilium_kpr_tproxy", "table inet cilium_kpr_tproxy {"]);
         assert.doesNotMatch(text, /flush ruleset/);
     });
 
@@ -57,7 +60,10 @@ describe("renderNftRuleset (text)", () => {
         assert.match(text, /meta nfproto ipv4 meta l4proto \{ tcp, udp \} meta mark set 0x00000001 tproxy ip to 172\.25\.4\.1:7892 counter accept/);
         assert.doesNotMatch(text, /tproxy ip6/);
         assert.match(text, new RegExp(`set ${ACTIVATION_SET} \\{\\n\\t\\ttype nf_proto\\n\\t\\}`));
-        assert.match(text, /set reserved_dst_v4 \{[^}]*elements = \{ 0\.0\.0\.0\/8, 10\.0\.0\.0\/8, 100\.64\.0\.0\/10, 127\.0\.0\.0\/8, 169\.254\.0\.0\/16, 172\.16\.0\.0\/12,/);
+        assert.match(
+            text,
+            /set reserved_dst_v4 \{[^}]*elements = \{ 0\.0\.0\.0\/8, 10\.0\.0\.0\/8, 100\.64\.0\.0\/10, 127\.0\.0\.0\/8, 169\.254\.0\.0\/16, 172\.16\.0\.0\/12,/,
+        );
         assert.match(text, /set cluster_dst_v4 \{[^}]*elements = \{ 172\.27\.0\.0\/16, 172\.25\.4\.0\/24 \}/);
         assert.match(text, /set pod_src_v4 \{[^}]*elements = \{ 172\.26\.0\.0\/16 \}/);
         assert.match(text, /type filter hook prerouting priority mangle \+ 1; policy accept;/);
@@ -68,11 +74,24 @@ describe("renderNftRuleset (text)", () => {
         for (const chain of ["prerouting", "output"]) {
             const rules = chainBody(text, chain);
             const at = (re: RegExp) => rules.findIndex((r) => re.test(r));
-            const order = [/^meta mark & 0x00000f00 != 0 return/, /^meta mark 0x000000ff return/, /^ct direction reply return/,
-                /^fib daddr type \{ local, broadcast, anycast, multicast \} return/, /^ip saddr @pod_src_v4 return/,
-                /^meta nfproto != @tproxy_active return/, /meta mark set 0x00000001/].map(at);
-            assert.ok(order.every((i) => i >= 0), `${chain}: ${JSON.stringify(order)}`);
-            assert.deepEqual([...order].sort((a, b) => a - b), order, `${chain} order`);
+            const order = [
+                /^meta mark & 0x00000f00 != 0 return/,
+                /^meta mark 0x000000ff return/,
+                /^ct direction reply return/,
+                /^fib daddr type \{ local, broadcast, anycast, multicast \} return/,
+                /^ip saddr @pod_src_v4 return/,
+                /^meta nfproto != @tproxy_active return/,
+                /meta mark set 0x00000001/,
+            ].map(at);
+            assert.ok(
+                order.every((i) => i >= 0),
+                `${chain}: ${JSON.stringify(order)}`,
+            );
+            assert.deepEqual(
+                [...order].sort((a, b) => a - b),
+                order,
+                `${chain} order`,
+            );
             assert.equal(rules.at(-1)?.includes("meta mark set 0x00000001"), true);
         }
         // Fail closed: the mark is set before tproxy looks for the listener.
@@ -85,7 +104,10 @@ describe("renderNftRuleset (text)", () => {
         assert.doesNotMatch(v6, /tproxy ip to/);
         assert.match(v6, /set pod_src_v6 \{[^}]*elements = \{ 2001:db8::\/96 \}/);
         assert.match(v6, /set cluster_dst_v6 \{[^}]*elements = \{ 2001:db8:10:96::\/112, 2001:db8:0:1::\/64, 2001:db8:0:2::\/64 \}/);
-        assert.match(v6, /set reserved_dst_v6 \{[^}]*elements = \{ ::\/128, ::1\/128, ::ffff:0:0\/96, 64:ff9b::\/96, 100::\/64, 2001:db8::\/32, fc00::\/7, fe80::\/10, ff00::\/8 \}/);
+        assert.match(
+            v6,
+            /set reserved_dst_v6 \{[^}]*elements = \{ ::\/128, ::1\/128, ::ffff:0:0\/96, 64:ff9b::\/96, 100::\/64, 2001:db8::\/32, fc00::\/7, fe80::\/10, ff00::\/8 \}/,
+        );
     });
 
     it("all mode: `tproxy ip to :PORT` and the activation set pre-filled with the families that have a VIP", () => {
@@ -109,26 +131,30 @@ describe("renderNftRuleset (text)", () => {
     it("reserved: tproxy.reserved replaces a family's defaults, extraReserved adds, covered ranges collapse", () => {
         assert.deepEqual(reservedDestinations({ reserved: {}, extraReserved: [] }), { v4: minimalCover(DEFAULT_RESERVED_V4), v6: [...DEFAULT_RESERVED_V6] });
         assert.ok(reservedDestinations({ reserved: {}, extraReserved: [] }).v4.includes("240.0.0.0/4"));
-        assert.deepEqual(
-            reservedDestinations({ reserved: { v4: ["127.0.0.0/8"] }, extraReserved: ["127.1.0.0/16", "198.51.100.64/26", "2001:db8:5::/48"] }),
-            { v4: ["127.0.0.0/8", "198.51.100.64/26"], v6: [...DEFAULT_RESERVED_V6.filter((c) => c !== "2001:db8::/32"), "2001:db8::/32"].sort(byOrder(DEFAULT_RESERVED_V6)) },
-        );
+        assert.deepEqual(reservedDestinations({ reserved: { v4: ["127.0.0.0/8"] }, extraReserved: ["127.1.0.0/16", "198.51.100.64/26", "2001:db8:5::/48"] }), {
+            v4: ["127.0.0.0/8", "198.51.100.64/26"],
+            v6: [...DEFAULT_RESERVED_V6.filter((c) => c !== "2001:db8::/32"), "2001:db8::/32"].sort(byOrder(DEFAULT_RESERVED_V6)),
+        });
     });
 
     it("property: the hot-path rule count does not grow with the number of reserved ranges", () => {
         const base = nftRulesetInput(prod);
         const counts = (input: NftRulesetInput) => [preroutingRules(input).length, outputRules(input).length];
         const expected = counts(base);
-        const v4 = fc.tuple(fc.integer({ min: 1, max: 223 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }))
+        const v4 = fc
+            .tuple(fc.integer({ min: 1, max: 223 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }))
             .map(([a, b, c]) => `${a}.${b}.${c}.0/24`);
         const v6 = fc.integer({ min: 0, max: 0xffff }).map((n) => `2001:db8:${n.toString(16)}::/48`);
-        fc.assert(fc.property(fc.array(v4, { maxLength: 600 }), fc.array(v6, { maxLength: 200 }), (r4, r6) => {
-            const input = { ...base, reservedDestinations: { v4: minimalCover(r4), v6: minimalCover(r6) } };
-            const text = renderNftRuleset(input);
-            assert.deepEqual(counts(input), expected);
-            assert.equal(chainBody(text, "prerouting").length, expected[0]);
-            for (const cidr of minimalCover(r4)) assert.ok(text.includes(` ${cidr}`), cidr);
-        }), { numRuns: 50 });
+        fc.assert(
+            fc.property(fc.array(v4, { maxLength: 600 }), fc.array(v6, { maxLength: 200 }), (r4, r6) => {
+                const input = { ...base, reservedDestinations: { v4: minimalCover(r4), v6: minimalCover(r6) } };
+                const text = renderNftRuleset(input);
+                assert.deepEqual(counts(input), expected);
+                assert.equal(chainBody(text, "prerouting").length, expected[0]);
+                for (const cidr of minimalCover(r4)) assert.ok(text.includes(` ${cidr}`), cidr);
+            }),
+            { numRuns: 50 },
+        );
     });
 });
 
@@ -139,7 +165,11 @@ function byOrder(order: readonly string[]) {
 describe("renderNftRuleset in a kernel (one namespace)", { skip: hostToolsMissing(["nft", "ip"]) }, () => {
     const ns: NetNs[] = [];
     after(() => ns.forEach((n) => n.dispose()));
-    const fresh = () => { const n = new NetNs("nft"); ns.push(n); return n; };
+    const fresh = () => {
+        const n = new NetNs("nft");
+        ns.push(n);
+        return n;
+    };
     const CILIUM_LIKE = [
         "table ip mangle {",
         "\tchain CILIUM_PRE_mangle {",
@@ -157,7 +187,10 @@ describe("renderNftRuleset in a kernel (one namespace)", { skip: hostToolsMissin
         "",
     ].join("\n");
 
-    for (const [name, config] of [["prod", prod], ["ipv6", ipv6]] as const) {
+    for (const [name, config] of [
+        ["prod", prod],
+        ["ipv6", ipv6],
+    ] as const) {
         it(`${name}: nft -c accepts it and a real load commits`, () => {
             const n = fresh();
             const text = renderNftRuleset(nftRulesetInput(config));

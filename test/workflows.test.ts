@@ -13,9 +13,23 @@ import { ROOT } from "./support/stacks";
  * existing major versions, keep secrets out of shell text, and gate `pulumi up` behind an environment.
  */
 
-interface Step { readonly uses?: string; readonly run?: string; readonly with?: Record<string, unknown>; readonly env?: Record<string, unknown> }
-interface Job { readonly uses?: string; readonly steps?: Step[]; readonly environment?: unknown; readonly needs?: string | string[]; readonly strategy?: { matrix?: { stack?: string[] } } }
-interface Workflow { readonly on: Record<string, unknown>; readonly jobs: Record<string, Job> }
+interface Step {
+    readonly uses?: string;
+    readonly run?: string;
+    readonly with?: Record<string, unknown>;
+    readonly env?: Record<string, unknown>;
+}
+interface Job {
+    readonly uses?: string;
+    readonly steps?: Step[];
+    readonly environment?: unknown;
+    readonly needs?: string | string[];
+    readonly strategy?: { matrix?: { stack?: string[] } };
+}
+interface Workflow {
+    readonly on: Record<string, unknown>;
+    readonly jobs: Record<string, Job>;
+}
 
 const WORKFLOW_DIR = path.join(ROOT, ".github", "workflows");
 const PULUMI_INPUTS = JSON.parse(readFileSync(path.join(ROOT, ".github", "pulumi-actions-inputs.json"), "utf8")) as { commit: string; inputs: string[] };
@@ -24,9 +38,29 @@ const PULUMI_INPUTS = JSON.parse(readFileSync(path.join(ROOT, ".github", "pulumi
 const KNOWN_INPUTS: Readonly<Record<string, { readonly major: string; readonly inputs: readonly string[] }>> = {
     "pulumi/actions": { major: "v6", inputs: PULUMI_INPUTS.inputs },
     // actions/checkout action.yml @ f67ee5d6224ccd5af1909d53ea1faa5efb91db29
-    "actions/checkout": { major: "v4", inputs: ["repository", "ref", "token", "ssh-key", "ssh-known-hosts", "ssh-strict", "persist-credentials", "path", "clean", "fetch-depth", "lfs", "submodules", "set-safe-directory"] },
+    "actions/checkout": {
+        major: "v4",
+        inputs: [
+            "repository",
+            "ref",
+            "token",
+            "ssh-key",
+            "ssh-known-hosts",
+            "ssh-strict",
+            "persist-credentials",
+            "path",
+            "clean",
+            "fetch-depth",
+            "lfs",
+            "submodules",
+            "set-safe-directory",
+        ],
+    },
     // actions/setup-node action.yml @ 76a4cff9ae9abd877db3173c31637296d870a25b
-    "actions/setup-node": { major: "v4", inputs: ["always-auth", "node-version", "architecture", "check-latest", "registry-url", "scope", "token", "cache", "cache-dependency-path"] },
+    "actions/setup-node": {
+        major: "v4",
+        inputs: ["always-auth", "node-version", "architecture", "check-latest", "registry-url", "scope", "token", "cache", "cache-dependency-path"],
+    },
     // actions/upload-artifact action.yml @ 2244c8200304ec9588bf9399eac622d9fadc28c4
     "actions/upload-artifact": { major: "v4", inputs: ["name", "path", "if-no-files-found", "retention-days"] },
 };
@@ -64,7 +98,8 @@ function actionReferenceProblems(wf: Workflow): string[] {
 
 test("the input list is what was extracted from pulumi/actions' action.yml", () => {
     assert.match(PULUMI_INPUTS.commit, /^[0-9a-f]{40}$/);
-    for (const key of ["command", "stack-name", "cloud-url", "comment-on-pr", "policyPacks", "upsert", "diff"]) assert.ok(PULUMI_INPUTS.inputs.includes(key), key);
+    for (const key of ["command", "stack-name", "cloud-url", "comment-on-pr", "policyPacks", "upsert", "diff"])
+        assert.ok(PULUMI_INPUTS.inputs.includes(key), key);
     // The spelling the action really uses (camelCase policyPacks, kebab-case config-map).
     assert.ok(!PULUMI_INPUTS.inputs.includes("policy-packs"));
 });
@@ -79,7 +114,7 @@ test("the checker catches an input an action does not have, a wrong pin and a mi
     };
     assert.deepEqual(actionReferenceProblems(wf), [
         "b: calls ./.github/workflows/missing.yml, which does not exist",
-        "a: pulumi/actions has no input \"stack\"",
+        'a: pulumi/actions has no input "stack"',
         "a: actions/checkout@v3 should pin actions/checkout@v4",
     ]);
 });
@@ -100,7 +135,9 @@ test("secrets reach shell steps only through env, never in the command text", ()
 });
 
 test("every pulumi command runs the policy pack on an existing stack, for each example stack", () => {
-    const stacks = readdirSync(ROOT).flatMap((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1] ?? []).sort();
+    const stacks = readdirSync(ROOT)
+        .flatMap((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1] ?? [])
+        .sort();
     assert.deepEqual(stacks, ["ipv6-native", "prod"]);
     let commands = 0;
     for (const [file, wf] of workflows()) {
@@ -148,7 +185,10 @@ test("the test job runs .ci/run as root with CI kept, and no workflow keeps its 
     const ciRun = readFileSync(path.join(ROOT, ".ci", "run"), "utf8");
     assert.match(ciRun, /^debian_packages=\(.*\byamllint\b.*\)$/m);
     const order = ["npm ci", "npm run lint", "yamllint --strict", "npm test"].map((c) => ciRun.indexOf(`\n${c}`));
-    assert.ok(order.every((i, n) => i > 0 && (n === 0 || i > order[n - 1]!)), `.ci/run order: ${order.join(" ")}`);
+    assert.ok(
+        order.every((i, n) => i > 0 && (n === 0 || i > order[n - 1]!)),
+        `.ci/run order: ${order.join(" ")}`,
+    );
 });
 
 test("yamllint --strict passes on the workflows, their lint config and the policy pack's YAML", { skip: hostToolsMissing(["yamllint"]) }, () => {

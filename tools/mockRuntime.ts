@@ -83,20 +83,28 @@ export async function recordProgramOutcome(run: MockRun, program: () => unknown)
 
     const prefixed: Record<string, string> = {};
     for (const [k, v] of Object.entries(run.config)) prefixed[`${run.project}:${k}`] = v;
-    pulumi.runtime.setAllConfig(prefixed, (run.secretKeys ?? []).map((k) => `${run.project}:${k}`));
+    pulumi.runtime.setAllConfig(
+        prefixed,
+        (run.secretKeys ?? []).map((k) => `${run.project}:${k}`),
+    );
 
-    await pulumi.runtime.setMocks({
-        newResource: (args) => {
-            const recorded = byKey.get(`${args.type}::${args.name}`);
-            if (recorded) {
-                const raw = args.inputs as Record<string, unknown>;
-                recorded.inputs = unwrapSecrets(raw) as Record<string, unknown>;
-                recorded.secretInputs = Object.keys(raw).filter((k) => isSecretWrapper(raw[k]));
-            }
-            return { id: `${args.name}-id`, state: mockOutputs(args.type, args.name, args.inputs as Record<string, unknown>) };
+    await pulumi.runtime.setMocks(
+        {
+            newResource: (args) => {
+                const recorded = byKey.get(`${args.type}::${args.name}`);
+                if (recorded) {
+                    const raw = args.inputs as Record<string, unknown>;
+                    recorded.inputs = unwrapSecrets(raw) as Record<string, unknown>;
+                    recorded.secretInputs = Object.keys(raw).filter((k) => isSecretWrapper(raw[k]));
+                }
+                return { id: `${args.name}-id`, state: mockOutputs(args.type, args.name, args.inputs as Record<string, unknown>) };
+            },
+            call: (args) => args.inputs as Record<string, unknown>,
         },
-        call: (args) => args.inputs as Record<string, unknown>,
-    }, run.project, run.stack, true);
+        run.project,
+        run.stack,
+        true,
+    );
 
     let failure: unknown;
     await pulumi.runtime.runInPulumiStack(async () => {
@@ -107,7 +115,7 @@ export async function recordProgramOutcome(run: MockRun, program: () => unknown)
             const deps = args.opts.dependsOn;
             const depList = Array.isArray(deps) ? deps : deps === undefined ? [] : [deps];
             const parentKey = args.opts.parent ? keys.get(args.opts.parent) : undefined;
-            const dependsOnKeys = depList.flatMap((d) => d instanceof pulumi.Resource && keys.has(d) ? [keys.get(d)!] : []);
+            const dependsOnKeys = depList.flatMap((d) => (d instanceof pulumi.Resource && keys.has(d) ? [keys.get(d)!] : []));
             const entry: RecordedResource = {
                 type: args.type,
                 name: args.name,

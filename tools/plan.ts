@@ -14,7 +14,7 @@ import { nodeKeepalivedSnippet, nodeTproxyBundle } from "../components/tproxy/no
  * Pulumi.<stack>.yaml, with no Pulumi CLI, cluster or credentials, and writes what it would do.
  */
 async function main(): Promise<number> {
-    const { values } = parseArgs({ options: { stack: { type: "string" }, out: { type: "string" }, "stack-dir": { type: "string" } } });
+    const { values } = parseArgs({ options: { "stack": { type: "string" }, "out": { type: "string" }, "stack-dir": { type: "string" } } });
     if (values.stack === undefined || !/^[A-Za-z0-9_.-]+$/.test(values.stack)) {
         process.stderr.write("usage: npm run plan -- --stack <name> [--out <dir>] [--stack-dir <dir with Pulumi.yaml and Pulumi.<name>.yaml>]\n");
         return 2;
@@ -29,8 +29,10 @@ async function main(): Promise<number> {
 
     let resources: RecordedResource[];
     try {
-        resources = await recordProgram({ project: stack.project, stack: values.stack, config: stack.config, secretKeys: stack.secretKeys },
-            () => import("../index"));
+        resources = await recordProgram(
+            { project: stack.project, stack: values.stack, config: stack.config, secretKeys: stack.secretKeys },
+            () => import("../index"),
+        );
     } catch (err) {
         process.stderr.write(`plan failed: ${err instanceof Error ? err.message : String(err)}\n`);
         return 1;
@@ -40,15 +42,22 @@ async function main(): Promise<number> {
     rmSync(outDir, { recursive: true, force: true });
     mkdirSync(outDir, { recursive: true });
     const byKey = new Map(ordered.map((r) => [r.key, r]));
-    writeFileSync(path.join(outDir, "resources.json"), JSON.stringify(ordered.map((r) => ({
-        urn: urnOf(r, byKey, stack.project, values.stack!),
-        type: r.type,
-        name: r.name,
-        parent: r.parent ?? null,
-        dependsOn: r.dependsOn,
-        ...(r.retainOnDelete ? { retainOnDelete: true } : {}),
-        ...(r.deleteBeforeReplace ? { deleteBeforeReplace: true } : {}),
-    })), null, 2) + "\n");
+    writeFileSync(
+        path.join(outDir, "resources.json"),
+        JSON.stringify(
+            ordered.map((r) => ({
+                urn: urnOf(r, byKey, stack.project, values.stack!),
+                type: r.type,
+                name: r.name,
+                parent: r.parent ?? null,
+                dependsOn: r.dependsOn,
+                ...(r.retainOnDelete ? { retainOnDelete: true } : {}),
+                ...(r.deleteBeforeReplace ? { deleteBeforeReplace: true } : {}),
+            })),
+            null,
+            2,
+        ) + "\n",
+    );
 
     const release = ordered.find((r) => r.type === "kubernetes:helm.sh/v3:Release");
     if (release) writeFileSync(path.join(outDir, "cilium-values.yaml"), YAML.stringify(release.inputs.values ?? {}));
@@ -99,7 +108,12 @@ function urnOf(r: RecordedResource, byKey: ReadonlyMap<string, RecordedResource>
     return `urn:pulumi:${stackName}::${project}::${[...types, r.type].join("$")}::${r.name}`;
 }
 
-main().then((code) => { process.exitCode = code; }, (err: unknown) => {
-    process.stderr.write(`${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-    process.exitCode = 1;
-});
+main().then(
+    (code) => {
+        process.exitCode = code;
+    },
+    (err: unknown) => {
+        process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+        process.exitCode = 1;
+    },
+);

@@ -24,7 +24,7 @@ export function readStackFile(root: string, stack: string): StackFile {
     const config: Record<string, string> = {};
     const secretKeys: string[] = [];
     for (const [fullKey, value] of Object.entries(parsed.config ?? {})) {
-        const [namespace, key] = fullKey.includes(":") ? fullKey.split(":", 2) as [string, string] : [project, fullKey];
+        const [namespace, key] = fullKey.includes(":") ? (fullKey.split(":", 2) as [string, string]) : [project, fullKey];
         if (namespace !== project) continue;
         if (value !== null && typeof value === "object" && "secure" in value) {
             config[key] = SECRET_PLACEHOLDER;
@@ -43,7 +43,7 @@ export function readStackFile(root: string, stack: string): StackFile {
 
 /** The stack's config as the raw (unvalidated) object validateStackConfig takes. */
 export function rawStackConfig(config: Readonly<Record<string, string>>): RawStackConfig {
-    const parse = (key: string): unknown => config[key] === undefined ? undefined : JSON.parse(config[key]);
+    const parse = (key: string): unknown => (config[key] === undefined ? undefined : JSON.parse(config[key]));
     return {
         cluster: parse("cluster"),
         cilium: parse("cilium"),

@@ -50,9 +50,7 @@ export const TYPED_VALUE_KEYS: Readonly<Record<string, string>> = {
 export function valueKeyPaths(values: Readonly<Record<string, unknown>>, prefix = ""): string[] {
     return Object.entries(values).flatMap(([key, value]) => {
         const path = prefix === "" ? key : `${prefix}.${key}`;
-        return value !== null && typeof value === "object" && !Array.isArray(value)
-            ? valueKeyPaths(value as Record<string, unknown>, path)
-            : [path];
+        return value !== null && typeof value === "object" && !Array.isArray(value) ? valueKeyPaths(value as Record<string, unknown>, path) : [path];
     });
 }
 
@@ -62,7 +60,10 @@ export function removedValueKeys(chartVersion: string, extraValues: Readonly<Rec
     for (const path of valueKeyPaths(extraValues)) {
         const removed = REMOVED_KEYS.find((r) => r.key === path);
         if (removed && semver.gte(chartVersion, removed.removedIn)) {
-            problems.push({ key: path, reason: `${path} no longer exists in chart ${chartVersion} (removed in ${removed.removedIn}; Helm would ignore it silently): ${removed.instead}` });
+            problems.push({
+                key: path,
+                reason: `${path} no longer exists in chart ${chartVersion} (removed in ${removed.removedIn}; Helm would ignore it silently): ${removed.instead}`,
+            });
             continue;
         }
         const owner = TYPED_VALUE_KEYS[path];

@@ -34,26 +34,30 @@ export class CiliumRelease extends pulumi.ComponentResource {
         }
         this.values = hashSeed.apply((seed) => ciliumValues(cilium, seed));
 
-        this.release = new k8s.helm.v3.Release(name, {
-            name: cilium.releaseName,
-            namespace: cilium.namespace,
-            chart: cilium.chart,
-            version: cilium.chartVersion,
-            repositoryOpts: { repo: cilium.repository },
-            values: this.values,
-            reuseValues: cilium.reuseValues,
-            createNamespace: false,
-            // A failed upgrade rolls back to the previous release while kube-proxy is still serving.
-            atomic: true,
-            cleanupOnFail: false,
-            maxHistory: 10,
-            timeout: 900,
-        }, {
-            parent: this,
-            provider: args.provider,
-            retainOnDelete: true,
-            dependsOn: args.dependsOn ?? [],
-        });
+        this.release = new k8s.helm.v3.Release(
+            name,
+            {
+                name: cilium.releaseName,
+                namespace: cilium.namespace,
+                chart: cilium.chart,
+                version: cilium.chartVersion,
+                repositoryOpts: { repo: cilium.repository },
+                values: this.values,
+                reuseValues: cilium.reuseValues,
+                createNamespace: false,
+                // A failed upgrade rolls back to the previous release while kube-proxy is still serving.
+                atomic: true,
+                cleanupOnFail: false,
+                maxHistory: 10,
+                timeout: 900,
+            },
+            {
+                parent: this,
+                provider: args.provider,
+                retainOnDelete: true,
+                dependsOn: args.dependsOn ?? [],
+            },
+        );
 
         this.registerOutputs({ values: this.values, status: this.release.status });
     }

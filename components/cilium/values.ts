@@ -49,7 +49,6 @@ export function ciliumValues(cilium: CiliumSettings, maglevHashSeed?: string): H
     return deepMerge(cilium.extraValues, typed);
 }
 
-
 function isPlainObject(value: unknown): value is Record<string, unknown> {
     return value !== null && typeof value === "object" && !Array.isArray(value);
 }

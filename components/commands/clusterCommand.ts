@@ -24,12 +24,16 @@ export interface ClusterCommandArgs {
 
 /** A local.Command that runs one of the repository's cluster scripts with bash on the operator's machine. */
 export function clusterCommand(name: string, args: ClusterCommandArgs, opts: pulumi.CustomResourceOptions): command.local.Command {
-    return new command.local.Command(name, {
-        interpreter: ["/bin/bash", "-c"],
-        create: scriptText(args.create),
-        delete: args.delete === undefined ? undefined : scriptText(args.delete),
-        environment: { ...clusterEnvironment(args.cluster), ...args.environment },
-        triggers: args.triggers,
-        addPreviousOutputInEnv: false,
-    }, opts);
+    return new command.local.Command(
+        name,
+        {
+            interpreter: ["/bin/bash", "-c"],
+            create: scriptText(args.create),
+            delete: args.delete === undefined ? undefined : scriptText(args.delete),
+            environment: { ...clusterEnvironment(args.cluster), ...args.environment },
+            triggers: args.triggers,
+            addPreviousOutputInEnv: false,
+        },
+        opts,
+    );
 }

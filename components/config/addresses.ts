@@ -19,9 +19,7 @@ export function parseCidr(text: string): Cidr | string {
     }
     const [address, prefix] = parsed;
     const family: Family = address.kind();
-    const network = family === "ipv4"
-        ? ipaddr.IPv4.networkAddressFromCIDR(text)
-        : ipaddr.IPv6.networkAddressFromCIDR(text);
+    const network = family === "ipv4" ? ipaddr.IPv4.networkAddressFromCIDR(text) : ipaddr.IPv6.networkAddressFromCIDR(text);
     if (network.toString() !== address.toString()) {
         return `"${text}" has host bits set; did you mean ${network.toString()}/${prefix}?`;
     }

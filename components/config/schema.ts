@@ -26,18 +26,19 @@ const cidr = z.string().transform((text, ctx) => {
     return parsed.text;
 });
 
-const ipAddress = (family?: "ipv4" | "ipv6") => z.string().transform((text, ctx) => {
-    const parsed = parseAddress(text);
-    if (typeof parsed === "string") {
-        ctx.addIssue({ code: "custom", message: parsed });
-        return z.NEVER;
-    }
-    if (family && parsed.kind() !== family) {
-        ctx.addIssue({ code: "custom", message: `"${text}" is not an ${family === "ipv4" ? "IPv4" : "IPv6"} address` });
-        return z.NEVER;
-    }
-    return parsed.toString();
-});
+const ipAddress = (family?: "ipv4" | "ipv6") =>
+    z.string().transform((text, ctx) => {
+        const parsed = parseAddress(text);
+        if (typeof parsed === "string") {
+            ctx.addIssue({ code: "custom", message: parsed });
+            return z.NEVER;
+        }
+        if (family && parsed.kind() !== family) {
+            ctx.addIssue({ code: "custom", message: `"${text}" is not an ${family === "ipv4" ? "IPv4" : "IPv6"} address` });
+            return z.NEVER;
+        }
+        return parsed.toString();
+    });
 
 const port = z.number().int("must be a whole number").min(1, "must be a port from 1 to 65535").max(65535, "must be a port from 1 to 65535");
 
@@ -46,15 +47,19 @@ const k8sName = z.string().regex(/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/, "must
 /** Node names: plain host names, never shell metacharacters. */
 const nodeName = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "must be a plain host name (a-z, 0-9, '-'), no spaces or shell metacharacters");
 /** Linux interface names (max 15 chars); Cilium also accepts a trailing '+' wildcard. */
-const deviceName = z.string().regex(/^[A-Za-z0-9_.-]{1,15}\+?$/, "must be an interface name (letters, digits, '_', '.', '-', at most 15, optional trailing '+')");
+const deviceName = z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,15}\+?$/, "must be an interface name (letters, digits, '_', '.', '-', at most 15, optional trailing '+')");
 const interfaceName = z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, "must be an interface name (letters, digits, '_', '.', '-', at most 15)");
 const identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,31}$/, "must be a plain identifier (letters, digits, '_')");
 const unitName = z.string().regex(/^[A-Za-z0-9@_.-]+\.service$/, "must be a systemd unit name ending in .service");
 const sshUser = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a plain user name");
-const hostKey = z.string().regex(
-    /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) [A-Za-z0-9+/]+={0,3}$/,
-    "must be a public host key line without comment, e.g. \"ssh-ed25519 AAAA...\" (from ssh-keyscan)",
-);
+const hostKey = z
+    .string()
+    .regex(
+        /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) [A-Za-z0-9+/]+={0,3}$/,
+        'must be a public host key line without comment, e.g. "ssh-ed25519 AAAA..." (from ssh-keyscan)',
+    );
 const filePath = z.string().regex(/^[A-Za-z0-9_./~-]+$/, "must be a path without spaces or shell metacharacters");
 
 /** A 32-bit mark given as a number or a "0x..." string. */
@@ -75,18 +80,23 @@ const chartVersion = z.string().refine((v) => semver.valid(v) !== null, "must be
 
 export const clusterSchema = z.strictObject({
     kubeconfig: filePath.optional(),
-    context: z.string().regex(/^[A-Za-z0-9@_.:/-]+$/, "must be a kubeconfig context name").optional(),
+    context: z
+        .string()
+        .regex(/^[A-Za-z0-9@_.:/-]+$/, "must be a kubeconfig context name")
+        .optional(),
     podCidrs: z.array(cidr).min(1, "needs at least one Pod CIDR"),
     serviceCidrs: z.array(cidr).min(1, "needs at least one Service CIDR"),
     nodeCidrs: z.array(cidr).min(1, "needs at least one node network CIDR"),
-    kubeProxy: z.strictObject({
-        namespace: k8sName.default("kube-system"),
-        daemonSet: k8sName.default("kube-proxy"),
-        configMap: k8sName.default("kube-proxy"),
-        /** ConfigMap (in the same namespace) that keeps the backup; survives loss of Pulumi state. */
-        backupConfigMap: k8sName.default("kube-proxy-pre-cilium-kpr-backup"),
-        iptablesBackend: z.enum(["auto", "nft", "legacy"]).default("auto"),
-    }).prefault({}),
+    kubeProxy: z
+        .strictObject({
+            namespace: k8sName.default("kube-system"),
+            daemonSet: k8sName.default("kube-proxy"),
+            configMap: k8sName.default("kube-proxy"),
+            /** ConfigMap (in the same namespace) that keeps the backup; survives loss of Pulumi state. */
+            backupConfigMap: k8sName.default("kube-proxy-pre-cilium-kpr-backup"),
+            iptablesBackend: z.enum(["auto", "nft", "legacy"]).default("auto"),
+        })
+        .prefault({}),
 });
 
 const familySchema = z.strictObject({
@@ -114,15 +124,22 @@ export const ciliumSchema = z.strictObject({
     autoDirectNodeRoutes: z.boolean().default(false),
     directRoutingSkipUnreachable: z.boolean().optional(),
     devices: z.array(deviceName).optional(),
-    loadBalancer: z.strictObject({
-        algorithm: z.enum(["random", "maglev"]).default("random"),
-        mode: z.enum(["snat", "dsr", "hybrid"]).default("snat"),
-        externalClusterIP: z.boolean().default(false),
-    }).prefault({}),
-    maglev: z.strictObject({
-        tableSize: z.number().int().refine((n) => MAGLEV_TABLE_SIZES.includes(n),
-            `must be one of the prime sizes Cilium accepts: ${MAGLEV_TABLE_SIZES.join(", ")}`).default(16381),
-    }).prefault({}),
+    loadBalancer: z
+        .strictObject({
+            algorithm: z.enum(["random", "maglev"]).default("random"),
+            mode: z.enum(["snat", "dsr", "hybrid"]).default("snat"),
+            externalClusterIP: z.boolean().default(false),
+        })
+        .prefault({}),
+    maglev: z
+        .strictObject({
+            tableSize: z
+                .number()
+                .int()
+                .refine((n) => MAGLEV_TABLE_SIZES.includes(n), `must be one of the prime sizes Cilium accepts: ${MAGLEV_TABLE_SIZES.join(", ")}`)
+                .default(16381),
+        })
+        .prefault({}),
     bpfMasquerade: z.boolean().default(true),
     hostLegacyRouting: z.boolean().default(false),
     operatorReplicas: z.number().int().min(1).optional(),
@@ -137,20 +154,30 @@ export const tproxySchema = z.strictObject({
     port: port.default(7892),
     mark: mark.default(0x1),
     bypassMark: mark.default(0xff),
-    routeTable: z.number().int().min(1).max(0xffffffff)
+    routeTable: z
+        .number()
+        .int()
+        .min(1)
+        .max(0xffffffff)
         .refine((n) => !KERNEL_ROUTE_TABLES.includes(n), "is a table the kernel reserves (0, 253, 254, 255)")
         .refine((n) => !CILIUM_ROUTE_TABLES.includes(n), `is a route table Cilium uses (${CILIUM_ROUTE_TABLES.join(", ")})`)
         .default(100),
-    rulePriority: z.number().int().min(1).max(32765)
+    rulePriority: z
+        .number()
+        .int()
+        .min(1)
+        .max(32765)
         .refine((n) => !KERNEL_RULE_PRIORITIES.includes(n), "is a priority the kernel's default rules use")
         .refine((n) => !CILIUM_RULE_PRIORITIES.includes(n), `is an ip rule priority Cilium uses (${CILIUM_RULE_PRIORITIES.join(", ")})`)
         .default(1000),
     bindMode: z.enum(["vip", "all"]).default("vip"),
     /** Replaces the default reserved (never proxied) destination ranges when given. */
-    reserved: z.strictObject({
-        v4: z.array(cidr).optional(),
-        v6: z.array(cidr).optional(),
-    }).prefault({}),
+    reserved: z
+        .strictObject({
+            v4: z.array(cidr).optional(),
+            v6: z.array(cidr).optional(),
+        })
+        .prefault({}),
     /** Added to the reserved ranges. */
     extraReserved: z.array(cidr).default([]),
     tableName: identifier.default("cilium_kpr_tproxy"),

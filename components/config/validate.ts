@@ -40,14 +40,14 @@ export interface ConfigIssue {
     readonly message: string;
 }
 
-export type ValidationResult =
-    | { readonly ok: true; readonly config: MigrationConfig }
-    | { readonly ok: false; readonly issues: readonly ConfigIssue[] };
+export type ValidationResult = { readonly ok: true; readonly config: MigrationConfig } | { readonly ok: false; readonly issues: readonly ConfigIssue[] };
 
 export class ConfigValidationError extends Error {
     constructor(readonly issues: readonly ConfigIssue[]) {
-        super(`invalid stack configuration (${issues.length} problem${issues.length === 1 ? "" : "s"}):\n`
-            + issues.map((i) => `  - ${i.key}: ${i.message}`).join("\n"));
+        super(
+            `invalid stack configuration (${issues.length} problem${issues.length === 1 ? "" : "s"}):\n` +
+                issues.map((i) => `  - ${i.key}: ${i.message}`).join("\n"),
+        );
         this.name = "ConfigValidationError";
     }
 }
@@ -122,14 +122,17 @@ function parseNodes(value: unknown, report: Report): (NodeConfig | undefined)[] 
 type Report = (path: string, message: string) => void;
 
 function joinPath(base: string, path: readonly PropertyKey[]): string {
-    return path.reduce<string>((acc, part) => typeof part === "number" ? `${acc}[${part}]` : `${acc}.${String(part)}`, base);
+    return path.reduce<string>((acc, part) => (typeof part === "number" ? `${acc}[${part}]` : `${acc}.${String(part)}`), base);
 }
 
 const REMOVED_KPR_MODES = ["strict", "partial", "probe", "disabled"];
 
 function checkCilium(parsed: z.output<typeof ciliumSchema>, report: Report): CiliumSettings | undefined {
     let ok = true;
-    const fail = (path: string, message: string) => { ok = false; report(`cilium.${path}`, message); };
+    const fail = (path: string, message: string) => {
+        ok = false;
+        report(`cilium.${path}`, message);
+    };
 
     if (semver.lt(parsed.chartVersion, MINIMUM_CHART_VERSION)) {
         fail("chartVersion", `${parsed.chartVersion} is older than ${MINIMUM_CHART_VERSION}, the oldest chart this program renders KPR values for`);
@@ -152,9 +155,12 @@ function checkCilium(parsed: z.output<typeof ciliumSchema>, report: Report): Cil
     if (kpr) {
         const host = parsed.k8sServiceHost;
         if (host === undefined || host === "") {
-            fail("k8sServiceHost", "is required when kubeProxyReplacement is true: agents cannot reach the API server through the kubernetes ClusterIP once kube-proxy is gone");
+            fail(
+                "k8sServiceHost",
+                "is required when kubeProxyReplacement is true: agents cannot reach the API server through the kubernetes ClusterIP once kube-proxy is gone",
+            );
         } else if (host === "auto") {
-            fail("k8sServiceHost", "\"auto\" reads kube-public/cluster-info at start-up and breaks on IPv6 literals; give the API server's address or VIP");
+            fail("k8sServiceHost", '"auto" reads kube-public/cluster-info at start-up and breaks on IPv6 literals; give the API server\'s address or VIP');
         } else if (typeof parseAddress(host) === "string" && !/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(host)) {
             fail("k8sServiceHost", `"${host}" is neither an IP address nor a DNS name`);
         }
@@ -211,7 +217,8 @@ function checkCluster(cluster: ClusterConfig, report: Report): void {
     ];
     for (let i = 0; i < all.length; i++) {
         for (let j = i + 1; j < all.length; j++) {
-            const a = parseCidr(all[i]!.t), b = parseCidr(all[j]!.t);
+            const a = parseCidr(all[i]!.t),
+                b = parseCidr(all[j]!.t);
             if (typeof a === "string" || typeof b === "string") continue;
             if (cidrCovers(a, b) || cidrCovers(b, a)) {
                 report(all[j]!.key, `${b.text} overlaps ${all[i]!.key} (${a.text})`);
@@ -244,7 +251,10 @@ function checkClusterAgainstCilium(cluster: ClusterConfig, cilium: CiliumSetting
         for (const service of cluster.serviceCidrs) {
             const c = parseCidr(service);
             if (typeof c !== "string" && cidrContains(c, host)) {
-                report("cilium.k8sServiceHost", `${cilium.k8sServiceHost} is inside the Service CIDR ${c.text}: it is only reachable through kube-proxy or Cilium itself; give the API server's real address or VIP`);
+                report(
+                    "cilium.k8sServiceHost",
+                    `${cilium.k8sServiceHost} is inside the Service CIDR ${c.text}: it is only reachable through kube-proxy or Cilium itself; give the API server's real address or VIP`,
+                );
             }
         }
     }
@@ -252,8 +262,13 @@ function checkClusterAgainstCilium(cluster: ClusterConfig, cilium: CiliumSetting
 
 function inNodeNetwork(nodeCidrs: readonly string[], text: string): boolean {
     const address = parseAddress(text);
-    return typeof address !== "string"
-        && nodeCidrs.some((t) => { const c = parseCidr(t); return typeof c !== "string" && cidrContains(c, address); });
+    return (
+        typeof address !== "string" &&
+        nodeCidrs.some((t) => {
+            const c = parseCidr(t);
+            return typeof c !== "string" && cidrContains(c, address);
+        })
+    );
 }
 
 function checkNodes(nodes: readonly (NodeConfig | undefined)[], nodeCidrs: readonly string[] | undefined, report: Report): void {
@@ -282,7 +297,10 @@ function checkTproxy(tproxy: TproxyConfig, nodeCidrs: readonly string[] | undefi
         report("tproxy.vip4", "tproxy is enabled but neither tproxy.vip4 nor tproxy.vip6 is set");
     }
     if (!nodeCidrs) return;
-    for (const [key, vip] of [["tproxy.vip4", tproxy.vip4], ["tproxy.vip6", tproxy.vip6]] as const) {
+    for (const [key, vip] of [
+        ["tproxy.vip4", tproxy.vip4],
+        ["tproxy.vip6", tproxy.vip6],
+    ] as const) {
         if (vip !== undefined && !inNodeNetwork(nodeCidrs, vip)) {
             report(key, `${vip} is outside every cluster.nodeCidrs network; keepalived can only hold a VIP on a node network`);
         }
@@ -310,7 +328,8 @@ function checkMigration(
     if (nodes === undefined || nodes.some((n) => n === undefined)) return;
     const names = new Set(nodes.map((n) => n!.name));
     canary.forEach((name, i) => {
-        if (!names.has(name)) report(`migration.canaryNodes[${i}]`, `"${name}" is not one of the nodes; list it under nodes too (its SSH address and host key)`);
+        if (!names.has(name))
+            report(`migration.canaryNodes[${i}]`, `"${name}" is not one of the nodes; list it under nodes too (its SSH address and host key)`);
     });
     if ([...names].every((name) => seen.has(name))) {
         report("migration.canaryNodes", "lists every node, which is no canary: leave it empty for the full migration (kube-proxy's DaemonSet removed)");

@@ -14,24 +14,28 @@ export const VALUES_SNAPSHOT_CONFIGMAP = "cilium-kpr-pre-migration-values";
  */
 export function valuesSnapshot(config: MigrationConfig, opts: pulumi.CustomResourceOptions): command.local.Command {
     const { cilium, cluster } = config;
-    return clusterCommand(STEP.valuesSnapshot, {
-        cluster,
-        create: "kubeproxy/scripts/cilium-values-snapshot.sh",
-        delete: "kubeproxy/scripts/cilium-values-restore.sh",
-        // One environment serves both scripts: delete runs with what was stored at create.
-        environment: {
-            ...scriptEnvironment("cilium-values-restore", {
-                CILIUM_NAMESPACE: cilium.namespace,
-                CILIUM_RELEASE: cilium.releaseName,
-                CILIUM_CHART: cilium.chart,
-                CILIUM_CHART_VERSION: cilium.chartVersion,
-                CILIUM_REPOSITORY: cilium.repository,
-                SNAPSHOT_CONFIGMAP: VALUES_SNAPSHOT_CONFIGMAP,
-                KUBE_PROXY_NAMESPACE: cluster.kubeProxy.namespace,
-                KUBE_PROXY_DAEMONSET: cluster.kubeProxy.daemonSet,
-            }),
+    return clusterCommand(
+        STEP.valuesSnapshot,
+        {
+            cluster,
+            create: "kubeproxy/scripts/cilium-values-snapshot.sh",
+            delete: "kubeproxy/scripts/cilium-values-restore.sh",
+            // One environment serves both scripts: delete runs with what was stored at create.
+            environment: {
+                ...scriptEnvironment("cilium-values-restore", {
+                    CILIUM_NAMESPACE: cilium.namespace,
+                    CILIUM_RELEASE: cilium.releaseName,
+                    CILIUM_CHART: cilium.chart,
+                    CILIUM_CHART_VERSION: cilium.chartVersion,
+                    CILIUM_REPOSITORY: cilium.repository,
+                    SNAPSHOT_CONFIGMAP: VALUES_SNAPSHOT_CONFIGMAP,
+                    KUBE_PROXY_NAMESPACE: cluster.kubeProxy.namespace,
+                    KUBE_PROXY_DAEMONSET: cluster.kubeProxy.daemonSet,
+                }),
+            },
         },
-    }, opts);
+        opts,
+    );
 }
 
 export interface KprGateArgs {
@@ -46,12 +50,16 @@ export interface KprGateArgs {
  * replacement with socket LB and NodePort. Replaced (so re-run) whenever the release's values change.
  */
 export function kprGate(args: KprGateArgs, opts: pulumi.CustomResourceOptions): command.local.Command {
-    return clusterCommand(STEP.kprGate, {
-        cluster: args.config.cluster,
-        create: "kubeproxy/scripts/kpr-gate.sh",
-        environment: scriptEnvironment("kpr-gate", { CILIUM_NAMESPACE: args.config.cilium.namespace }),
-        triggers: [args.values.apply((v) => JSON.stringify(v))],
-    }, { ...opts, dependsOn: [args.release] });
+    return clusterCommand(
+        STEP.kprGate,
+        {
+            cluster: args.config.cluster,
+            create: "kubeproxy/scripts/kpr-gate.sh",
+            environment: scriptEnvironment("kpr-gate", { CILIUM_NAMESPACE: args.config.cilium.namespace }),
+            triggers: [args.values.apply((v) => JSON.stringify(v))],
+        },
+        { ...opts, dependsOn: [args.release] },
+    );
 }
 
 /**
@@ -62,17 +70,21 @@ export function kprGate(args: KprGateArgs, opts: pulumi.CustomResourceOptions): 
  */
 export function kubeProxyRemoval(config: MigrationConfig, gate: pulumi.Resource, opts: pulumi.CustomResourceOptions): command.local.Command {
     const kp = config.cluster.kubeProxy;
-    return clusterCommand(STEP.kubeProxyRemoval, {
-        cluster: config.cluster,
-        create: "kubeproxy/scripts/kube-proxy-remove.sh",
-        delete: "kubeproxy/scripts/kube-proxy-restore.sh",
-        environment: scriptEnvironment("kube-proxy-remove", {
-            KUBE_PROXY_NAMESPACE: kp.namespace,
-            KUBE_PROXY_DAEMONSET: kp.daemonSet,
-            KUBE_PROXY_CONFIGMAP: kp.configMap,
-            KUBE_PROXY_BACKUP_CONFIGMAP: kp.backupConfigMap,
-        }),
-    }, { ...opts, dependsOn: [gate] });
+    return clusterCommand(
+        STEP.kubeProxyRemoval,
+        {
+            cluster: config.cluster,
+            create: "kubeproxy/scripts/kube-proxy-remove.sh",
+            delete: "kubeproxy/scripts/kube-proxy-restore.sh",
+            environment: scriptEnvironment("kube-proxy-remove", {
+                KUBE_PROXY_NAMESPACE: kp.namespace,
+                KUBE_PROXY_DAEMONSET: kp.daemonSet,
+                KUBE_PROXY_CONFIGMAP: kp.configMap,
+                KUBE_PROXY_BACKUP_CONFIGMAP: kp.backupConfigMap,
+            }),
+        },
+        { ...opts, dependsOn: [gate] },
+    );
 }
 
 /**
@@ -83,23 +95,31 @@ export function kubeProxyRemoval(config: MigrationConfig, gate: pulumi.Resource,
  */
 export function kubeProxyCanaryExclusion(config: MigrationConfig, gate: pulumi.Resource, opts: pulumi.CustomResourceOptions): command.local.Command {
     const kp = config.cluster.kubeProxy;
-    return clusterCommand(STEP.kubeProxyCanaryExclusion, {
-        cluster: config.cluster,
-        create: "kubeproxy/scripts/kube-proxy-exclude.sh",
-        delete: "kubeproxy/scripts/kube-proxy-include.sh",
-        environment: scriptEnvironment("kube-proxy-exclude", {
-            CANARY_NODES: config.migration.canaryNodes.join(" "),
-            KUBE_PROXY_NAMESPACE: kp.namespace,
-            KUBE_PROXY_DAEMONSET: kp.daemonSet,
-        }),
-    }, { ...opts, dependsOn: [gate] });
+    return clusterCommand(
+        STEP.kubeProxyCanaryExclusion,
+        {
+            cluster: config.cluster,
+            create: "kubeproxy/scripts/kube-proxy-exclude.sh",
+            delete: "kubeproxy/scripts/kube-proxy-include.sh",
+            environment: scriptEnvironment("kube-proxy-exclude", {
+                CANARY_NODES: config.migration.canaryNodes.join(" "),
+                KUBE_PROXY_NAMESPACE: kp.namespace,
+                KUBE_PROXY_DAEMONSET: kp.daemonSet,
+            }),
+        },
+        { ...opts, dependsOn: [gate] },
+    );
 }
 
 /** Every agent lists services, the kubernetes Service among them. */
 export function postMigrationVerification(config: MigrationConfig, after: pulumi.Resource[], opts: pulumi.CustomResourceOptions): command.local.Command {
-    return clusterCommand(STEP.verification, {
-        cluster: config.cluster,
-        create: "kubeproxy/scripts/post-migration-verify.sh",
-        environment: scriptEnvironment("post-migration-verify", { CILIUM_NAMESPACE: config.cilium.namespace }),
-    }, { ...opts, dependsOn: after });
+    return clusterCommand(
+        STEP.verification,
+        {
+            cluster: config.cluster,
+            create: "kubeproxy/scripts/post-migration-verify.sh",
+            environment: scriptEnvironment("post-migration-verify", { CILIUM_NAMESPACE: config.cilium.namespace }),
+        },
+        { ...opts, dependsOn: after },
+    );
 }

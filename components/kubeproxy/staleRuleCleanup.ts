@@ -16,20 +16,28 @@ export function staleRuleCleanup(
     privateKey: pulumi.Output<string>,
     opts: pulumi.CustomResourceOptions,
 ): command.remote.Command {
-    return new command.remote.Command(STEP.staleRuleCleanup(node.name), {
-        connection: nodeConnection(node, privateKey),
-        create: remoteScriptCommand(`remove kube-proxy's stale iptables rules on ${node.name}`,
-            scriptText("kubeproxy/scripts/stale-rules-cleanup.sh"), [cluster.kubeProxy.iptablesBackend]),
-        addPreviousOutputInEnv: false,
-    }, opts);
+    return new command.remote.Command(
+        STEP.staleRuleCleanup(node.name),
+        {
+            connection: nodeConnection(node, privateKey),
+            create: remoteScriptCommand(`remove kube-proxy's stale iptables rules on ${node.name}`, scriptText("kubeproxy/scripts/stale-rules-cleanup.sh"), [
+                cluster.kubeProxy.iptablesBackend,
+            ]),
+            addPreviousOutputInEnv: false,
+        },
+        opts,
+    );
 }
 
 /** Read-only: fails while any KUBE-SVC/KUBE-SEP/KUBE-SERVICES/KUBE-NODEPORTS rule remains on the node. */
 export function staleRuleVerify(node: NodeConfig, privateKey: pulumi.Output<string>, opts: pulumi.CustomResourceOptions): command.remote.Command {
-    return new command.remote.Command(STEP.staleRuleVerify(node.name), {
-        connection: nodeConnection(node, privateKey),
-        create: remoteScriptCommand(`verify no kube-proxy Service rules remain on ${node.name}`,
-            scriptText("kubeproxy/scripts/stale-rules-verify.sh"), []),
-        addPreviousOutputInEnv: false,
-    }, opts);
+    return new command.remote.Command(
+        STEP.staleRuleVerify(node.name),
+        {
+            connection: nodeConnection(node, privateKey),
+            create: remoteScriptCommand(`verify no kube-proxy Service rules remain on ${node.name}`, scriptText("kubeproxy/scripts/stale-rules-verify.sh"), []),
+            addPreviousOutputInEnv: false,
+        },
+        opts,
+    );
 }

@@ -12,15 +12,26 @@ import { nodePreflightCommand, operatorPreflightEnv } from "./preflightArgs";
  * (kernel, bpffs, cgroup v2, nft, iptables backend, our table/priority/mark unused).
  */
 export function preflight(config: MigrationConfig, privateKey: pulumi.Output<string>, opts: pulumi.CustomResourceOptions): pulumi.Resource[] {
-    const operator = clusterCommand(STEP.operatorPreflight, {
-        cluster: config.cluster,
-        create: "preflight/scripts/operator-preflight.sh",
-        environment: operatorPreflightEnv(config),
-    }, opts);
-    const nodes = config.nodes.map((node) => new command.remote.Command(STEP.nodePreflight(node.name), {
-        connection: nodeConnection(node, privateKey),
-        create: nodePreflightCommand(config, node),
-        addPreviousOutputInEnv: false,
-    }, opts));
+    const operator = clusterCommand(
+        STEP.operatorPreflight,
+        {
+            cluster: config.cluster,
+            create: "preflight/scripts/operator-preflight.sh",
+            environment: operatorPreflightEnv(config),
+        },
+        opts,
+    );
+    const nodes = config.nodes.map(
+        (node) =>
+            new command.remote.Command(
+                STEP.nodePreflight(node.name),
+                {
+                    connection: nodeConnection(node, privateKey),
+                    create: nodePreflightCommand(config, node),
+                    addPreviousOutputInEnv: false,
+                },
+                opts,
+            ),
+    );
     return [operator, ...nodes];
 }

@@ -59,8 +59,7 @@ export function renderKeepalivedNotify(config: MigrationConfig, options: Keepali
 /** The notify lines keepalived needs inside the VRRP instance; STATE is passed explicitly. */
 export function notifyLines(config: MigrationConfig, scriptPath = KEEPALIVED_NOTIFY_PATH): string[] {
     const instance = config.tproxy.vrrpInstance;
-    return (["master", "backup", "fault", "stop"] as const).map((event) =>
-        `notify_${event} "${scriptPath} INSTANCE ${instance} ${event.toUpperCase()}"`);
+    return (["master", "backup", "fault", "stop"] as const).map((event) => `notify_${event} "${scriptPath} INSTANCE ${instance} ${event.toUpperCase()}"`);
 }
 
 export const TRACK_SCRIPT_NAME = "cilium_kpr_tproxy_proxy";
@@ -92,7 +91,9 @@ export function keepalivedSnippet(config: MigrationConfig, node: NodeConfig): st
             "}",
         );
     }
-    lines.push(`# inside your existing vrrp_instance ${tproxy.vrrpInstance}${iface}, which holds ${[tproxy.vip4, tproxy.vip6].filter((v) => v !== undefined).join(" and ")}:`);
+    lines.push(
+        `# inside your existing vrrp_instance ${tproxy.vrrpInstance}${iface}, which holds ${[tproxy.vip4, tproxy.vip6].filter((v) => v !== undefined).join(" and ")}:`,
+    );
     lines.push(`vrrp_instance ${tproxy.vrrpInstance} {`);
     lines.push(...notifyLines(config).map((l) => `    ${l}`));
     if (tproxy.proxyUnit !== undefined) lines.push("    track_script {", `        ${TRACK_SCRIPT_NAME}`, "    }");

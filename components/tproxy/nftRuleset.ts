@@ -116,8 +116,7 @@ export function preroutingRules(input: NftRulesetInput): string[] {
 /** Output: mark the node's own traffic so policy routing loops it through lo into prerouting. */
 export function outputRules(input: NftRulesetInput): string[] {
     const mark = hex(input.mark);
-    const divert = divertedFamilies(input).map((family) =>
-        `meta nfproto ${family} meta l4proto { tcp, udp } meta mark set ${mark} counter`);
+    const divert = divertedFamilies(input).map((family) => `meta nfproto ${family} meta l4proto { tcp, udp } meta mark set ${mark} counter`);
     return [...guardRules(input), ...divert];
 }
 

@@ -32,26 +32,34 @@ export class NodeTproxy extends pulumi.ComponentResource {
         const settings = remoteSettings(config.tproxy);
         const connection = nodeConnection(node, args.privateKey);
 
-        this.apply = new command.remote.Command(STEP.tproxyApply(node.name), {
-            connection,
-            create: applyCommand(bundle, settings),
-            delete: deleteCommand(bundle, settings),
-            addPreviousOutputInEnv: false,
-        }, {
-            parent: this,
-            dependsOn: args.dependsOn,
-            // The old delete restores the node as it was before the first apply: it must run before a
-            // replacement applies, or it would tear the new apply down.
-            deleteBeforeReplace: true,
-        });
+        this.apply = new command.remote.Command(
+            STEP.tproxyApply(node.name),
+            {
+                connection,
+                create: applyCommand(bundle, settings),
+                delete: deleteCommand(bundle, settings),
+                addPreviousOutputInEnv: false,
+            },
+            {
+                parent: this,
+                dependsOn: args.dependsOn,
+                // The old delete restores the node as it was before the first apply: it must run before a
+                // replacement applies, or it would tear the new apply down.
+                deleteBeforeReplace: true,
+            },
+        );
 
-        this.confirm = new command.remote.Command(STEP.tproxyConfirm(node.name), {
-            connection,
-            create: confirmCommand(bundle, settings),
-            // Re-confirm whenever the apply ran again.
-            triggers: [this.apply.create],
-            addPreviousOutputInEnv: false,
-        }, { parent: this, dependsOn: [this.apply] });
+        this.confirm = new command.remote.Command(
+            STEP.tproxyConfirm(node.name),
+            {
+                connection,
+                create: confirmCommand(bundle, settings),
+                // Re-confirm whenever the apply ran again.
+                triggers: [this.apply.create],
+                addPreviousOutputInEnv: false,
+            },
+            { parent: this, dependsOn: [this.apply] },
+        );
 
         this.registerOutputs({});
     }

@@ -16,13 +16,15 @@ export function nodeTproxyBundle(config: MigrationConfig, _node: NodeConfig): No
         tableName: tproxy.tableName,
         ruleset: renderNftRuleset(nftRulesetInput(config)),
         routes: policyRouteSpec(tproxy),
-        extraFiles: [{
-            path: KEEPALIVED_NOTIFY_PATH,
-            mode: `0${KEEPALIVED_NOTIFY_MODE.toString(8)}`,
-            owner: KEEPALIVED_NOTIFY_OWNER,
-            content: renderKeepalivedNotify(config),
-            kind: "activation-script",
-        }],
+        extraFiles: [
+            {
+                path: KEEPALIVED_NOTIFY_PATH,
+                mode: `0${KEEPALIVED_NOTIFY_MODE.toString(8)}`,
+                owner: KEEPALIVED_NOTIFY_OWNER,
+                content: renderKeepalivedNotify(config),
+                kind: "activation-script",
+            },
+        ],
     });
 }
 

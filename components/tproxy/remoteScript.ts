@@ -33,7 +33,6 @@ export function remoteSettings(tproxy: TproxyConfig): RemoteSettings {
  */
 export const MAX_COMMAND_BYTES = 120 * 1024;
 
-
 /** Single-quotes a word for sh; values reaching here are validated identifiers/paths. */
 function shWord(word: string): string {
     if (word.includes("'") || word.includes("\n")) throw new Error(`refusing to quote ${JSON.stringify(word)}`);
@@ -55,9 +54,7 @@ function stageFile(file: StagedFile, label: string): string {
     const terminator = heredocTerminator(label, file.content);
     const body = file.content.endsWith("\n") || file.content === "" ? file.content : `${file.content}\n`;
     const target = `"$ckpr_stage/${file.name}"`;
-    const lines = file.content === ""
-        ? [`: >${target}`]
-        : [`cat >${target} <<'${terminator}'`, `${body}${terminator}`];
+    const lines = file.content === "" ? [`: >${target}`] : [`cat >${target} <<'${terminator}'`, `${body}${terminator}`];
     if (body !== file.content) lines.push(`truncate -s -1 ${target}`);
     return lines.join("\n");
 }
@@ -121,13 +118,14 @@ export function applyCommand(bundle: NodeBundle, settings: RemoteSettings): stri
 /** A separate remote.Command over a fresh SSH connection: verifies the applied state, disarms the revert. */
 export function confirmCommand(bundle: NodeBundle, settings: RemoteSettings): string {
     checkSettings(settings);
-    return program("confirm", scripts("tproxy-lib.sh", "tproxy-confirm.sh", "policy-routes.sh"), "tproxy-confirm.sh",
-        [bundle.layout.stateDir, settings.systemd]);
+    return program("confirm", scripts("tproxy-lib.sh", "tproxy-confirm.sh", "policy-routes.sh"), "tproxy-confirm.sh", [
+        bundle.layout.stateDir,
+        settings.systemd,
+    ]);
 }
 
 /** remote.Command `delete`: restores the node as it was before the first apply. */
 export function deleteCommand(bundle: NodeBundle, settings: RemoteSettings): string {
     checkSettings(settings);
-    return program("delete", scripts("tproxy-lib.sh", "tproxy-remove.sh", "policy-routes.sh"), "tproxy-remove.sh",
-        [bundle.layout.stateDir, settings.systemd]);
+    return program("delete", scripts("tproxy-lib.sh", "tproxy-remove.sh", "policy-routes.sh"), "tproxy-remove.sh", [bundle.layout.stateDir, settings.systemd]);
 }

@@ -73,8 +73,7 @@ export function minimalCover(texts: readonly string[]): string[] {
     const cidrs = texts.map(mustParse);
     const kept: Cidr[] = [];
     cidrs.forEach((candidate, i) => {
-        const coveredByOther = cidrs.some((other, j) => j !== i && cidrCovers(other, candidate)
-            && (other.prefix < candidate.prefix || j < i));
+        const coveredByOther = cidrs.some((other, j) => j !== i && cidrCovers(other, candidate) && (other.prefix < candidate.prefix || j < i));
         if (!coveredByOther) kept.push(candidate);
     });
     return kept.map((c) => c.text);

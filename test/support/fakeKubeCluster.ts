@@ -52,21 +52,43 @@ type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };
 
 class ExitError extends Error {
-    constructor(readonly code: number, message: string) {
+    constructor(
+        readonly code: number,
+        message: string,
+    ) {
         super(message);
     }
 }
 
 const KIND_ALIASES: Readonly<Record<string, string>> = {
-    ds: "daemonset", daemonset: "daemonset", daemonsets: "daemonset", "daemonsets.apps": "daemonset",
-    cm: "configmap", configmap: "configmap", configmaps: "configmap",
-    deploy: "deployment", deployment: "deployment", deployments: "deployment", "deployments.apps": "deployment",
-    po: "pod", pod: "pod", pods: "pod",
-    svc: "service", service: "service", services: "service",
-    no: "node", node: "node", nodes: "node",
+    "ds": "daemonset",
+    "daemonset": "daemonset",
+    "daemonsets": "daemonset",
+    "daemonsets.apps": "daemonset",
+    "cm": "configmap",
+    "configmap": "configmap",
+    "configmaps": "configmap",
+    "deploy": "deployment",
+    "deployment": "deployment",
+    "deployments": "deployment",
+    "deployments.apps": "deployment",
+    "po": "pod",
+    "pod": "pod",
+    "pods": "pod",
+    "svc": "service",
+    "service": "service",
+    "services": "service",
+    "no": "node",
+    "node": "node",
+    "nodes": "node",
 };
 const RESOURCE_NAMES: Readonly<Record<string, string>> = {
-    daemonset: "daemonsets.apps", configmap: "configmaps", deployment: "deployments.apps", pod: "pods", service: "services", node: "nodes",
+    daemonset: "daemonsets.apps",
+    configmap: "configmaps",
+    deployment: "deployments.apps",
+    pod: "pods",
+    service: "services",
+    node: "nodes",
 };
 
 function kindOf(word: string): string {
@@ -99,11 +121,26 @@ function textOf(value: Json | undefined, fallback: string): string {
 
 /** Options that take a value, and their long spellings. */
 const VALUE_OPTIONS: Readonly<Record<string, string>> = {
-    "-n": "namespace", "--namespace": "namespace", "--context": "context", "--kube-context": "context",
-    "-o": "output", "--output": "output", "-l": "selector", "--selector": "selector",
-    "-f": "filename", "--filename": "filename", "-c": "container", "--container": "container",
-    "--timeout": "timeout", "--request-timeout": "request-timeout", "--raw": "raw",
-    "--version": "version", "--repo": "repo", "--filter": "filter", "--max": "max", "--values": "filename",
+    "-n": "namespace",
+    "--namespace": "namespace",
+    "--context": "context",
+    "--kube-context": "context",
+    "-o": "output",
+    "--output": "output",
+    "-l": "selector",
+    "--selector": "selector",
+    "-f": "filename",
+    "--filename": "filename",
+    "-c": "container",
+    "--container": "container",
+    "--timeout": "timeout",
+    "--request-timeout": "request-timeout",
+    "--raw": "raw",
+    "--version": "version",
+    "--repo": "repo",
+    "--filter": "filter",
+    "--max": "max",
+    "--values": "filename",
 };
 
 interface ParsedArgs {
@@ -154,7 +191,7 @@ class FakeCluster {
 
     read(namespace: string, kind: string, name: string): JsonObject | undefined {
         const path = this.objectPath(namespace, kind, name);
-        return existsSync(path) ? JSON.parse(readFileSync(path, "utf8")) as JsonObject : undefined;
+        return existsSync(path) ? (JSON.parse(readFileSync(path, "utf8")) as JsonObject) : undefined;
     }
 
     write(namespace: string, kind: string, name: string, object: JsonObject): void {
@@ -169,7 +206,9 @@ class FakeCluster {
     list(namespace: string, kind: string): JsonObject[] {
         const folder = join(this.dir, "objects", namespace, kind);
         if (!existsSync(folder)) return [];
-        return readdirSync(folder).filter((f) => f.endsWith(".json")).sort()
+        return readdirSync(folder)
+            .filter((f) => f.endsWith(".json"))
+            .sort()
             .map((f) => JSON.parse(readFileSync(join(folder, f), "utf8")) as JsonObject);
     }
 
@@ -215,16 +254,22 @@ function readInput(filename: string): JsonObject {
 function daemonSetRolledOut(ds: JsonObject): boolean {
     const status = asObject(ds["status"]);
     const desired = Number(status["desiredNumberScheduled"] ?? 0);
-    return desired > 0 && Number(status["numberReady"] ?? 0) === desired
-        && Number(status["updatedNumberScheduled"] ?? 0) === desired
-        && Number(status["observedGeneration"] ?? 0) >= Number(field(ds, "metadata", "generation") ?? 0);
+    return (
+        desired > 0 &&
+        Number(status["numberReady"] ?? 0) === desired &&
+        Number(status["updatedNumberScheduled"] ?? 0) === desired &&
+        Number(status["observedGeneration"] ?? 0) >= Number(field(ds, "metadata", "generation") ?? 0)
+    );
 }
 
 function deploymentRolledOut(deployment: JsonObject): boolean {
     const status = asObject(deployment["status"]);
     const replicas = Number(field(deployment, "spec", "replicas") ?? 1);
-    return Number(status["updatedReplicas"] ?? 0) === replicas && Number(status["availableReplicas"] ?? 0) === replicas
-        && Number(status["observedGeneration"] ?? 0) >= Number(field(deployment, "metadata", "generation") ?? 0);
+    return (
+        Number(status["updatedReplicas"] ?? 0) === replicas &&
+        Number(status["availableReplicas"] ?? 0) === replicas &&
+        Number(status["observedGeneration"] ?? 0) >= Number(field(deployment, "metadata", "generation") ?? 0)
+    );
 }
 
 function kubectl(cluster: FakeCluster, argv: readonly string[], out: (text: string) => void): void {
@@ -234,17 +279,24 @@ function kubectl(cluster: FakeCluster, argv: readonly string[], out: (text: stri
     switch (verb) {
         case "version": {
             const settings = cluster.settings();
-            if (settings.unreachable) throw new ExitError(1, "The connection to the server 192.0.2.1:6443 was refused - did you specify the right host or port?");
+            if (settings.unreachable)
+                throw new ExitError(1, "The connection to the server 192.0.2.1:6443 was refused - did you specify the right host or port?");
             out(JSON.stringify({ clientVersion: { gitVersion: "v1.31.4" }, serverVersion: { gitVersion: settings.serverVersion ?? "v1.31.4" } }));
             return;
         }
         case "config":
-            if (rest[0] === "current-context") { out("fake-context"); return; }
+            if (rest[0] === "current-context") {
+                out("fake-context");
+                return;
+            }
             break;
         case "get": {
             const raw = args.options.get("raw");
             if (raw !== undefined) {
-                if (raw === "/readyz") { out("ok"); return; }
+                if (raw === "/readyz") {
+                    out("ok");
+                    return;
+                }
                 throw new ExitError(1, `Error from server (NotFound): the server could not find the requested resource`);
             }
             const kind = kindOf(rest[0] ?? "");
@@ -257,8 +309,11 @@ function kubectl(cluster: FakeCluster, argv: readonly string[], out: (text: stri
                     throw notFound(kind, name);
                 }
                 const objects = nodes.map(nodeObject);
-                out(output === "name" ? nodes.map((n) => `node/${n}`).join("\n")
-                    : JSON.stringify(name === undefined ? { apiVersion: "v1", kind: "List", items: objects } : objects[0], null, 4));
+                out(
+                    output === "name"
+                        ? nodes.map((n) => `node/${n}`).join("\n")
+                        : JSON.stringify(name === undefined ? { apiVersion: "v1", kind: "List", items: objects } : objects[0], null, 4),
+                );
                 return;
             }
             if (name !== undefined) {
@@ -290,15 +345,28 @@ function kubectl(cluster: FakeCluster, argv: readonly string[], out: (text: stri
             const metadata = asObject(object["metadata"]);
             if (verb === "create") {
                 if (metadata["resourceVersion"] !== undefined) {
-                    throw new ExitError(1, `Error from server (BadRequest): error when creating "${filename}": resourceVersion should not be set on objects to be created`);
+                    throw new ExitError(
+                        1,
+                        `Error from server (BadRequest): error when creating "${filename}": resourceVersion should not be set on objects to be created`,
+                    );
                 }
-                if (existing) throw new ExitError(1, `Error from server (AlreadyExists): error when creating "${filename}": ${RESOURCE_NAMES[kind]} "${name}" already exists`);
+                if (existing)
+                    throw new ExitError(
+                        1,
+                        `Error from server (AlreadyExists): error when creating "${filename}": ${RESOURCE_NAMES[kind]} "${name}" already exists`,
+                    );
                 createObject(cluster, ns, kind, name, object);
                 out(`${kind}/${name} created`);
             } else {
                 if (!existing) throw notFound(kind, name);
                 const kept = asObject(existing["metadata"]);
-                object["metadata"] = { ...metadata, namespace: ns, uid: kept["uid"] ?? null, creationTimestamp: kept["creationTimestamp"] ?? null, resourceVersion: cluster.nextResourceVersion() };
+                object["metadata"] = {
+                    ...metadata,
+                    namespace: ns,
+                    uid: kept["uid"] ?? null,
+                    creationTimestamp: kept["creationTimestamp"] ?? null,
+                    resourceVersion: cluster.nextResourceVersion(),
+                };
                 if (kind === "daemonset") {
                     const generation = Number(kept["generation"] ?? 1) + 1;
                     object["metadata"] = { ...asObject(object["metadata"]), generation };
@@ -351,8 +419,7 @@ function kubectl(cluster: FakeCluster, argv: readonly string[], out: (text: stri
             const errorFile = join(cluster.dir, "agents", `${pod}.exec-error`);
             if (existsSync(errorFile)) throw new ExitError(1, readFileSync(errorFile, "utf8").trim());
             const command = args.command.join(" ");
-            const answer = command === "cilium-dbg status -o json" ? "status"
-                : command === "cilium-dbg service list -o json" ? "services" : undefined;
+            const answer = command === "cilium-dbg status -o json" ? "status" : command === "cilium-dbg service list -o json" ? "services" : undefined;
             if (!answer) throw new ExitError(127, `fake kubectl: unexpected command in pod: ${command}`);
             const file = join(cluster.dir, "agents", `${pod}.${answer}.json`);
             if (!existsSync(file)) throw new ExitError(1, `fake kubectl: scenario has no ${answer} for ${pod}`);
@@ -381,7 +448,11 @@ function createObject(cluster: FakeCluster, namespace: string, kind: string, nam
     };
     if (kind === "daemonset") {
         const annotations = asObject(metadata["annotations"]);
-        created["metadata"] = { ...asObject(created["metadata"]), generation: 1, annotations: { ...annotations, "deprecated.daemonset.template.generation": "1" } };
+        created["metadata"] = {
+            ...asObject(created["metadata"]),
+            generation: 1,
+            annotations: { ...annotations, "deprecated.daemonset.template.generation": "1" },
+        };
         scheduleDaemonSet(cluster, namespace, name, created, 1);
     }
     cluster.write(namespace, kind, name, created);
@@ -401,27 +472,43 @@ function requirementHolds(requirement: Json, value: string | undefined): boolean
     const values = field(requirement, "values");
     const list = Array.isArray(values) ? values.map(String) : [];
     switch (operator) {
-        case "In": return value !== undefined && list.includes(value);
-        case "NotIn": return value === undefined || !list.includes(value);
-        case "Exists": return value !== undefined;
-        case "DoesNotExist": return value === undefined;
-        default: throw new ExitError(1, `fake kubectl: unsupported node selector operator "${operator}"`);
+        case "In":
+            return value !== undefined && list.includes(value);
+        case "NotIn":
+            return value === undefined || !list.includes(value);
+        case "Exists":
+            return value !== undefined;
+        case "DoesNotExist":
+            return value === undefined;
+        default:
+            throw new ExitError(1, `fake kubectl: unsupported node selector operator "${operator}"`);
     }
 }
 
 /** Whether the pod template's required node affinity lets a pod onto the node (terms ORed, requirements ANDed). */
 function affinityAdmits(daemonSet: JsonObject, node: string): boolean {
-    const terms = field(daemonSet, "spec", "template", "spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms");
+    const terms = field(
+        daemonSet,
+        "spec",
+        "template",
+        "spec",
+        "affinity",
+        "nodeAffinity",
+        "requiredDuringSchedulingIgnoredDuringExecution",
+        "nodeSelectorTerms",
+    );
     if (!Array.isArray(terms) || terms.length === 0) return true;
     const labels = nodeLabels(node);
     return terms.some((term) => {
         const expressions = field(term, "matchExpressions");
         const fields = field(term, "matchFields");
-        return (Array.isArray(expressions) ? expressions : []).every((r) => requirementHolds(r, labels[textOf(field(r, "key"), "")]))
-            && (Array.isArray(fields) ? fields : []).every((r) => {
+        return (
+            (Array.isArray(expressions) ? expressions : []).every((r) => requirementHolds(r, labels[textOf(field(r, "key"), "")])) &&
+            (Array.isArray(fields) ? fields : []).every((r) => {
                 if (field(r, "key") !== "metadata.name") throw new ExitError(1, "fake kubectl: only metadata.name is supported in matchFields");
                 return requirementHolds(r, node);
-            });
+            })
+        );
     });
 }
 
@@ -429,7 +516,15 @@ function affinityAdmits(daemonSet: JsonObject, node: string): boolean {
 function scheduleDaemonSet(cluster: FakeCluster, namespace: string, name: string, daemonSet: JsonObject, generation: number): void {
     const admitted = cluster.settings().nodes.filter((node) => affinityAdmits(daemonSet, node));
     const count = admitted.length;
-    daemonSet["status"] = { currentNumberScheduled: count, desiredNumberScheduled: count, numberAvailable: count, numberMisscheduled: 0, numberReady: count, observedGeneration: generation, updatedNumberScheduled: count };
+    daemonSet["status"] = {
+        currentNumberScheduled: count,
+        desiredNumberScheduled: count,
+        numberAvailable: count,
+        numberMisscheduled: 0,
+        numberReady: count,
+        observedGeneration: generation,
+        updatedNumberScheduled: count,
+    };
     const owned = cluster.list(namespace, "pod").filter((pod) => {
         const owners = field(pod, "metadata", "ownerReferences");
         return Array.isArray(owners) && owners.some((o) => isObject(o) && o["kind"] === "DaemonSet" && o["name"] === name);
@@ -444,7 +539,8 @@ function scheduleDaemonSet(cluster: FakeCluster, namespace: string, name: string
         if (!admitted.includes(node) || owned.some((pod) => field(pod, "spec", "nodeName") === node)) return;
         const podName = `${name}-${(i + 10).toString(36)}${node.replace(/[^a-z0-9]/g, "").slice(0, 3)}`;
         cluster.write(namespace, "pod", podName, {
-            apiVersion: "v1", kind: "Pod",
+            apiVersion: "v1",
+            kind: "Pod",
             metadata: { name: podName, namespace, labels, ownerReferences: [{ apiVersion: "apps/v1", kind: "DaemonSet", name, controller: true }] },
             spec: { nodeName: node },
             status: { phase: "Running" },
@@ -458,7 +554,7 @@ function helm(cluster: FakeCluster, argv: readonly string[], out: (text: string)
     const [verb, ...rest] = args.positional;
     const releasePath = (name: string) => join(cluster.dir, "helm", namespace, `${name}.json`);
     const readRelease = (name: string): FakeRelease | undefined =>
-        existsSync(releasePath(name)) ? JSON.parse(readFileSync(releasePath(name), "utf8")) as FakeRelease : undefined;
+        existsSync(releasePath(name)) ? (JSON.parse(readFileSync(releasePath(name), "utf8")) as FakeRelease) : undefined;
     switch (verb) {
         case "version":
             out("v3.16.3+gcfd0749");
@@ -467,10 +563,21 @@ function helm(cluster: FakeCluster, argv: readonly string[], out: (text: string)
             const folder = join(cluster.dir, "helm", namespace);
             const filter = new RegExp(args.options.get("filter") ?? "");
             const releases = existsSync(folder) ? readdirSync(folder).map((f) => JSON.parse(readFileSync(join(folder, f), "utf8")) as FakeRelease) : [];
-            out(JSON.stringify(releases.filter((r) => filter.test(r.name)).map((r) => ({
-                name: r.name, namespace: r.namespace, revision: String(r.revision), updated: "2026-01-01 00:00:00 +0000 UTC",
-                status: r.status, chart: r.chart, app_version: r.appVersion,
-            }))));
+            out(
+                JSON.stringify(
+                    releases
+                        .filter((r) => filter.test(r.name))
+                        .map((r) => ({
+                            name: r.name,
+                            namespace: r.namespace,
+                            revision: String(r.revision),
+                            updated: "2026-01-01 00:00:00 +0000 UTC",
+                            status: r.status,
+                            chart: r.chart,
+                            app_version: r.appVersion,
+                        })),
+                ),
+            );
             return;
         }
         case "get": {
@@ -489,7 +596,14 @@ function helm(cluster: FakeCluster, argv: readonly string[], out: (text: string)
             if (!version || !valuesFile) throw new ExitError(1, "fake helm: upgrade needs --version and -f");
             const values = JSON.parse(readFileSync(valuesFile, "utf8")) as Record<string, unknown>;
             const chartName = chartRef.split("/").pop() ?? chartRef;
-            const next: FakeRelease = { ...release, chart: `${chartName}-${version}`, appVersion: version, revision: release.revision + 1, values, status: "deployed" };
+            const next: FakeRelease = {
+                ...release,
+                chart: `${chartName}-${version}`,
+                appVersion: version,
+                revision: release.revision + 1,
+                values,
+                status: "deployed",
+            };
             writeFileSync(releasePath(name), `${JSON.stringify(next, null, 2)}\n`);
             out(`Release "${name}" has been upgraded. Happy Helming!`);
             return;

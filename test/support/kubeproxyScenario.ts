@@ -44,7 +44,12 @@ export interface ScriptRun {
 }
 
 export const DEFAULT_RELEASE: FakeRelease = {
-    name: "cilium", namespace: CILIUM_NAMESPACE, chart: "cilium-1.19.0", appVersion: "1.19.0", status: "deployed", revision: 7,
+    name: "cilium",
+    namespace: CILIUM_NAMESPACE,
+    chart: "cilium-1.19.0",
+    appVersion: "1.19.0",
+    status: "deployed",
+    revision: 7,
     values: { kubeProxyReplacement: "false", ipam: { mode: "kubernetes" }, routingMode: "tunnel", tunnelProtocol: "vxlan", operator: { replicas: 2 } },
 };
 
@@ -71,7 +76,12 @@ export class Scenario {
         mkdirSync(join(this.dir, "agents"));
         this.nodes.forEach((node, i) => {
             const pod = agentPodName(i);
-            this.put(CILIUM_NAMESPACE, "pod", pod, podOn(pod, CILIUM_NAMESPACE, node, { "k8s-app": "cilium", "app.kubernetes.io/name": "cilium-agent" }, "cilium"));
+            this.put(
+                CILIUM_NAMESPACE,
+                "pod",
+                pod,
+                podOn(pod, CILIUM_NAMESPACE, node, { "k8s-app": "cilium", "app.kubernetes.io/name": "cilium-agent" }, "cilium"),
+            );
             this.setAgent(pod, "status", (options.agentStatus ?? (() => fixture("cilium-status-kpr-true.json")))(node));
             this.setAgent(pod, "services", (options.agentServices ?? (() => fixture("cilium-services.json")))(node));
         });
@@ -81,7 +91,12 @@ export class Scenario {
             this.put("kube-system", "configmap", "kube-proxy", fixture("kube-proxy-configmap.json"));
             this.nodes.forEach((node, i) => {
                 const pod = `kube-proxy-${String.fromCharCode(97 + i)}x7q${i}`;
-                this.put("kube-system", "pod", pod, podOn(pod, "kube-system", node, { "k8s-app": "kube-proxy", "controller-revision-hash": "6d8f7b9c5" }, "kube-proxy"));
+                this.put(
+                    "kube-system",
+                    "pod",
+                    pod,
+                    podOn(pod, "kube-system", node, { "k8s-app": "kube-proxy", "controller-revision-hash": "6d8f7b9c5" }, "kube-proxy"),
+                );
             });
         }
         const release = options.release === undefined ? DEFAULT_RELEASE : options.release;
@@ -95,14 +110,15 @@ export class Scenario {
 
     get(namespace: string, kind: string, name: string): JsonObject | undefined {
         const path = join(this.dir, "objects", namespace, kind, `${name}.json`);
-        return existsSync(path) ? JSON.parse(readFileSync(path, "utf8")) as JsonObject : undefined;
+        return existsSync(path) ? (JSON.parse(readFileSync(path, "utf8")) as JsonObject) : undefined;
     }
 
     /** Every pod in the namespace, as the fake cluster holds it now. */
     podsIn(namespace: string): JsonObject[] {
         const folder = join(this.dir, "objects", namespace, "pod");
         if (!existsSync(folder)) return [];
-        return readdirSync(folder).filter((f) => f.endsWith(".json"))
+        return readdirSync(folder)
+            .filter((f) => f.endsWith(".json"))
             .map((f) => JSON.parse(readFileSync(join(folder, f), "utf8")) as JsonObject);
     }
 
@@ -122,11 +138,14 @@ export class Scenario {
 
     release(namespace: string, name: string): FakeRelease | undefined {
         const path = join(this.dir, "helm", namespace, `${name}.json`);
-        return existsSync(path) ? JSON.parse(readFileSync(path, "utf8")) as FakeRelease : undefined;
+        return existsSync(path) ? (JSON.parse(readFileSync(path, "utf8")) as FakeRelease) : undefined;
     }
 
     calls(): FakeCall[] {
-        return readFileSync(join(this.dir, "calls.log"), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as FakeCall);
+        return readFileSync(join(this.dir, "calls.log"), "utf8")
+            .split("\n")
+            .filter(Boolean)
+            .map((l) => JSON.parse(l) as FakeCall);
     }
 
     clearCalls(): void {
@@ -134,7 +153,11 @@ export class Scenario {
     }
 
     /** Runs a script with the fake tools first on PATH and only the given environment. */
-    run<N extends ClusterScriptName>(name: N, env: ClusterScriptEnv[N], options: { path?: string; timeoutSeconds?: number; embedded?: boolean } = {}): ScriptRun {
+    run<N extends ClusterScriptName>(
+        name: N,
+        env: ClusterScriptEnv[N],
+        options: { path?: string; timeoutSeconds?: number; embedded?: boolean } = {},
+    ): ScriptRun {
         const started = Date.now();
         // embedded: the command text a resource carries, run with `bash -c` from outside the script folder.
         const result = spawnSync("/bin/bash", options.embedded ? ["-c", readScript(name)] : [scriptPath(name)], {
@@ -197,7 +220,8 @@ function withDesired(object: JsonObject, count: number): JsonObject {
 
 function podOn(name: string, namespace: string, node: string, labels: Record<string, string>, owner: string): JsonObject {
     return {
-        apiVersion: "v1", kind: "Pod",
+        apiVersion: "v1",
+        kind: "Pod",
         metadata: { name, namespace, labels, ownerReferences: [{ apiVersion: "apps/v1", kind: "DaemonSet", name: owner, controller: true }] },
         spec: { nodeName: node },
         status: { phase: "Running" },

@@ -33,8 +33,18 @@ export class NetNs {
     dispose(): void {
         try {
             execFileSync("ip", ["netns", "pids", this.name], { encoding: "utf8" })
-                .split("\n").filter(Boolean).forEach((pid) => { try { process.kill(Number(pid), "SIGKILL"); } catch { /* gone */ } });
-        } catch { /* namespace already gone */ }
+                .split("\n")
+                .filter(Boolean)
+                .forEach((pid) => {
+                    try {
+                        process.kill(Number(pid), "SIGKILL");
+                    } catch {
+                        /* gone */
+                    }
+                });
+        } catch {
+            /* namespace already gone */
+        }
         spawnSync("ip", ["netns", "del", this.name]);
     }
 }

@@ -7,7 +7,10 @@ import { ROOT } from "./stacks";
  * Runs the real program (index.ts) under Pulumi's mocks with a stack file's config, optionally
  * overriding whole top-level keys (given as objects; they are JSON-encoded the way Pulumi passes them).
  */
-export async function runProgram(stack: string, overrides: Readonly<Record<string, unknown>> = {}): Promise<{ resources: RecordedResource[]; error?: unknown }> {
+export async function runProgram(
+    stack: string,
+    overrides: Readonly<Record<string, unknown>> = {},
+): Promise<{ resources: RecordedResource[]; error?: unknown }> {
     const file = readStackFile(ROOT, stack);
     const config = { ...file.config };
     for (const [key, value] of Object.entries(overrides)) {

@@ -60,20 +60,23 @@ export class SshLab {
             writeFileSync(this.knownHosts, `${LAB_NODE_ADDRESS} ${pinned(path.join(this.dir, "host_key.pub"))}\n`);
             writeFileSync(this.wrongKnownHosts, `${LAB_NODE_ADDRESS} ${pinned(path.join(this.dir, "other_host_key.pub"))}\n`);
             writeFileSync(path.join(this.dir, "authorized_keys"), readFileSync(`${this.clientKey}.pub`, "utf8"), { mode: 0o600 });
-            writeFileSync(path.join(this.dir, "sshd_config"), [
-                `ListenAddress ${LAB_NODE_ADDRESS}:22`,
-                `HostKey ${path.join(this.dir, "host_key")}`,
-                `PidFile ${path.join(this.dir, "sshd.pid")}`,
-                `AuthorizedKeysFile ${path.join(this.dir, "authorized_keys")}`,
-                "PermitRootLogin prohibit-password",
-                "PubkeyAuthentication yes",
-                "PasswordAuthentication no",
-                "KbdInteractiveAuthentication no",
-                "UsePAM no",
-                "StrictModes no",
-                "LogLevel ERROR",
-                "",
-            ].join("\n"));
+            writeFileSync(
+                path.join(this.dir, "sshd_config"),
+                [
+                    `ListenAddress ${LAB_NODE_ADDRESS}:22`,
+                    `HostKey ${path.join(this.dir, "host_key")}`,
+                    `PidFile ${path.join(this.dir, "sshd.pid")}`,
+                    `AuthorizedKeysFile ${path.join(this.dir, "authorized_keys")}`,
+                    "PermitRootLogin prohibit-password",
+                    "PubkeyAuthentication yes",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "UsePAM no",
+                    "StrictModes no",
+                    "LogLevel ERROR",
+                    "",
+                ].join("\n"),
+            );
             mkdirSync(this.root, { mode: 0o755 });
         } catch (error) {
             this.dispose();
@@ -92,7 +95,9 @@ export class SshLab {
             stdio: ["ignore", "ignore", "pipe"],
         });
         let log = "";
-        this.sshd.stderr?.on("data", (chunk: Buffer) => { log += chunk.toString(); });
+        this.sshd.stderr?.on("data", (chunk: Buffer) => {
+            log += chunk.toString();
+        });
         const deadline = Date.now() + 10_000;
         for (;;) {
             const probe = this.ssh("true", { timeoutMs: 3000 });
@@ -105,14 +110,40 @@ export class SshLab {
     /** Runs `command` on the node through a fresh ssh connection from the client namespace. */
     ssh(command: string, options: SshOptions = {}): SshResult {
         const started = Date.now();
-        const r = spawnSync("ip", [
-            "netns", "exec", this.client.name, "ssh", "-F", "/dev/null",
-            "-i", this.clientKey, "-o", "IdentitiesOnly=yes",
-            "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${options.knownHosts ?? this.knownHosts}`,
-            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "UpdateHostKeys=no", "-o", "BatchMode=yes",
-            "-o", "ConnectTimeout=2", "-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2",
-            `root@${LAB_NODE_ADDRESS}`, command,
-        ], { encoding: "utf8", timeout: options.timeoutMs ?? 60_000, killSignal: "SIGKILL" });
+        const r = spawnSync(
+            "ip",
+            [
+                "netns",
+                "exec",
+                this.client.name,
+                "ssh",
+                "-F",
+                "/dev/null",
+                "-i",
+                this.clientKey,
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                `UserKnownHostsFile=${options.knownHosts ?? this.knownHosts}`,
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                "UpdateHostKeys=no",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=2",
+                "-o",
+                "ServerAliveInterval=1",
+                "-o",
+                "ServerAliveCountMax=2",
+                `root@${LAB_NODE_ADDRESS}`,
+                command,
+            ],
+            { encoding: "utf8", timeout: options.timeoutMs ?? 60_000, killSignal: "SIGKILL" },
+        );
         return { status: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? "", elapsedMs: Date.now() - started };
     }
 
@@ -122,7 +153,11 @@ export class SshLab {
         this.client.dispose();
         rmSync(this.dir, { recursive: true, force: true });
         if (this.createdPrivsepDir) {
-            try { rmdirSync("/run/sshd"); } catch { /* another sshd uses it now */ }
+            try {
+                rmdirSync("/run/sshd");
+            } catch {
+                /* another sshd uses it now */
+            }
         }
     }
 }

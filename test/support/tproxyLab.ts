@@ -204,8 +204,25 @@ export interface ProbeOptions {
 /** Sends one TCP or UDP message from `ns` and returns the one-line answer (or "ERROR ..."). */
 export function probe(ns: NetNs, proto: "tcp" | "udp", dst: string, port: number, options: ProbeOptions = {}): string {
     const timeout = options.timeoutSeconds ?? 2;
-    const r = spawnSync("ip", ["netns", "exec", ns.name, "python3", "-c", LAB_PYTHON, "probe", proto, dst, String(port),
-        options.src ?? "-", String(options.mark ?? 0), String(timeout)], { encoding: "utf8", timeout: (timeout + 5) * 1000 });
+    const r = spawnSync(
+        "ip",
+        [
+            "netns",
+            "exec",
+            ns.name,
+            "python3",
+            "-c",
+            LAB_PYTHON,
+            "probe",
+            proto,
+            dst,
+            String(port),
+            options.src ?? "-",
+            String(options.mark ?? 0),
+            String(timeout),
+        ],
+        { encoding: "utf8", timeout: (timeout + 5) * 1000 },
+    );
     if (r.status !== 0) throw new Error(`probe failed to run: ${r.stderr}`);
     return r.stdout.trim();
 }
@@ -215,13 +232,24 @@ export async function startReady(ns: NetNs, args: readonly string[], timeoutMs =
     const child = spawn("ip", ["netns", "exec", ns.name, ...args], { stdio: ["ignore", "pipe", "pipe"] });
     const label = args.map((a) => (a.length > 80 ? "<program>" : a)).join(" ");
     let stderr = "";
-    child.stderr?.on("data", (d: Buffer) => { stderr += d.toString(); });
+    child.stderr?.on("data", (d: Buffer) => {
+        stderr += d.toString();
+    });
     await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => { child.kill("SIGKILL"); reject(new Error(`${label} not ready in ${timeoutMs}ms: ${stderr}`)); }, timeoutMs);
+        const timer = setTimeout(() => {
+            child.kill("SIGKILL");
+            reject(new Error(`${label} not ready in ${timeoutMs}ms: ${stderr}`));
+        }, timeoutMs);
         child.stdout?.on("data", (d: Buffer) => {
-            if (d.toString().includes("ready")) { clearTimeout(timer); resolve(); }
+            if (d.toString().includes("ready")) {
+                clearTimeout(timer);
+                resolve();
+            }
         });
-        child.on("exit", (code) => { clearTimeout(timer); reject(new Error(`${label} exited ${String(code)}: ${stderr}`)); });
+        child.on("exit", (code) => {
+            clearTimeout(timer);
+            reject(new Error(`${label} exited ${String(code)}: ${stderr}`));
+        });
     });
     child.removeAllListeners("exit");
     return child;
@@ -261,7 +289,11 @@ export class TproxyLab {
 
     constructor() {
         const created: NetNs[] = [];
-        const make = (role: string) => { const ns = new NetNs(role); created.push(ns); return ns; };
+        const make = (role: string) => {
+            const ns = new NetNs(role);
+            created.push(ns);
+            return ns;
+        };
         try {
             this.sw = make("sw");
             this.client = make("cli");
@@ -287,43 +319,51 @@ export class TproxyLab {
         link(nodeB, sink, "up0", "pb");
         sink.sh("for p in pa pb; do ip link set $p master br1; done");
 
-        client.sh([
-            `ip addr add ${LAB.client4}/24 dev lan0 && ip addr add ${LAB.client6}/64 dev lan0 nodad`,
-            `ip addr add ${LAB.pod4}/32 dev lo && ip addr add ${LAB.pod6}/128 dev lo`,
-            `ip route add default via ${LAB.vip4} && ip -6 route add default via ${LAB.vip6}`,
-            `ip route add ${LAB.destViaB4}/32 via ${LAB.nodeB4} && ip -6 route add ${LAB.destViaB6}/128 via ${LAB.nodeB6}`,
-        ].join("\n"));
+        client.sh(
+            [
+                `ip addr add ${LAB.client4}/24 dev lan0 && ip addr add ${LAB.client6}/64 dev lan0 nodad`,
+                `ip addr add ${LAB.pod4}/32 dev lo && ip addr add ${LAB.pod6}/128 dev lo`,
+                `ip route add default via ${LAB.vip4} && ip -6 route add default via ${LAB.vip6}`,
+                `ip route add ${LAB.destViaB4}/32 via ${LAB.nodeB4} && ip -6 route add ${LAB.destViaB6}/128 via ${LAB.nodeB6}`,
+            ].join("\n"),
+        );
         for (const [node, lan4, lan6, up4, up6] of [
             [nodeA, LAB.nodeA4, LAB.nodeA6, LAB.upA4, LAB.upA6],
             [nodeB, LAB.nodeB4, LAB.nodeB6, LAB.upB4, LAB.upB6],
         ] as const) {
-            node.sh([
-                "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1",
-                `ip addr add ${lan4}/24 dev lan0 && ip addr add ${lan6}/64 dev lan0 nodad`,
-                `ip addr add ${up4}/26 dev up0 && ip addr add ${up6}/64 dev up0 nodad`,
-                `ip route add 198.51.100.0/24 via ${LAB.sinkUp4} && ip -6 route add 2001:db8:100::/48 via ${LAB.sinkUp6}`,
-                `ip route add 203.0.113.128/25 via ${LAB.client4} && ip -6 route add 2001:db8:200::/64 via ${LAB.client6}`,
-                // The lab's upstream gateway NAT: the sink then tells which node forwarded a flow.
-                "nft -f - <<'NFT'\ntable inet lab_nat {\n\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\toifname \"up0\" masquerade\n\t}\n}\nNFT",
-            ].join("\n"));
+            node.sh(
+                [
+                    "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1",
+                    `ip addr add ${lan4}/24 dev lan0 && ip addr add ${lan6}/64 dev lan0 nodad`,
+                    `ip addr add ${up4}/26 dev up0 && ip addr add ${up6}/64 dev up0 nodad`,
+                    `ip route add 198.51.100.0/24 via ${LAB.sinkUp4} && ip -6 route add 2001:db8:100::/48 via ${LAB.sinkUp6}`,
+                    `ip route add 203.0.113.128/25 via ${LAB.client4} && ip -6 route add 2001:db8:200::/64 via ${LAB.client6}`,
+                    // The lab's upstream gateway NAT: the sink then tells which node forwarded a flow.
+                    "nft -f - <<'NFT'\ntable inet lab_nat {\n\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\toifname \"up0\" masquerade\n\t}\n}\nNFT",
+                ].join("\n"),
+            );
         }
         nodeA.sh(`ip addr add ${LAB.nodeALocal4}/32 dev lo && ip addr add ${LAB.nodeALocal6}/128 dev lo`);
-        sink.sh([
-            `ip addr add ${LAB.sinkUp4}/26 dev br1 && ip addr add ${LAB.sinkUp6}/64 dev br1 nodad`,
-            ...[LAB.dest4, LAB.destViaB4, LAB.extraReserved4, LAB.service4].map((a) => `ip addr add ${a}/32 dev lo`),
-            ...[LAB.dest6, LAB.destViaB6, LAB.extraReserved6, LAB.service6].map((a) => `ip addr add ${a}/128 dev lo`),
-            `ip route add 192.0.2.0/24 via ${LAB.upA4} && ip -6 route add 2001:db8:1::/64 via ${LAB.upA6}`,
-        ].join("\n"));
+        sink.sh(
+            [
+                `ip addr add ${LAB.sinkUp4}/26 dev br1 && ip addr add ${LAB.sinkUp6}/64 dev br1 nodad`,
+                ...[LAB.dest4, LAB.destViaB4, LAB.extraReserved4, LAB.service4].map((a) => `ip addr add ${a}/32 dev lo`),
+                ...[LAB.dest6, LAB.destViaB6, LAB.extraReserved6, LAB.service6].map((a) => `ip addr add ${a}/128 dev lo`),
+                `ip route add 192.0.2.0/24 via ${LAB.upA4} && ip -6 route add 2001:db8:1::/64 via ${LAB.upA6}`,
+            ].join("\n"),
+        );
     }
 
     /** What B2's policy routes do, by hand: marked packets are delivered locally via lo. */
     policyRouting(node: NetNs): void {
-        node.sh([
-            `ip -4 rule add pref ${LAB.rulePriority} fwmark ${LAB.mark} lookup ${LAB.routeTable}`,
-            `ip -6 rule add pref ${LAB.rulePriority} fwmark ${LAB.mark} lookup ${LAB.routeTable}`,
-            `ip -4 route replace local 0.0.0.0/0 dev lo table ${LAB.routeTable}`,
-            `ip -6 route replace local ::/0 dev lo table ${LAB.routeTable}`,
-        ].join("\n"));
+        node.sh(
+            [
+                `ip -4 rule add pref ${LAB.rulePriority} fwmark ${LAB.mark} lookup ${LAB.routeTable}`,
+                `ip -6 rule add pref ${LAB.rulePriority} fwmark ${LAB.mark} lookup ${LAB.routeTable}`,
+                `ip -4 route replace local 0.0.0.0/0 dev lo table ${LAB.routeTable}`,
+                `ip -6 route replace local ::/0 dev lo table ${LAB.routeTable}`,
+            ].join("\n"),
+        );
     }
 
     addVips(node: NetNs): void {
@@ -345,8 +385,16 @@ export class TproxyLab {
     /** The sink's application servers on every sink address. */
     serveSink(): Promise<ChildProcess> {
         return this.serve(this.sink, "plain", "sink", LAB.appPort, [
-            LAB.sinkUp4, LAB.sinkUp6, LAB.dest4, LAB.dest6, LAB.destViaB4, LAB.destViaB6,
-            LAB.extraReserved4, LAB.extraReserved6, LAB.service4, LAB.service6,
+            LAB.sinkUp4,
+            LAB.sinkUp6,
+            LAB.dest4,
+            LAB.dest6,
+            LAB.destViaB4,
+            LAB.destViaB6,
+            LAB.extraReserved4,
+            LAB.extraReserved6,
+            LAB.service4,
+            LAB.service6,
         ]);
     }
 
@@ -355,7 +403,13 @@ export class TproxyLab {
     }
 
     dispose(): void {
-        for (const child of this.children) { try { child.kill("SIGKILL"); } catch { /* gone */ } }
+        for (const child of this.children) {
+            try {
+                child.kill("SIGKILL");
+            } catch {
+                /* gone */
+            }
+        }
         for (const ns of [this.client, this.nodeA, this.nodeB, this.sink, this.sw]) ns.dispose();
     }
 }

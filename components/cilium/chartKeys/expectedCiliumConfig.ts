@@ -32,7 +32,10 @@ export const CONFIG_MAPPINGS: readonly Mapping[] = mappingData.mappings.map((m) 
     chartDefault: m.chartDefault,
 }));
 
-interface Lookup { readonly found: boolean; readonly value: unknown }
+interface Lookup {
+    readonly found: boolean;
+    readonly value: unknown;
+}
 
 function lookup(values: HelmValues, path: string): Lookup {
     let node: unknown = values;
@@ -83,7 +86,7 @@ export function expectedCiliumConfig(values: HelmValues): ExpectedCiliumConfig {
         throw new Error("kubeProxyReplacement must be explicitly set to a valid value (true or false) to continue.");
     }
     if (lookup(values, "k8sServiceHost").value === "auto") {
-        throw new Error("k8sServiceHost \"auto\" is resolved by a cluster lookup at render time; this model does not cover it");
+        throw new Error('k8sServiceHost "auto" is resolved by a cluster lookup at render time; this model does not cover it');
     }
     // The template's own checks for native routing read the raw values (nil enableIPv4Masquerade is false there).
     if (configMap["routing-mode"] === "native") {
