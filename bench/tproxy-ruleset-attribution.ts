@@ -15,7 +15,7 @@
  * The forwarding path runs in the sender's softirq context (ksoftirqd took under 2% system-wide
  * in this lab), so those two pids cover it. Segments are GSO-sized (up to 64 KB) on veth, so one
  * rule evaluation serves many bytes; a real NIC's GRO aggregates forwarded TCP the same way, but
- * small-packet traffic (UDP, no GRO) pays the per-packet share several times over.
+ * small-packet traffic (UDP, no GRO) pays the per-packet cost on more packets per byte.
  * Env: BENCH_SECONDS (default 2), BENCH_ROUNDS (default 3). Namespaces and TEST-NET only.
  */
 import { spawnSync } from "node:child_process";
