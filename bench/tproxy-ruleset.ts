@@ -4,11 +4,13 @@
  * 2. TCP throughput of BYPASSED traffic (client -> node A -> sink, to a Service address) with
  *    no ruleset, and with the ruleset holding 5 and 500 reserved ranges. Namespaces only,
  *    TEST-NET addresses, each run bounded to a few seconds. Python sender/receiver (iperf3 is
- *    not installed), so absolute numbers are Python's ceiling; compare the rows.
+ *    not installed), so absolute numbers are Python's ceiling; compare the rows. On a busy
+ *    machine Gbit/s swings with the CPU the sender gets; bench/tproxy-ruleset-attribution.ts
+ *    interleaves variants and profiles where the time goes.
  */
-import { spawn, spawnSync } from "node:child_process";
 import { nftRulesetInput, outputRules, preroutingRules, renderNftRuleset, activationStatements, type NftRulesetInput } from "../components/tproxy/nftRuleset";
 import { LAB, TproxyLab, labConfig } from "../test/support/tproxyLab";
+import { median, sendFor, startReceiver, type Throughput } from "./throughputProbe";
 
 const SECONDS = 3;
 
@@ -18,27 +20,6 @@ function withReserved(count: number): NftRulesetInput {
     const v4 = Array.from({ length: count }, (_, i) => `100.${64 + Math.floor((2 * i) / 256)}.${(2 * i) % 256}.0/24`);
     return { ...base, reservedDestinations: { v4, v6: base.reservedDestinations.v6 } };
 }
-
-const RECEIVER = String.raw`
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); print("ready", flush=True)
-while True:
-    c, _ = s.accept(); n = 0
-    while True:
-        b = c.recv(1 << 20)
-        if not b: break
-        n += len(b)
-    c.close()
-`;
-const SENDER = String.raw`
-import socket, sys, time
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
-buf = b"x" * (1 << 16); end = time.monotonic() + float(sys.argv[3]); n = 0; t0 = time.monotonic()
-while time.monotonic() < end:
-    s.sendall(buf); n += len(buf)
-s.close(); print(n / (time.monotonic() - t0))
-`;
 
 async function main(): Promise<void> {
     for (const count of [5, 500]) {
@@ -53,36 +34,22 @@ async function main(): Promise<void> {
     try {
         lab.policyRouting(lab.nodeA);
         lab.addVips(lab.nodeA);
-        const receiver = spawn("ip", ["netns", "exec", lab.sink.name, "python3", "-c", RECEIVER, LAB.service4, "5201"], {
-            stdio: ["ignore", "pipe", "inherit"],
-        });
-        lab.track(receiver);
-        await new Promise<void>((resolve, reject) => {
-            const timer = setTimeout(() => reject(new Error("receiver not ready")), 5000);
-            receiver.stdout.on("data", () => {
-                clearTimeout(timer);
-                resolve();
-            });
-        });
-        const run = (label: string) => {
-            const rates: number[] = [];
-            for (let i = 0; i < 3; i++) {
-                const r = spawnSync("ip", ["netns", "exec", lab.client.name, "python3", "-c", SENDER, LAB.service4, "5201", String(SECONDS)], {
-                    encoding: "utf8",
-                    timeout: (SECONDS + 10) * 1000,
-                });
-                if (r.status !== 0) throw new Error(`sender failed: ${r.stderr}`);
-                rates.push((Number(r.stdout.trim()) * 8) / 1e9);
-            }
-            rates.sort((a, b) => a - b);
-            console.log(`${label.padEnd(34)} median ${rates[1]!.toFixed(2)} Gbit/s  (runs ${rates.map((x) => x.toFixed(2)).join(", ")})`);
+        lab.track(await startReceiver(lab.sink, LAB.service4, 5201));
+        const run = async (label: string) => {
+            const runs: Throughput[] = [];
+            for (let i = 0; i < 3; i++) runs.push(await sendFor(lab.client, LAB.service4, 5201, SECONDS));
+            const gbps = runs.map((r) => r.gbps);
+            const cpu = median(runs.map((r) => r.cpuSecondsPerGB * 1000));
+            console.log(
+                `${label.padEnd(34)} median ${median(gbps).toFixed(2)} Gbit/s  sender CPU ${cpu.toFixed(0)} ms/GB  (runs ${gbps.map((x) => x.toFixed(2)).join(", ")})`,
+            );
         };
-        run("no ruleset");
+        await run("no ruleset");
         for (const count of [5, 500]) {
             const input = withReserved(count);
             const loaded = lab.nft(lab.nodeA, `${renderNftRuleset(input)}${activationStatements(input.tableName, ["ipv4", "ipv6"]).join("\n")}\n`);
             if (loaded.status !== 0) throw new Error(loaded.stderr);
-            run(`ruleset, ${count} reserved ranges`);
+            await run(`ruleset, ${count} reserved ranges`);
         }
     } finally {
         lab.dispose();
