@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Scenario, withoutServerFields, type JsonObject } from "./support/kubeproxyScenario";
+import { CILIUM_NAMESPACE, Scenario, withoutServerFields, type JsonObject } from "./support/kubeproxyScenario";
 import { hostToolsMissing } from "./support/hostTools";
 
 const skip = hostToolsMissing(["jq", "timeout"]);
@@ -86,7 +86,11 @@ test("exclude run twice writes once; a changed canary set is computed from the s
     assert.deepEqual(kubeProxyNodes(scenario), ["m601"]);
     const terms = (affinityOf(daemonSet(scenario)) as { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: unknown[] } } })
         .nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms;
-    assert.equal(terms.length, 1, "one exclusion, not one stacked per run");
+    assert.deepEqual(
+        terms,
+        [{ matchFields: ["m600", "storage"].map((node) => ({ key: "metadata.name", operator: "NotIn", values: [node] })) }],
+        "one single-value requirement per node (the API server allows one value for In/NotIn on a node field), not stacked per run",
+    );
 
     const narrower = scenario.run("kube-proxy-exclude", excludeEnv("storage"));
     assert.equal(narrower.status, 0, narrower.stderr);
@@ -183,5 +187,61 @@ test("exclude fails, bounded, while a kube-proxy pod stays on the canary node", 
     const run = scenario.run("kube-proxy-exclude", { CANARY_NODES: "m600", ROLLOUT_TIMEOUT: 3 }, { timeoutSeconds: 60 });
     assert.notEqual(run.status, 0);
     assert.match(run.stderr, /kube-proxy pods still on canary nodes after 3s: kube-proxy-ax7q0 on m600/);
+    assert.match(run.stderr, /put it back with components\/kubeproxy\/scripts\/kube-proxy-include\.sh .*before any destroy/, "says how to recover");
     assert.ok(run.seconds < 20, `bounded (${run.seconds}s)`);
+});
+
+test("while kube-proxy is kept off a canary, neither the values rollback nor kube-proxy-restore counts it as serving", { skip }, (t) => {
+    const scenario = new Scenario();
+    t.after(() => scenario.dispose());
+    const snapshot = { CILIUM_NAMESPACE, SNAPSHOT_CONFIGMAP: "cilium-pre-kpr-values" } as const;
+    assert.equal(scenario.run("cilium-values-snapshot", snapshot).status, 0);
+    // The exclusion's create wrote the DaemonSet, then failed: Pulumi recorded nothing, and a destroy follows.
+    assert.equal(scenario.run("kube-proxy-exclude", excludeEnv("m601")).status, 0);
+
+    scenario.clearCalls();
+    const rollback = scenario.run("cilium-values-restore", { ...snapshot, CILIUM_CHART_VERSION: "1.19.0", ROLLOUT_TIMEOUT: 3 });
+    assert.notEqual(rollback.status, 0, "KPR must not be turned off while m601 has no kube-proxy");
+    assert.match(rollback.stderr, /still kept off the canary nodes .*kube-proxy-include\.sh/);
+    assert.deepEqual(
+        scenario.calls().filter((c) => c.tool === "helm" && c.args.includes("upgrade")),
+        [],
+        "no helm upgrade",
+    );
+
+    const restore = scenario.run("kube-proxy-restore", { KUBE_PROXY_BACKUP_CONFIGMAP: BACKUP, ROLLOUT_TIMEOUT: 3 });
+    assert.notEqual(restore.status, 0, "not 'already present and rolled out'");
+    assert.match(restore.stderr, /kept off canary nodes .*kube-proxy-include\.sh/);
+
+    assert.equal(scenario.run("kube-proxy-include", { ROLLOUT_TIMEOUT: 4 }).status, 0);
+    const after = scenario.run("cilium-values-restore", { ...snapshot, CILIUM_CHART_VERSION: "1.19.0", ROLLOUT_TIMEOUT: 3 });
+    assert.equal(after.status, 0, after.stderr);
+});
+
+test("exclude refuses a DaemonSet with updateStrategy OnDelete before writing (its rollout cannot be awaited)", { skip }, (t) => {
+    const scenario = new Scenario();
+    t.after(() => scenario.dispose());
+    const ds = daemonSet(scenario);
+    scenario.put("kube-system", "daemonset", "kube-proxy", { ...ds, spec: { ...(ds["spec"] as JsonObject), updateStrategy: { type: "OnDelete" } } });
+    const run = scenario.run("kube-proxy-exclude", excludeEnv("m600"));
+    assert.notEqual(run.status, 0);
+    assert.match(run.stderr, /updateStrategy OnDelete/);
+    assert.deepEqual(writes(scenario), []);
+});
+
+test("an empty node selector term (matches nothing) stays empty: the exclusion does not widen it", { skip }, (t) => {
+    const scenario = new Scenario();
+    t.after(() => scenario.dispose());
+    const original = {
+        nodeAffinity: {
+            requiredDuringSchedulingIgnoredDuringExecution: {
+                nodeSelectorTerms: [{}, { matchExpressions: [{ key: "kubernetes.io/os", operator: "In", values: ["linux"] }] }],
+            },
+        },
+    };
+    scenario.put("kube-system", "daemonset", "kube-proxy", withAffinity(daemonSet(scenario), original));
+    assert.equal(scenario.run("kube-proxy-exclude", excludeEnv("m600")).status, 0);
+    const terms = (affinityOf(daemonSet(scenario)) as typeof original).nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms;
+    assert.deepEqual(terms[0], {});
+    assert.deepEqual(kubeProxyNodes(scenario), ["m601", "storage"]);
 });

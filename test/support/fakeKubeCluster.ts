@@ -343,6 +343,7 @@ function kubectl(cluster: FakeCluster, argv: readonly string[], out: (text: stri
             const ns = textOf(field(object, "metadata", "namespace"), namespace);
             const existing = cluster.read(ns, kind, name);
             const metadata = asObject(object["metadata"]);
+            if (kind === "daemonset") rejectInvalidNodeAffinity(object, filename);
             if (verb === "create") {
                 if (metadata["resourceVersion"] !== undefined) {
                     throw new ExitError(
@@ -403,6 +404,9 @@ function kubectl(cluster: FakeCluster, argv: readonly string[], out: (text: stri
             const kind = kindOf(kindWord ?? "");
             const object = cluster.read(namespace, kind, name ?? "");
             if (!object) throw notFound(kind, name ?? "");
+            if (kind === "daemonset" && textOf(field(object, "spec", "updateStrategy", "type"), "RollingUpdate") !== "RollingUpdate") {
+                throw new ExitError(1, "error: rollout status is only available for RollingUpdate strategy type");
+            }
             const done = kind === "daemonset" ? daemonSetRolledOut(object) : deploymentRolledOut(object);
             if (done) {
                 out(kind === "daemonset" ? `daemon set "${name}" successfully rolled out` : `deployment "${name}" successfully rolled out`);
@@ -485,6 +489,36 @@ function requirementHolds(requirement: Json, value: string | undefined): boolean
     }
 }
 
+/** The API server's validation of node field selectors: metadata.name only, and one value for In/NotIn. */
+function rejectInvalidNodeAffinity(daemonSet: JsonObject, filename: string): void {
+    const terms = field(
+        daemonSet,
+        "spec",
+        "template",
+        "spec",
+        "affinity",
+        "nodeAffinity",
+        "requiredDuringSchedulingIgnoredDuringExecution",
+        "nodeSelectorTerms",
+    );
+    for (const term of Array.isArray(terms) ? terms : []) {
+        const fields = field(term, "matchFields");
+        for (const requirement of Array.isArray(fields) ? fields : []) {
+            const values = field(requirement, "values");
+            const operator = textOf(field(requirement, "operator"), "");
+            if (
+                field(requirement, "key") !== "metadata.name" ||
+                ((operator === "In" || operator === "NotIn") && (!Array.isArray(values) || values.length !== 1))
+            ) {
+                throw new ExitError(
+                    1,
+                    `The DaemonSet is invalid (from "${filename}"): spec.template.spec.affinity.nodeAffinity...matchFields: Invalid value: must be only one value when \`operator\` is 'In' or 'NotIn' for node field selector`,
+                );
+            }
+        }
+    }
+}
+
 /** Whether the pod template's required node affinity lets a pod onto the node (terms ORed, requirements ANDed). */
 function affinityAdmits(daemonSet: JsonObject, node: string): boolean {
     const terms = field(
@@ -502,6 +536,8 @@ function affinityAdmits(daemonSet: JsonObject, node: string): boolean {
     return terms.some((term) => {
         const expressions = field(term, "matchExpressions");
         const fields = field(term, "matchFields");
+        // An empty term matches no node.
+        if (!(Array.isArray(expressions) && expressions.length > 0) && !(Array.isArray(fields) && fields.length > 0)) return false;
         return (
             (Array.isArray(expressions) ? expressions : []).every((r) => requirementHolds(r, labels[textOf(field(r, "key"), "")])) &&
             (Array.isArray(fields) ? fields : []).every((r) => {

@@ -70,6 +70,9 @@ jq -e '.data["values.json"] | fromjson | type == "object"' "$workdir/snapshot.js
 if [[ ! -s "$workdir/kube-proxy.json" ]]; then
     fail "daemonset/${KUBE_PROXY_DAEMONSET} does not exist in ${KUBE_PROXY_NAMESPACE}; restore kube-proxy before turning kube-proxy replacement off"
 fi
+if canary_exclusion_active "$workdir/kube-proxy.json"; then
+    fail "daemonset/${KUBE_PROXY_DAEMONSET} is still kept off the canary nodes (annotation ${CANARY_ANNOTATION}); turning kube-proxy replacement off now would leave them with neither. Put kube-proxy back first with kube-proxy-include.sh"
+fi
 serving="$(jq -r '.status as $s | if ($s.desiredNumberScheduled // 0) > 0
         and ($s.numberReady // 0) == $s.desiredNumberScheduled
         and ($s.updatedNumberScheduled // 0) == $s.desiredNumberScheduled

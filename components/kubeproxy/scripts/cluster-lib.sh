@@ -10,6 +10,8 @@
 #   need_name VAR          fails unless $VAR is a Kubernetes object name
 #   kubectl_cmd, helm_cmd  arrays pointed at KUBECTL_CONTEXT when it is set
 #   workdir                a private temporary directory, removed on exit
+#   CANARY_ANNOTATION      where kube-proxy-exclude.sh keeps kube-proxy's pre-canary affinity
+#   canary_exclusion_active FILE   true if the DaemonSet JSON in FILE is kept off canary nodes
 log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
 fail() {
     log "ERROR: $1"
@@ -18,6 +20,11 @@ fail() {
 }
 need_name() {
     [[ "${!1:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$1 must be a Kubernetes object name (got '${!1:-}')"
+}
+
+readonly CANARY_ANNOTATION=cilium-kpr-migration/original-affinity
+canary_exclusion_active() {
+    jq -e --arg a "$CANARY_ANNOTATION" '(.metadata.annotations // {}) | has($a)' "$1" >/dev/null
 }
 
 kubectl_cmd=(kubectl)

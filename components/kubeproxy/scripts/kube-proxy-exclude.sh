@@ -6,11 +6,13 @@
 # Every other node keeps kube-proxy, so one node runs on Cilium's KPR alone while the rest of
 # the cluster can still fall back on kube-proxy's rules.
 #
-# How: each term of the pod template's required node affinity gets
-#   matchFields: metadata.name NotIn [canary nodes]
-# (terms are ORed, so every term needs it; with no affinity one term is added). metadata.name
+# How: each term of the pod template's required node affinity gets, per canary node,
+#   matchFields: metadata.name NotIn [node]
+# (one value each: the API server allows exactly one for In/NotIn on a node field; terms are
+# ORed, so every non-empty term needs them; with no affinity one term is added). metadata.name
 # is the Node object's name, the same field the DaemonSet controller pins its pods with, so
-# no node label is needed. The affinity as it was before the first exclusion is kept, as
+# no node label is needed. Changing the pod template restarts kube-proxy on every other node,
+# one at a time (RollingUpdate); a DaemonSet with updateStrategy OnDelete is refused. The affinity as it was before the first exclusion is kept, as
 # JSON, in the DaemonSet's annotation cilium-kpr-migration/original-affinity; the change is
 # one `kubectl replace` of the object as read (its resourceVersion makes a concurrent change
 # fail instead of being overwritten). Then it waits for the rollout and until no kube-proxy
@@ -34,7 +36,6 @@
 set -euo pipefail
 
 readonly SCRIPT=kube-proxy-exclude
-readonly ANNOTATION=cilium-kpr-migration/original-affinity
 # shellcheck source=SCRIPTDIR/cluster-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 
@@ -59,45 +60,55 @@ for node in "${canary[@]}"; do
     "${kubectl_cmd[@]}" get node "$node" -o name >/dev/null 2>"$workdir/node.err" \
         || fail "node '$node' is not a Node of this cluster ($(tr '\n' ' ' <"$workdir/node.err")); migration.canaryNodes must use Kubernetes node names"
 done
-printf '%s\n' "${canary[@]}" | sort -u | jq -R . | jq -sc . >"$workdir/canary.json"
+printf '%s\n' "${canary[@]}" | jq -R . | jq -sc 'unique' >"$workdir/canary.json"
 
 kc get daemonset "$KUBE_PROXY_DAEMONSET" -o json --ignore-not-found >"$workdir/ds.live"
 [[ -s "$workdir/ds.live" ]] \
     || fail "daemonset/${KUBE_PROXY_DAEMONSET} is absent in ${KUBE_PROXY_NAMESPACE}: a canary needs kube-proxy on the other nodes (restore it, or leave migration.canaryNodes empty for the full migration)"
 
+strategy="$(jq -r '.spec.updateStrategy.type // "RollingUpdate"' "$workdir/ds.live")"
+[[ "$strategy" == RollingUpdate ]] \
+    || fail "daemonset/${KUBE_PROXY_DAEMONSET} uses updateStrategy ${strategy}: its rollout cannot be awaited, so a canary is refused; use RollingUpdate or the full migration"
+
 # The affinity before any exclusion: the saved one, or the live one on a first run.
-jq --arg a "$ANNOTATION" '
+jq --arg a "$CANARY_ANNOTATION" '
     if (.metadata.annotations // {}) | has($a) then .metadata.annotations[$a] | fromjson
-    else .spec.template.spec.affinity // null end' "$workdir/ds.live" >"$workdir/original.json"
+    else .spec.template.spec.affinity // null end' "$workdir/ds.live" >"$workdir/original.json" \
+    || fail "annotation ${CANARY_ANNOTATION} on daemonset/${KUBE_PROXY_DAEMONSET} is not JSON; fix or remove it by hand"
 jq -e 'type == "object" or type == "null"' "$workdir/original.json" >/dev/null \
-    || fail "annotation ${ANNOTATION} on daemonset/${KUBE_PROXY_DAEMONSET} is not an affinity object; fix or remove it by hand"
+    || fail "annotation ${CANARY_ANNOTATION} on daemonset/${KUBE_PROXY_DAEMONSET} is not an affinity object; fix or remove it by hand"
 
 # Required node affinity with the canary nodes excluded from every term.
 jq -c --slurpfile nodes "$workdir/canary.json" '
-    {key: "metadata.name", operator: "NotIn", values: $nodes[0]} as $exclude
+    ($nodes[0] | map({key: "metadata.name", operator: "NotIn", values: [.]})) as $exclude
     | (. // {})
     | .nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms |=
-        (if (. // []) == [] then [{matchFields: [$exclude]}]
-         else map(.matchFields = ((.matchFields // []) + [$exclude])) end)' \
+        (if (. // []) == [] then [{matchFields: $exclude}]
+         else map(if . == {} then . else .matchFields = ((.matchFields // []) + $exclude) end) end)' \
     "$workdir/original.json" >"$workdir/desired.json"
 
-if jq -e --slurpfile want "$workdir/desired.json" --arg a "$ANNOTATION" \
+if jq -e --slurpfile want "$workdir/desired.json" --arg a "$CANARY_ANNOTATION" \
     '(.spec.template.spec.affinity == $want[0]) and ((.metadata.annotations // {}) | has($a))' \
     "$workdir/ds.live" >/dev/null; then
     changed=false
     log "daemonset/${KUBE_PROXY_DAEMONSET} already keeps off $(jq -r 'join(", ")' "$workdir/canary.json"); not written"
 else
     changed=true
-    jq --arg a "$ANNOTATION" --slurpfile original "$workdir/original.json" --slurpfile want "$workdir/desired.json" '
+    jq --arg a "$CANARY_ANNOTATION" --slurpfile original "$workdir/original.json" --slurpfile want "$workdir/desired.json" '
         del(.status)
         | .metadata.annotations = ((.metadata.annotations // {}) + {($a): ($original[0] | tojson)})
         | .spec.template.spec.affinity = $want[0]' "$workdir/ds.live" >"$workdir/ds.next"
     log "keeping daemonset/${KUBE_PROXY_DAEMONSET} off $(jq -r 'join(", ")' "$workdir/canary.json")"
     kc replace -f "$workdir/ds.next" >&2
 fi
+# From here the DaemonSet is changed. Pulumi records nothing for a create that fails, so a failure
+# must say how to put kube-proxy back before anything (a destroy included) turns KPR off.
+fail_changed() {
+    fail "$1. The DaemonSet already keeps kube-proxy off the canary nodes: finish with \`pulumi up\`, or put it back with components/kubeproxy/scripts/kube-proxy-include.sh (same KUBECONFIG/KUBECTL_CONTEXT) before any destroy"
+}
 
 kc rollout status "daemonset/${KUBE_PROXY_DAEMONSET}" --timeout="${ROLLOUT_TIMEOUT}s" >&2 \
-    || fail "daemonset/${KUBE_PROXY_DAEMONSET} did not roll out within ${ROLLOUT_TIMEOUT}s"
+    || fail_changed "daemonset/${KUBE_PROXY_DAEMONSET} did not roll out within ${ROLLOUT_TIMEOUT}s"
 
 deadline=$((SECONDS + ROLLOUT_TIMEOUT))
 while true; do
@@ -106,7 +117,7 @@ while true; do
             >"$workdir/left"
     if [[ ! -s "$workdir/left" ]]; then break; fi
     if ((SECONDS >= deadline)); then
-        fail "kube-proxy pods still on canary nodes after ${ROLLOUT_TIMEOUT}s: $(paste -sd, "$workdir/left")"
+        fail_changed "kube-proxy pods still on canary nodes after ${ROLLOUT_TIMEOUT}s: $(paste -sd, "$workdir/left")"
     fi
     log "waiting for $(paste -sd, "$workdir/left") to terminate"
     sleep 2

@@ -20,7 +20,6 @@
 set -euo pipefail
 
 readonly SCRIPT=kube-proxy-include
-readonly ANNOTATION=cilium-kpr-migration/original-affinity
 # shellcheck source=SCRIPTDIR/cluster-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 
@@ -39,18 +38,18 @@ if [[ ! -s "$workdir/ds.live" ]]; then
     jq -cn '{ok: true, changed: false}'
     exit 0
 fi
-if ! jq -e --arg a "$ANNOTATION" '(.metadata.annotations // {}) | has($a)' "$workdir/ds.live" >/dev/null; then
-    log "daemonset/${KUBE_PROXY_DAEMONSET} carries no ${ANNOTATION}; nothing to undo"
+if ! canary_exclusion_active "$workdir/ds.live"; then
+    log "daemonset/${KUBE_PROXY_DAEMONSET} carries no ${CANARY_ANNOTATION}; nothing to undo"
     jq -cn '{ok: true, changed: false}'
     exit 0
 fi
 
-jq --arg a "$ANNOTATION" '.metadata.annotations[$a] | fromjson' "$workdir/ds.live" >"$workdir/original.json" \
-    || fail "annotation ${ANNOTATION} on daemonset/${KUBE_PROXY_DAEMONSET} is not JSON; fix the affinity by hand"
+jq --arg a "$CANARY_ANNOTATION" '.metadata.annotations[$a] | fromjson' "$workdir/ds.live" >"$workdir/original.json" \
+    || fail "annotation ${CANARY_ANNOTATION} on daemonset/${KUBE_PROXY_DAEMONSET} is not JSON; fix the affinity by hand"
 jq -e 'type == "object" or type == "null"' "$workdir/original.json" >/dev/null \
-    || fail "annotation ${ANNOTATION} on daemonset/${KUBE_PROXY_DAEMONSET} is not an affinity object; fix the affinity by hand"
+    || fail "annotation ${CANARY_ANNOTATION} on daemonset/${KUBE_PROXY_DAEMONSET} is not an affinity object; fix the affinity by hand"
 
-jq --arg a "$ANNOTATION" --slurpfile original "$workdir/original.json" '
+jq --arg a "$CANARY_ANNOTATION" --slurpfile original "$workdir/original.json" '
     del(.status)
     | del(.metadata.annotations[$a])
     | if .metadata.annotations == {} then del(.metadata.annotations) else . end

@@ -48,7 +48,7 @@ kc() { "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
 # Fields the API server sets; recreating an object with them fails or misleads. A DaemonSet
 # that a canary kept off some nodes (kube-proxy-exclude.sh) is saved with the affinity it had
 # before, so a restore brings kube-proxy back on every node.
-# shellcheck disable=SC2016 # $original is a jq variable
+# shellcheck disable=SC2016 # $original and $canary are jq variables
 readonly STRIP='
     del(.status)
     | del(.metadata.uid, .metadata.resourceVersion, .metadata.creationTimestamp,
@@ -56,9 +56,9 @@ readonly STRIP='
           .metadata.deletionTimestamp, .metadata.deletionGracePeriodSeconds,
           .metadata.ownerReferences)
     | del(.metadata.annotations["deprecated.daemonset.template.generation"])
-    | if (.metadata.annotations // {}) | has("cilium-kpr-migration/original-affinity") then
-          (.metadata.annotations["cilium-kpr-migration/original-affinity"] | fromjson) as $original
-          | del(.metadata.annotations["cilium-kpr-migration/original-affinity"])
+    | if (.metadata.annotations // {}) | has($canary) then
+          (.metadata.annotations[$canary] | fromjson) as $original
+          | del(.metadata.annotations[$canary])
           | if $original == null then del(.spec.template.spec.affinity)
             else .spec.template.spec.affinity = $original end
       else . end
@@ -100,12 +100,12 @@ else
     echo '{}' >"$workdir/data.json"
 fi
 if [[ -s "$workdir/ds.live" ]]; then
-    jq -c "$STRIP" "$workdir/ds.live" >"$workdir/ds.stripped"
+    jq -c --arg canary "$CANARY_ANNOTATION" "$STRIP" "$workdir/ds.live" >"$workdir/ds.stripped"
     jq --rawfile ds "$workdir/ds.stripped" '.["daemonset.json"] = ($ds | rtrimstr("\n"))' "$workdir/data.json" >"$workdir/data.next"
     mv "$workdir/data.next" "$workdir/data.json"
 fi
 if [[ -s "$workdir/cm.live" ]]; then
-    jq -c "$STRIP" "$workdir/cm.live" >"$workdir/cm.stripped"
+    jq -c --arg canary "$CANARY_ANNOTATION" "$STRIP" "$workdir/cm.live" >"$workdir/cm.stripped"
     jq --rawfile cm "$workdir/cm.stripped" '.["configmap.json"] = ($cm | rtrimstr("\n"))' "$workdir/data.json" >"$workdir/data.next"
     mv "$workdir/data.next" "$workdir/data.json"
 fi

@@ -54,6 +54,9 @@ delete_backup() {
 }
 backup_deleted=false
 
+if [[ -s "$workdir/ds.live" ]] && canary_exclusion_active "$workdir/ds.live"; then
+    fail "daemonset/${KUBE_PROXY_DAEMONSET} is kept off canary nodes (annotation ${CANARY_ANNOTATION}); put it back on every node with kube-proxy-include.sh, then run this again"
+fi
 if [[ -s "$workdir/ds.live" && -s "$workdir/cm.live" ]] && rolled_out "$workdir/ds.live"; then
     log "daemonset/${KUBE_PROXY_DAEMONSET} is already present and rolled out; nothing to restore"
     delete_backup
