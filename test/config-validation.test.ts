@@ -126,6 +126,12 @@ const badInputs: { name: string; change: Record<string, unknown>; key: string; m
         message: /overlaps cluster.podCidrs\[0\]/,
     },
     {
+        name: "kube-proxy rollout timeout too short to restart it anywhere",
+        change: { "cluster.kubeProxy.rolloutTimeoutSeconds": 5 },
+        key: "cluster.kubeProxy.rolloutTimeoutSeconds",
+        message: /30/,
+    },
+    {
         name: "canary node that is not a node",
         change: { "migration.canaryNodes": ["m602"] },
         key: "migration.canaryNodes[0]",

@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
+import * as util from "node:util";
 import type { RecordedResource } from "../tools/mockRuntime";
 import { creationOrder } from "../tools/mockRuntime";
 import { STEP } from "../components/resourceNames";
@@ -96,8 +97,9 @@ test("the gate re-runs when the release's values change, and runs against the pr
     const gate = find(resources, "command:local:Command", STEP.kprGate);
     const release = find(resources, "kubernetes:helm.sh/v3:Release");
     const triggers = gate.inputs.triggers as string[];
-    assert.equal(triggers.length, 1);
+    assert.equal(triggers.length, 2);
     assert.deepEqual(JSON.parse(triggers[0]!), release.inputs.values, "the gate's trigger is the release's values");
+    assert.equal(triggers[1], "all nodes", "and the set of migrated nodes");
     const provider = find(resources, "pulumi:providers:kubernetes");
     assert.equal(provider.inputs.kubeconfig, "/etc/kpr/kubeconfig");
     assert.equal(provider.inputs.context, "prod-admin");
@@ -152,7 +154,7 @@ test("canary (migration.canaryNodes [m600]): kube-proxy is kept off m600 only, a
     assert.ok(dependenciesOf(resources, STEP.kubeProxyCanaryExclusion).has(STEP.valuesSnapshot));
 });
 
-test("going from the canary to the full migration keeps every canary resource's name, so nothing of m600 is replaced", async () => {
+test("going from the canary to the full migration re-runs the cluster-wide checks and changes nothing else of the canary's", async () => {
     const canary = await runProgram("prod", { migration: { canaryNodes: ["m600"] } });
     const full = await runProgram("prod");
     const key = (r: RecordedResource) => `${r.type} ${r.name}`;
@@ -163,9 +165,18 @@ test("going from the canary to the full migration keeps every canary resource's 
         [`command:local:Command ${STEP.kubeProxyCanaryExclusion}`],
         "only the exclusion leaves the program (its delete is a no-op once the DaemonSet is gone)",
     );
-    for (const name of [STEP.staleRuleCleanup("m600"), STEP.tproxyApply("m600")]) {
-        const before = find(canary.resources, "command:remote:Command", name);
-        const after = find(full.resources, "command:remote:Command", name);
-        assert.deepEqual(after.inputs.create, before.inputs.create, `${name} runs the same command, so the full run does not touch m600 again`);
-    }
+    // Pulumi diffs inputs, not dependencies: only an input change makes a kept resource run again.
+    const changed = canary.resources
+        .filter((r) => fullKeys.has(key(r)))
+        .filter((r) => !util.isDeepStrictEqual(r.inputs, full.resources.find((f) => key(f) === key(r))!.inputs))
+        .map((r) => r.name)
+        .sort();
+    assert.deepEqual(
+        changed,
+        [STEP.kprGate, STEP.verification].sort(),
+        "the gate re-checks every agent before the DaemonSet is deleted, the verification runs again; m600's steps are untouched",
+    );
+    const gate = (resources: readonly RecordedResource[]) => (find(resources, "command:local:Command", STEP.kprGate).inputs.triggers as string[])[1];
+    assert.equal(gate(canary.resources), "canary: m600");
+    assert.equal(gate(full.resources), "all nodes");
 });

@@ -6,3 +6,13 @@ export function migratedNodes(config: MigrationConfig): readonly NodeConfig[] {
     const canary = new Set(config.migration.canaryNodes);
     return canary.size === 0 ? config.nodes : config.nodes.filter((node) => canary.has(node.name));
 }
+
+/**
+ * A text that changes exactly when the set of migrated nodes does. As a trigger it re-runs the
+ * cluster-wide checks when a canary grows or becomes the full migration, which would otherwise
+ * rely on a gate result from the canary run.
+ */
+export function migrationScope(config: MigrationConfig): string {
+    const canary = [...new Set(config.migration.canaryNodes)].sort();
+    return canary.length === 0 ? "all nodes" : `canary: ${canary.join(" ")}`;
+}

@@ -95,6 +95,11 @@ export const clusterSchema = z.strictObject({
             /** ConfigMap (in the same namespace) that keeps the backup; survives loss of Pulumi state. */
             backupConfigMap: k8sName.default("kube-proxy-pre-cilium-kpr-backup"),
             iptablesBackend: z.enum(["auto", "nft", "legacy"]).default("auto"),
+            /**
+             * Seconds to wait for kube-proxy's rollout after the canary changes its pod template, which
+             * restarts it on every node one at a time (allow about 30 s per node).
+             */
+            rolloutTimeoutSeconds: z.number().int().min(30).max(86400).default(900),
         })
         .prefault({}),
 });

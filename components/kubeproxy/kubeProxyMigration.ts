@@ -4,6 +4,7 @@ import type { MigrationConfig } from "../config/validate";
 import { clusterCommand } from "../commands/clusterCommand";
 import { STEP } from "../resourceNames";
 import { scriptEnvironment } from "./scriptFiles";
+import { migrationScope } from "../config/migratedNodes";
 
 /** ConfigMap (in Cilium's namespace) holding the release's values from before the migration. */
 export const VALUES_SNAPSHOT_CONFIGMAP = "cilium-kpr-pre-migration-values";
@@ -56,7 +57,7 @@ export function kprGate(args: KprGateArgs, opts: pulumi.CustomResourceOptions): 
             cluster: args.config.cluster,
             create: "kubeproxy/scripts/kpr-gate.sh",
             environment: scriptEnvironment("kpr-gate", { CILIUM_NAMESPACE: args.config.cilium.namespace }),
-            triggers: [args.values.apply((v) => JSON.stringify(v))],
+            triggers: [args.values.apply((v) => JSON.stringify(v)), migrationScope(args.config)],
         },
         { ...opts, dependsOn: [args.release] },
     );
@@ -105,6 +106,7 @@ export function kubeProxyCanaryExclusion(config: MigrationConfig, gate: pulumi.R
                 CANARY_NODES: config.migration.canaryNodes.join(" "),
                 KUBE_PROXY_NAMESPACE: kp.namespace,
                 KUBE_PROXY_DAEMONSET: kp.daemonSet,
+                ROLLOUT_TIMEOUT: kp.rolloutTimeoutSeconds,
             }),
         },
         { ...opts, dependsOn: [gate] },
@@ -119,6 +121,7 @@ export function postMigrationVerification(config: MigrationConfig, after: pulumi
             cluster: config.cluster,
             create: "kubeproxy/scripts/post-migration-verify.sh",
             environment: scriptEnvironment("post-migration-verify", { CILIUM_NAMESPACE: config.cilium.namespace }),
+            triggers: [migrationScope(config)],
         },
         { ...opts, dependsOn: after },
     );
