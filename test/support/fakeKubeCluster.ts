@@ -489,18 +489,13 @@ function requirementHolds(requirement: Json, value: string | undefined): boolean
     }
 }
 
+function requiredNodeSelectorTerms(daemonSet: JsonObject): Json | undefined {
+    return field(daemonSet, "spec", "template", "spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms");
+}
+
 /** The API server's validation of node field selectors: metadata.name only, and one value for In/NotIn. */
 function rejectInvalidNodeAffinity(daemonSet: JsonObject, filename: string): void {
-    const terms = field(
-        daemonSet,
-        "spec",
-        "template",
-        "spec",
-        "affinity",
-        "nodeAffinity",
-        "requiredDuringSchedulingIgnoredDuringExecution",
-        "nodeSelectorTerms",
-    );
+    const terms = requiredNodeSelectorTerms(daemonSet);
     for (const term of Array.isArray(terms) ? terms : []) {
         const fields = field(term, "matchFields");
         for (const requirement of Array.isArray(fields) ? fields : []) {
@@ -521,16 +516,7 @@ function rejectInvalidNodeAffinity(daemonSet: JsonObject, filename: string): voi
 
 /** Whether the pod template's required node affinity lets a pod onto the node (terms ORed, requirements ANDed). */
 function affinityAdmits(daemonSet: JsonObject, node: string): boolean {
-    const terms = field(
-        daemonSet,
-        "spec",
-        "template",
-        "spec",
-        "affinity",
-        "nodeAffinity",
-        "requiredDuringSchedulingIgnoredDuringExecution",
-        "nodeSelectorTerms",
-    );
+    const terms = requiredNodeSelectorTerms(daemonSet);
     if (!Array.isArray(terms) || terms.length === 0) return true;
     const labels = nodeLabels(node);
     return terms.some((term) => {
