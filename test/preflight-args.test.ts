@@ -61,10 +61,14 @@ test("operator env carries the chart version, kube-proxy names, keepalived VIPs 
     assert.equal(env["KUBECONFIG"], "/etc/kpr/kubeconfig");
 });
 
-test("the node command embeds node-preflight.sh byte for byte and quotes every argument", () => {
+test("the node command embeds node-preflight.sh byte for byte, its shared prelude inlined, and quotes every argument", () => {
     const prod = config(rawStack("prod"));
     const command = nodePreflightCommand(prod, prod.nodes[1]!);
-    const script = readFileSync(NODE_PREFLIGHT_SCRIPT, "utf8");
+    const file = readFileSync(NODE_PREFLIGHT_SCRIPT, "utf8");
+    const prelude = readFileSync(path.join(path.dirname(NODE_PREFLIGHT_SCRIPT), "preflight-lib.sh"), "utf8");
+    const sourceLines = '# shellcheck source=SCRIPTDIR/preflight-lib.sh\nsource "$(dirname "${BASH_SOURCE[0]}")/preflight-lib.sh"\n';
+    assert.ok(file.includes(sourceLines), "the file sources the prelude");
+    const script = file.replace(sourceLines, () => prelude.slice(prelude.indexOf("\n# preflight-lib.sh") + 1));
     const terminator = /<<'(CKPR_SCRIPT_[0-9A-F_]+)'\n/.exec(command)![1]!;
     const start = command.indexOf(`<<'${terminator}'\n`) + `<<'${terminator}'\n`.length;
     const end = command.indexOf(`\n${terminator}\n`);

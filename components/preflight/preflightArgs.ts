@@ -1,9 +1,9 @@
-import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import type { NodeConfig } from "../config/schema";
 import type { MigrationConfig } from "../config/validate";
 import { markText, policyRouteSpec } from "../tproxy/policyRoutes";
 import { remoteScriptCommand } from "../commands/remoteScript";
+import { scriptText } from "../commands/scriptFile";
 import { clusterEnvironment } from "../commands/clusterCommand";
 
 /*
@@ -58,9 +58,9 @@ export function operatorPreflightEnv(config: MigrationConfig): Readonly<Record<s
     return { ...env, ...clusterEnvironment(cluster) };
 }
 
-/** The text of node-preflight.sh exactly as committed. */
+/** The text of node-preflight.sh as embedded (its shared prelude inlined). */
 export function nodePreflightScript(): string {
-    return readFileSync(NODE_PREFLIGHT_SCRIPT, "utf8");
+    return scriptText("preflight/scripts/node-preflight.sh");
 }
 
 /** The node preflight as a remote.Command `create` (reads only; changes nothing). */

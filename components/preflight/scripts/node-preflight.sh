@@ -62,36 +62,8 @@ node=$1 tproxy=$2 mark=$3 table=$4 priority=$5 families=$6 backend=$7 mounts_fil
 
 log() { echo "node-preflight[$node]: $*" >&2; }
 
-# JSON string literal of $1 (no jq on nodes).
-json_str() {
-    local s=$1
-    s=${s//\\/\\\\}
-    s=${s//\"/\\\"}
-    s=${s//$'\t'/\\t}
-    s=${s//$'\n'/\\n}
-    s=${s//$'\r'/\\r}
-    s=$(printf '%s' "$s" | tr -d '\000-\010\013\014\016-\037')
-    printf '"%s"' "$s"
-}
-json_bool() { if [ "$1" = 1 ]; then printf true; else printf false; fi; }
-# JSON array of strings from the arguments.
-json_list() {
-    local out="" item
-    for item in "$@"; do out+="${out:+,}$(json_str "$item")"; done
-    printf '[%s]' "$out"
-}
-
-failures_json="" warnings_json=""
-failure_count=0
-fail() {
-    failure_count=$((failure_count + 1))
-    failures_json+="${failures_json:+,}{\"check\":$(json_str "$1"),\"message\":$(json_str "$2")}"
-    log "FAIL $1: $2"
-}
-warn() {
-    warnings_json+="${warnings_json:+,}{\"check\":$(json_str "$1"),\"message\":$(json_str "$2")}"
-    log "WARN $1: $2"
-}
+# shellcheck source=SCRIPTDIR/preflight-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/preflight-lib.sh"
 have() { command -v "$1" >/dev/null 2>&1; }
 
 # 0 when version $1 >= version $2 (dotted numbers).

@@ -67,34 +67,8 @@ fi
 
 log() { echo "operator-preflight: $*" >&2; }
 
-# JSON string literal of $1 (the summary must print even when jq is the missing tool).
-json_str() {
-    local s=$1
-    s=${s//\\/\\\\}
-    s=${s//\"/\\\"}
-    s=${s//$'\t'/\\t}
-    s=${s//$'\n'/\\n}
-    s=${s//$'\r'/\\r}
-    s=$(printf '%s' "$s" | tr -d '\000-\010\013\014\016-\037')
-    printf '"%s"' "$s"
-}
-json_bool() { if [ "$1" = 1 ]; then printf true; else printf false; fi; }
-json_list() {
-    local out="" item
-    for item in "$@"; do out+="${out:+,}$(json_str "$item")"; done
-    printf '[%s]' "$out"
-}
-
-failures_json="" warnings_json="" failure_count=0
-fail() {
-    failure_count=$((failure_count + 1))
-    failures_json+="${failures_json:+,}{\"check\":$(json_str "$1"),\"message\":$(json_str "$2")}"
-    log "FAIL $1: $2"
-}
-warn() {
-    warnings_json+="${warnings_json:+,}{\"check\":$(json_str "$1"),\"message\":$(json_str "$2")}"
-    log "WARN $1: $2"
-}
+# shellcheck source=SCRIPTDIR/preflight-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/preflight-lib.sh"
 
 context="" server_version="" helm_version="" kube_proxy_state=unknown kube_proxy_mode="" mode_source=""
 api_server_on_vip=0
