@@ -536,7 +536,8 @@ function affinityAdmits(daemonSet: JsonObject, node: string): boolean {
 
 /** The DaemonSet controller, instantly: a pod on each admitted node, none elsewhere, status to match. */
 function scheduleDaemonSet(cluster: FakeCluster, namespace: string, name: string, daemonSet: JsonObject, generation: number): void {
-    const admitted = cluster.settings().nodes.filter((node) => affinityAdmits(daemonSet, node));
+    const settings = cluster.settings();
+    const admitted = settings.nodes.filter((node) => affinityAdmits(daemonSet, node));
     const count = admitted.length;
     daemonSet["status"] = {
         currentNumberScheduled: count,
@@ -551,13 +552,13 @@ function scheduleDaemonSet(cluster: FakeCluster, namespace: string, name: string
         const owners = field(pod, "metadata", "ownerReferences");
         return Array.isArray(owners) && owners.some((o) => isObject(o) && o["kind"] === "DaemonSet" && o["name"] === name);
     });
-    if (!cluster.settings().podsLinger) {
+    if (!settings.podsLinger) {
         for (const pod of owned) {
             if (!admitted.includes(textOf(field(pod, "spec", "nodeName"), ""))) cluster.remove(namespace, "pod", textOf(field(pod, "metadata", "name"), ""));
         }
     }
     const labels = asObject(field(daemonSet, "spec", "template", "metadata", "labels"));
-    cluster.settings().nodes.forEach((node, i) => {
+    settings.nodes.forEach((node, i) => {
         if (!admitted.includes(node) || owned.some((pod) => field(pod, "spec", "nodeName") === node)) return;
         const podName = `${name}-${(i + 10).toString(36)}${node.replace(/[^a-z0-9]/g, "").slice(0, 3)}`;
         cluster.write(namespace, "pod", podName, {
