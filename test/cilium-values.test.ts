@@ -25,7 +25,21 @@ test("prod: the KPR values of seed 000", () => {
         ipv4: { enabled: true },
         ipv6: { enabled: false },
         loadBalancer: { algorithm: "random", mode: "snat" },
+        rollOutCiliumPods: true,
+        operator: { rollOutPods: true },
     });
+});
+
+test("a values change that only touches cilium-config restarts the agents and the operator", () => {
+    // Without these the chart leaves the pod templates unchanged when only cilium-config changes, and
+    // running agents keep the old settings until something else restarts them.
+    for (const raw of [rawStack("prod"), rawStack("ipv6-native"), withValues(rawStack("prod"), { "cilium.operatorReplicas": 2 })]) {
+        const values = ciliumValues(valid(raw).cilium);
+        assert.equal(values.rollOutCiliumPods, true);
+        assert.equal((values.operator as Record<string, unknown>).rollOutPods, true);
+    }
+    const replicas = ciliumValues(valid(withValues(rawStack("prod"), { "cilium.operatorReplicas": 2 })).cilium).operator;
+    assert.deepEqual(replicas, { rollOutPods: true, replicas: 2 });
 });
 
 test("ipv6-native: the IPv6-only native-routing profile of seed 001", () => {

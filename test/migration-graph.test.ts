@@ -180,3 +180,34 @@ test("going from the canary to the full migration re-runs the cluster-wide check
     assert.equal(gate(canary.resources), "canary: m600");
     assert.equal(gate(full.resources), "all nodes");
 });
+
+test("every step whose delete undoes its create is replaced delete-first (the engine's default is create, then the old delete)", async () => {
+    // pulumi/pulumi pkg/resource/deploy/step_generator.go (generateStepsFromDiff): without the
+    // deleteBeforeReplace option a replacement creates the new resource first and deletes the old one
+    // last, so the old delete (restore kube-proxy, put its affinity back, roll the values back) would
+    // undo what the new create just did.
+    for (const canaryNodes of [[], ["m600"]]) {
+        const { resources, error } = await runProgram("prod", { migration: { canaryNodes } });
+        assert.equal(error, undefined);
+        const withDelete = resources.filter((r) => r.custom && typeof r.inputs.delete === "string");
+        const names = withDelete.map((r) => r.name).sort();
+        const expected = [
+            STEP.valuesSnapshot,
+            canaryNodes.length === 0 ? STEP.kubeProxyRemoval : STEP.kubeProxyCanaryExclusion,
+            ...(canaryNodes.length === 0 ? NODES : canaryNodes).map(STEP.tproxyApply),
+        ].sort();
+        assert.deepEqual(names, expected, "the steps with a delete");
+        for (const r of withDelete) assert.equal(r.deleteBeforeReplace, true, `${r.name}: a replacement must run the old delete before the new create`);
+    }
+});
+
+test("a node's confirm re-runs whenever its apply runs again, also when only the apply's delete text changes", async () => {
+    const { resources } = await runProgram("prod");
+    for (const node of NODES) {
+        const apply = find(resources, "command:remote:Command", STEP.tproxyApply(node));
+        const confirm = find(resources, "command:remote:Command", STEP.tproxyConfirm(node));
+        // pulumi-command 1.2.1 remote/commandController.go Update: any input change re-runs `create` (no
+        // `update` command), which arms the revert again; only a changed trigger replaces (re-runs) the confirm.
+        assert.deepEqual(confirm.inputs.triggers, [apply.inputs.create, apply.inputs.delete]);
+    }
+});

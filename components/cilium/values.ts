@@ -44,7 +44,11 @@ export function ciliumValues(cilium: CiliumSettings, maglevHashSeed?: string): H
     if (cilium.ipv4.enabled && cilium.ipv4.masquerade !== undefined) typed.enableIPv4Masquerade = cilium.ipv4.masquerade;
     if (cilium.ipv6.enabled && cilium.ipv6.masquerade !== undefined) typed.enableIPv6Masquerade = cilium.ipv6.masquerade;
     if (cilium.devices !== undefined) typed.devices = [...cilium.devices];
-    if (cilium.operatorReplicas !== undefined) typed.operator = { replicas: cilium.operatorReplicas };
+    // A change that only touches cilium-config must restart the agents and the operator, or they keep
+    // running with the old settings: the chart then stamps a checksum of the ConfigMap into both pod
+    // templates (values-1.19.0 transcription in chartKeys/: `rollOutCiliumPods`, `operator.rollOutPods`).
+    typed.rollOutCiliumPods = true;
+    typed.operator = { rollOutPods: true, ...(cilium.operatorReplicas !== undefined ? { replicas: cilium.operatorReplicas } : {}) };
 
     return deepMerge(cilium.extraValues, typed);
 }

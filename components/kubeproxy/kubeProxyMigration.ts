@@ -10,6 +10,15 @@ import { migrationScope } from "../config/migratedNodes";
 export const VALUES_SNAPSHOT_CONFIGMAP = "cilium-kpr-pre-migration-values";
 
 /**
+ * A replacement is create-before-delete unless `deleteBeforeReplace` is set (pulumi/pulumi
+ * pkg/resource/deploy/step_generator.go: a ReplaceStep with createReplacement first; the command
+ * provider's Diff never asks for delete-before-replace). For a step whose delete undoes what its
+ * create did (restore kube-proxy, put its affinity back, roll Cilium's values back) the old delete
+ * would run after the new create and undo it: `pulumi up --replace` must delete first.
+ */
+const DELETE_BEFORE_REPLACE = { deleteBeforeReplace: true } as const;
+
+/**
  * Captures the existing release's values before the release is first upgraded. Its delete, on
  * `pulumi destroy`, returns Cilium to those values, and refuses to unless kube-proxy is serving again.
  */
@@ -35,7 +44,7 @@ export function valuesSnapshot(config: MigrationConfig, opts: pulumi.CustomResou
                 }),
             },
         },
-        opts,
+        { ...opts, ...DELETE_BEFORE_REPLACE },
     );
 }
 
@@ -84,7 +93,7 @@ export function kubeProxyRemoval(config: MigrationConfig, gate: pulumi.Resource,
                 KUBE_PROXY_BACKUP_CONFIGMAP: kp.backupConfigMap,
             }),
         },
-        { ...opts, dependsOn: [gate] },
+        { ...opts, dependsOn: [gate], ...DELETE_BEFORE_REPLACE },
     );
 }
 
@@ -109,7 +118,7 @@ export function kubeProxyCanaryExclusion(config: MigrationConfig, gate: pulumi.R
                 ROLLOUT_TIMEOUT: kp.rolloutTimeoutSeconds,
             }),
         },
-        { ...opts, dependsOn: [gate] },
+        { ...opts, dependsOn: [gate], ...DELETE_BEFORE_REPLACE },
     );
 }
 

@@ -54,8 +54,10 @@ export class NodeTproxy extends pulumi.ComponentResource {
             {
                 connection,
                 create: confirmCommand(bundle, settings),
-                // Re-confirm whenever the apply ran again.
-                triggers: [this.apply.create],
+                // Re-confirm whenever the apply ran again: any change of the apply's inputs re-runs its
+                // create (pulumi-command 1.2.1 remote/commandController.go Update: no `update` command, so
+                // `create` runs), which arms the revert again. The connection is an input of both.
+                triggers: [this.apply.create, this.apply.delete],
                 addPreviousOutputInEnv: false,
             },
             { parent: this, dependsOn: [this.apply] },
