@@ -15,6 +15,17 @@ export interface RecordedResource {
     readonly parent?: string;
     /** Logical names of the resources it explicitly depends on. */
     readonly dependsOn: readonly string[];
+    /** Key of the explicit `provider` option (absent: the engine's default provider for the package). */
+    readonly providerKey?: string;
+    /**
+     * Per top-level input, keys of the resources whose outputs flow into it. The SDK waits for them
+     * before registering the resource and sends them to the engine as dependencies (pulumi/pulumi
+     * sdk/nodejs/runtime/resource.ts prepareResource: propertyToDirectDependencyURNs, folded into
+     * allDirectDependencyURNs). Filled in once the program has finished.
+     */
+    propertyDependencyKeys: Record<string, string[]>;
+    readonly ignoreChanges: readonly string[];
+    readonly protect: boolean;
     /** Options that matter for review. */
     readonly retainOnDelete: boolean;
     readonly deleteBeforeReplace: boolean;
@@ -30,6 +41,22 @@ const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
 
 function isSecretWrapper(value: unknown): value is { value: unknown } {
     return value !== null && typeof value === "object" && (value as Record<string, unknown>)[SECRET_SIG_KEY] === SECRET_SIG;
+}
+
+/** The SDK's Output carries the resources it came from; allResources() includes those of nested outputs. */
+interface OutputWithResources {
+    allResources(): Promise<Set<pulumi.Resource>>;
+}
+
+function outputsIn(value: unknown, found: OutputWithResources[] = []): OutputWithResources[] {
+    if (pulumi.Output.isInstance(value)) {
+        found.push(value as unknown as OutputWithResources);
+    } else if (Array.isArray(value)) {
+        for (const v of value) outputsIn(v, found);
+    } else if (value !== null && typeof value === "object" && !(value instanceof pulumi.Resource)) {
+        for (const v of Object.values(value)) outputsIn(v, found);
+    }
+    return found;
 }
 
 function unwrapSecrets(value: unknown): unknown {
@@ -107,6 +134,7 @@ export async function recordProgramOutcome(run: MockRun, program: () => unknown)
     );
 
     let failure: unknown;
+    const pendingPropertyDeps: Promise<void>[] = [];
     await pulumi.runtime.runInPulumiStack(async () => {
         pulumi.runtime.registerStackTransformation((args) => {
             if (args.type === "pulumi:pulumi:Stack") return undefined;
@@ -116,6 +144,8 @@ export async function recordProgramOutcome(run: MockRun, program: () => unknown)
             const depList = Array.isArray(deps) ? deps : deps === undefined ? [] : [deps];
             const parentKey = args.opts.parent ? keys.get(args.opts.parent) : undefined;
             const dependsOnKeys = depList.flatMap((d) => (d instanceof pulumi.Resource && keys.has(d) ? [keys.get(d)!] : []));
+            const options = args.opts as pulumi.CustomResourceOptions;
+            const providerKey = options.provider === undefined ? undefined : keys.get(options.provider);
             const entry: RecordedResource = {
                 type: args.type,
                 name: args.name,
@@ -125,17 +155,32 @@ export async function recordProgramOutcome(run: MockRun, program: () => unknown)
                 custom: args.resource instanceof pulumi.CustomResource,
                 parent: parentKey === undefined ? undefined : nameOf(parentKey),
                 dependsOn: dependsOnKeys.map(nameOf),
-                retainOnDelete: (args.opts as pulumi.CustomResourceOptions).retainOnDelete === true,
-                deleteBeforeReplace: (args.opts as pulumi.CustomResourceOptions).deleteBeforeReplace === true,
+                retainOnDelete: options.retainOnDelete === true,
+                deleteBeforeReplace: options.deleteBeforeReplace === true,
+                providerKey,
+                propertyDependencyKeys: {},
+                ignoreChanges: options.ignoreChanges ?? [],
+                protect: options.protect === true,
                 inputs: {},
                 secretInputs: [],
             };
             byKey.set(key, entry);
             order.push(entry);
+            for (const [input, value] of Object.entries((args.props ?? {}) as Record<string, unknown>)) {
+                const outputs = outputsIn(value);
+                if (outputs.length === 0) continue;
+                pendingPropertyDeps.push(
+                    Promise.all(outputs.map((o) => o.allResources())).then((sets) => {
+                        const depKeys = [...new Set(sets.flatMap((set) => [...set].flatMap((r) => (keys.has(r) ? [keys.get(r)!] : []))))];
+                        if (depKeys.length > 0) entry.propertyDependencyKeys[input] = depKeys;
+                    }),
+                );
+            }
             return undefined;
         });
         try {
             await program();
+            await Promise.all(pendingPropertyDeps);
         } catch (err) {
             failure = err;
         }
@@ -146,8 +191,9 @@ export async function recordProgramOutcome(run: MockRun, program: () => unknown)
 }
 
 /**
- * Orders resources so each comes after its parent and everything it depends on; a dependency on a
- * component means every resource inside that component. Ties keep declaration order.
+ * Orders resources so each comes after its parent, its provider, and everything it depends on
+ * explicitly or through an input; a dependency on a component means every resource inside that
+ * component. Ties keep declaration order.
  */
 export function creationOrder(resources: readonly RecordedResource[]): RecordedResource[] {
     const byKey = new Map(resources.map((r) => [r.key, r]));
@@ -163,7 +209,11 @@ export function creationOrder(resources: readonly RecordedResource[]): RecordedR
         if (placed.has(r.key)) return;
         if (visiting.has(r.key)) throw new Error(`dependency cycle through ${r.type} ${r.name}`);
         visiting.add(r.key);
-        const before = [...(r.parentKey !== undefined ? [r.parentKey] : []), ...r.dependsOnKeys.flatMap(subtree)];
+        const before = [
+            ...(r.parentKey !== undefined ? [r.parentKey] : []),
+            ...(r.providerKey !== undefined ? [r.providerKey] : []),
+            ...[...r.dependsOnKeys, ...Object.values(r.propertyDependencyKeys).flat()].flatMap(subtree),
+        ];
         for (const key of before) {
             const dep = byKey.get(key);
             if (dep && dep.key !== r.key) visit(dep);

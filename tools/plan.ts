@@ -1,36 +1,75 @@
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import * as YAML from "yaml";
 import { creationOrder, recordProgram, type RecordedResource } from "./mockRuntime";
-import { rawStackConfig, readStackFile } from "./stackFile";
-import { describeStep } from "./planSteps";
+import { rawStackConfig, readStackFile, StackFileError } from "./stackFile";
+import { describeStep, stepFileText } from "./planSteps";
+import { planEntries, type PlanEntry } from "./planModel";
+import { adoptionScript } from "./adoption";
 import { validateStackConfig } from "../components/config/validate";
 import { migratedNodes } from "../components/config/migratedNodes";
 import { nodeKeepalivedSnippet, nodeTproxyBundle } from "../components/tproxy/nodeTproxyBundle";
 
-/**
- * The offline plan: runs the real program (index.ts) under Pulumi's mock runtime with
- * Pulumi.<stack>.yaml, with no Pulumi CLI, cluster or credentials, and writes what it would do.
- */
-async function main(): Promise<number> {
-    const { values } = parseArgs({ options: { "stack": { type: "string" }, "out": { type: "string" }, "stack-dir": { type: "string" } } });
-    if (values.stack === undefined || !/^[A-Za-z0-9_.-]+$/.test(values.stack)) {
-        process.stderr.write("usage: npm run plan -- --stack <name> [--out <dir>] [--stack-dir <dir with Pulumi.yaml and Pulumi.<name>.yaml>]\n");
-        return 2;
+const USAGE = "usage: npm run plan -- --stack <name> [--out <dir>] [--stack-dir <dir with Pulumi.yaml and Pulumi.<name>.yaml>]";
+
+/** The file that marks a directory as the plan's own output: only such a directory is ever cleaned. */
+export const PLAN_MARKER = ".cilium-kpr-plan";
+/** Everything the plan writes into its directory; a re-run removes these and nothing else. */
+const PLAN_ENTRIES = [PLAN_MARKER, "resources.json", "cilium-values.yaml", "adoption.sh", "plan.txt", "steps", "nodes"];
+
+/** A refusal the operator can act on: printed as one line, no stack trace. */
+class PlanError extends Error {}
+
+function parseCommandLine(argv: readonly string[]): { stack: string; out?: string; stackDir?: string } {
+    let parsed;
+    try {
+        parsed = parseArgs({ args: [...argv], options: { "stack": { type: "string" }, "out": { type: "string" }, "stack-dir": { type: "string" } } });
+    } catch (err) {
+        // `npm run plan --stack prod` (no `--`) hands npm the option and the plan only "prod".
+        throw new PlanError(`${(err as Error).message.split("\n")[0]}; pass the plan's options after \`--\`: ${USAGE}`);
     }
+    const { values } = parsed;
+    if (values.stack === undefined) {
+        const npmSwallowed = process.env.npm_config_stack !== undefined ? " (npm took --stack for itself: put `--` before the plan's options)" : "";
+        throw new PlanError(`--stack is required${npmSwallowed}; ${USAGE}`);
+    }
+    if (!/^[A-Za-z0-9_.-]+$/.test(values.stack)) throw new PlanError(`--stack ${JSON.stringify(values.stack)} is not a stack name; ${USAGE}`);
+    return { stack: values.stack, out: values.out, stackDir: values["stack-dir"] };
+}
+
+/**
+ * Makes `dir` ready for a fresh plan without deleting anything the plan did not write: a new or
+ * empty directory is used as is; one holding the plan's marker loses only the plan's own entries;
+ * any other non-empty directory (a checkout, a home directory) is refused.
+ */
+export function prepareOutDir(dir: string): void {
+    if (existsSync(dir)) {
+        if (!statSync(dir).isDirectory()) throw new PlanError(`--out ${dir} exists and is not a directory`);
+        const present = readdirSync(dir);
+        if (present.length > 0 && !present.includes(PLAN_MARKER)) {
+            throw new PlanError(`--out ${dir} is not empty and holds no ${PLAN_MARKER}: the plan writes only into a new, empty or earlier plan directory`);
+        }
+        for (const entry of PLAN_ENTRIES) rmSync(path.join(dir, entry), { recursive: true, force: true });
+    }
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, PLAN_MARKER), "Written by `npm run plan`; a re-run replaces this directory's plan files and nothing else.\n");
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+    const args = parseCommandLine(argv);
     const root = path.resolve(__dirname, "..");
-    // --stack-dir lets bench/plan-scale.ts plan generated stacks without writing into the repository.
-    const stack = readStackFile(values["stack-dir"] === undefined ? root : path.resolve(values["stack-dir"]), values.stack);
-    const outDir = path.resolve(values.out ?? path.join(root, "plan", values.stack));
+    // --stack-dir lets bench/plan-scale.ts and the tests plan generated stacks without writing into the repository.
+    const stack = readStackFile(args.stackDir === undefined ? root : path.resolve(args.stackDir), args.stack);
+    const outDir = path.resolve(args.out ?? path.join(root, "plan", args.stack));
     for (const key of stack.placeholderSecrets) {
-        process.stderr.write(`note: ${stack.project}:${key} is not in Pulumi.${values.stack}.yaml; the plan uses [secret] (a real run needs it)\n`);
+        process.stderr.write(`note: ${stack.project}:${key} is not in Pulumi.${args.stack}.yaml; the plan uses [secret] (a real run needs it)\n`);
     }
 
     let resources: RecordedResource[];
     try {
         resources = await recordProgram(
-            { project: stack.project, stack: values.stack, config: stack.config, secretKeys: stack.secretKeys },
+            { project: stack.project, stack: args.stack, config: stack.config, secretKeys: stack.secretKeys },
             () => import("../index"),
         );
     } catch (err) {
@@ -38,50 +77,60 @@ async function main(): Promise<number> {
         return 1;
     }
     const ordered = creationOrder(resources);
+    const entries = planEntries(ordered, stack.project, args.stack);
+    const entryOf = new Map(entries.filter((e) => !e.implicit).map((e, i) => [ordered[i]!.key, e]));
 
-    rmSync(outDir, { recursive: true, force: true });
-    mkdirSync(outDir, { recursive: true });
-    const byKey = new Map(ordered.map((r) => [r.key, r]));
-    writeFileSync(
-        path.join(outDir, "resources.json"),
-        JSON.stringify(
-            ordered.map((r) => ({
-                urn: urnOf(r, byKey, stack.project, values.stack!),
-                type: r.type,
-                name: r.name,
-                parent: r.parent ?? null,
-                dependsOn: r.dependsOn,
-                ...(r.retainOnDelete ? { retainOnDelete: true } : {}),
-                ...(r.deleteBeforeReplace ? { deleteBeforeReplace: true } : {}),
-            })),
-            null,
-            2,
-        ) + "\n",
-    );
+    prepareOutDir(outDir);
+    writeFileSync(path.join(outDir, "resources.json"), JSON.stringify(entries, null, 2) + "\n");
 
     const release = ordered.find((r) => r.type === "kubernetes:helm.sh/v3:Release");
-    if (release) writeFileSync(path.join(outDir, "cilium-values.yaml"), YAML.stringify(release.inputs.values ?? {}));
+    if (release) {
+        writeFileSync(path.join(outDir, "cilium-values.yaml"), YAML.stringify(release.inputs.values ?? {}));
+        writeFileSync(
+            path.join(outDir, "adoption.sh"),
+            adoptionScript(entries, { stack: args.stack, releaseNamespace: String(release.inputs.namespace), releaseName: String(release.inputs.name) }),
+        );
+    }
 
-    // The exact command texts each step runs (create, and delete for `pulumi destroy`).
+    // What each step runs (create, and delete for `pulumi destroy`), with where and how it runs.
     for (const r of ordered) {
         if (r.type !== "command:local:Command" && r.type !== "command:remote:Command") continue;
         mkdirSync(path.join(outDir, "steps"), { recursive: true });
         for (const phase of ["create", "delete"] as const) {
-            const text = r.inputs[phase];
-            if (typeof text === "string") writeFileSync(path.join(outDir, "steps", `${r.name}.${phase}.sh`), text);
+            if (typeof r.inputs[phase] === "string")
+                writeFileSync(path.join(outDir, "steps", `${r.name}.${phase}.sh`), stepFileText(entryOf.get(r.key)!, r, phase));
         }
     }
 
     writeNodeFiles(outDir, stack.project, stack.config);
 
-    process.stdout.write(`Migration plan for stack ${values.stack} (${ordered.filter((r) => r.custom).length} resources), in order:\n`);
+    const text = planText(args.stack, entries, ordered, entryOf);
+    writeFileSync(path.join(outDir, "plan.txt"), text);
+    process.stdout.write(`${text}\nWritten to ${path.relative(process.cwd(), outDir) || "."}/\n`);
+    return 0;
+}
+
+function planText(stack: string, entries: readonly PlanEntry[], ordered: readonly RecordedResource[], entryOf: ReadonlyMap<string, PlanEntry>): string {
+    const name = (urn: string) => urn.slice(urn.lastIndexOf("::") + 2);
+    const out = [
+        `Migration plan for stack ${stack} (${ordered.filter((r) => r.custom).length} resources), in order:`,
+        'Each step waits for those after "after" (dependsOn, inputs that are other steps\' outputs, its provider).',
+        "Steps of the same wave wait for nothing of each other: the engine may run them at the same time (`--parallel`).",
+        "A step whose create fails is not recorded in state: `pulumi destroy` will not undo what it already did.",
+        "",
+    ];
     let step = 0;
+    for (const e of entries.filter((x) => x.implicit)) {
+        out.push(
+            `${String(++step).padStart(3)}. [wave ${e.wave}] ${e.type.slice("pulumi:providers:".length)} default provider "${e.name}" (created by the engine for the steps that use it)`,
+        );
+    }
     for (const r of ordered) {
         if (!r.custom) continue;
-        process.stdout.write(`${String(++step).padStart(3)}. ${describeStep(r)}\n`);
+        const e = entryOf.get(r.key)!;
+        out.push(`${String(++step).padStart(3)}. [wave ${e.wave}] ${describeStep(r, e.waitsFor.filter((u) => !u.includes("::pulumi:providers:")).map(name))}`);
     }
-    process.stdout.write(`\nWritten to ${path.relative(process.cwd(), outDir) || "."}/\n`);
-    return 0;
+    return out.join("\n") + "\n";
 }
 
 /** Every file pushed to each migrated node, under nodes/<node>/<absolute path>, plus the keepalived snippet. */
@@ -99,21 +148,19 @@ function writeNodeFiles(outDir: string, project: string, config: Readonly<Record
     }
 }
 
-/** The URN Pulumi gives a resource: the types of its ancestors, then its own type and name. */
-function urnOf(r: RecordedResource, byKey: ReadonlyMap<string, RecordedResource>, project: string, stackName: string): string {
-    const types: string[] = [];
-    for (let p = r.parentKey === undefined ? undefined : byKey.get(r.parentKey); p; p = p.parentKey === undefined ? undefined : byKey.get(p.parentKey)) {
-        types.unshift(p.type);
-    }
-    return `urn:pulumi:${stackName}::${project}::${[...types, r.type].join("$")}::${r.name}`;
+if (require.main === module) {
+    main(process.argv.slice(2)).then(
+        (code) => {
+            process.exitCode = code;
+        },
+        (err: unknown) => {
+            if (err instanceof PlanError || err instanceof StackFileError) {
+                process.stderr.write(`plan: ${err.message}\n`);
+                process.exitCode = 2;
+                return;
+            }
+            process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+            process.exitCode = 1;
+        },
+    );
 }
-
-main().then(
-    (code) => {
-        process.exitCode = code;
-    },
-    (err: unknown) => {
-        process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-        process.exitCode = 1;
-    },
-);

@@ -1,4 +1,6 @@
+import { createHash } from "node:crypto";
 import type { RecordedResource } from "./mockRuntime";
+import { hostKeyFingerprint, type PlanEntry } from "./planModel";
 
 /** What each command step does, by its logical name (see components/resourceNames.ts). */
 const COMMAND_STEPS: readonly [RegExp, (m: RegExpMatchArray) => string][] = [
@@ -29,9 +31,9 @@ const COMMAND_STEPS: readonly [RegExp, (m: RegExpMatchArray) => string][] = [
     [/^post-migration-verification$/, () => "every agent lists services, the kubernetes Service among them"],
 ];
 
-/** One readable line per resource for the plan's step list. */
-export function describeStep(r: RecordedResource): string {
-    const after = r.dependsOn.length > 0 ? `  (after ${r.dependsOn.join(", ")})` : "";
+/** One readable line per resource for the plan's step list; `waitsFor` defaults to its explicit dependencies. */
+export function describeStep(r: RecordedResource, waitsFor: readonly string[] = r.dependsOn): string {
+    const after = waitsFor.length > 0 ? `  (after ${waitsFor.join(", ")})` : "";
     switch (r.type) {
         case "pulumi:providers:kubernetes":
             return `kubernetes provider "${r.name}": the cluster and context every cluster step uses`;
@@ -50,4 +52,55 @@ export function describeStep(r: RecordedResource): string {
         default:
             return `${r.name} [${r.type}]${after}`;
     }
+}
+
+/** A value shown in a step file's header: short text as is, long text by its size and digest. */
+function shown(value: unknown): string {
+    const text = typeof value === "string" ? value : JSON.stringify(value);
+    if (text.length <= 160 && !text.includes("\n")) return JSON.stringify(text);
+    return `sha256:${createHash("sha256").update(text).digest("hex").slice(0, 16)} (${Buffer.byteLength(text)} bytes)`;
+}
+
+const lastName = (urn: string) => urn.slice(urn.lastIndexOf("::") + 2);
+
+/**
+ * The text of `steps/<name>.<phase>.sh`: a header with everything that decides what the step does
+ * besides its command text (where it runs, its environment or SSH connection, its triggers, what it
+ * waits for, how it is replaced), then the command text exactly as the provider runs it. The SSH
+ * private key is never written: only that one is used.
+ */
+export function stepFileText(entry: PlanEntry, r: RecordedResource, phase: "create" | "delete"): string {
+    const lines = [`# cilium-kpr offline plan: ${r.name}, ${phase}`, `# urn: ${entry.urn}`];
+    lines.push(
+        phase === "create"
+            ? "# runs: on `pulumi up` when created, and again (as an update) whenever any input other than triggers changes"
+            : "# runs: on `pulumi destroy` (and before a replacement), with the command, environment and connection stored at the last successful create/update",
+    );
+    if (r.type === "command:remote:Command") {
+        const c = (r.inputs.connection ?? {}) as Record<string, unknown>;
+        const hostKey = typeof c.hostKey === "string" ? hostKeyFingerprint(c.hostKey) : "NONE (unchecked)";
+        lines.push(`# over SSH: ${String(c.user ?? "root")}@${String(c.host)} port ${String(c.port ?? 22)}`);
+        lines.push(`#   host key pinned: ${hostKey}`);
+        lines.push(`#   private key: ${c.privateKey === undefined ? "none" : "[secret] (the stack's sshPrivateKey; never shown)"}`);
+    } else {
+        const interpreter = Array.isArray(r.inputs.interpreter) ? (r.inputs.interpreter as string[]).join(" ") : "/bin/sh -c";
+        lines.push(`# locally on the operator's machine: ${interpreter} <command text>`);
+        lines.push("# environment: the operator's own, plus:");
+        const env = r.secretInputs.includes("environment") ? undefined : ((r.inputs.environment ?? {}) as Record<string, unknown>);
+        if (env === undefined) lines.push("#   [secret]");
+        else for (const [k, v] of Object.entries(env).sort(([a], [b]) => a.localeCompare(b))) lines.push(`#   ${k}=${shown(v)}`);
+    }
+    if (Array.isArray(r.inputs.triggers)) {
+        const from = entry.propertyDependencies.triggers ?? [];
+        lines.push(`# triggers (a change replaces the step, so it runs again)${from.length > 0 ? `, from ${from.map(lastName).join(", ")}` : ""}:`);
+        for (const t of r.inputs.triggers as unknown[]) lines.push(`#   ${shown(t)}`);
+    }
+    if (entry.ignoreChanges.length > 0) lines.push(`# ignored when they change: ${entry.ignoreChanges.join(", ")}`);
+    lines.push(`# waits for: ${entry.waitsFor.length === 0 ? "nothing" : entry.waitsFor.map(lastName).join(", ")}`);
+    if (typeof r.inputs.delete === "string")
+        lines.push(
+            `# replacement: ${entry.deleteBeforeReplace ? "the old delete runs first, then the new create" : "the new create runs first, then the old delete"}`,
+        );
+    lines.push("# ---- command text, exactly as the provider runs it ----");
+    return `${lines.join("\n")}\n${String(r.inputs[phase])}`;
 }
