@@ -4,6 +4,7 @@ import type * as command from "@pulumi/command";
 import type { StackConfig } from "./config/stackConfig";
 import { migratedNodes } from "./config/migratedNodes";
 import { CiliumRelease } from "./cilium/ciliumRelease";
+import { releaseIdentityGuard } from "./cilium/releaseIdentity";
 import { preflight } from "./preflight/preflight";
 import { kprGate, kubeProxyCanaryExclusion, kubeProxyRemoval, postMigrationVerification, valuesSnapshot } from "./kubeproxy/kubeProxyMigration";
 import { staleRuleCleanup, staleRuleVerify } from "./kubeproxy/staleRuleCleanup";
@@ -44,7 +45,7 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
 
         // A failed preflight stops the run before the release changes anything.
         const checks = preflight(config, sshPrivateKey, child);
-        const snapshot = valuesSnapshot(config, { ...child, dependsOn: checks });
+        const snapshot = valuesSnapshot(config, { ...child, dependsOn: [...checks, releaseIdentityGuard(config.cilium, child)] });
 
         this.cilium = new CiliumRelease(
             STEP.ciliumRelease,

@@ -7,6 +7,7 @@ export const STEP = {
     provider: "cluster",
     operatorPreflight: "preflight-operator",
     nodePreflight: (node: string) => `preflight-${node}`,
+    releaseIdentity: "cilium-release-identity",
     valuesSnapshot: "cilium-values-snapshot",
     ciliumRelease: "cilium",
     kprGate: "kpr-gate",

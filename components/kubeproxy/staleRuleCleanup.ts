@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { ClusterConfig, NodeConfig } from "../config/schema";
-import { nodeConnection } from "../commands/nodeConnection";
+import { nodeCommandOptions, nodeConnection } from "../commands/nodeConnection";
 import { remoteScriptCommand } from "../commands/remoteScript";
 import { scriptText } from "../commands/scriptFile";
 import { STEP } from "../resourceNames";
@@ -25,7 +25,7 @@ export function staleRuleCleanup(
             ]),
             addPreviousOutputInEnv: false,
         },
-        opts,
+        { ...opts, ...nodeCommandOptions() },
     );
 }
 
@@ -38,6 +38,6 @@ export function staleRuleVerify(node: NodeConfig, privateKey: pulumi.Output<stri
             create: remoteScriptCommand(`verify no kube-proxy Service rules remain on ${node.name}`, scriptText("kubeproxy/scripts/stale-rules-verify.sh"), []),
             addPreviousOutputInEnv: false,
         },
-        opts,
+        { ...opts, ...nodeCommandOptions() },
     );
 }

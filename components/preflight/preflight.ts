@@ -2,7 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { MigrationConfig } from "../config/validate";
 import { clusterCommand } from "../commands/clusterCommand";
-import { nodeConnection } from "../commands/nodeConnection";
+import { nodeCommandOptions, nodeConnection } from "../commands/nodeConnection";
 import { STEP } from "../resourceNames";
 import { nodePreflightCommand, operatorPreflightEnv } from "./preflightArgs";
 
@@ -30,7 +30,7 @@ export function preflight(config: MigrationConfig, privateKey: pulumi.Output<str
                     create: nodePreflightCommand(config, node),
                     addPreviousOutputInEnv: false,
                 },
-                opts,
+                { ...opts, ...nodeCommandOptions() },
             ),
     );
     return [operator, ...nodes];

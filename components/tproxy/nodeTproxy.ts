@@ -2,7 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { MigrationConfig } from "../config/validate";
 import type { NodeConfig } from "../config/schema";
-import { nodeConnection } from "../commands/nodeConnection";
+import { nodeCommandOptions, nodeConnection } from "../commands/nodeConnection";
 import { STEP, TYPE } from "../resourceNames";
 import { nodeTproxyBundle } from "./nodeTproxyBundle";
 import { applyCommand, confirmCommand, deleteCommand, remoteSettings } from "./remoteScript";
@@ -41,6 +41,7 @@ export class NodeTproxy extends pulumi.ComponentResource {
                 addPreviousOutputInEnv: false,
             },
             {
+                ...nodeCommandOptions(),
                 parent: this,
                 dependsOn: args.dependsOn,
                 // The old delete restores the node as it was before the first apply: it must run before a
@@ -60,7 +61,7 @@ export class NodeTproxy extends pulumi.ComponentResource {
                 triggers: [this.apply.create, this.apply.delete],
                 addPreviousOutputInEnv: false,
             },
-            { parent: this, dependsOn: [this.apply] },
+            { ...nodeCommandOptions(), parent: this, dependsOn: [this.apply] },
         );
 
         this.registerOutputs({});
