@@ -38,20 +38,24 @@ function parseCommandLine(argv: readonly string[]): { stack: string; out?: strin
     return { stack: values.stack, out: values.out, stackDir: values["stack-dir"] };
 }
 
+/** Refuses an --out the plan may not write into (checked before anything runs). */
+function checkOutDir(dir: string): void {
+    if (!existsSync(dir)) return;
+    if (!statSync(dir).isDirectory()) throw new PlanError(`--out ${dir} exists and is not a directory`);
+    const present = readdirSync(dir);
+    if (present.length > 0 && !present.includes(PLAN_MARKER)) {
+        throw new PlanError(`--out ${dir} is not empty and holds no ${PLAN_MARKER}: the plan writes only into a new, empty or earlier plan directory`);
+    }
+}
+
 /**
  * Makes `dir` ready for a fresh plan without deleting anything the plan did not write: a new or
  * empty directory is used as is; one holding the plan's marker loses only the plan's own entries;
  * any other non-empty directory (a checkout, a home directory) is refused.
  */
 export function prepareOutDir(dir: string): void {
-    if (existsSync(dir)) {
-        if (!statSync(dir).isDirectory()) throw new PlanError(`--out ${dir} exists and is not a directory`);
-        const present = readdirSync(dir);
-        if (present.length > 0 && !present.includes(PLAN_MARKER)) {
-            throw new PlanError(`--out ${dir} is not empty and holds no ${PLAN_MARKER}: the plan writes only into a new, empty or earlier plan directory`);
-        }
-        for (const entry of PLAN_ENTRIES) rmSync(path.join(dir, entry), { recursive: true, force: true });
-    }
+    checkOutDir(dir);
+    for (const entry of PLAN_ENTRIES) rmSync(path.join(dir, entry), { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
     writeFileSync(path.join(dir, PLAN_MARKER), "Written by `npm run plan`; a re-run replaces this directory's plan files and nothing else.\n");
 }
@@ -62,6 +66,7 @@ async function main(argv: readonly string[]): Promise<number> {
     // --stack-dir lets bench/plan-scale.ts and the tests plan generated stacks without writing into the repository.
     const stack = readStackFile(args.stackDir === undefined ? root : path.resolve(args.stackDir), args.stack);
     const outDir = path.resolve(args.out ?? path.join(root, "plan", args.stack));
+    checkOutDir(outDir);
     for (const key of stack.placeholderSecrets) {
         process.stderr.write(`note: ${stack.project}:${key} is not in Pulumi.${args.stack}.yaml; the plan uses [secret] (a real run needs it)\n`);
     }
