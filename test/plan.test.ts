@@ -244,3 +244,16 @@ test("values Pulumi reads by YAML 1.1 rules (0100 is octal, yes a boolean) are r
     assert.equal((JSON.parse(quoted.config.cluster!) as { kubeProxy: { daemonSet: string } }).kubeProxy.daemonSet, "yes");
     for (const stack of ["prod", "ipv6-native"]) assert.doesNotThrow(() => readStackFile(ROOT, stack), `${stack} is unambiguous`);
 });
+
+test("the README's adoption commands are the ones the plan generates for prod", (t) => {
+    const { out } = planned(t);
+    const commands = (text: string) =>
+        text
+            .split("\n")
+            .filter((l) => l.trim() !== "" && !l.trimStart().startsWith("#") && l !== "set -eu")
+            .join("\n");
+    const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("### Adopting a Cilium release"));
+    const block = /```sh\n([\s\S]*?)```/.exec(section)![1]!;
+    assert.equal(commands(block), commands(readFileSync(path.join(out, "adoption.sh"), "utf8")));
+});
