@@ -166,7 +166,7 @@ export async function recordProgramOutcome(run: MockRun, program: () => unknown)
             };
             byKey.set(key, entry);
             order.push(entry);
-            for (const [input, value] of Object.entries((args.props ?? {}) as Record<string, unknown>)) {
+            for (const [input, value] of Object.entries(args.props ?? {})) {
                 const outputs = outputsIn(value);
                 if (outputs.length === 0) continue;
                 pendingPropertyDeps.push(

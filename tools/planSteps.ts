@@ -77,9 +77,9 @@ export function stepFileText(entry: PlanEntry, r: RecordedResource, phase: "crea
             : "# runs: on `pulumi destroy` (and before a replacement), with the command, environment and connection stored at the last successful create/update",
     );
     if (r.type === "command:remote:Command") {
-        const c = (r.inputs.connection ?? {}) as Record<string, unknown>;
+        const c = (r.inputs.connection ?? {}) as { host?: string; port?: number; user?: string; hostKey?: unknown; privateKey?: unknown };
         const hostKey = typeof c.hostKey === "string" ? hostKeyFingerprint(c.hostKey) : "NONE (unchecked)";
-        lines.push(`# over SSH: ${String(c.user ?? "root")}@${String(c.host)} port ${String(c.port ?? 22)}`);
+        lines.push(`# over SSH: ${c.user ?? "root"}@${c.host ?? "?"} port ${c.port ?? 22}`);
         lines.push(`#   host key pinned: ${hostKey}`);
         lines.push(`#   private key: ${c.privateKey === undefined ? "none" : "[secret] (the stack's sshPrivateKey; never shown)"}`);
     } else {
@@ -89,6 +89,9 @@ export function stepFileText(entry: PlanEntry, r: RecordedResource, phase: "crea
         const env = r.secretInputs.includes("environment") ? undefined : ((r.inputs.environment ?? {}) as Record<string, unknown>);
         if (env === undefined) lines.push("#   [secret]");
         else for (const [k, v] of Object.entries(env).sort(([a], [b]) => a.localeCompare(b))) lines.push(`#   ${k}=${shown(v)}`);
+        if (env !== undefined && /\b(kubectl|helm)\b/.test(String(r.inputs[phase])) && env.KUBECONFIG === undefined && env.KUBECTL_CONTEXT === undefined) {
+            lines.push("#   (no KUBECONFIG or KUBECTL_CONTEXT: kubectl and helm act on the operator's current kubeconfig context)");
+        }
     }
     if (Array.isArray(r.inputs.triggers)) {
         const from = entry.propertyDependencies.triggers ?? [];

@@ -4,7 +4,7 @@
 # Records which Helm release (namespace/name) this stack manages, and refuses any later change of it.
 # Changing the release name or namespace would make Pulumi replace the Release: pulumi-kubernetes
 # marks .name and .namespace force-new (provider/pkg/provider/helm_release.go Diff), the replacement
-# is create-before-delete, and the old one is retained, so `pulumi up` would helm-install a second
+# is create-before-delete, and the old one is retained, so `pulumi up` would install a second
 # Cilium beside the running one. Nothing touches the cluster here: this step only compares texts,
 # and everything that reads the release (values snapshot, release, gate) runs after it.
 #
