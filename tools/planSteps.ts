@@ -10,6 +10,7 @@ const COMMAND_STEPS: readonly [RegExp, (m: RegExpMatchArray) => string][] = [
             "operator preflight: kubectl/helm/jq present, the context reaches the cluster, kube-proxy mode fits this Cilium version (IPVS + 1.19.0/1.19.1 refused)",
     ],
     [/^preflight-(.+)$/, (m) => `node preflight on ${m[1]}: kernel, bpffs, cgroup v2, nft, iptables backend, our table/priority/mark unused`],
+    [/^cilium-release-identity$/, () => "record the Cilium release's namespace/name; on a later up refuse any other (a new one would install a second Cilium)"],
     [/^cilium-values-snapshot$/, () => "snapshot the release's pre-migration values into the cluster (destroy: restore them once kube-proxy serves)"],
     [/^kpr-gate$/, () => "KPR gate: Cilium rollout done and EVERY agent reports KubeProxyReplacement True, socket LB and NodePort"],
     [
