@@ -243,3 +243,26 @@ export function hostKeyViolations(r: ResourceView): Violation[] {
 function asRecord(value: unknown): Readonly<Record<string, unknown>> | undefined {
     return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
 }
+
+/** A resource policy's view plus the one option the replacement-order invariant reads. */
+export interface ReplacementView extends ResourceView {
+    readonly deleteBeforeReplace: boolean;
+}
+
+/**
+ * A command whose delete undoes its create (restore kube-proxy, put its affinity back, roll Cilium's
+ * values back, remove a node's tproxy) must be replaced delete-first: the engine's default replacement
+ * creates the new one and runs the old delete last, which would undo it (pulumi/pulumi
+ * pkg/resource/deploy/step_generator.go: deleteBeforeReplace from the resource option, else the
+ * provider's diff, and pulumi-command never asks for it).
+ */
+export function replacementOrderViolations(r: ReplacementView): Violation[] {
+    if (r.type !== TYPE.localCommand && r.type !== TYPE.remoteCommand) return [];
+    if (typeof r.props.delete !== "string" || r.deleteBeforeReplace) return [];
+    return [
+        {
+            urn: r.urn,
+            message: `${r.name} has a delete command but is replaced create-first: its old delete would undo the new create; set deleteBeforeReplace`,
+        },
+    ];
+}

@@ -11,6 +11,7 @@ import {
     kprValuesViolations,
     orderingViolations,
     releaseRetentionViolations,
+    replacementOrderViolations,
     type ResourceView,
     type StackResourceView,
     type Violation,
@@ -73,4 +74,12 @@ export const remoteHostKeysPinned = resourcePolicy(
     hostKeyViolations,
 );
 
-export const policies = [migrationOrdering, ciliumReleaseRetained, kprValuesComplete, remoteHostKeysPinned];
+export const commandsReplacedDeleteFirst: ResourceValidationPolicy = {
+    name: "commands-with-delete-replaced-delete-first",
+    description: "A command with a delete command (which undoes its create) sets deleteBeforeReplace, so a replacement cannot undo itself.",
+    enforcementLevel: "mandatory",
+    validateResource: (args, reportViolation) =>
+        report(replacementOrderViolations({ ...resourceView(args), deleteBeforeReplace: args.opts.deleteBeforeReplace === true }), reportViolation),
+};
+
+export const policies = [migrationOrdering, ciliumReleaseRetained, kprValuesComplete, remoteHostKeysPinned, commandsReplacedDeleteFirst];

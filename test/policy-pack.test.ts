@@ -14,7 +14,7 @@ import {
     type StackResourceView,
     type Violation,
 } from "../policy/invariants";
-import { ciliumReleaseRetained, kprValuesComplete, migrationOrdering, policies, remoteHostKeysPinned } from "../policy/policies";
+import { ciliumReleaseRetained, commandsReplacedDeleteFirst, kprValuesComplete, migrationOrdering, policies, remoteHostKeysPinned } from "../policy/policies";
 import type { RecordedResource } from "../tools/mockRuntime";
 import { runProgram } from "./support/program";
 import { rawStack } from "./support/stacks";
@@ -281,14 +281,14 @@ function runStackPolicy(resources: PolicyResource[]): { message: string; urn?: s
     return reported;
 }
 
-function runResourcePolicy(policy: ResourceValidationPolicy, r: ResourceView): string[] {
+function runResourcePolicy(policy: ResourceValidationPolicy, r: ResourceView, opts: PolicyResourceOptions = OPTS): string[] {
     const reported: string[] = [];
     const args: ResourceValidationArgs = {
         type: r.type,
         props: r.props as Record<string, unknown>,
         urn: r.urn,
         name: r.name,
-        opts: OPTS,
+        opts,
         stackTags: new Map(),
         isType: () => false,
         asType: () => undefined,
@@ -306,9 +306,9 @@ function runResourcePolicy(policy: ResourceValidationPolicy, r: ResourceView): s
     return reported;
 }
 
-test("the pack: four mandatory policies with unique names", () => {
-    assert.equal(policies.length, 4);
-    assert.equal(new Set(policies.map((p) => p.name)).size, 4);
+test("the pack: five mandatory policies with unique names", () => {
+    assert.equal(policies.length, 5);
+    assert.equal(new Set(policies.map((p) => p.name)).size, 5);
     for (const p of policies) assert.equal(p.enforcementLevel, "mandatory", p.name);
 });
 
@@ -396,4 +396,29 @@ test("prod as committed: every remote command is refused for its placeholder hos
         v.every((x) => /connection\.hostKey is a placeholder \("replace-me-with-ssh-keyscan-/.test(x.message)),
         v.map((x) => x.message).join("\n"),
     );
+});
+
+test("a command with a delete that would be replaced create-first is refused; the real program's are all delete-first", async () => {
+    const removal = {
+        urn: urn([...MIGRATION, TYPE.localCommand], STEP.kubeProxyRemoval),
+        type: TYPE.localCommand,
+        name: STEP.kubeProxyRemoval,
+        props: { create: "remove", delete: "restore" },
+    };
+    const reported = runResourcePolicy(commandsReplacedDeleteFirst, removal);
+    assert.equal(reported.length, 1);
+    assert.match(reported[0]!, /kube-proxy-removal has a delete command but is replaced create-first/);
+    assert.deepEqual(runResourcePolicy(commandsReplacedDeleteFirst, removal, { ...OPTS, deleteBeforeReplace: true }), []);
+    assert.deepEqual(runResourcePolicy(commandsReplacedDeleteFirst, { ...removal, props: { create: "check" } }), [], "nothing to undo, nothing to order");
+
+    for (const canaryNodes of [[], ["m601"]]) {
+        const { resources, error } = await runProgram("prod", { migration: { canaryNodes } });
+        assert.equal(error, undefined);
+        const commands = resources.filter((r) => r.type === TYPE.localCommand || r.type === TYPE.remoteCommand);
+        assert.ok(commands.some((r) => typeof r.inputs.delete === "string"));
+        for (const r of commands) {
+            const view = { urn: r.key, type: r.type, name: r.name, props: r.inputs };
+            assert.deepEqual(runResourcePolicy(commandsReplacedDeleteFirst, view, { ...OPTS, deleteBeforeReplace: r.deleteBeforeReplace }), [], r.name);
+        }
+    }
 });
