@@ -11,8 +11,9 @@ export const VALUES_SNAPSHOT_CONFIGMAP = "cilium-kpr-pre-migration-values";
 
 /**
  * A replacement is create-before-delete unless `deleteBeforeReplace` is set (pulumi/pulumi
- * pkg/resource/deploy/step_generator.go: a ReplaceStep with createReplacement first; the command
- * provider's Diff never asks for delete-before-replace). For a step whose delete undoes what its
+ * pkg/resource/deploy/step_generator.go: the provider's diff decides unless the resource option does,
+ * and the command provider never asks for delete-first; otherwise a CreateReplacementStep runs first
+ * and the old resource is deleted at the end). For a step whose delete undoes what its
  * create did (restore kube-proxy, put its affinity back, roll Cilium's values back) the old delete
  * would run after the new create and undo it: `pulumi up --replace` must delete first.
  */
