@@ -1,6 +1,6 @@
 import * as semver from "semver";
 import { z } from "zod";
-import { cidrContains, cidrCovers, parseAddress, parseCidr, type Family } from "./addresses";
+import { cidrContains, cidrCovers, looksLikeAddress, parseAddress, parseCidr, type Family } from "./addresses";
 import {
     ciliumSchema,
     clusterSchema,
@@ -15,6 +15,7 @@ import {
     type TproxyConfig,
 } from "./schema";
 import { removedValueKeys, MINIMUM_CHART_VERSION } from "../cilium/chartVersionRules";
+import { chartMinorHasRules, NEWEST_CHART_MINOR_WITH_RULES } from "./chartVersion";
 
 export interface MigrationConfig {
     readonly cluster: ClusterConfig;
@@ -87,7 +88,7 @@ export function validateStackConfig(project: string, raw: RawStackConfig): Valid
     // Node and VIP placement only need the node networks, so check them even when another cluster key is bad.
     const nodeCidrs = cluster?.nodeCidrs ?? parseQuietly(clusterSchema.shape.nodeCidrs, (raw.cluster as { nodeCidrs?: unknown } | undefined)?.nodeCidrs);
     if (nodes) checkNodes(nodes, nodeCidrs, report);
-    if (tproxy) checkTproxy(tproxy, nodeCidrs, report);
+    if (tproxy) checkTproxy(tproxy, nodeCidrs, nodes, report);
     if (migration) checkMigration(migration, nodes, ciliumParsed, report);
 
     if (issues.length > 0 || !cluster || !cilium || !tproxy || !nodes || !migration || nodes.some((n) => n === undefined)) return { ok: false, issues };
@@ -136,6 +137,12 @@ function checkCilium(parsed: z.output<typeof ciliumSchema>, report: Report): Cil
 
     if (semver.lt(parsed.chartVersion, MINIMUM_CHART_VERSION)) {
         fail("chartVersion", `${parsed.chartVersion} is older than ${MINIMUM_CHART_VERSION}, the oldest chart this program renders KPR values for`);
+    } else if (!chartMinorHasRules(parsed.chartVersion) && !parsed.allowUntestedChartVersion) {
+        fail(
+            "chartVersion",
+            `${parsed.chartVersion} is a chart minor this program has no rules for (it knows ${MINIMUM_CHART_VERSION} to ${NEWEST_CHART_MINOR_WITH_RULES}.x: ` +
+                "removed and renamed value keys, KPR values); check that chart's values by hand, then set cilium.allowUntestedChartVersion: true",
+        );
     }
 
     let kpr: boolean;
@@ -161,7 +168,10 @@ function checkCilium(parsed: z.output<typeof ciliumSchema>, report: Report): Cil
             );
         } else if (host === "auto") {
             fail("k8sServiceHost", '"auto" reads kube-public/cluster-info at start-up and breaks on IPv6 literals; give the API server\'s address or VIP');
-        } else if (typeof parseAddress(host) === "string" && !/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(host)) {
+        } else if (looksLikeAddress(host)) {
+            const address = parseAddress(host);
+            if (typeof address === "string") fail("k8sServiceHost", address);
+        } else if (!/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(host)) {
             fail("k8sServiceHost", `"${host}" is neither an IP address nor a DNS name`);
         }
         if (parsed.k8sServicePort === undefined) {
@@ -214,6 +224,9 @@ function checkCluster(cluster: ClusterConfig, report: Report): void {
     const all = [
         ...cluster.podCidrs.map((t, i) => ({ t, key: `cluster.podCidrs[${i}]` })),
         ...cluster.serviceCidrs.map((t, i) => ({ t, key: `cluster.serviceCidrs[${i}]` })),
+        // A node network inside a Pod or Service CIDR makes node addresses look like Pods or Services to
+        // Cilium's routing and to the tproxy's direct set.
+        ...cluster.nodeCidrs.map((t, i) => ({ t, key: `cluster.nodeCidrs[${i}]` })),
     ];
     for (let i = 0; i < all.length; i++) {
         for (let j = i + 1; j < all.length; j++) {
@@ -288,7 +301,21 @@ function checkNodes(nodes: readonly (NodeConfig | undefined)[], nodeCidrs: reado
     });
 }
 
-function checkTproxy(tproxy: TproxyConfig, nodeCidrs: readonly string[] | undefined, report: Report): void {
+function checkTproxy(
+    tproxy: TproxyConfig,
+    nodeCidrs: readonly string[] | undefined,
+    nodes: readonly (NodeConfig | undefined)[] | undefined,
+    report: Report,
+): void {
+    for (const [key, vip] of [
+        ["tproxy.vip4", tproxy.vip4],
+        ["tproxy.vip6", tproxy.vip6],
+    ] as const) {
+        const at = vip === undefined ? -1 : (nodes ?? []).findIndex((n) => n?.address === vip);
+        if (at >= 0) {
+            report(key, `${vip} is the address of nodes[${at}] (${nodes![at]!.name}); the VIP must be an address keepalived moves between nodes, not one a node always has`);
+        }
+    }
     if (tproxy.mark === tproxy.bypassMark) {
         report("tproxy.bypassMark", `equals tproxy.mark 0x${tproxy.mark.toString(16)}; the proxy's own traffic must be told apart from diverted traffic`);
     }
