@@ -76,9 +76,7 @@ const mark = z.union([z.number(), z.string()]).transform((value, ctx) => {
 });
 
 /** semver.valid trims and drops a leading "v", so the text must come back unchanged: helm gets it as typed. */
-const chartVersion = z
-    .string()
-    .refine((v) => semver.valid(v) === v, "must be an exact chart version such as 1.19.0 (no spaces, no leading v, no range)");
+const chartVersion = z.string().refine((v) => semver.valid(v) === v, "must be an exact chart version such as 1.19.0 (no spaces, no leading v, no range)");
 
 /**
  * What cilium-values-restore.sh accepts for CILIUM_REPOSITORY (`[[ ... =~ ^(https?|oci)://[^[:space:]]+$ ]]`):
