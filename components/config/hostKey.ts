@@ -4,11 +4,14 @@ import { createPublicKey } from "node:crypto";
  * The one check of a pinned SSH host key, used by the stack config (schema.ts) and the policy pack
  * (policy/invariants.ts). A host key line is "<type> <base64 blob>", as `ssh-keyscan` prints it
  * without the host. The blob is the SSH wire format (RFC 4253 section 6.6): a string with the type
- * name, then the type's fields, each a uint32 length and that many bytes. pulumi-command parses the
- * line with golang.org/x/crypto/ssh ParseAuthorizedKey, which refuses a blob whose type differs from
- * the line's, a wrong key size, an ECDSA point off its curve, or trailing bytes (ssh/keys.go,
- * parsePubKey, parseED25519, parseECDSA; "ssh: trailing junk in public key"): such a key would fail
- * every remote step at `up`, so it is refused here, at preview, naming the config key.
+ * name, then the type's fields, each a uint32 length and that many bytes.
+ * pulumi-command parses the line with golang.org/x/crypto/ssh ParseAuthorizedKey (v0.48.0
+ * ssh/keys.go): it goes by the type name inside the blob, not the line's first word, and refuses a
+ * wrong ed25519 size (parseED25519 "invalid size"), an ECDSA point off its curve (parseECDSA
+ * "invalid curve point") and trailing bytes (ParsePublicKey "trailing junk in public key"); such a key
+ * fails every remote step at `up`. A line whose first word differs from its blob's type is refused
+ * too: it pins another algorithm than it says, and OpenSSH's own parser refuses it
+ * (test/config-validation.test.ts compares with `ssh-keygen -l`).
  */
 
 /** Host key types a connection can pin. */
