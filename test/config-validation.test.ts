@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { rawStackConfigFromEngine } from "../components/config/engineConfig";
+import { PINNABLE_HOST_KEY_TYPES } from "../components/config/hostKey";
 import { hostKeyProblem as policyHostKeyProblem } from "../policy/invariants";
 import { recordProgramOutcome } from "../tools/mockRuntime";
 import { readStackFile } from "../tools/stackFile";
@@ -678,3 +679,24 @@ test("every problem of a stack is reported at once, old and new kinds together",
         "cilium-kpr:tproxy.vip4",
     ]);
 });
+
+test(
+    "why ssh-rsa is refused: this OpenSSH server offers no ssh-rsa host key algorithm by default, and offers every type the validator accepts",
+    { skip: hostToolsMissing(["sshd", "ssh-keygen"]) },
+    () => {
+        const dir = mkdtempSync(path.join(tmpdir(), "sshd-algos-"));
+        try {
+            execFileSync("ssh-keygen", ["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", path.join(dir, "rsa_host_key")]);
+            const env = { ...process.env, PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` };
+            const version = spawnSync("sshd", ["-V"], { encoding: "utf8", env });
+            const effective = execFileSync("sshd", ["-T", "-f", "/dev/null", "-h", path.join(dir, "rsa_host_key")], { encoding: "utf8", env });
+            const offered = /^hostkeyalgorithms (.*)$/m.exec(effective)?.[1]?.split(",") ?? [];
+            assert.ok(offered.length > 0, effective);
+            assert.ok(!offered.includes("ssh-rsa"), `${version.stderr.trim()} offers ssh-rsa: ${offered.join(",")}`);
+            assert.ok(offered.includes("rsa-sha2-256"), "RSA host keys are served only with SHA-2 signatures");
+            for (const type of PINNABLE_HOST_KEY_TYPES) assert.ok(offered.includes(type), type);
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+    },
+);
