@@ -386,6 +386,9 @@ const typeErrors: typeof octalAndHex = [
         message: /whole number/,
     },
     { name: "missing required node field", change: { "nodes[0].hostKey": undefined }, key: "nodes[0].hostKey", message: /^is required$/ },
+    { name: "KPR as a number", change: { "cilium.kubeProxyReplacement": 1 }, key: "cilium.kubeProxyReplacement", message: /^must be true or false$/ },
+    { name: "mark as a boolean", change: { "tproxy.mark": true }, key: "tproxy.mark", message: /^must be a mark: a number such as 1 or 0x1/ },
+    { name: "a section that is not a map", change: { migration: "m600" }, key: "migration", message: /^expected a map of settings .*got the text "m600"$/ },
 ];
 
 for (const bad of [...octalAndHex, ...overlapsAndVip, ...chartAndRepository, ...typeErrors]) {

@@ -62,7 +62,7 @@ const hostKey = z.string().superRefine((line, ctx) => {
 const filePath = z.string().regex(/^[A-Za-z0-9_./~-]+$/, "must be a path without spaces or shell metacharacters");
 
 /** A 32-bit mark given as a number or a "0x..." string. */
-const mark = z.union([z.number(), z.string()]).transform((value, ctx) => {
+const mark = z.union([z.number(), z.string()], { error: "must be a mark: a number such as 1 or 0x1 (hex in quotes or not)" }).transform((value, ctx) => {
     const n = typeof value === "number" ? value : /^(0x[0-9a-fA-F]+|[0-9]+)$/.test(value) ? Number(value) : NaN;
     if (!Number.isInteger(n) || n < 1 || n > 0xffffffff) {
         ctx.addIssue({ code: "custom", message: `"${String(value)}" must be a mark from 0x1 to 0xffffffff` });
@@ -141,7 +141,7 @@ export const ciliumSchema = z.strictObject({
     /** Keep values of an adopted release that this program does not set (helm --reuse-values). */
     reuseValues: z.boolean().default(true),
     // A boolean only: the strict/partial/probe strings are refused with a dedicated message in validate.ts.
-    kubeProxyReplacement: z.union([z.boolean(), z.string()]).default(true),
+    kubeProxyReplacement: z.union([z.boolean(), z.string()], { error: "must be true or false" }).default(true),
     k8sServiceHost: z.string().optional(),
     k8sServicePort: port.optional(),
     routingMode: z.enum(["tunnel", "native"]).default("tunnel"),

@@ -47,8 +47,12 @@ export const userWords: z.core.$ZodErrorMap = (issue) => {
             if (issue.origin === "array") return `takes at most ${String(issue.maximum)} items`;
             if (issue.origin === "string") return `takes at most ${String(issue.maximum)} characters`;
             return `must be at most ${String(issue.maximum)}; got ${describe(issue.input)}`;
-        case "invalid_union":
-            return `has the wrong type: got ${describe(issue.input)}`;
+        case "invalid_union": {
+            const expected = [
+                ...new Set(issue.errors.flatMap((option) => option.flatMap((i) => (i.code === "invalid_type" ? [EXPECTED[i.expected] ?? i.expected] : [])))),
+            ];
+            return expected.length > 0 ? `expected ${expected.join(" or ")}, got ${describe(issue.input)}` : `has the wrong type: got ${describe(issue.input)}`;
+        }
         default:
             return undefined;
     }
