@@ -3,7 +3,7 @@ import * as assert from "node:assert/strict";
 import fc from "fast-check";
 import { validateStackConfig, type RawStackConfig } from "../components/config/validate";
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { rawStackConfigFromEngine } from "../components/config/engineConfig";
@@ -685,14 +685,21 @@ test("every problem of a stack is reported at once, old and new kinds together",
 
 test(
     "why ssh-rsa is refused: this OpenSSH server offers no ssh-rsa host key algorithm by default, and offers every type the validator accepts",
-    { skip: hostToolsMissing(["sshd", "ssh-keygen"]) },
+    { skip: hostToolsMissing(["sshd", "ssh-keygen", "setpriv"]) },
     () => {
         const dir = mkdtempSync(path.join(tmpdir(), "sshd-algos-"));
         try {
             execFileSync("ssh-keygen", ["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", path.join(dir, "rsa_host_key")]);
+            // As nobody: sshd run by root insists on /run/sshd, which other tests on this machine may be removing.
+            chmodSync(dir, 0o755);
+            chmodSync(path.join(dir, "rsa_host_key"), 0o644);
+            const asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
             const env = { ...process.env, PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` };
             const version = spawnSync("sshd", ["-V"], { encoding: "utf8", env });
-            const effective = execFileSync("sshd", ["-T", "-f", "/dev/null", "-h", path.join(dir, "rsa_host_key")], { encoding: "utf8", env });
+            const effective = execFileSync("setpriv", [...asNobody, "sshd", "-T", "-f", "/dev/null", "-h", path.join(dir, "rsa_host_key")], {
+                encoding: "utf8",
+                env,
+            });
             const offered = /^hostkeyalgorithms (.*)$/m.exec(effective)?.[1]?.split(",") ?? [];
             assert.ok(offered.length > 0, effective);
             assert.ok(!offered.includes("ssh-rsa"), `${version.stderr.trim()} offers ssh-rsa: ${offered.join(",")}`);
