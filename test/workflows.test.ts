@@ -271,6 +271,10 @@ test("previews, on pull requests and on main, get no SSH key, no write kubeconfi
         ["preview.yml preview", "up.yml preview"],
     );
     for (const [name, job] of previewJobs) assert.deepEqual(previewPrivilegeProblems(name, job), []);
+    // A pull request never previews against an empty stack (everything new); only main may, before the first up.
+    const fetchRun = (job: Job) => (job.steps ?? []).map((s) => s.run ?? "").find((r) => r.includes("preview-state-fetch.sh"))!;
+    assert.doesNotMatch(fetchRun(all.get("preview.yml")!.jobs["preview"]!), /--missing-ok/);
+    assert.match(fetchRun(all.get("up.yml")!.jobs["preview"]!), /--missing-ok$/);
     // The pull request's workflow as a whole: no write credential anywhere in it, and read-only by default.
     const pr = all.get("preview.yml")!;
     for (const secret of WRITE_SECRETS) assert.ok(!JSON.stringify(pr).includes(`secrets.${secret}`), `preview.yml names secrets.${secret}`);
@@ -544,6 +548,11 @@ test(
                     assert.equal(r.status, 1);
                     assert.match(r.stderr, /no redacted state of prod published by up\.yml on main/);
                     assert.ok(!existsSync(out));
+                    const env = { GH_TOKEN: "test-token", GITHUB_API_URL: api, GITHUB_REPOSITORY: "o/r" };
+                    const bootstrap = await runScript("preview-state-fetch.sh", ["prod", out, "--missing-ok"], env, dir);
+                    assert.equal(bootstrap.status, 0, bootstrap.stderr);
+                    assert.match(bootstrap.stdout, /^::warning::no redacted state of prod published by up\.yml yet: this preview starts from an empty stack/m);
+                    assert.ok(!existsSync(out));
                 },
             );
         } finally {
@@ -637,6 +646,45 @@ test(
             assert.ok(passphrase, env);
             assert.ok(r.stdout.includes(`::add-mask::${passphrase}`), "masked in the log");
             assert.ok(!existsSync(path.join(dir, "backend", "import.json")), "the plaintext copy is removed after the import");
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
+    },
+);
+
+test(
+    "preview-state-import.sh without a published export (main's bootstrap) starts from an empty stack: no import, still the placeholder key",
+    { skip: hostToolsMissing(["jq", "openssl"]) },
+    async () => {
+        const dir = mkdtempSync(path.join(tmpdir(), "import-empty-"));
+        try {
+            mkdirSync(path.join(dir, "bin"));
+            writeFileSync(path.join(dir, "bin", "pulumi"), FAKE_PULUMI);
+            chmodSync(path.join(dir, "bin", "pulumi"), 0o755);
+            writeFileSync(path.join(dir, "Pulumi.prod.yaml"), readFileSync(path.join(ROOT, "Pulumi.prod.yaml"), "utf8"));
+            const log = path.join(dir, "log");
+            const value = path.join(dir, "value");
+            const r = await runScript(
+                "preview-state-import.sh",
+                ["prod", path.join(dir, "missing.json"), path.join(dir, "backend")],
+                {
+                    PATH: `${path.join(dir, "bin")}:${process.env.PATH ?? ""}`,
+                    NODE_PATH: path.join(ROOT, "node_modules"),
+                    FAKE_PULUMI_LOG: log,
+                    FAKE_PULUMI_IMPORTED: path.join(dir, "imported.json"),
+                    FAKE_PULUMI_CONFIG_VALUE: value,
+                    GITHUB_ENV: "",
+                },
+                dir,
+            );
+            assert.equal(r.status, 0, r.stderr);
+            assert.match(r.stderr, /nothing published yet/);
+            assert.deepEqual(readFileSync(log, "utf8").trim().split("\n"), [
+                `login file://${path.join(dir, "backend")}`,
+                "stack init prod --secrets-provider passphrase",
+                "config set --secret --stack prod sshPrivateKey",
+            ]);
+            assert.equal(readFileSync(value, "utf8"), placeholderOf("preview-state-import.sh"));
         } finally {
             rmSync(dir, { recursive: true, force: true });
         }

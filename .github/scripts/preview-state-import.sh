@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # preview-state-import.sh STACK EXPORT_FILE BACKEND_DIR: makes a throwaway copy of STACK for a
-# preview, from the redacted export (redact-state.sh, fetched by preview-state-fetch.sh):
+# preview, from the redacted export (redact-state.sh, fetched by preview-state-fetch.sh; no file: an
+# empty stack, see preview-state-fetch.sh --missing-ok):
 #   - a local backend in BACKEND_DIR (the job's temporary directory), never the real state;
 #   - a new random passphrase, written to GITHUB_ENV (masked) for the preview step: it opens
 #     nothing but this copy;
@@ -50,10 +51,14 @@ node -e '
 
 pulumi login "file://$BACKEND_DIR"
 pulumi stack init "$STACK" --secrets-provider passphrase
-salt="$(node -e 'console.log(require("yaml").parse(require("node:fs").readFileSync(process.argv[1], "utf8")).encryptionsalt ?? "")' "$stack_file")"
-[[ -n "$salt" ]] || { echo "preview-state-import: pulumi stack init wrote no encryptionsalt to $stack_file" >&2; exit 1; }
-jq --arg salt "$salt" '.deployment.secrets_providers = {type: "passphrase", state: {salt: $salt}}' "$EXPORT_FILE" >"$BACKEND_DIR/import.json"
-pulumi stack import --stack "$STACK" --file "$BACKEND_DIR/import.json"
-rm -f "$BACKEND_DIR/import.json"
+if [[ ! -f "$EXPORT_FILE" ]]; then
+    echo "preview-state-import: no $EXPORT_FILE (nothing published yet): the preview starts from an empty stack" >&2
+else
+    salt="$(node -e 'console.log(require("yaml").parse(require("node:fs").readFileSync(process.argv[1], "utf8")).encryptionsalt ?? "")' "$stack_file")"
+    [[ -n "$salt" ]] || { echo "preview-state-import: pulumi stack init wrote no encryptionsalt to $stack_file" >&2; exit 1; }
+    jq --arg salt "$salt" '.deployment.secrets_providers = {type: "passphrase", state: {salt: $salt}}' "$EXPORT_FILE" >"$BACKEND_DIR/import.json"
+    pulumi stack import --stack "$STACK" --file "$BACKEND_DIR/import.json"
+    rm -f "$BACKEND_DIR/import.json"
+fi
 printf '%s' "$PREVIEW_SSH_KEY_PLACEHOLDER" | pulumi config set --secret --stack "$STACK" sshPrivateKey
 echo "preview-state-import: $STACK copied into file://$BACKEND_DIR for the preview" >&2
