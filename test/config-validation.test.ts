@@ -559,6 +559,7 @@ test("a private key in plain text is refused under whatever key it sits; encrypt
         elsewhere.map((i) => i.key),
         ["command:privateKey"],
     );
+    assert.match(elsewhere[0]!.message, /pulumi config set --secret command:privateKey < key-file/);
     assert.deepEqual(issuesOf(engineRaw({ "cilium-kpr:sshPrivateKey": OPENSSH_PRIVATE_KEY })), [], "encrypted (secure:) is what is wanted");
     // No message shows the key itself.
     assert.ok(!JSON.stringify(plainSsh).includes("b3BlbnNzaC1rZXktdjEAAAAA"));

@@ -169,8 +169,8 @@ function checkStackKeys(project: string, keys: readonly StackKey[] | undefined, 
         if (!secret && (holdsPrivateKey || (namespace === project && name === "sshPrivateKey"))) {
             report(
                 key,
-                "holds a private key in plain text in the stack file: anyone who can read the repository has it. Remove it, replace the key on the nodes, " +
-                    "and store the new one encrypted: `pulumi config set --secret sshPrivateKey < key-file`",
+                "holds a private key in plain text in the stack file: anyone who can read the repository has it. Remove it, replace the key where it is used, " +
+                    `and store the new one encrypted: \`pulumi config set --secret ${namespace === project ? name : key} < key-file\``,
             );
         }
     }
