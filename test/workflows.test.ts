@@ -275,6 +275,8 @@ test("previews, on pull requests and on main, get no SSH key, no write kubeconfi
     const fetchRun = (job: Job) => (job.steps ?? []).map((s) => s.run ?? "").find((r) => r.includes("preview-state-fetch.sh"))!;
     assert.doesNotMatch(fetchRun(all.get("preview.yml")!.jobs["preview"]!), /--missing-ok/);
     assert.match(fetchRun(all.get("up.yml")!.jobs["preview"]!), /--missing-ok$/);
+    // pull_request_target would run with the base repository's secrets for any fork's pull request.
+    for (const [file, wf] of all) assert.ok(!("pull_request_target" in wf.on), `${file} runs on pull_request_target`);
     // The pull request's workflow as a whole: no write credential anywhere in it, and read-only by default.
     const pr = all.get("preview.yml")!;
     for (const secret of WRITE_SECRETS) assert.ok(!JSON.stringify(pr).includes(`secrets.${secret}`), `preview.yml names secrets.${secret}`);
