@@ -568,7 +568,9 @@ test(
  * fails like the CLI does ("unknown flag", "unknown command"). Flags as documented in
  * https://www.pulumi.com/docs/iac/cli/commands/ (pulumi_login, pulumi_stack_init, pulumi_stack_import,
  * pulumi_config_set): `config set` without a value reads it from stdin; `stack init` with the passphrase
- * provider writes encryptionsalt into Pulumi.<stack>.yaml.
+ * provider writes encryptionsalt into Pulumi.<stack>.yaml, and with a salt already there uses it, so
+ * another passphrase fails "incorrect passphrase" (pulumi/pulumi pkg/secrets/passphrase/manager.go,
+ * NewPromptingPassphraseSecretsManager).
  */
 const FAKE_PULUMI = String.raw`#!/usr/bin/env bash
 set -euo pipefail

@@ -6,7 +6,9 @@
 #   - a new random passphrase, written to GITHUB_ENV (masked) for the preview step: it opens
 #     nothing but this copy;
 #   - Pulumi.STACK.yaml of this checkout without the real stack's encryptionsalt and `secure:`
-#     values (only the real passphrase opens those; the program reads no secret but sshPrivateKey);
+#     values (only the real passphrase opens those: with a salt present `stack init` uses it and fails
+#     "incorrect passphrase", pkg/secrets/passphrase/manager.go NewPromptingPassphraseSecretsManager;
+#     the program reads no secret but sshPrivateKey);
 #   - the export imported with its secrets_providers pointing at the new stack's salt: `stack import`
 #     builds the secrets manager from that state (pulumi/pulumi pkg/cmd/pulumi/stack/stack_import.go,
 #     DeserializeUntypedDeployment) and re-encrypts the export's plaintext secrets with it when it
