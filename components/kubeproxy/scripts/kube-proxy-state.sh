@@ -199,7 +199,8 @@ kp_nodeports() {
     for set in "KUBE-NODE-PORT-${proto}" "KUBE-NODE-PORT-LOCAL-${proto}"; do
         for name in "$set" "$(kp_ipset_v6_name "$set")"; do
             # bitmap:port members print one port per line after "Members:".
-            ipset list "$name" 2>/dev/null | awk 'found && /^[0-9]+$/ { print } /^Members:/ { found = 1 }'
+            # A set that does not exist lists nothing.
+            { ipset list "$name" 2>/dev/null || true; } | awk 'found && /^[0-9]+$/ { print } /^Members:/ { found = 1 }'
         done
     done
 }
