@@ -27,8 +27,9 @@
 #   the context exists and its API server answers and is ready            [kube-context] [cluster-unreachable] [cluster-not-ready]
 #   kube-proxy's mode: the ConfigMap's config.conf `mode:` (empty = iptables), else the
 #   DaemonSet's --proxy-mode flag; unknown or unreadable is refused         [kube-proxy-mode]
-#   IPVS mode with Cilium 1.19.0 or 1.19.1 (pre-releases included) is refused: agents hang
-#   in Init, cilium/cilium#44464                                          [ipvs-cilium-44464]
+#   IPVS mode with any Cilium 1.19.x (pre-releases included) is refused: agents hang in Init,
+#   cilium/cilium#44464, and no 1.19 release with a fix is confirmed      [ipvs-cilium-44464]
+#   IPVS mode with Cilium >= 1.20 is warned about: not confirmed either way [ipvs-cilium-44464-unconfirmed]
 #   kube-proxy already gone (no DaemonSet, no ConfigMap) is reported, not a failure.
 #
 # Warning "nodeport-on-vip" (cilium/cilium#37691: with KPR, NodePorts are not served on a
@@ -184,11 +185,26 @@ if [ "$read_ok" = 1 ]; then
     esac
 fi
 
-# --- IPVS with Cilium 1.19.0/1.19.1 -----------------------------------------------------------
+# --- IPVS with Cilium 1.19 (cilium/cilium#44464) ---------------------------------------------
+# What the upstream evidence says (README "kube-proxy in IPVS mode and Cilium 1.19"):
+# - the issue is filed against ">= v1.19.0 and < v1.20.0", reproduced upgrading 1.18 -> 1.19.0 and
+#   1.19.1, and on fresh 1.19 installs once agents restart (comment of 2026-07-04);
+# - cause: the agents' build-config init container runs without a DaemonConfig, so the k8s client
+#   host-firewall bypass (pkg/k8s/client/hostfirewallbypass, flag enable-k8s-host-firewall-bypass,
+#   default true since 1.19; 1.18 defaulted to false after cilium/cilium#40691) marks its API server
+#   connections with the proxy egress mark, which kube-proxy's IPVS path does not get through;
+# - the one fix proposed (cilium/cilium#46819, Helm gating the flag on hostFirewall.enabled) was closed
+#   unmerged; the maintainer's answer: the flag is deliberately hidden, pass it yourself;
+# - no 1.19.x release note names the issue, so no 1.19 release with a fix is confirmed.
+# So every 1.19.x is refused, and >= 1.20 is only warned about (neither affected nor fixed is confirmed).
 # IPVS state (kube-ipvs0, virtual servers) outlives a deleted DaemonSet, so a ConfigMap that still
 # says ipvs is refused as well.
-if [ "$kube_proxy_mode" = ipvs ] && [[ $CILIUM_VERSION =~ ^1\.19\.[01]([-+].*)?$ ]]; then
-    fail ipvs-cilium-44464 "kube-proxy runs in IPVS mode and the target Cilium is $CILIUM_VERSION: agents hang in Init ($IPVS_ISSUE); use Cilium >= 1.19.2, or move kube-proxy to iptables mode first"
+if [ "$kube_proxy_mode" = ipvs ]; then
+    if [[ $CILIUM_VERSION =~ ^1\.19\.[0-9]+([-+].*)?$ ]]; then
+        fail ipvs-cilium-44464 "kube-proxy runs in IPVS mode and the target Cilium is $CILIUM_VERSION: 1.19 agents hang in Init (build-config cannot reach the API server) with kube-proxy in IPVS mode ($IPVS_ISSUE; no 1.19 release with a fix is confirmed). Either switch kube-proxy to iptables mode first (ConfigMap $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_CONFIGMAP config.conf mode: iptables, restart its DaemonSet, and remove the IPVS state it leaves on each node: kube-ipvs0 and its virtual servers) and re-run, or migrate with Cilium 1.18 until a fixed release is confirmed in $IPVS_ISSUE"
+    elif [[ $CILIUM_VERSION =~ ^([0-9]+)\.([0-9]+)\. ]] && { [ "${BASH_REMATCH[1]}" -gt 1 ] || [ "${BASH_REMATCH[2]}" -ge 20 ]; }; then
+        warn ipvs-cilium-44464-unconfirmed "kube-proxy runs in IPVS mode and the target Cilium is $CILIUM_VERSION: $IPVS_ISSUE (agents hang in Init with kube-proxy in IPVS mode) hit every 1.19 release and no fix is confirmed for $CILIUM_VERSION either; try one node first, or switch kube-proxy to iptables mode before migrating"
+    fi
 fi
 
 # --- NodePort on the keepalived VIP -----------------------------------------------------------
