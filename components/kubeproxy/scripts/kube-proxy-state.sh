@@ -141,8 +141,11 @@ KP_IPSETS_FOUND=()
 kp_scan_ipsets() {
     KP_IPSETS_FOUND=()
     if ! kp_have ipset; then
-        # No set can exist while the kernel's ip_set module is not loaded.
-        if [[ -d /sys/module/ip_set ]]; then kp_unverifiable+=("ipsets: ipset is not installed (Debian package ipset)"); fi
+        # kube-proxy makes sets only in IPVS mode, whose kube-ipvs0 link or ip_vs module would be here too.
+        # (/sys/module is no evidence either way: built-in modules without parameters have no entry.)
+        if kp_ipvs_link_present || [[ -e "$KP_PROC_IP_VS" ]]; then
+            kp_unverifiable+=("ipsets: ipset is not installed (Debian package ipset)")
+        fi
         return 0
     fi
     local existing name v6
@@ -162,7 +165,9 @@ KP_NFT_FOUND=()
 kp_scan_nft() {
     KP_NFT_FOUND=()
     if ! kp_have nft; then
-        if [[ -d /sys/module/nf_tables ]]; then kp_unverifiable+=("nftables: nft is not installed (Debian package nftables)"); fi
+        # Nothing else shows nftables tables (iptables-nft lists only its own), and /sys/module/nf_tables is
+        # absent when nf_tables is built in, so without nft kube-proxy's nftables-mode tables cannot be seen.
+        kp_unverifiable+=("nftables: nft is not installed (Debian package nftables), so kube-proxy's nftables tables cannot be seen")
         return 0
     fi
     local tables
