@@ -21,9 +21,11 @@ export function staleRuleCleanup(
         STEP.staleRuleCleanup(node.name),
         {
             connection: nodeConnection(node, privateKey),
-            create: remoteScriptCommand(`remove kube-proxy's leftover rules, IPVS state, ipsets and nftables tables on ${node.name}`, scriptText("kubeproxy/scripts/stale-rules-cleanup.sh"), [
-                cluster.kubeProxy.iptablesBackend,
-            ]),
+            create: remoteScriptCommand(
+                `remove kube-proxy's leftover rules, IPVS state, ipsets and nftables tables on ${node.name}`,
+                scriptText("kubeproxy/scripts/stale-rules-cleanup.sh"),
+                [cluster.kubeProxy.iptablesBackend],
+            ),
             addPreviousOutputInEnv: false,
         },
         opts,
