@@ -197,7 +197,8 @@ fi
 #   1.19.1, and on fresh 1.19 installs once agents restart (comment of 2026-07-04);
 # - cause: the agents' build-config init container runs without a DaemonConfig, so the k8s client
 #   host-firewall bypass (pkg/k8s/client/hostfirewallbypass, flag enable-k8s-host-firewall-bypass,
-#   default true since 1.19; 1.18 defaulted to false after cilium/cilium#40691) marks its API server
+#   default true and gated on the host firewall only through DaemonConfig since cilium/cilium#40942;
+#   an older stored source, after cilium/cilium#40691, defaults it to false) marks its API server
 #   connections with the proxy egress mark, which kube-proxy's IPVS path does not get through;
 # - the one fix proposed (cilium/cilium#46819, Helm gating the flag on hostFirewall.enabled) was closed
 #   unmerged; the maintainer's answer: the flag is deliberately hidden, pass it yourself;
