@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hostToolsMissing } from "./support/hostTools";
 import { NetNs } from "./support/netns";
-import { scriptPath } from "../components/kubeproxy/scriptFiles";
+import { readScript, scriptPath } from "../components/kubeproxy/scriptFiles";
 
 /*
  * The node-side cleanup, for real, inside a network namespace of its own (iptables state is
@@ -429,4 +429,23 @@ test("fake-ipvsadm fails like ipvsadm: unknown options, a missing service, no IP
     } finally {
         rmSync(dir, { recursive: true, force: true });
     }
+});
+
+test("the embedded cleanup and verify (prelude inlined, run away from their folder) work like the files", { skip: skipModes }, (t) => {
+    const ns = new NetNs("kpemb");
+    const dir = mkdtempSync(join(tmpdir(), "kpemb-"));
+    t.after(() => {
+        ns.dispose();
+        rmSync(dir, { recursive: true, force: true });
+    });
+    const cleanup = join(dir, "cleanup.sh");
+    const verify = join(dir, "verify.sh");
+    writeFileSync(cleanup, readScript("stale-rules-cleanup"));
+    writeFileSync(verify, readScript("stale-rules-verify"));
+    ns.sh(`nft -f ${join(FIXTURES, "nftables", "kube-proxy.nft")}`);
+    assert.equal(ns.try(`bash ${verify}`).status, 1);
+    const run = ns.try(`bash ${cleanup} auto`);
+    assert.equal(run.status, 0, run.stderr + run.stdout);
+    assert.deepEqual((JSON.parse(run.stdout.trim()) as CleanupSummary).removed.nftTables, ["ip kube-proxy", "ip6 kube-proxy"]);
+    assert.equal(ns.try(`bash ${verify}`).status, 0);
 });
