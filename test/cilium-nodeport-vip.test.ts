@@ -8,8 +8,8 @@ import { PROJECT, rawStack, withValues } from "./support/stacks";
 
 /*
  * cilium/cilium#37691: with KPR, Cilium 1.19 serves NodePorts only on addresses marked for NodePort in its
- * node-address table. Without --nodeport-addresses that is each device's first address (a keepalived VIP, a
- * secondary address, never is); with it, every address inside the listed CIDRs, re-evaluated when addresses
+ * node-address table. Without --nodeport-addresses that is one address per device and family, the node IP
+ * where it is (never a keepalived VIP beside it); with it, every address inside the listed CIDRs, re-evaluated when addresses
  * come and go (README "NodePort on the keepalived VIP" has the sources). cilium.nodePortAddresses sets it.
  */
 

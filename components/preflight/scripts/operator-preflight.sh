@@ -34,8 +34,8 @@
 #   IPVS mode with Cilium >= 1.20 is warned about: not confirmed either way [ipvs-cilium-44464-unconfirmed]
 #   kube-proxy already gone (no DaemonSet, no ConfigMap) is reported, not a failure.
 #
-# Warning "nodeport-on-vip" (cilium/cilium#37691: with KPR, NodePorts are served only on each device's
-# first address unless --nodeport-addresses lists more, so not on a keepalived VIP by default).
+# Warning "nodeport-on-vip" (cilium/cilium#37691: with KPR, NodePorts are served on one address per device,
+# the node IP where it is, unless --nodeport-addresses lists more, so not on a keepalived VIP by default).
 # Condition: some VIP in KEEPALIVED_VIPS is not in NODEPORT_VIPS_SERVED AND some Service allocates node
 # ports (type NodePort, or LoadBalancer without allocateLoadBalancerNodePorts: false). Such a
 # NodePort answers on node addresses but not on that VIP after the migration.
