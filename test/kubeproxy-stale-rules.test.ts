@@ -189,9 +189,11 @@ const VIRTUAL_SERVERS = [
     "-A -t [2001:db8:27::1]:443 -s rr",
     "-a -t [2001:db8:27::1]:443 -r [2001:db8:2::11]:6443 -m -w 1",
     "-A -t [2001:db8:2::10]:30080 -s rr",
+    "-A --sctp-service 192.0.2.10:30090 -s rr",
+    "-A -f 7 -s wlc",
 ];
-/** keepalived's LVS service: not on kube-ipvs0, port 80 is no NodePort. It must stay. */
-const FOREIGN_VS = "-t 192.0.2.200:80";
+/** keepalived's LVS services (one by address, one by fwmark): not on kube-ipvs0, no NodePort. They must stay. */
+const FOREIGN_VS = ["-t 192.0.2.200:80", "-f 7 -s wlc"];
 const KUBE_PROXY_VS = [
     "-t 192.0.2.10:30080",
     "-t 198.51.100.1:443",
@@ -199,6 +201,7 @@ const KUBE_PROXY_VS = [
     "-u 198.51.100.10:53",
     "-t [2001:db8:27::1]:443",
     "-t [2001:db8:2::10]:30080",
+    "--sctp-service 192.0.2.10:30090",
 ];
 const KUBE_IPVS0_ADDRESSES = ["198.51.100.1", "198.51.100.10", "198.51.100.80", "2001:db8:27::1"];
 
@@ -277,7 +280,7 @@ for (const backend of ["nft", "legacy"] as const) {
             const found = JSON.parse(before.stdout.trim()) as VerifyReport;
             assert.deepEqual(found.stale, [`iptables-${backend}`, `ip6tables-${backend}`, "ipvs", "kube-ipvs0", "ipsets"]);
             assert.deepEqual(found.found.ipvsVirtualServers, KUBE_PROXY_VS);
-            assert.deepEqual(found.foreignVirtualServers, [FOREIGN_VS]);
+            assert.deepEqual(found.foreignVirtualServers, FOREIGN_VS);
             assert.deepEqual(found.found.ipvsInterface, { present: true, addresses: KUBE_IPVS0_ADDRESSES });
             assert.equal(found.found.ipsets.length, 34, "17 sets per family (ipsetInfo)");
             assert.ok(found.found.ipsets.includes("KUBE-6-LOAD-BALANCER-SOURCE-CID"), "IPv6 names cut to 31 characters as NewIPSet does");
@@ -292,7 +295,7 @@ for (const backend of ["nft", "legacy"] as const) {
             assert.deepEqual(summary.removed.ipvsInterfaceAddresses, KUBE_IPVS0_ADDRESSES);
             assert.deepEqual([...summary.removed.ipsets].sort(), [...found.found.ipsets].sort());
             assert.deepEqual(summary.removed.nftTables, []);
-            assert.deepEqual(summary.kept.foreignVirtualServers, [FOREIGN_VS]);
+            assert.deepEqual(summary.kept.foreignVirtualServers, FOREIGN_VS);
             assert.deepEqual(summary.testSeams, ["CKPR_TEST_PROC_NET_IP_VS", "CKPR_TEST_IPVSADM"]);
             assert.equal(summary.changed, true);
 
@@ -303,8 +306,8 @@ for (const backend of ["nft", "legacy"] as const) {
             assert.equal(after.link, base.link, "kube-ipvs0 is gone");
             assert.equal(
                 after.ipvs,
-                "-A -t 192.0.2.200:80 -s wlc\n-a -t 192.0.2.200:80 -r 192.0.2.21:80 -g -w 1\n",
-                "keepalived's virtual server and its real server stay",
+                "-A -t 192.0.2.200:80 -s wlc\n-a -t 192.0.2.200:80 -r 192.0.2.21:80 -g -w 1\n-A -f 7 -s wlc\n",
+                "keepalived's virtual servers and their real server stay",
             );
 
             const second = node.run(CLEANUP, "auto");
@@ -316,7 +319,7 @@ for (const backend of ["nft", "legacy"] as const) {
 
             const verified = node.run(VERIFY);
             assert.equal(verified.status, 0, verified.stderr + verified.stdout);
-            assert.deepEqual((JSON.parse(verified.stdout.trim()) as VerifyReport).foreignVirtualServers, [FOREIGN_VS]);
+            assert.deepEqual((JSON.parse(verified.stdout.trim()) as VerifyReport).foreignVirtualServers, FOREIGN_VS);
         },
     );
 }

@@ -210,6 +210,17 @@ kp_nodeports() {
     done
 }
 
+# SCTP NodePorts are kept per node address: hash:ip,port members "ADDR,sctp:PORT" (ipsetWithIptablesChain).
+kp_sctp_nodeports() {
+    local set name
+    kp_have ipset || return 0
+    for set in KUBE-NODE-PORT-SCTP-HASH KUBE-NODE-PORT-LOCAL-SCTP-HASH; do
+        for name in "$set" "$(kp_ipset_v6_name "$set")"; do
+            { ipset list "$name" 2>/dev/null || true; } | awk 'found && /,sctp:[0-9]+$/ { print } /^Members:/ { found = 1 }'
+        done
+    done
+}
+
 kp_ipvs_scan() {
     KP_VS_OURS=()
     KP_VS_FOREIGN=()
@@ -230,7 +241,7 @@ kp_ipvs_scan() {
         fi
         return 0
     fi
-    local saved line svc flag addr port proto addresses tcp udp
+    local saved line svc flag addr port proto addresses tcp udp sctp
     if ! saved="$("$KP_IPVSADM" -S -n 2>&1)"; then
         KP_IPVS_STATUS=unverifiable
         kp_unverifiable+=("ipvs: ipvsadm -S -n failed: ${saved}")
@@ -239,18 +250,21 @@ kp_ipvs_scan() {
     addresses="$(kp_ipvs_link_addresses)"
     tcp="$(kp_nodeports TCP)"
     udp="$(kp_nodeports UDP)"
-    # Save format (ipvsadm.c print_service_entry, FMT_RULE): "-A -t ADDR:PORT -s SCHED ...", IPv6
-    # addresses in brackets; "-a ..." lines are real servers and go with their service.
+    sctp="$(kp_sctp_nodeports)"
+    # Save format (ipvsadm.c print_service_entry, FMT_RULE): "-A -t ADDR:PORT -s SCHED ...", -u for UDP,
+    # --sctp-service for SCTP (ipvsadm 1.31), "-f MARK" for fwmark services; IPv6 addresses in brackets;
+    # "-a ..." lines are real servers and go with their service. A service line not understood is
+    # reported as not kube-proxy's rather than skipped.
     while IFS= read -r line; do
-        [[ "$line" =~ ^-A\ (-[tuqf])\ ([^ ]+) ]] || continue
-        flag=${BASH_REMATCH[1]} svc=${BASH_REMATCH[2]}
-        if [[ "$flag" = -f ]]; then
-            KP_VS_FOREIGN+=("$flag $svc")
+        [[ "$line" == "-A "* ]] || continue
+        if ! [[ "$line" =~ ^-A\ (-t|-u|--sctp-service)\ ([^ ]+) ]]; then
+            KP_VS_FOREIGN+=("${line#-A }")
             continue
         fi
+        flag=${BASH_REMATCH[1]} svc=${BASH_REMATCH[2]}
         port=${svc##*:} addr=${svc%:*} addr=${addr#[} addr=${addr%]}
         case "$flag" in -t) proto=$tcp ;; -u) proto=$udp ;; *) proto="" ;; esac
-        if grep -qxF -- "$addr" <<<"$addresses" || grep -qxF -- "$port" <<<"$proto"; then
+        if grep -qxF -- "$addr" <<<"$addresses" || grep -qxF -- "$port" <<<"$proto" || grep -qxF -- "$addr,sctp:$port" <<<"$sctp"; then
             KP_VS_OURS+=("$flag $svc")
         else
             KP_VS_FOREIGN+=("$flag $svc")
