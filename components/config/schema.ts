@@ -151,6 +151,13 @@ export const ciliumSchema = z.strictObject({
     autoDirectNodeRoutes: z.boolean().default(false),
     directRoutingSkipUnreachable: z.boolean().optional(),
     devices: z.array(deviceName).optional(),
+    /**
+     * CIDRs whose addresses on Cilium's devices serve NodePorts (chart value nodePort.addresses, agent flag
+     * --nodeport-addresses). Unset, Cilium serves NodePorts on one address per device and family (the node IP
+     * where it is), so a keepalived VIP beside the node IP serves none (cilium/cilium#37691). Give the node networks and each
+     * VIP as /32 or /128; see README "NodePort on the keepalived VIP".
+     */
+    nodePortAddresses: z.array(cidr).min(1).optional(),
     loadBalancer: z
         .strictObject({
             algorithm: z.enum(["random", "maglev"]).default("random"),

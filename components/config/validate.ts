@@ -17,6 +17,7 @@ import {
 import { removedValueKeys, MINIMUM_CHART_VERSION } from "../cilium/chartVersionRules";
 import { chartMinorHasRules, NEWEST_CHART_MINOR_WITH_RULES } from "./chartVersion";
 import { closestName, objectKeysAt, unknownKeyMessage, userWords } from "./userWords";
+import { servesNodePortsOn } from "../cilium/nodePortAddresses";
 
 export interface MigrationConfig {
     readonly cluster: ClusterConfig;
@@ -107,6 +108,7 @@ export function validateStackConfig(project: string, raw: RawStackConfig): Valid
     if (nodes) checkNodes(nodes, nodeCidrs, report);
     checkVips(raw.tproxy, tproxy?.enabled, nodeCidrs, nodes, report);
     if (tproxy) checkTproxy(tproxy, report);
+    if (cilium && nodes) checkNodePortAddresses(cilium, nodes, report);
     if (migration) checkMigration(migration, nodes, ciliumParsed, report);
 
     if (issues.length > 0 || !cluster || !cilium || !tproxy || !nodes || !migration || nodes.some((n) => n === undefined)) return { ok: false, issues };
@@ -431,4 +433,30 @@ function checkMigration(
     if ([...names].every((name) => seen.has(name))) {
         report("migration.canaryNodes", "lists every node, which is no canary: leave it empty for the full migration (kube-proxy's DaemonSet removed)");
     }
+}
+
+/**
+ * cilium.nodePortAddresses replaces Cilium's default (each device's first address), so it must still cover
+ * every node's own address, or NodePorts stop answering there; it only means something with KPR on.
+ * Whether it covers the keepalived VIPs is the operator's choice; the preflight warns when it does not.
+ */
+function checkNodePortAddresses(cilium: CiliumSettings, nodes: readonly (NodeConfig | undefined)[], report: Report): void {
+    const texts = cilium.nodePortAddresses;
+    if (texts === undefined) return;
+    const key = "cilium.nodePortAddresses";
+    if (!cilium.kubeProxyReplacement) report(key, "only Cilium's kube-proxy replacement serves NodePorts; it needs kubeProxyReplacement true");
+    texts.forEach((t, i) => {
+        const c = parseCidr(t);
+        if (typeof c !== "string" && !cilium[c.family].enabled) {
+            report(`${key}[${i}]`, `${t} is ${c.family === "ipv4" ? "IPv4" : "IPv6"} but cilium.${c.family}.enabled is false`);
+        }
+    });
+    nodes.forEach((node, i) => {
+        if (node !== undefined && !servesNodePortsOn(texts, node.address)) {
+            report(
+                key,
+                `does not cover nodes[${i}].address ${node.address}: it replaces Cilium's default, so NodePorts would stop answering on that node's address; add its network`,
+            );
+        }
+    });
 }
