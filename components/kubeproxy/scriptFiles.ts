@@ -87,6 +87,8 @@ export interface KubeProxyRemoveEnv extends KubectlTarget {
     readonly KUBE_PROXY_BACKUP_CONFIGMAP: string;
     readonly KUBE_PROXY_POD_SELECTOR?: string;
     readonly POD_GONE_TIMEOUT?: number;
+    /** Seconds to wait for kube-proxy to roll out again when a failed removal puts it back (and for the restore). */
+    readonly ROLLOUT_TIMEOUT?: number;
 }
 
 export interface KubeProxyRestoreEnv extends KubectlTarget {
