@@ -607,6 +607,8 @@ function kubectl(cluster: FakeCluster, argv: readonly string[], out: (text: stri
                 );
             }
             const verbing = args.verb === "create" ? "creating" : "replacing";
+            // The NamespaceLifecycle admission plugin refuses objects in a namespace that does not exist
+            // (kubernetes/kubernetes plugin/pkg/admission/namespace/lifecycle); kubectl adds "error when creating".
             if (!cluster.namespaces().includes(ns))
                 throw new ExitError(1, `Error from server (NotFound): error when ${verbing} "${filename}": namespaces "${ns}" not found`);
             const existing = cluster.read(ns, kind, name);
@@ -929,6 +931,7 @@ function helm(cluster: FakeCluster, argv: readonly string[], out: (text: string)
         }
         case "get values": {
             const release = readRelease(rest[0] ?? "");
+            // helm/helm pkg/storage/driver/driver.go ErrReleaseNotFound.
             if (!release) throw new ExitError(1, "Error: release: not found");
             if (args.options.get("output") !== "json") throw new ExitError(2, "fake helm: get values is modelled with -o json only");
             out(JSON.stringify(release.values));
@@ -937,6 +940,7 @@ function helm(cluster: FakeCluster, argv: readonly string[], out: (text: string)
         case "upgrade": {
             const [name, chartRef] = rest;
             const release = readRelease(name ?? "");
+            // helm/helm pkg/cmd/testdata/output/upgrade-with-bad-or-missing-existing-release.txt (v4.2.4).
             if (!release || !name || !chartRef) throw new ExitError(1, `Error: UPGRADE FAILED: "${name ?? ""}" has no deployed releases`);
             const chartVersion = args.options.get("version");
             const valuesFile = args.options.get("filename");
