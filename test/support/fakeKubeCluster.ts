@@ -866,14 +866,14 @@ function scheduleDaemonSet(cluster: FakeCluster, namespace: string, name: string
         observedGeneration: generation,
         updatedNumberScheduled: updated,
     };
-    const seconds = settings.rolloutSeconds ?? 0;
-    if (seconds <= 0) {
+    const rolloutSeconds = settings.rolloutSeconds ?? 0;
+    if (rolloutSeconds <= 0) {
         daemonSet["status"] = final;
         return;
     }
     daemonSet["status"] = { ...final, updatedNumberScheduled: onDelete ? updated : 0, numberAvailable: count - created, numberReady: count - created };
     mkdirSync(join(cluster.dir, "rollouts"), { recursive: true });
-    const pending: PendingRollout = { namespace, name, generation, doneAt: Date.now() + seconds * 1000, status: final };
+    const pending: PendingRollout = { namespace, name, generation, doneAt: Date.now() + rolloutSeconds * 1000, status: final };
     writeFileSync(join(cluster.dir, "rollouts", `${namespace}.${name}.json`), JSON.stringify(pending));
 }
 
