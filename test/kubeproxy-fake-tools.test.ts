@@ -1,9 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CILIUM_NAMESPACE, DEFAULT_RELEASE, Scenario, type JsonObject } from "./support/kubeproxyScenario";
-const DEFAULT_CLUSTER_UID = "x";
+import { DEFAULT_CLUSTER_UID, HELM_GLOBAL, KUBECTL_GLOBAL, KUBECTL_VERBS, helmVerbs } from "./support/fakeKubeCluster";
+import { CLUSTER_SCRIPTS, scriptPath } from "../components/kubeproxy/scriptFiles";
+import { OPERATOR_PREFLIGHT_SCRIPT } from "../components/preflight/preflightArgs";
 
 /*
  * The stand-in kubectl/helm are held to the real tools' behaviour where the scripts touch them
@@ -129,4 +131,54 @@ test("the kube-system namespace carries the cluster's UID; an object in a missin
     writeFileSync(file, JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x", namespace: "nowhere" }, data: {} }));
     const created = s.tool("kubectl", ["create", "-f", file]);
     assert.equal(created.stderr, `Error from server (NotFound): error when creating "${file}": namespaces "nowhere" not found\n`);
+});
+
+/** Logical lines (continuations joined) of a script. */
+function logicalLines(text: string): string[] {
+    return text.replace(/\\\n\s*/g, " ").split("\n");
+}
+
+/** Every flag a script passes to kubectl or helm, found where it calls them (kc, hm, tool "${kubectl_cmd[@]}", kube, ...). */
+function flagsPassed(text: string): { tool: "kubectl" | "helm"; flag: string; line: string }[] {
+    const markers: [RegExp, "kubectl" | "helm"][] = [
+        [/(?:^|[\s(])(?:kc|kube) /g, "kubectl"],
+        [/"\$\{kubectl_cmd\[@\]\}"/g, "kubectl"],
+        [/(?:^|[\s(])kubectl /g, "kubectl"],
+        [/(?:^|[\s(])hm /g, "helm"],
+        [/"\$\{helm_cmd\[@\]\}"/g, "helm"],
+        [/(?:^|[\s(])helm /g, "helm"],
+    ];
+    const found: { tool: "kubectl" | "helm"; flag: string; line: string }[] = [];
+    for (const line of logicalLines(text)) {
+        if (/^\s*#/.test(line)) continue;
+        for (const [marker, tool] of markers) {
+            for (const m of line.matchAll(marker)) {
+                const rest = line.slice((m.index ?? 0) + m[0].length).split(/\s(?:\||;|&&|\|\||[0-9]?>)/)[0] ?? "";
+                for (const f of rest.matchAll(/(?:^|\s)(--?[a-zA-Z][a-zA-Z-]*)(?==|\s|$)/g)) found.push({ tool, flag: f[1] ?? "", line });
+            }
+        }
+    }
+    return found;
+}
+
+test("every kubectl/helm flag in the scripts is one the fake models for kubectl 1.35 and Helm 4 (and so is checked against upstream)", () => {
+    const kubectlFlags = new Set([...Object.keys(KUBECTL_GLOBAL), ...Object.values(KUBECTL_VERBS).flatMap((t) => Object.keys(t))]);
+    const helmFlags = new Set([...Object.keys(HELM_GLOBAL), ...Object.values(helmVerbs(4)).flatMap((t) => Object.keys(t))]);
+    const files = [
+        ...CLUSTER_SCRIPTS.map((name) => scriptPath(name)),
+        join(__dirname, "..", "components", "kubeproxy", "scripts", "cluster-lib.sh"),
+        OPERATOR_PREFLIGHT_SCRIPT,
+    ];
+    let checked = 0;
+    for (const file of files) {
+        for (const { tool, flag, line } of flagsPassed(readFileSync(file, "utf8"))) {
+            checked++;
+            assert.ok((tool === "kubectl" ? kubectlFlags : helmFlags).has(flag), `${file}: ${tool} ${flag} is not modelled (line: ${line.trim()})`);
+        }
+    }
+    assert.ok(checked > 30, `found ${checked} flags`);
+    // The check itself would catch Helm 3's --all.
+    assert.equal(helmFlags.has("--all") && Object.keys(helmVerbs(4)["list"] ?? {}).includes("--all"), false);
+    assert.ok(flagsPassed("hm list --all -o json | jq -r --arg x 1").some((f) => f.flag === "--all" && f.tool === "helm"));
+    assert.ok(!flagsPassed("hm list -o json | jq -r --arg x 1").some((f) => f.flag === "--arg"), "flags after a pipe are not the tool's");
 });

@@ -166,7 +166,7 @@ const opt = (key: string): FlagSpec => ({ key, takesValue: true });
 const flag = (key: string): FlagSpec => ({ key, takesValue: false });
 
 /** kubectl's global flags the scripts use (k8s.io/cli-runtime genericclioptions.ConfigFlags). */
-const KUBECTL_GLOBAL: FlagTable = {
+export const KUBECTL_GLOBAL: FlagTable = {
     "-n": opt("namespace"),
     "--namespace": opt("namespace"),
     "--context": opt("context"),
@@ -174,7 +174,7 @@ const KUBECTL_GLOBAL: FlagTable = {
     "--request-timeout": opt("request-timeout"),
 };
 /** Per verb (kubernetes/kubectl pkg/cmd/<verb>/<verb>.go, 1.35). */
-const KUBECTL_VERBS: Readonly<Record<string, FlagTable>> = {
+export const KUBECTL_VERBS: Readonly<Record<string, FlagTable>> = {
     "version": { "-o": opt("output"), "--output": opt("output"), "--client": flag("client") },
     "config current-context": {},
     "get": {
@@ -200,7 +200,7 @@ const KUBECTL_VERBS: Readonly<Record<string, FlagTable>> = {
 };
 
 /** helm's global flags the scripts use (helm/helm pkg/cli/environment.go AddFlags). */
-const HELM_GLOBAL: FlagTable = {
+export const HELM_GLOBAL: FlagTable = {
     "-n": opt("namespace"),
     "--namespace": opt("namespace"),
     "--kube-context": opt("context"),
@@ -209,7 +209,7 @@ const HELM_GLOBAL: FlagTable = {
 };
 const HELM_LIST_STATES = ["deployed", "failed", "pending", "superseded", "uninstalled", "uninstalling"] as const;
 /** Per command (helm/helm pkg/cmd/{version,list,get_values,upgrade,flags}.go). */
-function helmVerbs(major: number): Readonly<Record<string, FlagTable>> {
+export function helmVerbs(major: number): Readonly<Record<string, FlagTable>> {
     const list: Record<string, FlagSpec> = {
         "-o": opt("output"),
         "--output": opt("output"),
