@@ -198,7 +198,10 @@ test("every kubectl/helm flag in the scripts is one its command has in kubectl 1
     assert.ok(checked > 30, `found ${checked} flags`);
     // The scan sees a flag of the wrong command (Helm 4's list has no --all, though get values has one),
     // and ignores jq's flags after a pipe and the command after exec's `--`.
-    const scan = flagsPassed("hm list --all -o json | jq -r --arg x 1", tables);
+    const scan = [
+        ...flagsPassed("hm list --all -o json | jq -r --arg x 1", tables),
+        ...flagsPassed("kc exec -c agent pod -- cilium-dbg status -o json", tables),
+    ];
     assert.deepEqual(
         scan.map((f) => `${f.verb} ${f.flag}`),
         ["list --all", "list -o", "exec -c"],
