@@ -34,7 +34,11 @@ test("prod graph: preflight -> snapshot -> release -> gate -> removal -> cleanup
 
     assert.deepEqual([...deps(STEP.kubeProxyRemoval)], [STEP.kprGate], "removal waits for the KPR gate");
     assert.deepEqual([...deps(STEP.kprGate)], [STEP.ciliumRelease], "the gate waits for the Helm release");
-    assert.deepEqual([...deps(STEP.ciliumRelease)], [STEP.valuesSnapshot], "values are captured before the release changes");
+    assert.deepEqual(
+        [...deps(STEP.ciliumRelease)].sort(),
+        [STEP.valuesSnapshot, STEP.ciliumUpgradePreflight].sort(),
+        "values are captured and the running chart version checked before the release changes",
+    );
     assert.deepEqual(
         [...deps(STEP.valuesSnapshot)].sort(),
         [STEP.operatorPreflight, ...NODES.map(STEP.nodePreflight)].sort(),

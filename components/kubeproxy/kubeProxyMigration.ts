@@ -5,6 +5,7 @@ import { clusterCommand } from "../commands/clusterCommand";
 import { STEP } from "../resourceNames";
 import { scriptEnvironment } from "./scriptFiles";
 import { migrationScope } from "../config/migratedNodes";
+import { upgradePath } from "../cilium/upgradePath";
 
 /** ConfigMap (in Cilium's namespace) holding the release's values from before the migration. */
 export const VALUES_SNAPSHOT_CONFIGMAP = "cilium-kpr-pre-migration-values";
@@ -33,6 +34,38 @@ export function valuesSnapshot(config: MigrationConfig, opts: pulumi.CustomResou
                     KUBE_PROXY_NAMESPACE: cluster.kubeProxy.namespace,
                     KUBE_PROXY_DAEMONSET: cluster.kubeProxy.daemonSet,
                 }),
+            },
+        },
+        opts,
+    );
+}
+
+/**
+ * Before the release changes: reads the version the release runs and holds it to the path planned
+ * from config (components/cilium/upgradePath.ts). Same version: refuses if the release runs
+ * another chart. Chart upgrade: refuses values the release has that the program does not send,
+ * then pre-pulls the new image on every node (Cilium's pre-flight DaemonSet) and removes it again.
+ * Its environment holds the chart versions and the values, so any change of them runs it again
+ * (pulumi-command re-runs create on update); it has no delete, nothing it creates outlives it.
+ */
+export function ciliumUpgradePreflight(config: MigrationConfig, values: pulumi.Output<unknown>, opts: pulumi.CustomResourceOptions): command.local.Command {
+    const { cilium } = config;
+    const path = upgradePath(cilium);
+    return clusterCommand(
+        STEP.ciliumUpgradePreflight,
+        {
+            cluster: config.cluster,
+            create: "kubeproxy/scripts/cilium-upgrade-preflight.sh",
+            environment: {
+                ...scriptEnvironment("cilium-upgrade-preflight", {
+                    CILIUM_NAMESPACE: cilium.namespace,
+                    CILIUM_RELEASE: cilium.releaseName,
+                    CILIUM_CHART: cilium.chart,
+                    CILIUM_CHART_VERSION: cilium.chartVersion,
+                    CILIUM_REPOSITORY: cilium.repository,
+                    UPGRADE_FROM: path.kind === "chart-upgrade" ? path.from : "",
+                }),
+                CILIUM_VALUES_JSON: values.apply((v) => JSON.stringify(v)),
             },
         },
         opts,
