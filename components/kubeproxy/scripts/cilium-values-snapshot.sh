@@ -46,7 +46,13 @@ if [[ -s "$workdir/existing.json" ]]; then
 fi
 
 # helm list (all states) tells "absent" apart from "cannot ask"; helm status would not.
-hm list --all --max 0 --filter "^${CILIUM_RELEASE//./\\.}\$" -o json >"$workdir/releases.json"
+# Every state is named explicitly because `--all` exists only in Helm 3: Helm 4 removed it and lists
+# every state by default (helm/helm commit 8a73d9798, pkg/cmd/list.go), while Helm 3 without a state
+# flag lists only deployed and failed releases (v3 pkg/action/list.go SetStateMask). These six flags
+# exist in both, and list the latest revision of a release in any state (filterLatestReleases runs
+# before the state mask).
+hm list --deployed --failed --pending --superseded --uninstalling --uninstalled --max 0 \
+    --filter "^${CILIUM_RELEASE//./\\.}\$" -o json >"$workdir/releases.json"
 jq -c --arg name "$CILIUM_RELEASE" '[.[] | select(.name == $name)] | first // empty' \
     "$workdir/releases.json" >"$workdir/release.json"
 
