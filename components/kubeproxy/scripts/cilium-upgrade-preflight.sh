@@ -77,11 +77,13 @@ summary() {
           prepulled: $prepulled, nodes: $nodes}'
 }
 
-# The chart version a release runs, from `helm list` (its chart column is <chart>-<version>); "" if absent.
+# The chart version a release runs, from `helm list` (its chart column is <chart>-<version>); "" if
+# absent. The six state flags list every state in Helm 3 and 4 alike (see cilium-values-snapshot.sh).
 release_version() {
-    hm list --filter "^${1//./\\.}\$" -o json >"$workdir/list.json"
+    hm list --deployed --failed --pending --superseded --uninstalling --uninstalled --max 0 \
+        --filter "^${1//./\\.}\$" -o json >"$workdir/list.json"
     jq -r --arg name "$1" --arg chart "$CILIUM_CHART" \
-        '[.[] | select(.name == $name)] | first // empty | .chart | ltrimstr($chart + "-")' "$workdir/list.json"
+        '[.[] | select(.name == $name and .status != "uninstalled")] | first // empty | .chart | ltrimstr($chart + "-")' "$workdir/list.json"
 }
 
 running="$(release_version "$CILIUM_RELEASE")"
