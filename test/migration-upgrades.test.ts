@@ -80,6 +80,9 @@ test("chart upgrade (cilium.upgradeFrom): reuse-values is off and the preflight 
     const env = find(resources, "command:local:Command", STEP.ciliumUpgradePreflight).inputs.environment as Record<string, string>;
     assert.equal(env.UPGRADE_FROM, "1.19.0");
     assert.equal(env.CILIUM_CHART_VERSION, "1.19.1");
+    const gate = (rs: readonly RecordedResource[]) => find(rs, "command:local:Command", STEP.kprGate).inputs.triggers as string[];
+    const before = await runProgram("prod");
+    assert.notDeepEqual(gate(resources), gate(before.resources), "the KPR gate checks every agent again after a chart upgrade");
     // upgradeFrom equal to chartVersion is the same-version path.
     const same = await runProgram("prod", { cilium: withCilium({ upgradeFrom: "1.19.0" }) });
     assert.equal(find(same.resources, "kubernetes:helm.sh/v3:Release").inputs.reuseValues, true);

@@ -81,7 +81,7 @@ export interface KprGateArgs {
 
 /**
  * The KPR gate: waits for the Cilium rollout, then requires every agent to report kube-proxy
- * replacement with socket LB and NodePort. Replaced (so re-run) whenever the release's values change.
+ * replacement with socket LB and NodePort. Replaced (so re-run) whenever the release's values or chart version change.
  */
 export function kprGate(args: KprGateArgs, opts: pulumi.CustomResourceOptions): command.local.Command {
     return clusterCommand(
@@ -90,7 +90,8 @@ export function kprGate(args: KprGateArgs, opts: pulumi.CustomResourceOptions): 
             cluster: args.config.cluster,
             create: "kubeproxy/scripts/kpr-gate.sh",
             environment: scriptEnvironment("kpr-gate", { CILIUM_NAMESPACE: args.config.cilium.namespace }),
-            triggers: [args.values.apply((v) => JSON.stringify(v)), migrationScope(args.config)],
+            // A chart upgrade restarts every agent on the new version: check them all again.
+            triggers: [args.values.apply((v) => JSON.stringify(v)), migrationScope(args.config), `chart ${args.config.cilium.chartVersion}`],
         },
         { ...opts, dependsOn: [args.release] },
     );
