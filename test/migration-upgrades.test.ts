@@ -5,6 +5,7 @@ import { STEP } from "../components/resourceNames";
 import { scriptText } from "../components/commands/scriptFile";
 import { find, runProgram } from "./support/program";
 import { rawStack } from "./support/stacks";
+import { describeStep } from "../tools/planSteps";
 
 /*
  * The graph of issue 10 points 2 (kubeadm's proxy.disabled) and 4 (Cilium chart upgrades), under
@@ -95,4 +96,17 @@ test("reuseValues: true across chart versions, or a skipped minor release, is a 
     assert.match(String(skip.error), /cilium-kpr:cilium\.upgradeFrom: 1\.17\.4 -> 1\.19\.0 skips a minor release/);
     const bad = await runProgram("prod", { cilium: withCilium({ upgradeFrom: "1.18" }) });
     assert.match(String(bad.error), /cilium-kpr:cilium\.upgradeFrom: must be an exact chart version/);
+});
+
+test("the plan says which path a run takes", async () => {
+    const line = (rs: readonly RecordedResource[], type: string, name?: string) => describeStep(find(rs, type, name));
+    const same = await runProgram("prod");
+    assert.match(line(same.resources, "command:local:Command", STEP.ciliumUpgradePreflight), /must run chart 1\.19\.0 already .* no image pre-pull/);
+    assert.match(line(same.resources, "kubernetes:helm.sh/v3:Release"), /chart cilium 1\.19\.0 .* reuse-values/);
+    const upgrade = await runProgram("prod", { cilium: withCilium({ chartVersion: "1.19.1", upgradeFrom: "1.19.0" }) });
+    assert.match(
+        line(upgrade.resources, "command:local:Command", STEP.ciliumUpgradePreflight),
+        /chart upgrade 1\.19\.0 -> 1\.19\.1: .* 1\.19\.1 image is pre-pulled/,
+    );
+    assert.match(line(upgrade.resources, "kubernetes:helm.sh/v3:Release"), /chart cilium 1\.19\.1 .* full values \(no reuse-values\)/);
 });
