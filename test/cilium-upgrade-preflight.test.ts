@@ -138,7 +138,8 @@ test("chart upgrade with the image unpullable on one node: fails naming the node
 test("chart upgrade: values set on the release that the program would drop are refused before any pre-pull", { skip }, (t) => {
     const scenario = new Scenario();
     t.after(() => scenario.dispose());
-    const { ipam: _dropped, ...withoutIpam } = PROGRAM_VALUES;
+    const withoutIpam: Record<string, unknown> = { ...PROGRAM_VALUES };
+    delete withoutIpam["ipam"];
     const run = scenario.run("cilium-upgrade-preflight", upgradeEnv({ CILIUM_VALUES_JSON: JSON.stringify(withoutIpam) }));
     assert.equal(run.status, 1, run.stdout);
     assert.match(String(run.summary["error"]), /values set that this program does not send: ipam\.mode\./);

@@ -975,7 +975,7 @@ function helm(cluster: FakeCluster, argv: readonly string[], out: (text: string)
                 appVersion: chartVersion,
                 status: "deployed",
                 revision: 1,
-                values: values as Record<string, unknown>,
+                values,
                 resources,
             };
             mkdirSync(join(cluster.dir, "helm", namespace), { recursive: true });
