@@ -111,10 +111,11 @@ test("chart upgrade: the new image is Ready on every node before the step ends, 
     const order = scenario
         .calls()
         .map((c) => `${c.tool} ${c.args.join(" ")}`)
-        .filter((c) => / (install|uninstall) cilium-preflight|get daemonset cilium-pre-flight-check/.test(c));
+        .filter((c) => / (install|uninstall) cilium-preflight|get pods -l k8s-app=cilium-pre-flight-check/.test(c));
     assert.match(order[0] ?? "", / install cilium-preflight/);
     const uninstallAt = order.findIndex((c) => c.includes(" uninstall cilium-preflight"));
-    assert.ok(uninstallAt > order.findIndex((c) => c.includes("get daemonset cilium-pre-flight-check")), order.join("\n"));
+    const waitedAt = order.findIndex((c) => c.includes("get pods -l k8s-app=cilium-pre-flight-check"));
+    assert.ok(waitedAt > 0 && uninstallAt > waitedAt, order.join("\n"));
     assert.deepEqual(preflightLeft(scenario), []);
     assert.equal(
         scenario.release(CILIUM_NAMESPACE, "cilium")?.revision,
@@ -128,7 +129,7 @@ test("chart upgrade with the image unpullable on one node: fails naming the node
     t.after(() => scenario.dispose());
     const run = scenario.run("cilium-upgrade-preflight", upgradeEnv({ PREPULL_TIMEOUT: 3 }));
     assert.equal(run.status, 1, run.stdout);
-    assert.match(String(run.summary["error"]), /not Ready on every node/);
+    assert.match(String(run.summary["error"]), /not Ready on every agent node/);
     assert.match(String(run.summary["error"]), /storage \(cilium-pre-flight-check-[a-z0-9]+: ErrImagePull\)/);
     assert.match(String(run.summary["error"]), /release cilium was not changed/);
     assert.deepEqual(preflightLeft(scenario), [], "the failed pre-pull is cleaned up");

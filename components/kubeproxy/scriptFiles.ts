@@ -142,7 +142,8 @@ export interface CiliumUpgradePreflightEnv extends KubectlTarget {
     readonly UPGRADE_FROM?: string;
     /** The values the release will get, as JSON. */
     readonly CILIUM_VALUES_JSON?: string;
-    readonly CILIUM_DS?: string;
+    /** key=value label selector of the agent pods (default k8s-app=cilium). */
+    readonly AGENT_SELECTOR?: string;
     readonly PREFLIGHT_RELEASE?: string;
     readonly PREPULL_TIMEOUT?: number;
 }

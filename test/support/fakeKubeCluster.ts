@@ -1053,9 +1053,18 @@ function renderCiliumPreflight(cluster: FakeCluster, namespace: string, chartVer
         const node = textOf(field(pod, "spec", "nodeName"), "");
         const pulled = !failing.includes(node);
         if (pulled) ready++;
+        // The kubelet's pod status: condition Ready follows the containers' readiness.
         pod["status"] = pulled
-            ? { phase: "Running", containerStatuses: [{ name, image, ready: true, state: { running: { startedAt: "2026-01-01T00:00:00Z" } } }] }
-            : { phase: "Pending", containerStatuses: [{ name, image, ready: false, state: { waiting: { reason: "ErrImagePull" } } }] };
+            ? {
+                  phase: "Running",
+                  conditions: [{ type: "Ready", status: "True" }],
+                  containerStatuses: [{ name, image, ready: true, state: { running: { startedAt: "2026-01-01T00:00:00Z" } } }],
+              }
+            : {
+                  phase: "Pending",
+                  conditions: [{ type: "Ready", status: "False", reason: "ContainersNotReady" }],
+                  containerStatuses: [{ name, image, ready: false, state: { waiting: { reason: "ErrImagePull" } } }],
+              };
         cluster.write(namespace, "pod", textOf(field(pod, "metadata", "name"), ""), pod);
     }
     ds["status"] = { ...asObject(ds["status"]), numberReady: ready, numberAvailable: ready };

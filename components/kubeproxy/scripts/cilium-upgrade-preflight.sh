@@ -17,8 +17,8 @@
 #       helm install cilium-preflight <chart> --version <new> --set preflight.enabled=true
 #         --set agent=false --set operator.enabled=false (+ k8sServiceHost/Port when kube-proxy-free)
 #     given here as one values file (the program's preflight.* values are passed on, e.g. a
-#     private-registry preflight.image). The script waits until DaemonSet cilium-pre-flight-check
-#     is Ready on every node that runs a Cilium agent (and the guide's cilium-pre-flight-check
+#     private-registry preflight.image). The script waits until a pod of DaemonSet
+#     cilium-pre-flight-check is Ready on every node that runs a Cilium agent (and the guide's cilium-pre-flight-check
 #     Deployment, which validates policies, is Ready when the chart renders it), then uninstalls
 #     the pre-flight release and waits for its pods to go. Helm refuses to install objects another
 #     release owns, so the pre-flight release can never take over the real one's objects.
@@ -34,7 +34,7 @@
 #   CILIUM_REPOSITORY     https:// or oci:// chart repository. Default https://helm.cilium.io/.
 #   UPGRADE_FROM          the version the release runs before this run (cilium.upgradeFrom); empty: same version.
 #   CILIUM_VALUES_JSON    the values the release will get, as JSON (required for a chart upgrade).
-#   CILIUM_DS             the agent DaemonSet. Default cilium.
+#   AGENT_SELECTOR        label selector of the agent pods. Default k8s-app=cilium.
 #   PREFLIGHT_RELEASE     name of the pre-flight release. Default cilium-preflight.
 #   PREPULL_TIMEOUT       seconds to wait for the pre-pull. Default 600.
 # stdout: one JSON summary line (ok, path, running, target, prepulled, nodes). stderr: progress.
@@ -51,13 +51,13 @@ CILIUM_CHART_VERSION="${CILIUM_CHART_VERSION:-}"
 CILIUM_REPOSITORY="${CILIUM_REPOSITORY:-https://helm.cilium.io/}"
 UPGRADE_FROM="${UPGRADE_FROM:-}"
 CILIUM_VALUES_JSON="${CILIUM_VALUES_JSON:-}"
-CILIUM_DS="${CILIUM_DS:-cilium}"
+AGENT_SELECTOR="${AGENT_SELECTOR:-k8s-app=cilium}"
 PREFLIGHT_RELEASE="${PREFLIGHT_RELEASE:-cilium-preflight}"
 PREPULL_TIMEOUT="${PREPULL_TIMEOUT:-600}"
 need_name CILIUM_NAMESPACE
 need_name CILIUM_RELEASE
 need_name CILIUM_CHART
-need_name CILIUM_DS
+[[ "$AGENT_SELECTOR" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "AGENT_SELECTOR must be key=value (got '${AGENT_SELECTOR}')"
 need_name PREFLIGHT_RELEASE
 readonly VERSION_RE='^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$'
 [[ "$CILIUM_CHART_VERSION" =~ $VERSION_RE ]] || fail "CILIUM_CHART_VERSION must be an exact chart version (got '${CILIUM_CHART_VERSION}')"
@@ -181,35 +181,42 @@ installed=true
 hm install "$PREFLIGHT_RELEASE" "$chart_ref" --version "$CILIUM_CHART_VERSION" "${repo_args[@]}" -f "$workdir/preflight-values.json" >&2 \
     || fail "helm install of the pre-flight release failed; the release ${CILIUM_RELEASE} was not changed"
 
-agents="$(kc get daemonset "$CILIUM_DS" -o json | jq '.status.desiredNumberScheduled // 0')"
-[[ "$agents" -gt 0 ]] || fail "daemonset/${CILIUM_DS} schedules no agent; cannot tell which nodes need the image"
+# The nodes that need the image: those running a Cilium agent (the guide: as many READY pre-flight
+# pods as Cilium pods). A pod counts as Ready by its Ready condition (kubelet's pod status).
+kc get pods -l "$AGENT_SELECTOR" -o json \
+    | jq -c '[.items[] | select(.metadata.deletionTimestamp == null) | .spec.nodeName // empty] | unique' >"$workdir/agent-nodes.json"
+agents="$(jq 'length' "$workdir/agent-nodes.json")"
+[[ "$agents" -gt 0 ]] || fail "no Cilium agent pod (${AGENT_SELECTOR}) in ${CILIUM_NAMESPACE}; cannot tell which nodes need the image"
+# shellcheck disable=SC2016 # jq program
+readonly READY_NODES='[.items[] | select(any(.status.conditions[]?; .type == "Ready" and .status == "True")) | .spec.nodeName // empty] | unique'
 deadline=$((SECONDS + PREPULL_TIMEOUT))
 while true; do
-    kc get daemonset "$PREFLIGHT_DS" -o json --ignore-not-found >"$workdir/pf-ds.json"
+    kc get pods -l "$PREFLIGHT_SELECTOR" -o json >"$workdir/pf-pods.json"
+    jq -c "$READY_NODES" "$workdir/pf-pods.json" >"$workdir/ready-nodes.json"
+    missing="$(jq -rn --slurpfile need "$workdir/agent-nodes.json" --slurpfile have "$workdir/ready-nodes.json" '$need[0] - $have[0] | join(" ")')"
     kc get deployment "$PREFLIGHT_DS" -o json --ignore-not-found >"$workdir/pf-deploy.json"
-    ds_ready=false
-    if [[ -s "$workdir/pf-ds.json" ]] && jq -e --argjson agents "$agents" '.status as $s
-        | ($s.desiredNumberScheduled // 0) >= $agents and ($s.numberReady // 0) == ($s.desiredNumberScheduled // -1)
-        and ($s.observedGeneration // 0) >= (.metadata.generation // 0)' "$workdir/pf-ds.json" >/dev/null; then
-        ds_ready=true
-    fi
     deploy_ready=true
     if [[ -s "$workdir/pf-deploy.json" ]] && ! jq -e '(.status.readyReplicas // 0) >= (.spec.replicas // 1)' "$workdir/pf-deploy.json" >/dev/null; then
         deploy_ready=false
     fi
-    if [[ "$ds_ready" == true && "$deploy_ready" == true ]]; then break; fi
+    if [[ -z "$missing" && "$deploy_ready" == true ]]; then break; fi
     if ((SECONDS >= deadline)); then
-        kc get pods -l "$PREFLIGHT_SELECTOR" -o json | jq -r '.items[]
-            | select(([.status.containerStatuses[]? | .ready] | all) == false or (.status.containerStatuses | length) == 0)
-            | "\(.spec.nodeName // "?") (\(.metadata.name): \([.status.containerStatuses[]?.state.waiting.reason // empty] | join(",") | if . == "" then (.status.phase // "?") else . end))"' \
-            >"$workdir/not-ready.txt" || true
-        fail "the ${CILIUM_CHART_VERSION} image is not Ready on every node after ${PREPULL_TIMEOUT}s (daemonset ${PREFLIGHT_DS}: $(jq -c '.status // {} | {desiredNumberScheduled, numberReady}' "$workdir/pf-ds.json" 2>/dev/null || echo absent); cilium agents: ${agents}; deployment ready: ${deploy_ready}; not ready: $(paste -sd ';' "$workdir/not-ready.txt")); the release ${CILIUM_RELEASE} was not changed"
+        # Each agent node without a Ready pre-flight pod, with what its pod is waiting for.
+        jq -r --arg missing "$missing" '($missing | split(" ")) as $nodes | [.items[] | select(.spec.nodeName as $n | $nodes | index($n))
+            | {node: .spec.nodeName, text: "\(.metadata.name): \([.status.containerStatuses[]?.state.waiting.reason // empty] | join(",") | if . == "" then (.status.phase // "?") else . end)"}]
+            | group_by(.node) | map({node: .[0].node, text: (map(.text) | join(", "))}) as $found
+            | $nodes[] as $n | ($found | map(select(.node == $n)) | first // {text: "no pre-flight pod"}) | "\($n) (\(.text))"' \
+            "$workdir/pf-pods.json" >"$workdir/not-ready.txt" || true
+        detail="$(paste -sd ';' "$workdir/not-ready.txt")"
+        [[ "$deploy_ready" == true ]] \
+            || detail="${detail:+${detail}; }the pre-flight Deployment that validates network policies is not Ready (kubectl -n ${CILIUM_NAMESPACE} logs deploy/${PREFLIGHT_DS})"
+        fail "the ${CILIUM_CHART_VERSION} image is not Ready on every agent node after ${PREPULL_TIMEOUT}s: ${detail}; the release ${CILIUM_RELEASE} was not changed"
     fi
-    log "waiting for the pre-flight pods (${agents} agent nodes)"
+    log "waiting for the pre-flight pods on ${agents} agent nodes${missing:+ (not yet: ${missing})}"
     sleep 3
 done
-nodes="$(jq '.status.numberReady' "$workdir/pf-ds.json")"
-log "the ${CILIUM_CHART_VERSION} image is Ready on ${nodes} nodes"
+nodes="$agents"
+log "the ${CILIUM_CHART_VERSION} image is Ready on all ${nodes} agent nodes"
 uninstall_preflight || fail "the pre-pull succeeded but the pre-flight release ${PREFLIGHT_RELEASE} could not be removed"
 installed=false
 summary chart-upgrade "$running" true "$nodes"
