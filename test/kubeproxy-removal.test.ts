@@ -155,3 +155,17 @@ test("remove refuses a backup name equal to the kube-proxy ConfigMap", { skip },
     assert.deepEqual(scenario.calls(), []);
     assert.ok(scenario.get("kube-system", "daemonset", "kube-proxy"));
 });
+
+test("restore of an OnDelete kube-proxy waits for its pods and succeeds instead of reporting kubectl's refusal as a timeout", { skip }, (t) => {
+    const scenario = new Scenario();
+    t.after(() => scenario.dispose());
+    const ds = scenario.get("kube-system", "daemonset", "kube-proxy") as JsonObject;
+    scenario.put("kube-system", "daemonset", "kube-proxy", { ...ds, spec: { ...(ds["spec"] as JsonObject), updateStrategy: { type: "OnDelete" } } });
+    assert.equal(scenario.run("kube-proxy-remove", removeEnv).status, 0);
+
+    const run = scenario.run("kube-proxy-restore", { ...restoreEnv, ROLLOUT_TIMEOUT: 300 }, { timeoutSeconds: 60 });
+    assert.equal(run.status, 0, run.stderr);
+    assert.deepEqual(run.summary, { ok: true, recreated: ["configmap/kube-proxy", "daemonset/kube-proxy"], backupDeleted: true });
+    assert.ok(scenario.get("kube-system", "daemonset", "kube-proxy"), "kube-proxy is back");
+    assert.ok(run.seconds < 20, `no timeout waited (${run.seconds}s)`);
+});

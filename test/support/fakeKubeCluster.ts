@@ -553,8 +553,10 @@ function kubectl(cluster: FakeCluster, argv: readonly string[], out: (text: stri
                 }
                 throw new ExitError(1, `Error from server (NotFound): the server could not find the requested resource`);
             }
-            const kind = kindOf(rest[0] ?? "");
-            const name = rest[1];
+            // TYPE NAME or TYPE/NAME (kubectl get's two spellings of one object).
+            const [typeWord = "", slashName] = (rest[0] ?? "").split("/");
+            const kind = kindOf(typeWord);
+            const name = slashName ?? rest[1];
             const output = args.options.get("output");
             if (output !== undefined && output !== "json" && output !== "name") {
                 throw new ExitError(1, `error: unable to match a printer suitable for the output format "${output}", the fake models json and name`);

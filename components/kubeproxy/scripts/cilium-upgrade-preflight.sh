@@ -66,8 +66,8 @@ readonly VERSION_RE='^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$'
 [[ "$PREPULL_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "PREPULL_TIMEOUT must be a whole number of seconds"
 [[ "$PREFLIGHT_RELEASE" != "$CILIUM_RELEASE" ]] || fail "PREFLIGHT_RELEASE must differ from CILIUM_RELEASE"
 
-kc() { "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
-hm() { "${helm_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
+kc() { tool "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
+hm() { tool "${helm_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
 readonly PREFLIGHT_DS=cilium-pre-flight-check # templates/cilium-preflight/daemonset.yaml
 readonly PREFLIGHT_SELECTOR=k8s-app=cilium-pre-flight-check
 
@@ -77,16 +77,20 @@ summary() {
           prepulled: $prepulled, nodes: $nodes}'
 }
 
-# The chart version a release runs, from `helm list` (its chart column is <chart>-<version>); "" if
-# absent. The six state flags list every state in Helm 3 and 4 alike (see cilium-values-snapshot.sh).
-release_version() {
+# Sets release_version to the chart version release $1 runs, from `helm list` (its chart column is
+# <chart>-<version>); "" if absent. Called as a plain command, never in $(...), so a helm failure
+# ends the script instead of reading as "absent". The six state flags list every state in Helm 3
+# and 4 alike (see cilium-values-snapshot.sh).
+release_version=""
+read_release_version() {
     hm list --deployed --failed --pending --superseded --uninstalling --uninstalled --max 0 \
         --filter "^${1//./\\.}\$" -o json >"$workdir/list.json"
-    jq -r --arg name "$1" --arg chart "$CILIUM_CHART" \
-        '[.[] | select(.name == $name and .status != "uninstalled")] | first // empty | .chart | ltrimstr($chart + "-")' "$workdir/list.json"
+    release_version="$(jq -r --arg name "$1" --arg chart "$CILIUM_CHART" \
+        '[.[] | select(.name == $name and .status != "uninstalled")] | first // empty | .chart | ltrimstr($chart + "-")' "$workdir/list.json")"
 }
 
-running="$(release_version "$CILIUM_RELEASE")"
+read_release_version "$CILIUM_RELEASE"
+running="$release_version"
 [[ -z "$running" || "$running" =~ $VERSION_RE ]] || fail "cannot read the chart version of release ${CILIUM_RELEASE} (helm list says chart '$(jq -r '.[0].chart // ""' "$workdir/list.json")')"
 
 if [[ -z "$UPGRADE_FROM" || "$UPGRADE_FROM" == "$CILIUM_CHART_VERSION" ]]; then
@@ -153,7 +157,10 @@ uninstall_preflight() {
     log "uninstalling the pre-flight release ${PREFLIGHT_RELEASE}"
     hm uninstall "$PREFLIGHT_RELEASE" >&2 || return 1
     local deadline=$((SECONDS + PREPULL_TIMEOUT))
-    while [[ -n "$(kc get daemonset "$PREFLIGHT_DS" -o name --ignore-not-found)$(kc get pods -l "$PREFLIGHT_SELECTOR" -o name)" ]]; do
+    while true; do
+        kc get daemonset "$PREFLIGHT_DS" -o name --ignore-not-found >"$workdir/left.txt" || return 1
+        kc get pods -l "$PREFLIGHT_SELECTOR" -o name >>"$workdir/left.txt" || return 1
+        if [[ ! -s "$workdir/left.txt" ]]; then return 0; fi
         if ((SECONDS >= deadline)); then
             log "pre-flight pods are still terminating after ${PREPULL_TIMEOUT}s"
             return 1
@@ -161,15 +168,25 @@ uninstall_preflight() {
         sleep 2
     done
 }
-on_exit() {
+# On any exit while the pre-flight release exists, remove it; then cluster-lib's exit handler
+# (JSON summary of an unexpected failure, workdir removal) runs with the original status.
+remove_preflight_on_exit() {
     local status=$?
-    if [[ "$installed" == true ]]; then uninstall_preflight || log "could not remove the pre-flight release; remove it with: helm uninstall ${PREFLIGHT_RELEASE} -n ${CILIUM_NAMESPACE}"; fi
-    rm -rf "$workdir"
+    if [[ "$installed" == true ]]; then
+        installed=false
+        # Keep the reason of the failure that ended the script (the cleanup's own calls reset it).
+        if [[ -e "$workdir/tool-error" ]]; then mv "$workdir/tool-error" "$workdir/tool-error.kept"; fi
+        uninstall_preflight || log "could not remove the pre-flight release; remove it with: helm uninstall ${PREFLIGHT_RELEASE} -n ${CILIUM_NAMESPACE}"
+        if [[ -e "$workdir/tool-error.kept" ]]; then mv "$workdir/tool-error.kept" "$workdir/tool-error"; fi
+    fi
+    (exit "$status")
+    on_exit
     exit "$status"
 }
-trap on_exit EXIT
+trap remove_preflight_on_exit EXIT
 
-if [[ -n "$(release_version "$PREFLIGHT_RELEASE")" ]]; then
+read_release_version "$PREFLIGHT_RELEASE"
+if [[ -n "$release_version" ]]; then
     log "a pre-flight release ${PREFLIGHT_RELEASE} is left from an earlier run; removing it first"
     installed=true
     uninstall_preflight || fail "could not remove the leftover pre-flight release ${PREFLIGHT_RELEASE}"

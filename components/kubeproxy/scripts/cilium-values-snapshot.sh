@@ -30,8 +30,8 @@ need_name CILIUM_NAMESPACE
 need_name CILIUM_RELEASE
 need_name SNAPSHOT_CONFIGMAP
 
-kc() { "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
-hm() { "${helm_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
+kc() { tool "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
+hm() { tool "${helm_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
 
 report_existing() {
     log "snapshot configmap/${SNAPSHOT_CONFIGMAP} already exists (taken $(jq -r '.data["taken-at"] // "at an unknown time"' "$1")); kept as is"

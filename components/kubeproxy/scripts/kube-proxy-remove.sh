@@ -43,7 +43,7 @@ if [[ "$KUBE_PROXY_BACKUP_CONFIGMAP" == "$KUBE_PROXY_CONFIGMAP" ]]; then
     fail "KUBE_PROXY_BACKUP_CONFIGMAP must differ from KUBE_PROXY_CONFIGMAP"
 fi
 
-kc() { "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
+kc() { tool "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
 
 # Fields the API server sets; recreating an object with them fails or misleads. A DaemonSet
 # that a canary kept off some nodes (kube-proxy-exclude.sh) is saved with the affinity it had

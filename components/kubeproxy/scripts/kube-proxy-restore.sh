@@ -32,7 +32,7 @@ need_name KUBE_PROXY_CONFIGMAP
 need_name KUBE_PROXY_BACKUP_CONFIGMAP
 [[ "$ROLLOUT_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "ROLLOUT_TIMEOUT must be a whole number of seconds"
 
-kc() { "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
+kc() { tool "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
 
 kc get daemonset "$KUBE_PROXY_DAEMONSET" -o json --ignore-not-found >"$workdir/ds.live"
 kc get configmap "$KUBE_PROXY_CONFIGMAP" -o json --ignore-not-found >"$workdir/cm.live"
@@ -91,10 +91,8 @@ recreate configmap "$KUBE_PROXY_CONFIGMAP" configmap.json "$workdir/cm.live"
 recreate daemonset "$KUBE_PROXY_DAEMONSET" daemonset.json "$workdir/ds.live"
 
 log "waiting up to ${ROLLOUT_TIMEOUT}s for daemonset/${KUBE_PROXY_DAEMONSET} to roll out"
-if ! timeout "$((ROLLOUT_TIMEOUT + 30))" "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" \
-    rollout status "daemonset/${KUBE_PROXY_DAEMONSET}" --timeout="${ROLLOUT_TIMEOUT}s" >&2; then
-    fail "daemonset/${KUBE_PROXY_DAEMONSET} did not roll out within ${ROLLOUT_TIMEOUT}s; backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP} kept"
-fi
+wait_rollout "$KUBE_PROXY_NAMESPACE" "daemonset/${KUBE_PROXY_DAEMONSET}" "$ROLLOUT_TIMEOUT" \
+    || fail "daemonset/${KUBE_PROXY_DAEMONSET}: ${rollout_error}; backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP} kept"
 delete_backup
 
 log "kube-proxy is serving again"

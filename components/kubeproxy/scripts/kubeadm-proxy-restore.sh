@@ -31,7 +31,7 @@ KUBEADM_BACKUP_CONFIGMAP="${KUBEADM_BACKUP_CONFIGMAP:-}"
 need_name KUBEADM_BACKUP_CONFIGMAP
 [[ "$KUBEADM_BACKUP_CONFIGMAP" != kubeadm-config ]] || fail "KUBEADM_BACKUP_CONFIGMAP must differ from kubeadm-config"
 
-kc() { "${kubectl_cmd[@]}" -n kube-system "$@"; }
+kc() { tool "${kubectl_cmd[@]}" -n kube-system "$@"; }
 
 summary() {
     jq -cn --argjson restored "$1" --arg how "$2" --argjson deleted "$3" \
@@ -88,8 +88,8 @@ fi
 jq --rawfile text "$workdir/next.yaml" 'del(.metadata.managedFields) | .data.ClusterConfiguration = $text' \
     "$workdir/live.json" >"$workdir/next.json"
 log "restoring the proxy block of configmap/kubeadm-config (resourceVersion $(jq -r '.metadata.resourceVersion' "$workdir/live.json"))"
-if ! kc replace -f "$workdir/next.json" >&2 2>"$workdir/replace.err"; then
-    fail "could not update configmap/kubeadm-config: $(cat "$workdir/replace.err") (a 409 Conflict means it changed while this ran: run again); backup kept"
+if ! kc replace -f "$workdir/next.json" >&2; then
+    fail "could not update configmap/kubeadm-config: ${tool_error} (a 409 Conflict means it changed while this ran: run again); backup kept"
 fi
 kc get configmap kubeadm-config -o json >"$workdir/after.json"
 kubeadm_config_text "$workdir/after.json" | cmp -s - "$workdir/next.yaml" \
