@@ -158,3 +158,24 @@ test("the snapshot finds the release with Helm 3 and with Helm 4, in any state",
         }
     }
 });
+
+test("a ConfigMap at the snapshot name that this program did not create is neither taken as the snapshot nor restored from or deleted", { skip }, (t) => {
+    const scenario = new Scenario();
+    t.after(() => scenario.dispose());
+    const foreign = {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: SNAPSHOT, namespace: CILIUM_NAMESPACE, resourceVersion: "5" },
+        data: { "release-present": "true", "values.json": '{"kubeProxyReplacement":"true"}' },
+    };
+    scenario.put(CILIUM_NAMESPACE, "configmap", SNAPSHOT, foreign);
+    const snap = scenario.run("cilium-values-snapshot", snapshotEnv);
+    assert.notEqual(snap.status, 0);
+    assert.match(String(snap.summary["error"]), /configmap\/cilium-pre-kpr-values in default was not created by this program/);
+
+    const restore = scenario.run("cilium-values-restore", restoreEnv);
+    assert.notEqual(restore.status, 0);
+    assert.match(String(restore.summary["error"]), /not created by this program .*not restoring values from it and not deleting it/);
+    assert.deepEqual(helmCalls(scenario, "upgrade"), []);
+    assert.deepEqual(scenario.get(CILIUM_NAMESPACE, "configmap", SNAPSHOT), foreign);
+});

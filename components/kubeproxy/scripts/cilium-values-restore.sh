@@ -53,6 +53,9 @@ if [[ ! -s "$workdir/snapshot.json" ]]; then
     exit 0
 fi
 
+created_by_us "$workdir/snapshot.json" \
+    || fail "$(not_ours "$SNAPSHOT_CONFIGMAP" "$CILIUM_NAMESPACE"); not restoring values from it and not deleting it"
+
 delete_snapshot() {
     tool "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" delete configmap "$SNAPSHOT_CONFIGMAP" --ignore-not-found >&2
 }

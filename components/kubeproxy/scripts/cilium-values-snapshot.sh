@@ -41,6 +41,9 @@ report_existing() {
 
 kc get configmap "$SNAPSHOT_CONFIGMAP" -o json --ignore-not-found >"$workdir/existing.json"
 if [[ -s "$workdir/existing.json" ]]; then
+    # Only a snapshot this program took is kept as the pre-migration values.
+    created_by_us "$workdir/existing.json" \
+        || fail "$(not_ours "$SNAPSHOT_CONFIGMAP" "$CILIUM_NAMESPACE"); refusing to take it for the pre-migration values, nothing changed"
     report_existing "$workdir/existing.json"
     exit 0
 fi
@@ -83,7 +86,7 @@ jq -n --arg name "$SNAPSHOT_CONFIGMAP" --arg ns "$CILIUM_NAMESPACE" --arg releas
 if ! kc create -f "$workdir/snapshot.json" >&2 2>"$workdir/create.err"; then
     # Lost a race with another run: the first snapshot wins.
     kc get configmap "$SNAPSHOT_CONFIGMAP" -o json --ignore-not-found >"$workdir/existing.json"
-    if [[ -s "$workdir/existing.json" ]]; then
+    if [[ -s "$workdir/existing.json" ]] && created_by_us "$workdir/existing.json"; then
         report_existing "$workdir/existing.json"
         exit 0
     fi

@@ -20,6 +20,9 @@
 #   CANARY_ANNOTATION      where kube-proxy-exclude.sh keeps kube-proxy's pre-canary affinity
 #   canary_exclusion_active FILE   true if the DaemonSet JSON in FILE is kept off canary nodes
 #   MANAGED_BY_LABEL       label (value cilium-kpr-migration) on every object this program creates
+#   created_by_us FILE     true if the object JSON in FILE carries that label and the
+#                          cilium-kpr-migration/purpose annotation: only such ConfigMaps are ever
+#                          adopted, overwritten or deleted at the backup/snapshot names
 #
 # Every script ends with one JSON summary line on stdout, failures included: `fail` prints it, and
 # the EXIT trap prints {"ok":false,"error":...} when anything else (a kubectl call under set -e)
@@ -49,6 +52,15 @@ canary_exclusion_active() {
 }
 readonly MANAGED_BY_LABEL=app.kubernetes.io/managed-by
 readonly MANAGED_BY=cilium-kpr-migration
+readonly PURPOSE_ANNOTATION=cilium-kpr-migration/purpose
+created_by_us() {
+    jq -e --arg l "$MANAGED_BY_LABEL" --arg v "$MANAGED_BY" --arg a "$PURPOSE_ANNOTATION" \
+        '(.metadata.labels // {})[$l] == $v and ((.metadata.annotations // {}) | has($a))' "$1" >/dev/null
+}
+not_ours() {
+    printf 'configmap/%s in %s was not created by this program (it lacks label %s=%s and annotation %s)' \
+        "$1" "$2" "$MANAGED_BY_LABEL" "$MANAGED_BY" "$PURPOSE_ANNOTATION"
+}
 
 kubectl_cmd=(kubectl)
 helm_cmd=(helm)

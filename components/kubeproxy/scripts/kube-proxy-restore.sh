@@ -38,6 +38,14 @@ kc get daemonset "$KUBE_PROXY_DAEMONSET" -o json --ignore-not-found >"$workdir/d
 kc get configmap "$KUBE_PROXY_CONFIGMAP" -o json --ignore-not-found >"$workdir/cm.live"
 kc get configmap "$KUBE_PROXY_BACKUP_CONFIGMAP" -o json --ignore-not-found >"$workdir/backup.live"
 
+# A ConfigMap at the backup name that this program did not write is neither read nor deleted.
+foreign_backup=""
+if [[ -s "$workdir/backup.live" ]] && ! created_by_us "$workdir/backup.live"; then
+    foreign_backup="$(not_ours "$KUBE_PROXY_BACKUP_CONFIGMAP" "$KUBE_PROXY_NAMESPACE")"
+    log "${foreign_backup}; not using or deleting it"
+    : >"$workdir/backup.live"
+fi
+
 rolled_out() {
     jq -e '.status as $s | ($s.desiredNumberScheduled // 0) > 0
         and ($s.numberReady // 0) == $s.desiredNumberScheduled
@@ -66,6 +74,7 @@ fi
 
 if [[ ! -s "$workdir/backup.live" ]]; then
     if [[ ! -s "$workdir/ds.live" ]]; then
+        if [[ -n "$foreign_backup" ]]; then fail "daemonset/${KUBE_PROXY_DAEMONSET} is absent and ${foreign_backup}, so it is not used; recreate kube-proxy by hand (kubeadm init phase addon kube-proxy) before turning kube-proxy replacement off"; fi
         fail "daemonset/${KUBE_PROXY_DAEMONSET} is absent and there is no backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP} in ${KUBE_PROXY_NAMESPACE}; recreate kube-proxy by hand (kubeadm init phase addon kube-proxy) before turning kube-proxy replacement off"
     fi
     if [[ ! -s "$workdir/cm.live" ]]; then
