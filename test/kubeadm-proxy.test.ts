@@ -202,3 +202,22 @@ test("status is read-only and reports proxy.disabled before and after", { skip }
     t.after(() => none.dispose());
     assert.deepEqual(none.run("kubeadm-proxy-status", env).summary, { ok: true, kubeadm: false });
 });
+
+test("a ConfigMap at the backup's name that this program did not create is neither adopted nor restored from", { skip }, (t) => {
+    const scenario = withKubeadm();
+    t.after(() => scenario.dispose());
+    scenario.put("kube-system", "configmap", BACKUP, {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: BACKUP, namespace: "kube-system" },
+        data: { ClusterConfiguration: ORIGINAL.replace("proxy: {}\n", "proxy:\n  disabled: true\n") },
+    });
+    const run = scenario.run("kubeadm-proxy-disable", env);
+    assert.equal(run.status, 1, run.stdout);
+    assert.match(String(run.summary["error"]), /was not created by this program/);
+    const restore = scenario.run("kubeadm-proxy-restore", env);
+    assert.equal(restore.status, 1, restore.stdout);
+    assert.match(String(restore.summary["error"]), /refusing to restore from it/);
+    assert.deepEqual(writes(scenario), []);
+    assert.equal(configText(scenario), ORIGINAL);
+});

@@ -69,6 +69,9 @@ kubeadm_require_understood "$workdir/live.yaml" "configmap kubeadm-config"
 read -r start end state < <(kubeadm_proxy_block "$workdir/live.yaml")
 
 kc get configmap "$KUBEADM_BACKUP_CONFIGMAP" -o json --ignore-not-found >"$workdir/backup.json"
+if [[ -s "$workdir/backup.json" ]] && ! created_by_us "$workdir/backup.json"; then
+    fail "$(not_ours "$KUBEADM_BACKUP_CONFIGMAP" kube-system); refusing to adopt it as the backup, nothing changed"
+fi
 if [[ "$state" == disabled ]]; then
     if [[ -s "$workdir/backup.json" ]]; then
         log "proxy.disabled is already true; backup configmap/${KUBEADM_BACKUP_CONFIGMAP} kept; nothing changed"

@@ -48,6 +48,9 @@ if [[ ! -s "$workdir/backup.json" ]]; then
     summary false none false
     exit 0
 fi
+if ! created_by_us "$workdir/backup.json"; then
+    fail "$(not_ours "$KUBEADM_BACKUP_CONFIGMAP" kube-system); refusing to restore from it or delete it; kubeadm-config left as it is"
+fi
 kubeadm_config_text "$workdir/backup.json" >"$workdir/original.yaml"
 kubeadm_require_understood "$workdir/original.yaml" "backup configmap/${KUBEADM_BACKUP_CONFIGMAP}"
 read -r o_start o_end o_state < <(kubeadm_proxy_block "$workdir/original.yaml")
