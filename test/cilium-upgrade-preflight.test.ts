@@ -170,11 +170,18 @@ test("a pre-flight release left by an interrupted run is removed before the new 
     // The interrupted run: the pre-flight installed, never removed.
     const first = scenario.run("cilium-upgrade-preflight", upgradeEnv());
     assert.equal(first.status, 0, first.stderr);
-    scenario.setRelease({ ...DEFAULT_RELEASE, name: "cilium-preflight", chart: "cilium-1.19.1", appVersion: "1.19.1", revision: 1, values: null });
+    const leftover = installs(scenario)[0]!;
+    scenario.setRelease(leftover);
     const run = scenario.run("cilium-upgrade-preflight", upgradeEnv());
     assert.equal(run.status, 0, run.stderr);
     assert.match(run.stderr, /left from an earlier run; removing it first/);
     assert.deepEqual(preflightLeft(scenario), []);
+    // Another release at that name is not touched.
+    scenario.setRelease({ ...DEFAULT_RELEASE, name: "cilium-preflight", values: { some: "thing" } });
+    const refused = scenario.run("cilium-upgrade-preflight", upgradeEnv());
+    assert.equal(refused.status, 1, refused.stdout);
+    assert.match(String(refused.summary["error"]), /is not a Cilium pre-flight release .* refusing to remove it/);
+    assert.ok(scenario.release(CILIUM_NAMESPACE, "cilium-preflight"), "left alone");
 });
 
 test("a release that does not exist yet is installed fresh on the same-version path, refused with upgradeFrom", { skip }, (t) => {

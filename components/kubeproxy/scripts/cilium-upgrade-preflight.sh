@@ -187,6 +187,10 @@ trap remove_preflight_on_exit EXIT
 
 read_release_version "$PREFLIGHT_RELEASE"
 if [[ -n "$release_version" ]]; then
+    # Only a pre-flight release (the guide's three values) is removed; any other release at that name is refused.
+    hm get values "$PREFLIGHT_RELEASE" -o json >"$workdir/leftover-values.json"
+    jq -e '.preflight.enabled == true and .agent == false and .operator.enabled == false' "$workdir/leftover-values.json" >/dev/null \
+        || fail "release ${PREFLIGHT_RELEASE} exists in ${CILIUM_NAMESPACE} and is not a Cilium pre-flight release (preflight.enabled=true, agent=false, operator.enabled=false); refusing to remove it. Remove it yourself or set another name"
     log "a pre-flight release ${PREFLIGHT_RELEASE} is left from an earlier run; removing it first"
     installed=true
     uninstall_preflight || fail "could not remove the leftover pre-flight release ${PREFLIGHT_RELEASE}"
