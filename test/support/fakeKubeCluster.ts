@@ -46,6 +46,11 @@ export interface FakeSettings {
     readonly namespaces?: readonly string[];
     /** Namespaces that do not exist even if objects were placed there. */
     readonly missingNamespaces?: readonly string[];
+    /**
+     * Calls that fail with the given message (every word of `when` among the call's arguments), e.g. a
+     * server error mid-script; the first `allow` matching calls still succeed.
+     */
+    readonly failures?: readonly { readonly when: readonly string[]; readonly message: string; readonly allow?: number }[];
     /** What `helm version --short` prints; its major picks Helm 3 or Helm 4 behaviour (default v4.2.4+g...). */
     readonly helmVersion?: string;
     /** Nodes where pulling an image `helm install` brings fails: those pods stay ErrImagePull, never Ready. */
@@ -1087,6 +1092,17 @@ function renderCiliumPreflight(cluster: FakeCluster, namespace: string, chartVer
     return resources;
 }
 
+/** settings.failures: counts matching calls in failures-<index>.count and fails past `allow`. */
+function injectedFailure(cluster: FakeCluster, argv: readonly string[]): void {
+    (cluster.settings().failures ?? []).forEach((failure, index) => {
+        if (!failure.when.every((word) => argv.includes(word))) return;
+        const counter = join(cluster.dir, `failures-${index}.count`);
+        const seen = existsSync(counter) ? Number(readFileSync(counter, "utf8")) : 0;
+        writeFileSync(counter, String(seen + 1));
+        if (seen >= (failure.allow ?? 0)) throw new ExitError(1, failure.message);
+    });
+}
+
 function main(): void {
     const [tool, ...argv] = process.argv.slice(2);
     const dir = process.env["FAKE_CLUSTER_DIR"];
@@ -1099,6 +1115,7 @@ function main(): void {
     const cluster = new FakeCluster(dir);
     const chunks: string[] = [];
     try {
+        injectedFailure(cluster, argv);
         (tool === "kubectl" ? kubectl : helm)(cluster, argv, (text) => chunks.push(text));
         if (chunks.length > 0) process.stdout.write(`${chunks.join("\n")}\n`);
     } catch (error) {
