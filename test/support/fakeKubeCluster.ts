@@ -171,7 +171,7 @@ const opt = (key: string): FlagSpec => ({ key, takesValue: true });
 const flag = (key: string): FlagSpec => ({ key, takesValue: false });
 
 /** kubectl's global flags the scripts use (k8s.io/cli-runtime genericclioptions.ConfigFlags). */
-const KUBECTL_GLOBAL: FlagTable = {
+export const KUBECTL_GLOBAL: FlagTable = {
     "-n": opt("namespace"),
     "--namespace": opt("namespace"),
     "--context": opt("context"),
@@ -179,7 +179,7 @@ const KUBECTL_GLOBAL: FlagTable = {
     "--request-timeout": opt("request-timeout"),
 };
 /** Per verb (kubernetes/kubectl pkg/cmd/<verb>/<verb>.go, 1.35). */
-const KUBECTL_VERBS: Readonly<Record<string, FlagTable>> = {
+export const KUBECTL_VERBS: Readonly<Record<string, FlagTable>> = {
     "version": { "-o": opt("output"), "--output": opt("output"), "--client": flag("client") },
     "config current-context": {},
     "get": {
@@ -205,7 +205,7 @@ const KUBECTL_VERBS: Readonly<Record<string, FlagTable>> = {
 };
 
 /** helm's global flags the scripts use (helm/helm pkg/cli/environment.go AddFlags). */
-const HELM_GLOBAL: FlagTable = {
+export const HELM_GLOBAL: FlagTable = {
     "-n": opt("namespace"),
     "--namespace": opt("namespace"),
     "--kube-context": opt("context"),
@@ -214,7 +214,7 @@ const HELM_GLOBAL: FlagTable = {
 };
 const HELM_LIST_STATES = ["deployed", "failed", "pending", "superseded", "uninstalled", "uninstalling"] as const;
 /** Per command (helm/helm pkg/cmd/{version,list,get_values,upgrade,flags}.go). */
-function helmVerbs(major: number): Readonly<Record<string, FlagTable>> {
+export function helmVerbs(major: number): Readonly<Record<string, FlagTable>> {
     const list: Record<string, FlagSpec> = {
         "-o": opt("output"),
         "--output": opt("output"),
@@ -615,6 +615,8 @@ function kubectl(cluster: FakeCluster, argv: readonly string[], out: (text: stri
                 );
             }
             const verbing = args.verb === "create" ? "creating" : "replacing";
+            // The NamespaceLifecycle admission plugin refuses objects in a namespace that does not exist
+            // (kubernetes/kubernetes plugin/pkg/admission/namespace/lifecycle); kubectl adds "error when creating".
             if (!cluster.namespaces().includes(ns))
                 throw new ExitError(1, `Error from server (NotFound): error when ${verbing} "${filename}": namespaces "${ns}" not found`);
             const existing = cluster.read(ns, kind, name);
@@ -872,14 +874,14 @@ function scheduleDaemonSet(cluster: FakeCluster, namespace: string, name: string
         observedGeneration: generation,
         updatedNumberScheduled: updated,
     };
-    const seconds = settings.rolloutSeconds ?? 0;
-    if (seconds <= 0) {
+    const rolloutSeconds = settings.rolloutSeconds ?? 0;
+    if (rolloutSeconds <= 0) {
         daemonSet["status"] = final;
         return;
     }
     daemonSet["status"] = { ...final, updatedNumberScheduled: onDelete ? updated : 0, numberAvailable: count - created, numberReady: count - created };
     mkdirSync(join(cluster.dir, "rollouts"), { recursive: true });
-    const pending: PendingRollout = { namespace, name, generation, doneAt: Date.now() + seconds * 1000, status: final };
+    const pending: PendingRollout = { namespace, name, generation, doneAt: Date.now() + rolloutSeconds * 1000, status: final };
     writeFileSync(join(cluster.dir, "rollouts", `${namespace}.${name}.json`), JSON.stringify(pending));
 }
 
@@ -937,6 +939,7 @@ function helm(cluster: FakeCluster, argv: readonly string[], out: (text: string)
         }
         case "get values": {
             const release = readRelease(rest[0] ?? "");
+            // helm/helm pkg/storage/driver/driver.go ErrReleaseNotFound.
             if (!release) throw new ExitError(1, "Error: release: not found");
             if (args.options.get("output") !== "json") throw new ExitError(2, "fake helm: get values is modelled with -o json only");
             out(JSON.stringify(release.values));
@@ -945,6 +948,7 @@ function helm(cluster: FakeCluster, argv: readonly string[], out: (text: string)
         case "upgrade": {
             const [name, chartRef] = rest;
             const release = readRelease(name ?? "");
+            // helm/helm pkg/cmd/testdata/output/upgrade-with-bad-or-missing-existing-release.txt (v4.2.4).
             if (!release || !name || !chartRef) throw new ExitError(1, `Error: UPGRADE FAILED: "${name ?? ""}" has no deployed releases`);
             const chartVersion = args.options.get("version");
             const valuesFile = args.options.get("filename");

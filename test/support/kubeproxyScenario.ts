@@ -120,6 +120,12 @@ export class Scenario {
         if (release) this.setRelease(release);
     }
 
+    /** Changes the fake cluster's settings from now on (e.g. pods that stop terminating). */
+    updateSettings(changes: Partial<FakeSettings>): void {
+        const path = join(this.dir, "settings.json");
+        writeFileSync(path, JSON.stringify({ ...(JSON.parse(readFileSync(path, "utf8")) as FakeSettings), ...changes }));
+    }
+
     put(namespace: string, kind: string, name: string, object: JsonObject): void {
         mkdirSync(join(this.dir, "objects", namespace, kind), { recursive: true });
         writeFileSync(join(this.dir, "objects", namespace, kind, `${name}.json`), JSON.stringify(object, null, 2));

@@ -24,9 +24,9 @@
 #
 # Completes or undoes itself: Pulumi records nothing for a create that fails, so a destroy would
 # never put back an exclusion this step wrote before failing. If the rollout or the wait fails after
-# this run changed the DaemonSet, the affinity it had before is written back (as kube-proxy-include.sh
-# does), the rollout is awaited, and only then does the step exit non-zero, saying whether kube-proxy
-# serves every node again.
+# this run changed the DaemonSet, the affinity (and annotation) it had before this run is written back
+# (no exclusion on a first canary, the previous canary set after a change), the rollout is awaited,
+# and only then does the step exit non-zero, saying whether that worked.
 #
 # Idempotent: a DaemonSet already excluding exactly these nodes is not written again.
 # Changing the canary set recomputes the affinity from the saved original.
@@ -109,19 +109,22 @@ else
     undo_hook=put_affinity_back
 fi
 
-# The undo of a failed exclusion: the affinity from before, annotation dropped, rollout awaited.
+# The undo of a failed exclusion: the affinity and annotation as this run found them, rollout awaited.
 put_affinity_back() {
     local manual="run components/kubeproxy/scripts/kube-proxy-include.sh (same KUBECONFIG/KUBECTL_CONTEXT) before anything turns kube-proxy replacement off"
-    log "the exclusion failed ($1); putting back the affinity daemonset/${KUBE_PROXY_DAEMONSET} had before"
+    log "the exclusion failed ($1); putting back the affinity daemonset/${KUBE_PROXY_DAEMONSET} had before this run"
     if ! kc get daemonset "$KUBE_PROXY_DAEMONSET" -o json >"$workdir/undo.live"; then
         undo_outcome="Putting the affinity back ALSO failed (${tool_error}); kube-proxy may still be kept off the canary nodes: ${manual}"
         return 1
     fi
-    jq --arg a "$CANARY_ANNOTATION" --slurpfile original "$workdir/original.json" '
-        del(.status)
-        | del(.metadata.annotations[$a])
+    # As this run found it: a first exclusion goes away entirely, a changed canary set goes back to the old one.
+    jq --arg a "$CANARY_ANNOTATION" --slurpfile before "$workdir/ds.live" '
+        ($before[0].metadata.annotations // {}) as $was
+        | del(.status)
+        | if $was | has($a) then .metadata.annotations[$a] = $was[$a] else del(.metadata.annotations[$a]) end
         | if .metadata.annotations == {} then del(.metadata.annotations) else . end
-        | if $original[0] == null then del(.spec.template.spec.affinity) else .spec.template.spec.affinity = $original[0] end' \
+        | ($before[0].spec.template.spec.affinity // null) as $affinity
+        | if $affinity == null then del(.spec.template.spec.affinity) else .spec.template.spec.affinity = $affinity end' \
         "$workdir/undo.live" >"$workdir/undo.json"
     if ! kc replace -f "$workdir/undo.json" >&2; then
         undo_outcome="Putting the affinity back ALSO failed (${tool_error}); kube-proxy is still kept off the canary nodes: ${manual}"
@@ -131,7 +134,7 @@ put_affinity_back() {
         undo_outcome="The affinity of daemonset/${KUBE_PROXY_DAEMONSET} was put back, but its rollout: ${rollout_error}; check its pods before anything else"
         return 1
     fi
-    undo_outcome="kube-proxy's affinity was put back and it has rolled out on every node: the cluster is as before this step, which recorded nothing, so there is nothing for pulumi destroy to undo; fix the cause and run pulumi up again"
+    undo_outcome="kube-proxy's affinity was put back as this run found it and it has rolled out: the cluster is as before this step, which recorded nothing, so there is nothing for pulumi destroy to undo; fix the cause and run pulumi up again"
 }
 
 wait_rollout "$KUBE_PROXY_NAMESPACE" "daemonset/${KUBE_PROXY_DAEMONSET}" "$ROLLOUT_TIMEOUT" \
