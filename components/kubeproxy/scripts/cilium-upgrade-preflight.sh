@@ -91,7 +91,7 @@ read_release_version() {
 
 read_release_version "$CILIUM_RELEASE"
 running="$release_version"
-[[ -z "$running" || "$running" =~ $VERSION_RE ]] || fail "cannot read the chart version of release ${CILIUM_RELEASE} (helm list says chart '$(jq -r '.[0].chart // ""' "$workdir/list.json")')"
+[[ -z "$running" || "$running" =~ $VERSION_RE ]] || fail "cannot read the chart version of release ${CILIUM_RELEASE} (its chart column reads '$(jq -r '.[0].chart // ""' "$workdir/list.json")')"
 
 if [[ -z "$UPGRADE_FROM" || "$UPGRADE_FROM" == "$CILIUM_CHART_VERSION" ]]; then
     if [[ -z "$running" ]]; then
