@@ -8,7 +8,15 @@ import { releaseIdentityGuard } from "./cilium/releaseIdentity";
 import { withClusterIdentity } from "./commands/clusterCommand";
 import { clusterIdentity } from "./commands/clusterIdentity";
 import { preflight } from "./preflight/preflight";
-import { kprGate, kubeProxyCanaryExclusion, kubeProxyRemoval, postMigrationVerification, valuesSnapshot } from "./kubeproxy/kubeProxyMigration";
+import {
+    ciliumUpgradePreflight,
+    kprGate,
+    kubeadmProxyDisabled,
+    kubeProxyCanaryExclusion,
+    kubeProxyRemoval,
+    postMigrationVerification,
+    valuesSnapshot,
+} from "./kubeproxy/kubeProxyMigration";
 import { staleRuleCleanup, staleRuleVerify } from "./kubeproxy/staleRuleCleanup";
 import { STEP, TYPE } from "./resourceNames";
 import { NodeTproxy } from "./tproxy/nodeTproxy";
@@ -27,6 +35,8 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
     readonly kprGate?: command.local.Command;
     /** The full removal, or with canary nodes the exclusion from those nodes. */
     readonly kubeProxyRemoval?: command.local.Command;
+    /** kubeadm's proxy.disabled, set once kube-proxy is removed from every node (not during a canary). */
+    readonly kubeadmProxyDisabled?: command.local.Command;
     readonly staleRuleCleanups: command.remote.Command[] = [];
     readonly nodeTproxies: NodeTproxy[] = [];
     readonly verification?: command.local.Command;
@@ -57,6 +67,7 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
                 cilium: config.cilium,
                 provider: this.provider,
                 dependsOn: [snapshot],
+                upgradePreflight: (values) => ciliumUpgradePreflight(config, values, { ...child, dependsOn: [snapshot] }),
             },
             child,
         );
@@ -71,6 +82,7 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
                 config.migration.canaryNodes.length === 0
                     ? kubeProxyRemoval(config, this.kprGate, child)
                     : kubeProxyCanaryExclusion(config, this.kprGate, child);
+            if (config.migration.canaryNodes.length === 0) this.kubeadmProxyDisabled = kubeadmProxyDisabled(config, this.kubeProxyRemoval, child);
             for (const node of migrated) {
                 const cleanup = staleRuleCleanup(node, config.cluster, sshPrivateKey, { ...child, dependsOn: [this.kubeProxyRemoval] });
                 cleanups.set(node.name, cleanup);
@@ -108,7 +120,8 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
                     dependsOn: [cleanups.get(node.name), this.nodeTproxies[i]?.confirm].filter((r) => r !== undefined),
                 }),
             );
-            this.verification = postMigrationVerification(config, [this.kubeProxyRemoval, ...nodeChecks], child);
+            const clusterSteps = [this.kubeProxyRemoval, ...(this.kubeadmProxyDisabled ? [this.kubeadmProxyDisabled] : [])];
+            this.verification = postMigrationVerification(config, [...clusterSteps, ...nodeChecks], child);
         }
 
         this.registerOutputs({ ciliumValues: this.cilium.values });
