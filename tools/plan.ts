@@ -100,7 +100,7 @@ function writeNodeFiles(outDir: string, project: string, config: Readonly<Record
 }
 
 /** The URN Pulumi gives a resource: the types of its ancestors, then its own type and name. */
-function urnOf(r: RecordedResource, byKey: ReadonlyMap<string, RecordedResource>, project: string, stackName: string): string {
+export function urnOf(r: RecordedResource, byKey: ReadonlyMap<string, RecordedResource>, project: string, stackName: string): string {
     const types: string[] = [];
     for (let p = r.parentKey === undefined ? undefined : byKey.get(r.parentKey); p; p = p.parentKey === undefined ? undefined : byKey.get(p.parentKey)) {
         types.unshift(p.type);
@@ -108,12 +108,15 @@ function urnOf(r: RecordedResource, byKey: ReadonlyMap<string, RecordedResource>
     return `urn:pulumi:${stackName}::${project}::${[...types, r.type].join("$")}::${r.name}`;
 }
 
-main().then(
-    (code) => {
-        process.exitCode = code;
-    },
-    (err: unknown) => {
-        process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-        process.exitCode = 1;
-    },
-);
+// Run as a command (npm run plan); imported (tools/check.ts), it only lends urnOf.
+if (require.main === module) {
+    main().then(
+        (code) => {
+            process.exitCode = code;
+        },
+        (err: unknown) => {
+            process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+            process.exitCode = 1;
+        },
+    );
+}
