@@ -1,0 +1,155 @@
+import { z } from "zod";
+import * as YAML from "yaml";
+import type { MigrationConfig } from "../config/validate";
+import { CLUSTER_SCOPE, drift, unchecked, type DriftKind, type Finding } from "./findings";
+import { agentKprRepair, kubeadmProxyRepair, kubeProxyRepair, type RepairContext } from "./repairs";
+
+/** What kubectl could not read is "unreadable" in the observation; its words are under errors. */
+const UNREADABLE = z.literal("unreadable");
+
+const agentSchema = z.object({
+    pod: z.string(),
+    node: z.string(),
+    ok: z.boolean(),
+    checked: z.boolean(),
+    problem: z.string().optional(),
+    mode: z.string().optional(),
+    socketLB: z.boolean().optional(),
+    nodePort: z.boolean().optional(),
+});
+
+/** The one JSON line components/drift/scripts/cluster-observe.sh prints. */
+export const clusterObservationSchema = z.object({
+    kubeProxy: z.object({
+        daemonSet: z.union([z.null(), UNREADABLE, z.object({ canaryExclusion: z.boolean(), desired: z.number() })]),
+        configMap: z.union([z.boolean(), UNREADABLE]),
+        pods: z.union([z.array(z.object({ name: z.string(), node: z.string() })), UNREADABLE]),
+    }),
+    agents: z.union([z.array(agentSchema), UNREADABLE]),
+    agentsWanted: z.union([z.number(), UNREADABLE]),
+    kubeadm: z.union([z.null(), UNREADABLE, z.object({ clusterConfiguration: z.string().nullable() })]),
+    errors: z.array(z.object({ check: z.string(), message: z.string() })),
+});
+export type ClusterObservation = z.output<typeof clusterObservationSchema>;
+
+/** Which drift kind each of cluster-observe.sh's reads serves. */
+const CHECK_KINDS: Readonly<Record<string, DriftKind>> = {
+    "kube-proxy DaemonSet": "kube-proxy-back",
+    "kube-proxy ConfigMap": "kube-proxy-back",
+    "kube-proxy pods": "kube-proxy-back",
+    "kubeadm-config ConfigMap": "kubeadm-proxy",
+    "Cilium agent DaemonSet": "agent-kpr",
+    "Cilium agent pods": "agent-kpr",
+};
+
+/** kubeadm's ClusterConfiguration keeps kube-proxy off only with `proxy: {disabled: true}` (kubeadm v1beta4). */
+export function kubeadmProxyDisabled(clusterConfiguration: string): boolean | string {
+    let parsed: unknown;
+    try {
+        parsed = YAML.parse(clusterConfiguration);
+    } catch (err) {
+        return `ClusterConfiguration is not YAML: ${err instanceof Error ? err.message : String(err)}`;
+    }
+    const proxy = parsed !== null && typeof parsed === "object" ? (parsed as Record<string, unknown>).proxy : undefined;
+    return proxy !== null && typeof proxy === "object" && (proxy as Record<string, unknown>).disabled === true;
+}
+
+/** Cluster-wide drift (and per-node agent drift) from what cluster-observe.sh saw. */
+export function clusterFindings(config: MigrationConfig, obs: ClusterObservation, ctx: RepairContext): Finding[] {
+    // Without KPR kube-proxy stays and agents are not expected to replace it: nothing here to check.
+    if (!config.cilium.kubeProxyReplacement) return [];
+    const findings: Finding[] = obs.errors.map((e) => unchecked(CLUSTER_SCOPE, CHECK_KINDS[e.check] ?? "kube-proxy-back", `${e.check}: kubectl: ${e.message}`));
+    const canaryNodes = config.migration.canaryNodes;
+    const canary = canaryNodes.length > 0;
+    const kp = config.cluster.kubeProxy;
+    const kpRepair = kubeProxyRepair(ctx, canary);
+    const { daemonSet, configMap, pods } = obs.kubeProxy;
+
+    if (!canary) {
+        if (daemonSet !== null && daemonSet !== "unreadable") {
+            findings.push(
+                drift(CLUSTER_SCOPE, "kube-proxy-back", `DaemonSet ${kp.namespace}/${kp.daemonSet} is back (${daemonSet.desired} pods wanted)`, kpRepair),
+            );
+        }
+        if (configMap === true) {
+            findings.push(
+                drift(
+                    CLUSTER_SCOPE,
+                    "kube-proxy-back",
+                    `ConfigMap ${kp.namespace}/${kp.configMap} is back (kubeadm upgrade re-installs kube-proxy from it)`,
+                    kpRepair,
+                ),
+            );
+        }
+        if (pods !== "unreadable" && pods.length > 0) {
+            findings.push(
+                drift(
+                    CLUSTER_SCOPE,
+                    "kube-proxy-back",
+                    `${pods.length} kube-proxy pod(s) run: ${pods.map((p) => `${p.name} on ${p.node}`).join(", ")}`,
+                    kpRepair,
+                ),
+            );
+        }
+    } else {
+        if (daemonSet !== null && daemonSet !== "unreadable" && !daemonSet.canaryExclusion) {
+            findings.push(
+                drift(
+                    CLUSTER_SCOPE,
+                    "kube-proxy-back",
+                    `DaemonSet ${kp.namespace}/${kp.daemonSet} lost its canary exclusion (kubeadm upgrade rewrites it)`,
+                    kpRepair,
+                ),
+            );
+        }
+        if (pods !== "unreadable") {
+            for (const pod of pods.filter((p) => canaryNodes.includes(p.node))) {
+                findings.push(drift(pod.node, "kube-proxy-back", `kube-proxy pod ${pod.name} runs on canary node ${pod.node}`, kpRepair));
+            }
+        }
+    }
+
+    // kubeadm keeps kube-proxy off only with proxy.disabled (kubeadm#3137, kubeadm#1318); a canary still needs kube-proxy.
+    if (!canary && obs.kubeadm !== null && obs.kubeadm !== "unreadable") {
+        const text = obs.kubeadm.clusterConfiguration;
+        const disabled = text === null ? "kubeadm-config has no ClusterConfiguration key" : kubeadmProxyDisabled(text);
+        if (typeof disabled === "string") findings.push(unchecked(CLUSTER_SCOPE, "kubeadm-proxy", disabled));
+        else if (!disabled) {
+            findings.push(
+                drift(
+                    CLUSTER_SCOPE,
+                    "kubeadm-proxy",
+                    "kube-system/kubeadm-config ClusterConfiguration lacks proxy.disabled: true (the next kubeadm upgrade re-installs kube-proxy)",
+                    kubeadmProxyRepair(ctx),
+                ),
+            );
+        }
+    }
+
+    if (obs.agents !== "unreadable") {
+        const repair = agentKprRepair(ctx);
+        for (const a of obs.agents) {
+            if (!a.checked) findings.push(unchecked(a.node, "agent-kpr", `agent pod ${a.pod}: ${a.problem ?? "status unreadable"}`));
+            else if (!a.ok) {
+                findings.push(
+                    drift(
+                        a.node,
+                        "agent-kpr",
+                        `agent pod ${a.pod} reports kube-proxy-replacement mode=${a.mode ?? "absent"}, socketLB.enabled=${String(a.socketLB ?? false)}, nodePort.enabled=${String(a.nodePort ?? false)}`,
+                        repair,
+                    ),
+                );
+            }
+        }
+        if (obs.agentsWanted !== "unreadable" && obs.agents.length < obs.agentsWanted) {
+            findings.push(
+                unchecked(
+                    CLUSTER_SCOPE,
+                    "agent-kpr",
+                    `found ${obs.agents.length} Cilium agent pods but the DaemonSet wants ${obs.agentsWanted}: some nodes' agents were not asked`,
+                ),
+            );
+        }
+    }
+    return findings;
+}
