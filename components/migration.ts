@@ -5,7 +5,14 @@ import type { StackConfig } from "./config/stackConfig";
 import { migratedNodes } from "./config/migratedNodes";
 import { CiliumRelease } from "./cilium/ciliumRelease";
 import { preflight } from "./preflight/preflight";
-import { kprGate, kubeProxyCanaryExclusion, kubeProxyRemoval, postMigrationVerification, valuesSnapshot } from "./kubeproxy/kubeProxyMigration";
+import {
+    kprGate,
+    kubeadmProxyDisabled,
+    kubeProxyCanaryExclusion,
+    kubeProxyRemoval,
+    postMigrationVerification,
+    valuesSnapshot,
+} from "./kubeproxy/kubeProxyMigration";
 import { staleRuleCleanup, staleRuleVerify } from "./kubeproxy/staleRuleCleanup";
 import { STEP, TYPE } from "./resourceNames";
 import { NodeTproxy } from "./tproxy/nodeTproxy";
@@ -24,6 +31,8 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
     readonly kprGate?: command.local.Command;
     /** The full removal, or with canary nodes the exclusion from those nodes. */
     readonly kubeProxyRemoval?: command.local.Command;
+    /** kubeadm's proxy.disabled, set once kube-proxy is removed from every node (not during a canary). */
+    readonly kubeadmProxyDisabled?: command.local.Command;
     readonly staleRuleCleanups: command.remote.Command[] = [];
     readonly nodeTproxies: NodeTproxy[] = [];
     readonly verification?: command.local.Command;
@@ -66,6 +75,7 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
                 config.migration.canaryNodes.length === 0
                     ? kubeProxyRemoval(config, this.kprGate, child)
                     : kubeProxyCanaryExclusion(config, this.kprGate, child);
+            if (config.migration.canaryNodes.length === 0) this.kubeadmProxyDisabled = kubeadmProxyDisabled(config, this.kubeProxyRemoval, child);
             for (const node of migrated) {
                 const cleanup = staleRuleCleanup(node, config.cluster, sshPrivateKey, { ...child, dependsOn: [this.kubeProxyRemoval] });
                 cleanups.set(node.name, cleanup);
@@ -103,7 +113,8 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
                     dependsOn: [cleanups.get(node.name), this.nodeTproxies[i]?.confirm].filter((r) => r !== undefined),
                 }),
             );
-            this.verification = postMigrationVerification(config, [this.kubeProxyRemoval, ...nodeChecks], child);
+            const clusterSteps = [this.kubeProxyRemoval, ...(this.kubeadmProxyDisabled ? [this.kubeadmProxyDisabled] : [])];
+            this.verification = postMigrationVerification(config, [...clusterSteps, ...nodeChecks], child);
         }
 
         this.registerOutputs({ ciliumValues: this.cilium.values });

@@ -12,6 +12,7 @@ export const STEP = {
     kprGate: "kpr-gate",
     kubeProxyRemoval: "kube-proxy-removal",
     kubeProxyCanaryExclusion: "kube-proxy-canary-exclusion",
+    kubeadmProxyDisabled: "kubeadm-proxy-disabled",
     staleRuleCleanup: (node: string) => `stale-rules-cleanup-${node}`,
     staleRuleVerify: (node: string) => `stale-rules-verify-${node}`,
     nodeTproxy: (node: string) => `tproxy-${node}`,

@@ -19,6 +19,11 @@ const COMMAND_STEPS: readonly [RegExp, (m: RegExpMatchArray) => string][] = [
         () =>
             "canary: keep kube-proxy's DaemonSet off the canary nodes only (saved affinity), wait for their pods to go (destroy: put the affinity back, wait for rollout)",
     ],
+    [
+        /^kubeadm-proxy-disabled$/,
+        () =>
+            "set proxy.disabled: true in kube-system/kubeadm-config (backup first; skipped on non-kubeadm clusters); from now on run kubeadm upgrade apply/node with --skip-phases=addon/kube-proxy (destroy: put the proxy block back)",
+    ],
     [/^stale-rules-cleanup-(.+)$/, (m) => `remove kube-proxy's KUBE-* iptables chains on ${m[1]} (IPv4 and IPv6), verify none remains`],
     [
         /^tproxy-apply-(.+)$/,

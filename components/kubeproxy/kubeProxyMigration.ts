@@ -113,6 +113,29 @@ export function kubeProxyCanaryExclusion(config: MigrationConfig, gate: pulumi.R
     );
 }
 
+/** Backup (in kube-system) of kubeadm's ClusterConfiguration from before proxy.disabled was set. */
+export const KUBEADM_CONFIG_BACKUP_CONFIGMAP = "kubeadm-config-pre-cilium-kpr-backup";
+
+/**
+ * Sets `proxy.disabled: true` in kubeadm's ClusterConfiguration after kube-proxy is removed, so a
+ * `kubeadm upgrade` does not install it again (kubeadm#3137); tells the operator to pass
+ * `--skip-phases=addon/kube-proxy` from now on. Its delete puts the proxy block back before
+ * kube-proxy is restored. A replacement must delete (restore) before it creates again: the other
+ * order would let the old delete undo the new create.
+ */
+export function kubeadmProxyDisabled(config: MigrationConfig, removal: pulumi.Resource, opts: pulumi.CustomResourceOptions): command.local.Command {
+    return clusterCommand(
+        STEP.kubeadmProxyDisabled,
+        {
+            cluster: config.cluster,
+            create: "kubeproxy/scripts/kubeadm-proxy-disable.sh",
+            delete: "kubeproxy/scripts/kubeadm-proxy-restore.sh",
+            environment: scriptEnvironment("kubeadm-proxy-disable", { KUBEADM_BACKUP_CONFIGMAP: KUBEADM_CONFIG_BACKUP_CONFIGMAP }),
+        },
+        { ...opts, dependsOn: [removal], deleteBeforeReplace: true },
+    );
+}
+
 /** Every agent lists services, the kubernetes Service among them. */
 export function postMigrationVerification(config: MigrationConfig, after: pulumi.Resource[], opts: pulumi.CustomResourceOptions): command.local.Command {
     return clusterCommand(

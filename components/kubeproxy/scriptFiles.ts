@@ -21,10 +21,15 @@ export const CLUSTER_SCRIPTS = [
     "kube-proxy-exclude",
     "kube-proxy-include",
     "post-migration-verify",
+    "kubeadm-proxy-disable",
+    "kubeadm-proxy-restore",
+    "kubeadm-proxy-status",
 ] as const;
 
 /** The prelude the cluster scripts source as files and have inlined when embedded. */
 export const CLUSTER_SCRIPT_PRELUDE = "cluster-lib";
+/** The kubeadm-config scripts' second prelude (sourced after cluster-lib). */
+export const KUBEADM_SCRIPT_PRELUDE = "kubeadm-config-lib";
 
 /** Scripts run as root on each node over SSH. */
 export const NODE_SCRIPTS = ["stale-rules-cleanup", "stale-rules-verify"] as const;
@@ -122,6 +127,12 @@ export interface PostMigrationVerifyEnv extends KubectlTarget {
     readonly EXEC_TIMEOUT?: number;
 }
 
+/** The kubeadm-config scripts (kube-system/kubeadm-config and its backup). */
+export interface KubeadmProxyEnv extends KubectlTarget {
+    /** Backup ConfigMap in kube-system holding the ClusterConfiguration text from before the edit. */
+    readonly KUBEADM_BACKUP_CONFIGMAP: string;
+}
+
 /** The environment each cluster-side script reads (unset optional fields take the script's default). */
 export interface ClusterScriptEnv {
     readonly "cilium-values-snapshot": CiliumValuesSnapshotEnv;
@@ -132,6 +143,9 @@ export interface ClusterScriptEnv {
     readonly "kube-proxy-exclude": KubeProxyExcludeEnv;
     readonly "kube-proxy-include": KubeProxyIncludeEnv;
     readonly "post-migration-verify": PostMigrationVerifyEnv;
+    readonly "kubeadm-proxy-disable": KubeadmProxyEnv;
+    readonly "kubeadm-proxy-restore": KubeadmProxyEnv;
+    readonly "kubeadm-proxy-status": KubeadmProxyEnv;
 }
 
 /** Positional arguments of the node-side cleanup: the iptables backend kube-proxy used. */
