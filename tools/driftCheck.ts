@@ -15,13 +15,15 @@ import type { NodeBundle } from "../components/tproxy/nodeBundle";
 import { ACTIVATION_SET } from "../components/tproxy/nftRuleset";
 import { driftCheckCommand } from "../components/tproxy/remoteScript";
 import { CLUSTER_SCOPE, unchecked, type Finding } from "../components/drift/findings";
-import { clusterFindings, clusterObservationSchema } from "../components/drift/clusterFindings";
+import { clusterFindings, clusterObservationSchema, kubeadmFindings } from "../components/drift/clusterFindings";
 import { sshFailure, staleStateFindings, tproxyFindings, type RemoteRun } from "../components/drift/nodeFindings";
 import type { PlannedStep, RepairContext } from "../components/drift/repairs";
 import { knownHostsLine, sshArgs } from "../components/drift/sshTarget";
 
 const ROOT = path.resolve(__dirname, "..");
 export const CLUSTER_OBSERVE_SCRIPT = path.join(ROOT, "components", "drift", "scripts", "cluster-observe.sh");
+/** The read-only twin of the kubeadm-proxy-disabled step's script. */
+const KUBEADM_STATUS_SCRIPT = path.join(ROOT, "components", "kubeproxy", "scripts", "kubeadm-proxy-status.sh");
 /** Names a file holding the nodes' SSH private key (instead of the stack's secret config). */
 export const SSH_KEY_FILE_ENV = "CILIUM_KPR_SSH_KEY_FILE";
 /** A remote check that takes longer than this is reported as not checked. */
@@ -155,6 +157,12 @@ export async function runDriftCheck(options: DriftCheckOptions): Promise<DriftCh
     const ctx: RepairContext = { stack: options.stack, steps };
     const nodes = migratedNodes(config);
     const findings: Finding[] = observeCluster(config, env, ctx);
+    const kubeadmStep = steps.get(STEP.kubeadmProxyDisabled);
+    if (kubeadmStep !== undefined) {
+        // With exactly the environment the program gives the step (kube context, backup ConfigMap name).
+        const r = spawnSync("bash", [KUBEADM_STATUS_SCRIPT], { env: { ...env, ...kubeadmStep.environment }, encoding: "utf8", timeout: REMOTE_TIMEOUT_MS });
+        findings.push(...kubeadmFindings({ status: r.status ?? 1, stdout: r.stdout ?? "", stderr: r.stderr ?? "" }, ctx));
+    }
 
     const dir = mkdtempSync(path.join(tmpdir(), "cilium-kpr-check-"));
     try {

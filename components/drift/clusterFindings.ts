@@ -1,5 +1,4 @@
 import { z } from "zod";
-import * as YAML from "yaml";
 import type { MigrationConfig } from "../config/validate";
 import { CLUSTER_SCOPE, drift, unchecked, type DriftKind, type Finding } from "./findings";
 import { agentKprRepair, kubeadmProxyRepair, kubeProxyRepair, type RepairContext } from "./repairs";
@@ -27,7 +26,6 @@ export const clusterObservationSchema = z.object({
     }),
     agents: z.union([z.array(agentSchema), UNREADABLE]),
     agentsWanted: z.union([z.number(), UNREADABLE]),
-    kubeadm: z.union([z.null(), UNREADABLE, z.object({ clusterConfiguration: z.string().nullable() })]),
     errors: z.array(z.object({ check: z.string(), message: z.string() })),
 });
 export type ClusterObservation = z.output<typeof clusterObservationSchema>;
@@ -37,22 +35,9 @@ const CHECK_KINDS: Readonly<Record<string, DriftKind>> = {
     "kube-proxy DaemonSet": "kube-proxy-back",
     "kube-proxy ConfigMap": "kube-proxy-back",
     "kube-proxy pods": "kube-proxy-back",
-    "kubeadm-config ConfigMap": "kubeadm-proxy",
     "Cilium agent DaemonSet": "agent-kpr",
     "Cilium agent pods": "agent-kpr",
 };
-
-/** kubeadm's ClusterConfiguration keeps kube-proxy off only with `proxy: {disabled: true}` (kubeadm v1beta4). */
-export function kubeadmProxyDisabled(clusterConfiguration: string): boolean | string {
-    let parsed: unknown;
-    try {
-        parsed = YAML.parse(clusterConfiguration);
-    } catch (err) {
-        return `ClusterConfiguration is not YAML: ${err instanceof Error ? err.message : String(err)}`;
-    }
-    const proxy = parsed !== null && typeof parsed === "object" ? (parsed as Record<string, unknown>).proxy : undefined;
-    return proxy !== null && typeof proxy === "object" && (proxy as Record<string, unknown>).disabled === true;
-}
 
 /** Cluster-wide drift (and per-node agent drift) from what cluster-observe.sh saw. */
 export function clusterFindings(config: MigrationConfig, obs: ClusterObservation, ctx: RepairContext): Finding[] {
@@ -109,23 +94,6 @@ export function clusterFindings(config: MigrationConfig, obs: ClusterObservation
         }
     }
 
-    // kubeadm keeps kube-proxy off only with proxy.disabled (kubeadm#3137, kubeadm#1318); a canary still needs kube-proxy.
-    if (!canary && obs.kubeadm !== null && obs.kubeadm !== "unreadable") {
-        const text = obs.kubeadm.clusterConfiguration;
-        const disabled = text === null ? "kubeadm-config has no ClusterConfiguration key" : kubeadmProxyDisabled(text);
-        if (typeof disabled === "string") findings.push(unchecked(CLUSTER_SCOPE, "kubeadm-proxy", disabled));
-        else if (!disabled) {
-            findings.push(
-                drift(
-                    CLUSTER_SCOPE,
-                    "kubeadm-proxy",
-                    "kube-system/kubeadm-config ClusterConfiguration lacks proxy.disabled: true (the next kubeadm upgrade re-installs kube-proxy)",
-                    kubeadmProxyRepair(ctx),
-                ),
-            );
-        }
-    }
-
     if (obs.agents !== "unreadable") {
         const repair = agentKprRepair(ctx);
         for (const a of obs.agents) {
@@ -152,4 +120,58 @@ export function clusterFindings(config: MigrationConfig, obs: ClusterObservation
         }
     }
     return findings;
+}
+
+/** What kubeadm-proxy-status.sh (the kubeadm-proxy-disabled step's read-only twin) printed, and its exit status. */
+export interface KubeadmStatusRun {
+    readonly status: number;
+    readonly stdout: string;
+    readonly stderr: string;
+}
+
+const kubeadmStatusSchema = z.object({
+    ok: z.boolean(),
+    error: z.string().optional(),
+    kubeadm: z.boolean().optional(),
+    apiVersion: z.string().nullable().optional(),
+    proxyDisabled: z.boolean().nullable().optional(),
+});
+
+/**
+ * kubeadm re-installs kube-proxy on upgrade unless ClusterConfiguration says `proxy.disabled: true`
+ * (kubeadm#3137, kubeadm#1318); the program's kubeadm-proxy-disabled step sets it.
+ */
+export function kubeadmFindings(run: KubeadmStatusRun, ctx: RepairContext): Finding[] {
+    const last = run.stdout.trim().split("\n").pop() ?? "";
+    let parsed: z.output<typeof kubeadmStatusSchema>;
+    try {
+        parsed = kubeadmStatusSchema.parse(JSON.parse(last));
+    } catch {
+        return [
+            unchecked(
+                CLUSTER_SCOPE,
+                "kubeadm-proxy",
+                `kubeadm-proxy-status printed no summary (exit ${run.status}): ${run.stderr.trim().split("\n").pop() ?? ""}`,
+            ),
+        ];
+    }
+    if (!parsed.ok) return [unchecked(CLUSTER_SCOPE, "kubeadm-proxy", `kubeadm-proxy-status: ${parsed.error ?? "failed"}`)];
+    if (parsed.kubeadm !== true || parsed.proxyDisabled === true) return [];
+    if (parsed.proxyDisabled === null || parsed.proxyDisabled === undefined) {
+        return [
+            unchecked(
+                CLUSTER_SCOPE,
+                "kubeadm-proxy",
+                `kubeadm-config's ClusterConfiguration (${parsed.apiVersion ?? "no apiVersion"}) is not a shape the program edits`,
+            ),
+        ];
+    }
+    return [
+        drift(
+            CLUSTER_SCOPE,
+            "kubeadm-proxy",
+            "kube-system/kubeadm-config ClusterConfiguration no longer has proxy.disabled: true (the next kubeadm upgrade re-installs kube-proxy)",
+            kubeadmProxyRepair(ctx),
+        ),
+    ];
 }

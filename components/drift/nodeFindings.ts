@@ -38,7 +38,12 @@ export function sshFailure(node: NodeConfig, run: RemoteRun): Finding | undefine
     return unchecked(node.name, "node-access", `could not reach ${node.sshUser}@${node.address}:${node.sshPort} (ssh: ${words})`);
 }
 
-/** stale-rules-verify.sh prints one JSON summary line: ok, and on failure either error or what is stale. */
+/**
+ * stale-rules-verify.sh (the program's own stale-rules-verify-<node> step) prints one JSON line:
+ * ok; "stale" names each kind of kube-proxy state found (iptables-nft, ipvs, kube-ipvs0, ipsets,
+ * nftables, ...) with details under "found"; "unverifiable" lists checks that could not run; "error"
+ * when nothing could run.
+ */
 export function staleStateFindings(node: NodeConfig, run: RemoteRun, ctx: RepairContext): Finding[] {
     let summary: Record<string, unknown>;
     try {
@@ -48,12 +53,23 @@ export function staleStateFindings(node: NodeConfig, run: RemoteRun, ctx: Repair
     }
     if (summary.ok === true && run.status === 0) return [];
     if (typeof summary.error === "string") return [unchecked(node.name, "kube-proxy-state", `the stale-rule check could not run: ${summary.error}`)];
-    const found = run.stderr
-        .split("\n")
-        .filter((l) => l.trim() !== "" && !/^\s*(-A|:)/.test(l))
-        .slice(0, 6)
-        .map((l) => l.replace(/^stale-rules-verify: /, ""));
-    return [drift(node.name, "kube-proxy-state", `kube-proxy state is back: ${found.join("; ") || JSON.stringify(summary)}`, staleStateRepair(ctx, node.name))];
+    const strings = (value: unknown): string[] => (Array.isArray(value) ? value.map((v) => (typeof v === "string" ? v : JSON.stringify(v))) : []);
+    const stale = strings(summary.stale);
+    const unverifiable = strings(summary.unverifiable);
+    const findings: Finding[] = [];
+    if (stale.length > 0 || unverifiable.length === 0) {
+        const found = summary.found === undefined ? "" : ` (${JSON.stringify(summary.found)})`;
+        findings.push(
+            drift(
+                node.name,
+                "kube-proxy-state",
+                `kube-proxy state is back: ${stale.join(", ") || "see the check's output"}${found}`,
+                staleStateRepair(ctx, node.name),
+            ),
+        );
+    }
+    for (const reason of unverifiable) findings.push(unchecked(node.name, "kube-proxy-state", reason));
+    return findings;
 }
 
 /** The records tproxy-drift-check.sh prints: tab-separated, the first field names the record. */

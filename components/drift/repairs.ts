@@ -94,9 +94,8 @@ export function activationRepair(ctx: RepairContext, node: NodeConfig): string {
     );
 }
 
+/** The kubeadm-proxy-disabled step is deleteBeforeReplace: its old delete restores the backup, then create sets the flag again. */
 export function kubeadmProxyRepair(ctx: RepairContext): string {
-    const managed = [...ctx.steps.keys()].filter((name) => /kubeadm/.test(name));
-    const replace = managed.length > 0 ? replaceCommand(ctx, managed) : undefined;
-    const manual = "kubectl -n kube-system edit configmap kubeadm-config (ClusterConfiguration: proxy: {disabled: true})";
-    return `${replace ?? manual}; until then kubeadm upgrade re-installs kube-proxy unless run with --skip-phases=addon/kube-proxy`;
+    const replace = replaceCommand(ctx, [STEP.kubeadmProxyDisabled]);
+    return `${replace ?? "kubectl -n kube-system edit configmap kubeadm-config (ClusterConfiguration: proxy: {disabled: true})"}; until then run kubeadm upgrade only with --skip-phases=addon/kube-proxy`;
 }

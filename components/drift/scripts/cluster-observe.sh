@@ -18,7 +18,7 @@
 #   KUBE_PROXY_CONFIGMAP      Default kube-proxy.
 #   KUBE_PROXY_POD_SELECTOR   Default k8s-app=kube-proxy.
 #   EXEC_TIMEOUT              seconds allowed for each `kubectl exec`. Default 60.
-# stdout: {kubeProxy:{daemonSet,configMap,pods}, agents:[...], agentsWanted, kubeadm, errors:[{check,message}]};
+# stdout: {kubeProxy:{daemonSet,configMap,pods}, agents:[...], agentsWanted, errors:[{check,message}]};
 # an absent object is null, one kubectl could not read is the string "unreadable".
 set -euo pipefail
 
@@ -71,16 +71,6 @@ if get "kube-proxy pods" "$workdir/kp-pods.json" -n "$KUBE_PROXY_NAMESPACE" pods
     kp_pods=$(jq -c '[.items[] | {name: .metadata.name, node: (.spec.nodeName // "unscheduled")}]' "$workdir/kp-pods.json")
 fi
 
-# kubeadm's ClusterConfiguration (absent on clusters kubeadm did not make).
-kubeadm='"unreadable"'
-if get "kubeadm-config ConfigMap" "$workdir/kubeadm.json" -n kube-system configmap kubeadm-config --ignore-not-found; then
-    if [[ -s "$workdir/kubeadm.json" ]]; then
-        kubeadm=$(jq -c '{clusterConfiguration: (.data.ClusterConfiguration // null)}' "$workdir/kubeadm.json")
-    else
-        kubeadm=null
-    fi
-fi
-
 # Every Cilium agent, through the KPR gate's own per-agent check.
 wanted='"unreadable"'
 if get "Cilium agent DaemonSet" "$workdir/cilium-ds.json" -n "$CILIUM_NAMESPACE" daemonset "$CILIUM_DS"; then
@@ -98,6 +88,6 @@ else
     agents='"unreadable"'
 fi
 
-jq -cn --argjson ds "$kp_ds" --argjson cm "$kp_cm" --argjson pods "$kp_pods" --argjson kubeadm "$kubeadm" \
+jq -cn --argjson ds "$kp_ds" --argjson cm "$kp_cm" --argjson pods "$kp_pods" \
     --argjson agents "$agents" --argjson wanted "$wanted" --slurpfile errors "$workdir/errors.jsonl" \
-    '{kubeProxy: {daemonSet: $ds, configMap: $cm, pods: $pods}, agents: $agents, agentsWanted: $wanted, kubeadm: $kubeadm, errors: $errors}'
+    '{kubeProxy: {daemonSet: $ds, configMap: $cm, pods: $pods}, agents: $agents, agentsWanted: $wanted, errors: $errors}'
