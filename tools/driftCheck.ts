@@ -50,12 +50,12 @@ export interface DriftCheckResult {
     readonly findings: readonly Finding[];
 }
 
-interface PlannedCommand extends PlannedStep {
+export interface PlannedCommand extends PlannedStep {
     readonly create?: string;
 }
 
 /** The program's command steps with their URNs, environments and create texts, exactly as the offline plan computes them. */
-async function plannedSteps(stack: StackFile, stackName: string): Promise<Map<string, PlannedCommand>> {
+export async function plannedSteps(stack: StackFile, stackName: string): Promise<Map<string, PlannedCommand>> {
     const entry = path.join(ROOT, "index.ts");
     const outcome = await recordProgramOutcome({ project: stack.project, stack: stackName, config: stack.config, secretKeys: stack.secretKeys }, () => {
         // Declare the program afresh, so one process can check more than once (the tests do).
