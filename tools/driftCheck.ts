@@ -65,7 +65,7 @@ export async function plannedSteps(stack: StackFile, stackName: string): Promise
         // eslint-disable-next-line @typescript-eslint/no-require-imports -- re-evaluating the program needs CommonJS require after clearing require.cache
         return require(entry) as unknown;
     });
-    if (outcome.error !== undefined) throw outcome.error;
+    if (outcome.error !== undefined) throw outcome.error instanceof Error ? outcome.error : new Error(`the program failed: ${JSON.stringify(outcome.error)}`);
     const ordered = creationOrder(outcome.resources);
     const byKey = new Map(ordered.map((r) => [r.key, r]));
     const steps = new Map<string, PlannedCommand>();
