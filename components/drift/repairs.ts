@@ -81,7 +81,10 @@ export function agentKprRepair(ctx: RepairContext): string {
     );
 }
 
-/** The apply and its confirm together: the confirm's trigger (the apply's text) does not change on a replace. */
+/**
+ * The apply and its confirm together: the confirm disarms the revert the re-apply arms, and is named
+ * so it runs whether or not the engine replaces it as a dependent of the delete-before-replace apply.
+ */
 export function tproxyRepair(ctx: RepairContext, node: string): string {
     return replaceCommand(ctx, [STEP.tproxyApply(node), STEP.tproxyConfirm(node)]) ?? `no tproxy step for ${node} in this stack`;
 }
