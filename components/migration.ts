@@ -6,6 +6,7 @@ import { migratedNodes } from "./config/migratedNodes";
 import { CiliumRelease } from "./cilium/ciliumRelease";
 import { preflight } from "./preflight/preflight";
 import {
+    ciliumUpgradePreflight,
     kprGate,
     kubeadmProxyDisabled,
     kubeProxyCanaryExclusion,
@@ -61,6 +62,7 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
                 cilium: config.cilium,
                 provider: this.provider,
                 dependsOn: [snapshot],
+                upgradePreflight: (values) => ciliumUpgradePreflight(config, values, { ...child, dependsOn: [snapshot] }),
             },
             child,
         );

@@ -8,6 +8,7 @@ export const STEP = {
     operatorPreflight: "preflight-operator",
     nodePreflight: (node: string) => `preflight-${node}`,
     valuesSnapshot: "cilium-values-snapshot",
+    ciliumUpgradePreflight: "cilium-upgrade-preflight",
     ciliumRelease: "cilium",
     kprGate: "kpr-gate",
     kubeProxyRemoval: "kube-proxy-removal",

@@ -1,5 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { Scenario, fixture, type JsonObject } from "./support/kubeproxyScenario";
 import { hostToolsMissing } from "./support/hostTools";
 
@@ -158,6 +160,34 @@ for (const [what, text] of [
     });
 }
 
+test("a concurrent change between read and write is refused by resourceVersion, not overwritten", { skip }, (t) => {
+    const scenario = withKubeadm();
+    t.after(() => scenario.dispose());
+    // A kubectl that lets another writer (a kubeadm upgrade) update kubeadm-config just before our replace.
+    const bin = join(scenario.dir, "racing-bin");
+    const racer = join(bin, "kubectl");
+    mkdirSync(bin);
+    writeFileSync(
+        racer,
+        [
+            "#!/usr/bin/env bash",
+            'if [[ " $* " == *" replace "* ]]; then',
+            `  f="${scenario.dir}/objects/kube-system/configmap/kubeadm-config.json"`,
+            '  jq \'.metadata.resourceVersion = "999999" | .data.ClusterConfiguration |= sub("v1.31.4"; "v1.32.2")\' "$f" >"$f.tmp" && mv "$f.tmp" "$f"',
+            "fi",
+            `exec ${join(__dirname, "support", "fake-kubectl")} "$@"`,
+            "",
+        ].join("\n"),
+    );
+    chmodSync(racer, 0o755);
+    const run = scenario.run("kubeadm-proxy-disable", env, { path: `${bin}:${scenario.dir}/bin:${process.env["PATH"] ?? "/usr/bin:/bin"}` });
+    assert.equal(run.status, 1, run.stderr);
+    assert.match(String(run.summary["error"]), /409|Conflict|modified/i);
+    const text = configText(scenario);
+    assert.match(text, /kubernetesVersion: v1\.32\.2/, "the other writer's change survives");
+    assert.match(text, /^proxy: \{\}$/m, "and ours was not applied over it");
+});
+
 test("status is read-only and reports proxy.disabled before and after", { skip }, (t) => {
     const scenario = withKubeadm();
     t.after(() => scenario.dispose());
@@ -171,4 +201,23 @@ test("status is read-only and reports proxy.disabled before and after", { skip }
     const none = new Scenario({ kubeProxy: false });
     t.after(() => none.dispose());
     assert.deepEqual(none.run("kubeadm-proxy-status", env).summary, { ok: true, kubeadm: false });
+});
+
+test("a ConfigMap at the backup's name that this program did not create is neither adopted nor restored from", { skip }, (t) => {
+    const scenario = withKubeadm();
+    t.after(() => scenario.dispose());
+    scenario.put("kube-system", "configmap", BACKUP, {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: BACKUP, namespace: "kube-system" },
+        data: { ClusterConfiguration: ORIGINAL.replace("proxy: {}\n", "proxy:\n  disabled: true\n") },
+    });
+    const run = scenario.run("kubeadm-proxy-disable", env);
+    assert.equal(run.status, 1, run.stdout);
+    assert.match(String(run.summary["error"]), /was not created by this program/);
+    const restore = scenario.run("kubeadm-proxy-restore", env);
+    assert.equal(restore.status, 1, restore.stdout);
+    assert.match(String(restore.summary["error"]), /refusing to restore from it/);
+    assert.deepEqual(writes(scenario), []);
+    assert.equal(configText(scenario), ORIGINAL);
 });

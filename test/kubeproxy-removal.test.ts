@@ -155,3 +155,69 @@ test("remove refuses a backup name equal to the kube-proxy ConfigMap", { skip },
     assert.deepEqual(scenario.calls(), []);
     assert.ok(scenario.get("kube-system", "daemonset", "kube-proxy"));
 });
+
+test("restore of an OnDelete kube-proxy waits for its pods and succeeds instead of reporting kubectl's refusal as a timeout", { skip }, (t) => {
+    const scenario = new Scenario();
+    t.after(() => scenario.dispose());
+    const ds = scenario.get("kube-system", "daemonset", "kube-proxy") as JsonObject;
+    scenario.put("kube-system", "daemonset", "kube-proxy", { ...ds, spec: { ...(ds["spec"] as JsonObject), updateStrategy: { type: "OnDelete" } } });
+    assert.equal(scenario.run("kube-proxy-remove", removeEnv).status, 0);
+
+    const run = scenario.run("kube-proxy-restore", { ...restoreEnv, ROLLOUT_TIMEOUT: 300 }, { timeoutSeconds: 60 });
+    assert.equal(run.status, 0, run.stderr);
+    assert.deepEqual(run.summary, { ok: true, recreated: ["configmap/kube-proxy", "daemonset/kube-proxy"], backupDeleted: true });
+    assert.ok(scenario.get("kube-system", "daemonset", "kube-proxy"), "kube-proxy is back");
+    assert.ok(run.seconds < 20, `no timeout waited (${run.seconds}s)`);
+});
+
+/** A ConfigMap someone else keeps at the backup name. */
+function foreignConfigMap(name: string, namespace: string): JsonObject {
+    return {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name, namespace, resourceVersion: "77", labels: { app: "someone-else" } },
+        data: { "daemonset.json": "{}", "note": "not ours" },
+    };
+}
+
+test("remove neither adopts nor overwrites a ConfigMap at the backup name that it did not create", { skip }, (t) => {
+    const scenario = new Scenario();
+    t.after(() => scenario.dispose());
+    const foreign = foreignConfigMap(BACKUP, "kube-system");
+    scenario.put("kube-system", "configmap", BACKUP, foreign);
+    const run = scenario.run("kube-proxy-remove", removeEnv);
+    assert.notEqual(run.status, 0);
+    assert.match(
+        String(run.summary["error"]),
+        /configmap\/kube-proxy-pre-cilium-kpr-backup in kube-system was not created by this program .*refusing to adopt or overwrite it/,
+    );
+    assert.deepEqual(scenario.get("kube-system", "configmap", BACKUP), foreign, "left as it was");
+    assert.ok(scenario.get("kube-system", "daemonset", "kube-proxy"), "kube-proxy untouched");
+    assert.deepEqual(
+        scenario.calls().filter((c) => ["create", "replace", "delete"].some((verb) => c.args.includes(verb))),
+        [],
+    );
+});
+
+test("restore neither reads nor deletes a ConfigMap at the backup name that it did not create", { skip }, (t) => {
+    const scenario = new Scenario();
+    t.after(() => scenario.dispose());
+    const foreign = foreignConfigMap(BACKUP, "kube-system");
+    scenario.put("kube-system", "configmap", BACKUP, foreign);
+    const serving = scenario.run("kube-proxy-restore", restoreEnv);
+    assert.equal(serving.status, 0, serving.stderr);
+    assert.deepEqual(serving.summary, { ok: true, recreated: [], backupDeleted: false });
+    assert.deepEqual(scenario.get("kube-system", "configmap", BACKUP), foreign, "not deleted");
+
+    const gone = new Scenario({ kubeProxy: false });
+    t.after(() => gone.dispose());
+    gone.put("kube-system", "configmap", BACKUP, foreign);
+    const run = gone.run("kube-proxy-restore", restoreEnv);
+    assert.notEqual(run.status, 0);
+    assert.match(
+        String(run.summary["error"]),
+        /daemonset\/kube-proxy is absent and configmap\/kube-proxy-pre-cilium-kpr-backup in kube-system was not created by this program/,
+    );
+    assert.deepEqual(gone.get("kube-system", "configmap", BACKUP), foreign);
+    assert.equal(gone.get("kube-system", "daemonset", "kube-proxy"), undefined, "nothing recreated from it");
+});

@@ -14,6 +14,7 @@ import {
     SCRIPTS_DIR,
     readScript,
     scriptPath,
+    type ClusterScriptEnv,
 } from "../components/kubeproxy/scriptFiles";
 import { Scenario } from "./support/kubeproxyScenario";
 
@@ -85,3 +86,42 @@ test("every script parses as bash when embedded as command text (bash -n -c)", (
         assert.equal(result.status, 0, `${name}: ${result.stderr}`);
     }
 });
+
+/** The least environment each cluster script accepts (the scenario's names). */
+const MINIMAL_ENV: { readonly [N in (typeof CLUSTER_SCRIPTS)[number]]: ClusterScriptEnv[N] } = {
+    "cilium-values-snapshot": { CILIUM_NAMESPACE: "default", SNAPSHOT_CONFIGMAP: "cilium-pre-kpr-values" },
+    "cilium-values-restore": { CILIUM_NAMESPACE: "default", SNAPSHOT_CONFIGMAP: "cilium-pre-kpr-values", CILIUM_CHART_VERSION: "1.19.0" },
+    "kpr-gate": { CILIUM_NAMESPACE: "default" },
+    "kube-proxy-remove": { KUBE_PROXY_BACKUP_CONFIGMAP: "kube-proxy-pre-cilium-kpr-backup" },
+    "kube-proxy-restore": { KUBE_PROXY_BACKUP_CONFIGMAP: "kube-proxy-pre-cilium-kpr-backup" },
+    "kube-proxy-exclude": { CANARY_NODES: "m600" },
+    "kube-proxy-include": {},
+    "post-migration-verify": { CILIUM_NAMESPACE: "default" },
+    "kubeadm-proxy-disable": { KUBEADM_BACKUP_CONFIGMAP: "kubeadm-config-pre-cilium-kpr-backup" },
+    "kubeadm-proxy-restore": { KUBEADM_BACKUP_CONFIGMAP: "kubeadm-config-pre-cilium-kpr-backup" },
+    "kubeadm-proxy-status": { KUBEADM_BACKUP_CONFIGMAP: "kubeadm-config-pre-cilium-kpr-backup" },
+    "cilium-upgrade-preflight": { CILIUM_NAMESPACE: "default", CILIUM_CHART_VERSION: "1.19.0" },
+};
+
+test(
+    "every cluster script ends with its JSON summary when a kubectl call fails, naming kubectl's reason",
+    { skip: hostToolsMissing(["jq", "timeout"]) },
+    (t) => {
+        const scenario = new Scenario({ settings: { unreachable: true } });
+        t.after(() => scenario.dispose());
+        for (const name of CLUSTER_SCRIPTS) {
+            const run = scenario.run(name, MINIMAL_ENV[name]);
+            assert.notEqual(run.status, 0, name);
+            const lines = run.stdout.trim().split("\n");
+            assert.equal(lines.length, 1, `${name}: one stdout line, got ${JSON.stringify(run.stdout)}`);
+            assert.equal(run.summary["ok"], false, `${name}: ${run.stdout}`);
+            // kubectl's wording, or helm's for a script whose first call is helm.
+            assert.match(
+                String(run.summary["error"]),
+                /The connection to the server 192\.0\.2\.1:6443 was refused|Kubernetes cluster unreachable: .*connection refused/,
+                name,
+            );
+            assert.match(run.stderr, new RegExp(`^${name}: ERROR: .*(was refused|connection refused)`, "m"), `${name} says it on stderr too`);
+        }
+    },
+);

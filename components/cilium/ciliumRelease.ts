@@ -3,12 +3,18 @@ import * as k8s from "@pulumi/kubernetes";
 import * as random from "@pulumi/random";
 import type { CiliumSettings } from "../config/schema";
 import { ciliumValues, type HelmValues } from "./values";
+import { upgradePath } from "./upgradePath";
 
 export interface CiliumReleaseArgs {
     readonly cilium: CiliumSettings;
     readonly provider: k8s.Provider;
     /** Steps that must finish before the release changes anything (preflight, values snapshot). */
     readonly dependsOn?: pulumi.Resource[];
+    /**
+     * Declares the step that checks the running release's version (and pre-pulls on a chart
+     * upgrade) with the exact values the release will get; the release waits for it.
+     */
+    readonly upgradePreflight?: (values: pulumi.Output<HelmValues>) => pulumi.Resource;
 }
 
 /**
@@ -33,6 +39,7 @@ export class CiliumRelease extends pulumi.ComponentResource {
             hashSeed = pulumi.unsecret(seed.base64);
         }
         this.values = hashSeed.apply((seed) => ciliumValues(cilium, seed));
+        const upgradeCheck = args.upgradePreflight?.(this.values);
 
         this.release = new k8s.helm.v3.Release(
             name,
@@ -43,7 +50,9 @@ export class CiliumRelease extends pulumi.ComponentResource {
                 version: cilium.chartVersion,
                 repositoryOpts: { repo: cilium.repository },
                 values: this.values,
-                reuseValues: cilium.reuseValues,
+                // Never reuse-values across chart versions (upgradePath.ts); the preflight step
+                // has checked that the running release is at the version this decision assumes.
+                reuseValues: upgradePath(cilium).reuseValues,
                 createNamespace: false,
                 // A failed upgrade rolls back to the previous release while kube-proxy is still serving.
                 atomic: true,
@@ -55,7 +64,7 @@ export class CiliumRelease extends pulumi.ComponentResource {
                 parent: this,
                 provider: args.provider,
                 retainOnDelete: true,
-                dependsOn: args.dependsOn ?? [],
+                dependsOn: [...(args.dependsOn ?? []), ...(upgradeCheck ? [upgradeCheck] : [])],
             },
         );
 

@@ -15,6 +15,7 @@ import {
     type TproxyConfig,
 } from "./schema";
 import { removedValueKeys, MINIMUM_CHART_VERSION } from "../cilium/chartVersionRules";
+import { upgradeConfigProblems } from "../cilium/upgradePath";
 
 export interface MigrationConfig {
     readonly cluster: ClusterConfig;
@@ -82,6 +83,8 @@ export function validateStackConfig(project: string, raw: RawStackConfig): Valid
     }
 
     const cilium = ciliumParsed ? checkCilium(ciliumParsed, report) : undefined;
+    const reuseValuesSet = (raw.cilium as { reuseValues?: unknown } | undefined)?.reuseValues !== undefined;
+    for (const problem of ciliumParsed ? upgradeConfigProblems(ciliumParsed, reuseValuesSet) : []) report(`cilium.${problem.key}`, problem.message);
     if (cluster) checkCluster(cluster, report);
     if (cluster && cilium) checkClusterAgainstCilium(cluster, cilium, report);
     // Node and VIP placement only need the node networks, so check them even when another cluster key is bad.

@@ -24,6 +24,7 @@ export const CLUSTER_SCRIPTS = [
     "kubeadm-proxy-disable",
     "kubeadm-proxy-restore",
     "kubeadm-proxy-status",
+    "cilium-upgrade-preflight",
 ] as const;
 
 /** The prelude the cluster scripts source as files and have inlined when embedded. */
@@ -133,6 +134,23 @@ export interface KubeadmProxyEnv extends KubectlTarget {
     readonly KUBEADM_BACKUP_CONFIGMAP: string;
 }
 
+export interface CiliumUpgradePreflightEnv extends KubectlTarget {
+    readonly CILIUM_NAMESPACE: string;
+    readonly CILIUM_RELEASE?: string;
+    readonly CILIUM_CHART?: string;
+    /** The chart version this run deploys. */
+    readonly CILIUM_CHART_VERSION: string;
+    readonly CILIUM_REPOSITORY?: string;
+    /** cilium.upgradeFrom: the version the release runs before a chart upgrade; empty for the same-version path. */
+    readonly UPGRADE_FROM?: string;
+    /** The values the release will get, as JSON. */
+    readonly CILIUM_VALUES_JSON?: string;
+    /** key=value label selector of the agent pods (default k8s-app=cilium). */
+    readonly AGENT_SELECTOR?: string;
+    readonly PREFLIGHT_RELEASE?: string;
+    readonly PREPULL_TIMEOUT?: number;
+}
+
 /** The environment each cluster-side script reads (unset optional fields take the script's default). */
 export interface ClusterScriptEnv {
     readonly "cilium-values-snapshot": CiliumValuesSnapshotEnv;
@@ -146,6 +164,7 @@ export interface ClusterScriptEnv {
     readonly "kubeadm-proxy-disable": KubeadmProxyEnv;
     readonly "kubeadm-proxy-restore": KubeadmProxyEnv;
     readonly "kubeadm-proxy-status": KubeadmProxyEnv;
+    readonly "cilium-upgrade-preflight": CiliumUpgradePreflightEnv;
 }
 
 /** Positional arguments of the node-side cleanup: the iptables backend kube-proxy used. */

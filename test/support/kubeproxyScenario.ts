@@ -182,6 +182,16 @@ export class Scenario {
         return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr, summary, seconds: (Date.now() - started) / 1000 };
     }
 
+    /** Runs the fake kubectl or helm directly, as a script would. */
+    tool(tool: "kubectl" | "helm", args: readonly string[], input?: string): { status: number; stdout: string; stderr: string } {
+        const result = spawnSync(join(this.bin, tool), args, {
+            encoding: "utf8",
+            input,
+            env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", FAKE_CLUSTER_DIR: this.dir },
+        });
+        return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+    }
+
     /**
      * A PATH directory holding only the given tools (fake kubectl/helm or real ones) plus the
      * coreutils and node the fakes and scripts need, for tests about missing tools.

@@ -53,12 +53,12 @@ for node in "${canary[@]}"; do
     [[ "$node" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "CANARY_NODES: '$node' is not a Kubernetes node name"
 done
 
-kc() { "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
+kc() { tool "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
 
 # A name that is not a Node would exclude nothing and leave kube-proxy where it is.
 for node in "${canary[@]}"; do
-    "${kubectl_cmd[@]}" get node "$node" -o name >/dev/null 2>"$workdir/node.err" \
-        || fail "node '$node' is not a Node of this cluster ($(tr '\n' ' ' <"$workdir/node.err")); migration.canaryNodes must use Kubernetes node names"
+    tool "${kubectl_cmd[@]}" get node "$node" -o name >/dev/null \
+        || fail "node '$node' is not a Node of this cluster (${tool_error}); migration.canaryNodes must use Kubernetes node names"
 done
 printf '%s\n' "${canary[@]}" | jq -R . | jq -sc 'unique' >"$workdir/canary.json"
 
@@ -107,8 +107,8 @@ fail_changed() {
     fail "$1. The DaemonSet already keeps kube-proxy off the canary nodes: finish with \`pulumi up\`, or put it back with components/kubeproxy/scripts/kube-proxy-include.sh (same KUBECONFIG/KUBECTL_CONTEXT) before any destroy"
 }
 
-kc rollout status "daemonset/${KUBE_PROXY_DAEMONSET}" --timeout="${ROLLOUT_TIMEOUT}s" >&2 \
-    || fail_changed "daemonset/${KUBE_PROXY_DAEMONSET} did not roll out within ${ROLLOUT_TIMEOUT}s"
+wait_rollout "$KUBE_PROXY_NAMESPACE" "daemonset/${KUBE_PROXY_DAEMONSET}" "$ROLLOUT_TIMEOUT" \
+    || fail_changed "daemonset/${KUBE_PROXY_DAEMONSET}: ${rollout_error}"
 
 deadline=$((SECONDS + ROLLOUT_TIMEOUT))
 while true; do

@@ -43,7 +43,7 @@ if [[ "$KUBE_PROXY_BACKUP_CONFIGMAP" == "$KUBE_PROXY_CONFIGMAP" ]]; then
     fail "KUBE_PROXY_BACKUP_CONFIGMAP must differ from KUBE_PROXY_CONFIGMAP"
 fi
 
-kc() { "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
+kc() { tool "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
 
 # Fields the API server sets; recreating an object with them fails or misleads. A DaemonSet
 # that a canary kept off some nodes (kube-proxy-exclude.sh) is saved with the affinity it had
@@ -69,6 +69,11 @@ readonly STRIP='
 kc get daemonset "$KUBE_PROXY_DAEMONSET" -o json --ignore-not-found >"$workdir/ds.live"
 kc get configmap "$KUBE_PROXY_CONFIGMAP" -o json --ignore-not-found >"$workdir/cm.live"
 kc get configmap "$KUBE_PROXY_BACKUP_CONFIGMAP" -o json --ignore-not-found >"$workdir/backup.live"
+
+# Someone else's ConfigMap at the backup name is neither adopted nor overwritten.
+if [[ -s "$workdir/backup.live" ]] && ! created_by_us "$workdir/backup.live"; then
+    fail "$(not_ours "$KUBE_PROXY_BACKUP_CONFIGMAP" "$KUBE_PROXY_NAMESPACE"); refusing to adopt or overwrite it, nothing changed. Set cluster.kubeProxy.backupConfigMap to an unused name"
+fi
 
 wait_for_pods_gone() {
     local deadline=$((SECONDS + POD_GONE_TIMEOUT)) remaining
@@ -122,7 +127,10 @@ jq -n --arg name "$KUBE_PROXY_BACKUP_CONFIGMAP" --arg ns "$KUBE_PROXY_NAMESPACE"
         data: $data[0]}' >"$workdir/backup.json"
 if [[ -s "$workdir/backup.live" ]]; then
     log "refreshing backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP}"
-    kc replace -f "$workdir/backup.json" >&2
+    # With the resourceVersion read above: a concurrent change fails (409) instead of being overwritten.
+    jq --slurpfile live "$workdir/backup.live" '.metadata.resourceVersion = $live[0].metadata.resourceVersion' \
+        "$workdir/backup.json" >"$workdir/backup.next"
+    kc replace -f "$workdir/backup.next" >&2
 else
     log "writing backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP}"
     kc create -f "$workdir/backup.json" >&2

@@ -40,7 +40,7 @@ need_name KUBEADM_BACKUP_CONFIGMAP
 
 readonly OPERATOR_ACTION="from now on upgrade with 'kubeadm upgrade apply <version> --skip-phases=addon/kube-proxy' on the first control-plane node and 'kubeadm upgrade node --skip-phases=addon/kube-proxy' on every other node (kubeadm >= 1.32; older kubeadm has no such phase and skips kube-proxy because its ConfigMap is gone)"
 
-kc() { "${kubectl_cmd[@]}" -n kube-system "$@"; }
+kc() { tool "${kubectl_cmd[@]}" -n kube-system "$@"; }
 
 summary() {
     jq -cn --argjson changed "$1" --argjson kubeadm "$2" --argjson disabled "$3" --arg backup "$4" --arg action "$5" \
@@ -69,6 +69,9 @@ kubeadm_require_understood "$workdir/live.yaml" "configmap kubeadm-config"
 read -r start end state < <(kubeadm_proxy_block "$workdir/live.yaml")
 
 kc get configmap "$KUBEADM_BACKUP_CONFIGMAP" -o json --ignore-not-found >"$workdir/backup.json"
+if [[ -s "$workdir/backup.json" ]] && ! created_by_us "$workdir/backup.json"; then
+    fail "$(not_ours "$KUBEADM_BACKUP_CONFIGMAP" kube-system); refusing to adopt it as the backup, nothing changed"
+fi
 if [[ "$state" == disabled ]]; then
     if [[ -s "$workdir/backup.json" ]]; then
         log "proxy.disabled is already true; backup configmap/${KUBEADM_BACKUP_CONFIGMAP} kept; nothing changed"
@@ -107,8 +110,8 @@ kubeadm_replace_lines "$workdir/live.yaml" "$start" "$end" "$KUBEADM_PROXY_DISAB
 jq --rawfile text "$workdir/next.yaml" 'del(.metadata.managedFields) | .data.ClusterConfiguration = $text' \
     "$workdir/live.json" >"$workdir/next.json"
 log "setting proxy.disabled: true in configmap/kubeadm-config (resourceVersion $(jq -r '.metadata.resourceVersion' "$workdir/live.json"))"
-if ! kc replace -f "$workdir/next.json" >&2 2>"$workdir/replace.err"; then
-    fail "could not update configmap/kubeadm-config: $(cat "$workdir/replace.err") (a 409 Conflict means it changed while this ran: run again)"
+if ! kc replace -f "$workdir/next.json" >&2; then
+    fail "could not update configmap/kubeadm-config: ${tool_error} (a 409 Conflict means it changed while this ran: run again)"
 fi
 
 kc get configmap kubeadm-config -o json >"$workdir/after.json"

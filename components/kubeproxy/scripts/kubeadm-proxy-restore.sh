@@ -31,7 +31,7 @@ KUBEADM_BACKUP_CONFIGMAP="${KUBEADM_BACKUP_CONFIGMAP:-}"
 need_name KUBEADM_BACKUP_CONFIGMAP
 [[ "$KUBEADM_BACKUP_CONFIGMAP" != kubeadm-config ]] || fail "KUBEADM_BACKUP_CONFIGMAP must differ from kubeadm-config"
 
-kc() { "${kubectl_cmd[@]}" -n kube-system "$@"; }
+kc() { tool "${kubectl_cmd[@]}" -n kube-system "$@"; }
 
 summary() {
     jq -cn --argjson restored "$1" --arg how "$2" --argjson deleted "$3" \
@@ -47,6 +47,9 @@ if [[ ! -s "$workdir/backup.json" ]]; then
     log "no backup configmap/${KUBEADM_BACKUP_CONFIGMAP}: kubeadm-config was not changed by this program (or is already restored); nothing to do"
     summary false none false
     exit 0
+fi
+if ! created_by_us "$workdir/backup.json"; then
+    fail "$(not_ours "$KUBEADM_BACKUP_CONFIGMAP" kube-system); refusing to restore from it or delete it; kubeadm-config left as it is"
 fi
 kubeadm_config_text "$workdir/backup.json" >"$workdir/original.yaml"
 kubeadm_require_understood "$workdir/original.yaml" "backup configmap/${KUBEADM_BACKUP_CONFIGMAP}"
@@ -88,8 +91,8 @@ fi
 jq --rawfile text "$workdir/next.yaml" 'del(.metadata.managedFields) | .data.ClusterConfiguration = $text' \
     "$workdir/live.json" >"$workdir/next.json"
 log "restoring the proxy block of configmap/kubeadm-config (resourceVersion $(jq -r '.metadata.resourceVersion' "$workdir/live.json"))"
-if ! kc replace -f "$workdir/next.json" >&2 2>"$workdir/replace.err"; then
-    fail "could not update configmap/kubeadm-config: $(cat "$workdir/replace.err") (a 409 Conflict means it changed while this ran: run again); backup kept"
+if ! kc replace -f "$workdir/next.json" >&2; then
+    fail "could not update configmap/kubeadm-config: ${tool_error} (a 409 Conflict means it changed while this ran: run again); backup kept"
 fi
 kc get configmap kubeadm-config -o json >"$workdir/after.json"
 kubeadm_config_text "$workdir/after.json" | cmp -s - "$workdir/next.yaml" \

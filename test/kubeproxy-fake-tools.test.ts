@@ -1,0 +1,132 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { CILIUM_NAMESPACE, DEFAULT_RELEASE, Scenario, type JsonObject } from "./support/kubeproxyScenario";
+const DEFAULT_CLUSTER_UID = "x";
+
+/*
+ * The stand-in kubectl/helm are held to the real tools' behaviour where the scripts touch them
+ * (each behaviour cites its upstream source in fakeKubeCluster.ts). If one of these relaxes, the
+ * script tests stop proving anything about the real tools.
+ */
+
+function scenario(t: { after: (fn: () => void) => void }, options: ConstructorParameters<typeof Scenario>[0] = {}): Scenario {
+    const s = new Scenario(options);
+    t.after(() => s.dispose());
+    return s;
+}
+
+test("unknown flags are refused in kubectl's and helm's own words", (t) => {
+    const s = scenario(t);
+    const kubectl = s.tool("kubectl", ["-n", "kube-system", "get", "daemonset", "kube-proxy", "--all"]);
+    assert.equal(kubectl.status, 1);
+    assert.equal(kubectl.stderr, "error: unknown flag: --all\nSee 'kubectl get --help' for usage.\n");
+    const shorthand = s.tool("kubectl", ["rollout", "status", "daemonset/cilium", "-x"]);
+    assert.equal(shorthand.status, 1);
+    assert.match(shorthand.stderr, /^error: unknown shorthand flag: 'x' in -x\nSee 'kubectl rollout status --help' for usage\.$/m);
+    // A flag of another command is unknown here: `--timeout` belongs to delete/rollout, not get.
+    assert.match(s.tool("kubectl", ["get", "pods", "--timeout=5s"]).stderr, /unknown flag: --timeout/);
+});
+
+test("Helm 4 has no `list --all`; Helm 3 has it and lists only deployed and failed releases without a state flag", (t) => {
+    const helm4 = scenario(t, { release: { ...DEFAULT_RELEASE, status: "pending-upgrade" } });
+    const refused = helm4.tool("helm", ["-n", CILIUM_NAMESPACE, "list", "--all", "-o", "json"]);
+    assert.equal(refused.status, 1);
+    assert.equal(refused.stderr, "Error: unknown flag: --all\n");
+    assert.match(helm4.tool("helm", ["version", "--short"]).stdout, /^v4\./);
+    const all4 = JSON.parse(helm4.tool("helm", ["-n", CILIUM_NAMESPACE, "list", "-o", "json"]).stdout) as JsonObject[];
+    assert.deepEqual(
+        all4.map((r) => r["status"]),
+        ["pending-upgrade"],
+        "Helm 4 lists every state by default",
+    );
+
+    const helm3 = scenario(t, { release: { ...DEFAULT_RELEASE, status: "pending-upgrade" }, settings: { helmVersion: "v3.16.3+gcfd0749" } });
+    assert.deepEqual(JSON.parse(helm3.tool("helm", ["-n", CILIUM_NAMESPACE, "list", "-o", "json"]).stdout), [], "Helm 3 hides pending by default");
+    const all3 = JSON.parse(helm3.tool("helm", ["-n", CILIUM_NAMESPACE, "list", "--all", "-o", "json"]).stdout) as JsonObject[];
+    assert.equal(all3.length, 1);
+});
+
+test("replace with a stale resourceVersion gets 409 Conflict; create clears resourceVersion", (t) => {
+    const s = scenario(t);
+    const file = join(s.dir, "cm.json");
+    const live = JSON.parse(s.tool("kubectl", ["-n", "kube-system", "get", "configmap", "kube-proxy", "-o", "json"]).stdout) as JsonObject;
+    writeFileSync(file, JSON.stringify(live));
+    assert.equal(s.tool("kubectl", ["-n", "kube-system", "replace", "-f", file]).status, 0, "first replace with the current version");
+    const stale = s.tool("kubectl", ["-n", "kube-system", "replace", "-f", file]);
+    assert.equal(stale.status, 1);
+    assert.equal(
+        stale.stderr,
+        `Error from server (Conflict): error when replacing "${file}": Operation cannot be fulfilled on configmaps "kube-proxy": the object has been modified; please apply your changes to the latest version and try again\n`,
+    );
+
+    assert.equal(s.tool("kubectl", ["-n", "kube-system", "delete", "configmap", "kube-proxy"]).status, 0);
+    const created = s.tool("kubectl", ["-n", "kube-system", "create", "-f", file]);
+    assert.equal(created.status, 0, created.stderr);
+    const again = s.get("kube-system", "configmap", "kube-proxy") as { metadata: { resourceVersion: string } };
+    assert.notEqual(again.metadata.resourceVersion, (live["metadata"] as { resourceVersion: string }).resourceVersion);
+});
+
+test("rollout status: OnDelete fails at once, desired 0 is rolled out, a rollout in progress is waited for", (t) => {
+    const s = scenario(t, { settings: { rolloutSeconds: 2 } });
+    const ds = s.get("kube-system", "daemonset", "kube-proxy") as JsonObject;
+    s.put("kube-system", "daemonset", "kube-proxy", { ...ds, spec: { ...(ds["spec"] as JsonObject), updateStrategy: { type: "OnDelete" } } });
+    const onDelete = s.tool("kubectl", ["-n", "kube-system", "rollout", "status", "daemonset/kube-proxy", "--timeout=30s"]);
+    assert.equal(onDelete.status, 1);
+    assert.equal(onDelete.stderr, "error: rollout status is only available for RollingUpdate strategy type\n");
+
+    const cilium = s.get(CILIUM_NAMESPACE, "daemonset", "cilium") as JsonObject;
+    s.put(CILIUM_NAMESPACE, "daemonset", "cilium", {
+        ...cilium,
+        status: { desiredNumberScheduled: 0, numberAvailable: 0, updatedNumberScheduled: 0, observedGeneration: 99 },
+    });
+    const none = s.tool("kubectl", ["-n", CILIUM_NAMESPACE, "rollout", "status", "daemonset/cilium", "--timeout=5s"]);
+    assert.equal(none.status, 0, none.stderr);
+    assert.equal(none.stdout, 'daemon set "cilium" successfully rolled out\n');
+
+    // A template change under RollingUpdate takes rolloutSeconds; rollout status watches until it is done.
+    s.put("kube-system", "daemonset", "kube-proxy", ds);
+    const changed = JSON.parse(JSON.stringify(ds)) as { spec: { template: { metadata: { labels: Record<string, string> } } } };
+    changed.spec.template.metadata.labels["changed"] = "yes";
+    const file = join(s.dir, "ds.json");
+    writeFileSync(file, JSON.stringify(changed));
+    assert.equal(s.tool("kubectl", ["-n", "kube-system", "replace", "-f", file]).status, 0);
+    const started = Date.now();
+    const waited = s.tool("kubectl", ["-n", "kube-system", "rollout", "status", "daemonset/kube-proxy", "--timeout=30s"]);
+    assert.equal(waited.status, 0, waited.stderr);
+    assert.match(
+        waited.stdout,
+        /Waiting for daemon set "kube-proxy" rollout to finish: 0 out of 3 new pods have been updated\.\.\.\n.*successfully rolled out/s,
+    );
+    assert.ok(Date.now() - started >= 1000, "it waited");
+
+    const short = s.tool("kubectl", ["-n", "kube-system", "rollout", "status", "daemonset/kube-proxy", "--timeout=1s"]);
+    assert.equal(short.status, 0, "already done");
+    const missing = s.tool("kubectl", ["-n", "nowhere", "rollout", "status", "daemonset/cilium", "--timeout=300s"]);
+    assert.equal(missing.status, 1);
+    assert.equal(missing.stderr, 'Error from server (NotFound): daemonsets.apps "cilium" not found\n');
+});
+
+test("a deleted DaemonSet's pods terminate gracefully, then are gone", (t) => {
+    const s = scenario(t, { settings: { podGraceSeconds: 2 } });
+    assert.equal(s.tool("kubectl", ["-n", "kube-system", "delete", "daemonset", "kube-proxy"]).status, 0);
+    const terminating = JSON.parse(s.tool("kubectl", ["-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-proxy", "-o", "json"]).stdout) as {
+        items: { metadata: { deletionTimestamp?: string } }[];
+    };
+    assert.equal(terminating.items.length, 3, "still there, terminating");
+    for (const pod of terminating.items) assert.match(pod.metadata.deletionTimestamp ?? "", /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3000);
+    assert.equal(s.tool("kubectl", ["-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-proxy", "-o", "name"]).stdout, "");
+});
+
+test("the kube-system namespace carries the cluster's UID; an object in a missing namespace is NotFound", (t) => {
+    const s = scenario(t, { settings: { clusterUid: "11111111-2222-4333-8444-555555555555" } });
+    const ns = JSON.parse(s.tool("kubectl", ["get", "namespace", "kube-system", "-o", "json"]).stdout) as { metadata: { uid: string } };
+    assert.equal(ns.metadata.uid, "11111111-2222-4333-8444-555555555555");
+    assert.notEqual(ns.metadata.uid, DEFAULT_CLUSTER_UID);
+    const file = join(s.dir, "cm.json");
+    writeFileSync(file, JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x", namespace: "nowhere" }, data: {} }));
+    const created = s.tool("kubectl", ["create", "-f", file]);
+    assert.equal(created.stderr, `Error from server (NotFound): error when creating "${file}": namespaces "nowhere" not found\n`);
+});
