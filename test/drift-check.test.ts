@@ -277,4 +277,62 @@ describe("npm run check against the cluster stand-in and a namespace node", { sk
         assert.match(result.findings[0]!.detail, /Host key verification failed/);
         assert.equal(exitCode(result.findings), 3);
     });
+
+    test("an unreachable node is 'could not check' with ssh's words, never a clean bill", async (t) => {
+        const away = writeDriftStack(lab, { address: "192.0.2.99" });
+        t.after(() => removeDir(away));
+        const result = await check(away);
+        assert.deepEqual(kinds(result.findings), []);
+        assert.deepEqual(kinds(result.findings, "unchecked"), ["node-a node-access"]);
+        assert.match(
+            result.findings[0]!.detail,
+            /^could not reach root@192\.0\.2\.99:22 \(ssh: ssh: connect to host 192\.0\.2\.99 port 22: (No route to host|Connection timed out)\)$/,
+        );
+        assert.equal(exitCode(result.findings), 3);
+    });
+
+    test("npm run check end to end: exit 0 and 'no drift' on a clean stack, exit 1 naming the drift once kube-proxy's chains are back", async (t) => {
+        const noTproxy = writeDriftStack(lab, { tproxyEnabled: false });
+        t.after(() => {
+            removeDir(noTproxy);
+            lab.node.try("iptables -t nat -F KUBE-NODEPORTS; iptables -t nat -X KUBE-NODEPORTS");
+        });
+        // The command as an operator runs it, from the only place that reaches the node.
+        const run = () =>
+            spawnSync(
+                "ip",
+                [
+                    "netns",
+                    "exec",
+                    lab.client.name,
+                    "npm",
+                    "run",
+                    "--silent",
+                    "check",
+                    "--",
+                    "--stack",
+                    DRIFT_STACK,
+                    "--stack-dir",
+                    noTproxy,
+                    "--ssh-key-file",
+                    labClientKey(lab),
+                ],
+                {
+                    cwd: ROOT,
+                    encoding: "utf8",
+                    env: { ...process.env, PATH: `${path.join(scenario.dir, "bin")}:${process.env.PATH ?? ""}`, FAKE_CLUSTER_DIR: scenario.dir },
+                    timeout: 180_000,
+                },
+            );
+        const clean = run();
+        assert.equal(clean.status, 0, clean.stdout + clean.stderr);
+        assert.match(clean.stdout, /^stack lab: no drift \(cluster and 1 node\(s\) checked\)$/m);
+        assert.doesNotMatch(clean.stdout + clean.stderr, /PRIVATE KEY/, "the key is never printed");
+
+        lab.node.sh("iptables -t nat -N KUBE-NODEPORTS");
+        const drifted = run();
+        assert.equal(drifted.status, 1, drifted.stdout + drifted.stderr);
+        assert.match(drifted.stdout, /^node-a: DRIFT kube-proxy-state: kube-proxy state is back: iptables-/m);
+        assert.match(drifted.stdout, /^ {8}repair: pulumi up --stack lab --replace '[^']+::stale-rules-cleanup-node-a'$/m);
+    });
 });

@@ -58,7 +58,8 @@ export function staleStateFindings(node: NodeConfig, run: RemoteRun, ctx: Repair
     const unverifiable = strings(summary.unverifiable);
     const findings: Finding[] = [];
     if (stale.length > 0 || unverifiable.length === 0) {
-        const found = summary.found === undefined ? "" : ` (${JSON.stringify(summary.found)})`;
+        const text = summary.found === undefined ? "" : JSON.stringify(summary.found);
+        const found = text === "" ? "" : ` (${text.length > 400 ? `${text.slice(0, 400)}...` : text})`;
         findings.push(
             drift(
                 node.name,

@@ -30,6 +30,8 @@ export interface DriftStackOptions {
     /** The host key pinned for node-a (default: the lab's real one). */
     readonly hostKey?: string;
     readonly tproxyEnabled?: boolean;
+    /** node-a's SSH address (default: the lab node's). */
+    readonly address?: string;
 }
 
 /** Writes Pulumi.yaml and Pulumi.lab.yaml into a fresh directory and returns it. */
@@ -43,7 +45,7 @@ export function writeDriftStack(lab: SshLab, options: DriftStackOptions = {}): s
         "cilium-kpr:nodes": [
             {
                 name: DRIFT_NODE,
-                address: LAB_NODE_ADDRESS,
+                address: options.address ?? LAB_NODE_ADDRESS,
                 hostKey: options.hostKey ?? publicKeyLine(path.join(lab.dir, "host_key.pub")),
             },
         ],
