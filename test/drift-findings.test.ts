@@ -1,10 +1,10 @@
 import { strict as assert } from "node:assert";
 import { test } from "node:test";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { plannedSteps, type PlannedCommand } from "../tools/driftCheck";
+import { plannedSteps, runDriftCheck, type PlannedCommand } from "../tools/driftCheck";
 import { readStackFile, rawStackConfig, type StackFile } from "../tools/stackFile";
 import { validateStackConfig, type MigrationConfig } from "../components/config/validate";
 import { scriptText } from "../components/commands/scriptFile";
@@ -14,6 +14,8 @@ import { clusterFindings, type ClusterObservation } from "../components/drift/cl
 import { staleStateFindings } from "../components/drift/nodeFindings";
 import { exitCode, formatReport, drift, unchecked } from "../components/drift/findings";
 import { ROOT } from "./support/stacks";
+import { hostToolsMissing } from "./support/hostTools";
+import { Scenario } from "./support/kubeproxyScenario";
 
 /* The drift check's decisions and repairs, without a cluster or a node. */
 
@@ -173,3 +175,22 @@ test("the command: usage and invalid config exit 2 with the reason", () => {
         rmSync(dir, { recursive: true, force: true });
     }
 });
+
+test(
+    "without --ssh-key-file or CILIUM_KPR_SSH_KEY_FILE the key comes from `pulumi config get`; when pulumi cannot run, every node is 'could not check' with the reason",
+    { skip: hostToolsMissing(["jq", "timeout"]) || (["/usr/bin/pulumi", "/bin/pulumi"].some((p) => existsSync(p)) && "a pulumi CLI is installed in /usr/bin") },
+    async (t) => {
+        const scenario = new Scenario({ kubeProxy: false });
+        t.after(() => scenario.dispose());
+        const result = await runDriftCheck({
+            stack: "prod",
+            env: { PATH: `${path.join(scenario.dir, "bin")}:/usr/bin:/bin`, FAKE_CLUSTER_DIR: scenario.dir, HOME: scenario.dir },
+        });
+        assert.deepEqual(
+            result.findings.map((f) => `${f.scope} ${f.status} ${f.kind}`),
+            ["m600 unchecked node-access", "m601 unchecked node-access", "storage unchecked node-access"],
+        );
+        assert.match(result.findings[0]!.detail, /^no --ssh-key-file or CILIUM_KPR_SSH_KEY_FILE, and pulumi could not run: .*ENOENT/);
+        assert.equal(exitCode(result.findings), 3);
+    },
+);

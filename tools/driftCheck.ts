@@ -95,7 +95,17 @@ function privateKeyFile(options: DriftCheckOptions, root: string, dir: string): 
     if (named !== undefined && named !== "") {
         return existsSync(named) ? { path: path.resolve(named) } : { error: `the SSH key file ${named} does not exist` };
     }
-    const r = spawnSync("pulumi", ["config", "get", "sshPrivateKey", "--stack", options.stack], { cwd: root, env, encoding: "utf8", timeout: 60_000 });
+    // `pulumi config get` decrypts a secure value and prints it plus a newline (pulumi/pulumi
+    // pkg/cmd/pulumi/config/config_get.go, run: v.Value(decrypter), Fprintf "%v\n"). It also selects the
+    // stack as the workspace's current one (RequireStack ... SetCurrent); --non-interactive and an empty
+    // stdin keep a missing passphrase from waiting at a prompt.
+    const r = spawnSync("pulumi", ["config", "get", "sshPrivateKey", "--stack", options.stack, "--non-interactive"], {
+        cwd: root,
+        env,
+        encoding: "utf8",
+        input: "",
+        timeout: 60_000,
+    });
     if (r.error !== undefined) return { error: `no --ssh-key-file or ${SSH_KEY_FILE_ENV}, and pulumi could not run: ${r.error.message}` };
     if (r.status !== 0 || r.stdout.trim() === "")
         return { error: `pulumi config get sshPrivateKey failed: ${lastLine(r.stderr) || `exit ${String(r.status)}`}` };
