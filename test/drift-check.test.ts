@@ -291,7 +291,7 @@ describe("npm run check against the cluster stand-in and a namespace node", { sk
         assert.equal(exitCode(result.findings), 3);
     });
 
-    test("npm run check end to end: exit 0 and 'no drift' on a clean stack, exit 1 naming the drift once kube-proxy's chains are back", async (t) => {
+    test("npm run check end to end: exit 0 and 'no drift' on a clean stack, exit 1 naming the drift once kube-proxy's chains are back", (t) => {
         const noTproxy = writeDriftStack(lab, { tproxyEnabled: false });
         t.after(() => {
             removeDir(noTproxy);
