@@ -11,7 +11,7 @@ import { scriptText } from "../components/commands/scriptFile";
 import { STEP } from "../components/resourceNames";
 import { CLUSTER_STEP_SCRIPTS, kubeProxyRepair, tproxyRepair, type RepairContext } from "../components/drift/repairs";
 import { clusterFindings, type ClusterObservation } from "../components/drift/clusterFindings";
-import { staleStateFindings } from "../components/drift/nodeFindings";
+import { expectedActivation, staleStateFindings } from "../components/drift/nodeFindings";
 import { exitCode, formatReport, drift, unchecked } from "../components/drift/findings";
 import { ROOT } from "./support/stacks";
 import { hostToolsMissing } from "./support/hostTools";
@@ -194,3 +194,16 @@ test(
         assert.equal(exitCode(result.findings), 3);
     },
 );
+
+test("activation wanted: every diverted family in `all` mode, only the held VIPs' families in `vip` mode", async () => {
+    const stack = readStackFile(ROOT, "prod");
+    const tproxy = JSON.parse(stack.config.tproxy!) as Record<string, unknown>;
+    const dual = { ...tproxy, vip6: "2001:db8:4::1" };
+    const cluster = { ...(JSON.parse(stack.config.cluster!) as Record<string, unknown>), nodeCidrs: ["172.25.4.0/24", "2001:db8:4::/64"] };
+    const vip = (await contextOf(stackWith({ tproxy: dual, cluster }))).config;
+    const all = (await contextOf(stackWith({ tproxy: { ...dual, bindMode: "all" }, cluster }))).config;
+    assert.deepEqual(expectedActivation(vip, new Set()), []);
+    assert.deepEqual(expectedActivation(vip, new Set(["ipv6"] as const)), ["ipv6"]);
+    assert.deepEqual(expectedActivation(vip, new Set(["ipv4", "ipv6"] as const)), ["ipv4", "ipv6"]);
+    assert.deepEqual(expectedActivation(all, new Set()), ["ipv4", "ipv6"]);
+});
