@@ -194,3 +194,22 @@ test("a release that does not exist yet is installed fresh on the same-version p
     assert.equal(upgrade.status, 1);
     assert.match(String(upgrade.summary["error"]), /does not exist .* remove cilium\.upgradeFrom/);
 });
+
+test("a server error while waiting ends the step with kubectl's reason, and the pre-flight is removed again", { skip }, (t) => {
+    const scenario = new Scenario({
+        settings: {
+            failures: [
+                {
+                    when: ["get", "deployment", "cilium-pre-flight-check"],
+                    message: "Error from server (InternalError): an error on the server has prevented the request from succeeding",
+                },
+            ],
+        },
+    });
+    t.after(() => scenario.dispose());
+    const run = scenario.run("cilium-upgrade-preflight", upgradeEnv());
+    assert.equal(run.status, 1, run.stdout);
+    assert.match(String(run.summary["error"]), /InternalError/);
+    assert.match(String(run.summary["error"]), /the pre-flight release cilium-preflight was removed again/);
+    assert.deepEqual(preflightLeft(scenario), []);
+});

@@ -1,9 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CILIUM_NAMESPACE, DEFAULT_RELEASE, Scenario, type JsonObject } from "./support/kubeproxyScenario";
-const DEFAULT_CLUSTER_UID = "x";
+import { DEFAULT_CLUSTER_UID, HELM_GLOBAL, KUBECTL_GLOBAL, KUBECTL_VERBS, helmVerbs } from "./support/fakeKubeCluster";
+import { CLUSTER_SCRIPTS, scriptPath } from "../components/kubeproxy/scriptFiles";
+import { OPERATOR_PREFLIGHT_SCRIPT } from "../components/preflight/preflightArgs";
 
 /*
  * The stand-in kubectl/helm are held to the real tools' behaviour where the scripts touch them
@@ -129,4 +131,80 @@ test("the kube-system namespace carries the cluster's UID; an object in a missin
     writeFileSync(file, JSON.stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "x", namespace: "nowhere" }, data: {} }));
     const created = s.tool("kubectl", ["create", "-f", file]);
     assert.equal(created.stderr, `Error from server (NotFound): error when creating "${file}": namespaces "nowhere" not found\n`);
+});
+
+/** Logical lines (continuations joined) of a script. */
+function logicalLines(text: string): string[] {
+    return text.replace(/\\\n\s*/g, " ").split("\n");
+}
+
+type Tables = {
+    readonly global: Readonly<Record<string, { readonly takesValue: boolean }>>;
+    readonly verbs: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+};
+
+/**
+ * Every flag a script passes to kubectl or helm where it calls them (kc, hm, tool "${kubectl_cmd[@]}",
+ * kube, ...), with the command it belongs to (one or two words, as the fake's tables key them).
+ */
+function flagsPassed(text: string, tables: { kubectl: Tables; helm: Tables }): { tool: "kubectl" | "helm"; verb: string; flag: string; line: string }[] {
+    const markers: [RegExp, "kubectl" | "helm"][] = [
+        [/(?:^|[\s(])(?:kc|kube) /g, "kubectl"],
+        [/"\$\{kubectl_cmd\[@\]\}"/g, "kubectl"],
+        [/(?:^|[\s(])kubectl /g, "kubectl"],
+        [/(?:^|[\s(])hm /g, "helm"],
+        [/"\$\{helm_cmd\[@\]\}"/g, "helm"],
+        [/(?:^|[\s(])helm /g, "helm"],
+    ];
+    const found: { tool: "kubectl" | "helm"; verb: string; flag: string; line: string }[] = [];
+    for (const line of logicalLines(text)) {
+        if (/^\s*#/.test(line)) continue;
+        for (const [marker, tool] of markers) {
+            for (const m of line.matchAll(marker)) {
+                const rest = line.slice((m.index ?? 0) + m[0].length).split(/\s(?:\||;|&&|\|\||[0-9]?>|--\s)/)[0] ?? "";
+                const tokens = rest.split(/\s+/).filter(Boolean);
+                const { global, verbs } = tables[tool];
+                const words: string[] = [];
+                for (let k = 0; k < tokens.length && words.length < 2; k++) {
+                    const token = tokens[k] ?? "";
+                    if (token.startsWith("-")) {
+                        if (!token.includes("=") && global[token]?.takesValue) k++;
+                    } else words.push(token);
+                }
+                const two = words.join(" ");
+                const verb = verbs[two] ? two : (words[0] ?? "");
+                for (const f of rest.matchAll(/(?:^|\s)(--?[a-zA-Z][a-zA-Z-]*)(?==|\s|$)/g)) found.push({ tool, verb, flag: f[1] ?? "", line });
+            }
+        }
+    }
+    return found;
+}
+
+test("every kubectl/helm flag in the scripts is one its command has in kubectl 1.35 / Helm 4 (as the fake models them, with upstream citations)", () => {
+    const tables = { kubectl: { global: KUBECTL_GLOBAL, verbs: KUBECTL_VERBS }, helm: { global: HELM_GLOBAL, verbs: helmVerbs(4) } };
+    const files = [
+        ...CLUSTER_SCRIPTS.map((name) => scriptPath(name)),
+        join(__dirname, "..", "components", "kubeproxy", "scripts", "cluster-lib.sh"),
+        OPERATOR_PREFLIGHT_SCRIPT,
+    ];
+    let checked = 0;
+    for (const file of files) {
+        for (const { tool, verb, flag, line } of flagsPassed(readFileSync(file, "utf8"), tables)) {
+            checked++;
+            const known = flag in tables[tool].global || flag in (tables[tool].verbs[verb] ?? {});
+            assert.ok(known, `${file}: \`${tool} ${verb}\` has no flag ${flag} (line: ${line.trim()})`);
+        }
+    }
+    assert.ok(checked > 30, `found ${checked} flags`);
+    // The scan sees a flag of the wrong command (Helm 4's list has no --all, though get values has one),
+    // and ignores jq's flags after a pipe and the command after exec's `--`.
+    const scan = [
+        ...flagsPassed("hm list --all -o json | jq -r --arg x 1", tables),
+        ...flagsPassed("kc exec -c agent pod -- cilium-dbg status -o json", tables),
+    ];
+    assert.deepEqual(
+        scan.map((f) => `${f.verb} ${f.flag}`),
+        ["list --all", "list -o", "exec -c"],
+    );
+    assert.equal("--all" in (tables.helm.verbs["list"] ?? {}), false);
 });

@@ -14,9 +14,8 @@ import {
     SCRIPTS_DIR,
     readScript,
     scriptPath,
-    type ClusterScriptEnv,
 } from "../components/kubeproxy/scriptFiles";
-import { Scenario } from "./support/kubeproxyScenario";
+import { MINIMAL_CLUSTER_ENV, Scenario } from "./support/kubeproxyScenario";
 
 const ALL = [...CLUSTER_SCRIPTS, ...NODE_SCRIPTS];
 
@@ -87,22 +86,6 @@ test("every script parses as bash when embedded as command text (bash -n -c)", (
     }
 });
 
-/** The least environment each cluster script accepts (the scenario's names). */
-const MINIMAL_ENV: { readonly [N in (typeof CLUSTER_SCRIPTS)[number]]: ClusterScriptEnv[N] } = {
-    "cilium-values-snapshot": { CILIUM_NAMESPACE: "default", SNAPSHOT_CONFIGMAP: "cilium-pre-kpr-values" },
-    "cilium-values-restore": { CILIUM_NAMESPACE: "default", SNAPSHOT_CONFIGMAP: "cilium-pre-kpr-values", CILIUM_CHART_VERSION: "1.19.0" },
-    "kpr-gate": { CILIUM_NAMESPACE: "default" },
-    "kube-proxy-remove": { KUBE_PROXY_BACKUP_CONFIGMAP: "kube-proxy-pre-cilium-kpr-backup" },
-    "kube-proxy-restore": { KUBE_PROXY_BACKUP_CONFIGMAP: "kube-proxy-pre-cilium-kpr-backup" },
-    "kube-proxy-exclude": { CANARY_NODES: "m600" },
-    "kube-proxy-include": {},
-    "post-migration-verify": { CILIUM_NAMESPACE: "default" },
-    "kubeadm-proxy-disable": { KUBEADM_BACKUP_CONFIGMAP: "kubeadm-config-pre-cilium-kpr-backup" },
-    "kubeadm-proxy-restore": { KUBEADM_BACKUP_CONFIGMAP: "kubeadm-config-pre-cilium-kpr-backup" },
-    "kubeadm-proxy-status": { KUBEADM_BACKUP_CONFIGMAP: "kubeadm-config-pre-cilium-kpr-backup" },
-    "cilium-upgrade-preflight": { CILIUM_NAMESPACE: "default", CILIUM_CHART_VERSION: "1.19.0" },
-};
-
 test(
     "every cluster script ends with its JSON summary when a kubectl call fails, naming kubectl's reason",
     { skip: hostToolsMissing(["jq", "timeout"]) },
@@ -110,7 +93,7 @@ test(
         const scenario = new Scenario({ settings: { unreachable: true } });
         t.after(() => scenario.dispose());
         for (const name of CLUSTER_SCRIPTS) {
-            const run = scenario.run(name, MINIMAL_ENV[name]);
+            const run = scenario.run(name, MINIMAL_CLUSTER_ENV[name]);
             assert.notEqual(run.status, 0, name);
             const lines = run.stdout.trim().split("\n");
             assert.equal(lines.length, 1, `${name}: one stdout line, got ${JSON.stringify(run.stdout)}`);

@@ -46,6 +46,11 @@ export interface FakeSettings {
     readonly namespaces?: readonly string[];
     /** Namespaces that do not exist even if objects were placed there. */
     readonly missingNamespaces?: readonly string[];
+    /**
+     * Calls that fail with the given message (every word of `when` among the call's arguments), e.g. a
+     * server error mid-script; the first `allow` matching calls still succeed.
+     */
+    readonly failures?: readonly { readonly when: readonly string[]; readonly message: string; readonly allow?: number }[];
     /** What `helm version --short` prints; its major picks Helm 3 or Helm 4 behaviour (default v4.2.4+g...). */
     readonly helmVersion?: string;
     /** Nodes where pulling an image `helm install` brings fails: those pods stay ErrImagePull, never Ready. */
@@ -166,7 +171,7 @@ const opt = (key: string): FlagSpec => ({ key, takesValue: true });
 const flag = (key: string): FlagSpec => ({ key, takesValue: false });
 
 /** kubectl's global flags the scripts use (k8s.io/cli-runtime genericclioptions.ConfigFlags). */
-const KUBECTL_GLOBAL: FlagTable = {
+export const KUBECTL_GLOBAL: FlagTable = {
     "-n": opt("namespace"),
     "--namespace": opt("namespace"),
     "--context": opt("context"),
@@ -174,7 +179,7 @@ const KUBECTL_GLOBAL: FlagTable = {
     "--request-timeout": opt("request-timeout"),
 };
 /** Per verb (kubernetes/kubectl pkg/cmd/<verb>/<verb>.go, 1.35). */
-const KUBECTL_VERBS: Readonly<Record<string, FlagTable>> = {
+export const KUBECTL_VERBS: Readonly<Record<string, FlagTable>> = {
     "version": { "-o": opt("output"), "--output": opt("output"), "--client": flag("client") },
     "config current-context": {},
     "get": {
@@ -200,7 +205,7 @@ const KUBECTL_VERBS: Readonly<Record<string, FlagTable>> = {
 };
 
 /** helm's global flags the scripts use (helm/helm pkg/cli/environment.go AddFlags). */
-const HELM_GLOBAL: FlagTable = {
+export const HELM_GLOBAL: FlagTable = {
     "-n": opt("namespace"),
     "--namespace": opt("namespace"),
     "--kube-context": opt("context"),
@@ -209,7 +214,7 @@ const HELM_GLOBAL: FlagTable = {
 };
 const HELM_LIST_STATES = ["deployed", "failed", "pending", "superseded", "uninstalled", "uninstalling"] as const;
 /** Per command (helm/helm pkg/cmd/{version,list,get_values,upgrade,flags}.go). */
-function helmVerbs(major: number): Readonly<Record<string, FlagTable>> {
+export function helmVerbs(major: number): Readonly<Record<string, FlagTable>> {
     const list: Record<string, FlagSpec> = {
         "-o": opt("output"),
         "--output": opt("output"),
@@ -610,6 +615,8 @@ function kubectl(cluster: FakeCluster, argv: readonly string[], out: (text: stri
                 );
             }
             const verbing = args.verb === "create" ? "creating" : "replacing";
+            // The NamespaceLifecycle admission plugin refuses objects in a namespace that does not exist
+            // (kubernetes/kubernetes plugin/pkg/admission/namespace/lifecycle); kubectl adds "error when creating".
             if (!cluster.namespaces().includes(ns))
                 throw new ExitError(1, `Error from server (NotFound): error when ${verbing} "${filename}": namespaces "${ns}" not found`);
             const existing = cluster.read(ns, kind, name);
@@ -867,14 +874,14 @@ function scheduleDaemonSet(cluster: FakeCluster, namespace: string, name: string
         observedGeneration: generation,
         updatedNumberScheduled: updated,
     };
-    const seconds = settings.rolloutSeconds ?? 0;
-    if (seconds <= 0) {
+    const rolloutSeconds = settings.rolloutSeconds ?? 0;
+    if (rolloutSeconds <= 0) {
         daemonSet["status"] = final;
         return;
     }
     daemonSet["status"] = { ...final, updatedNumberScheduled: onDelete ? updated : 0, numberAvailable: count - created, numberReady: count - created };
     mkdirSync(join(cluster.dir, "rollouts"), { recursive: true });
-    const pending: PendingRollout = { namespace, name, generation, doneAt: Date.now() + seconds * 1000, status: final };
+    const pending: PendingRollout = { namespace, name, generation, doneAt: Date.now() + rolloutSeconds * 1000, status: final };
     writeFileSync(join(cluster.dir, "rollouts", `${namespace}.${name}.json`), JSON.stringify(pending));
 }
 
@@ -932,6 +939,7 @@ function helm(cluster: FakeCluster, argv: readonly string[], out: (text: string)
         }
         case "get values": {
             const release = readRelease(rest[0] ?? "");
+            // helm/helm pkg/storage/driver/driver.go ErrReleaseNotFound.
             if (!release) throw new ExitError(1, "Error: release: not found");
             if (args.options.get("output") !== "json") throw new ExitError(2, "fake helm: get values is modelled with -o json only");
             out(JSON.stringify(release.values));
@@ -940,6 +948,7 @@ function helm(cluster: FakeCluster, argv: readonly string[], out: (text: string)
         case "upgrade": {
             const [name, chartRef] = rest;
             const release = readRelease(name ?? "");
+            // helm/helm pkg/cmd/testdata/output/upgrade-with-bad-or-missing-existing-release.txt (v4.2.4).
             if (!release || !name || !chartRef) throw new ExitError(1, `Error: UPGRADE FAILED: "${name ?? ""}" has no deployed releases`);
             const chartVersion = args.options.get("version");
             const valuesFile = args.options.get("filename");
@@ -1087,6 +1096,17 @@ function renderCiliumPreflight(cluster: FakeCluster, namespace: string, chartVer
     return resources;
 }
 
+/** settings.failures: counts matching calls in failures-<index>.count and fails past `allow`. */
+function injectedFailure(cluster: FakeCluster, argv: readonly string[]): void {
+    (cluster.settings().failures ?? []).forEach((failure, index) => {
+        if (!failure.when.every((word) => argv.includes(word))) return;
+        const counter = join(cluster.dir, `failures-${index}.count`);
+        const seen = existsSync(counter) ? Number(readFileSync(counter, "utf8")) : 0;
+        writeFileSync(counter, String(seen + 1));
+        if (seen >= (failure.allow ?? 0)) throw new ExitError(1, failure.message);
+    });
+}
+
 function main(): void {
     const [tool, ...argv] = process.argv.slice(2);
     const dir = process.env["FAKE_CLUSTER_DIR"];
@@ -1099,6 +1119,7 @@ function main(): void {
     const cluster = new FakeCluster(dir);
     const chunks: string[] = [];
     try {
+        injectedFailure(cluster, argv);
         (tool === "kubectl" ? kubectl : helm)(cluster, argv, (text) => chunks.push(text));
         if (chunks.length > 0) process.stdout.write(`${chunks.join("\n")}\n`);
     } catch (error) {

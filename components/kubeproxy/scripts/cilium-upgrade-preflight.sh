@@ -152,7 +152,6 @@ jq '{preflight: ((.preflight // {}) + {enabled: true}), agent: false, operator: 
     + (if .k8sServiceHost then {k8sServiceHost} else {} end)
     + (if .k8sServicePort then {k8sServicePort} else {} end)' "$workdir/values.json" >"$workdir/preflight-values.json"
 
-installed=false
 uninstall_preflight() {
     log "uninstalling the pre-flight release ${PREFLIGHT_RELEASE}"
     hm uninstall "$PREFLIGHT_RELEASE" >&2 || return 1
@@ -168,22 +167,15 @@ uninstall_preflight() {
         sleep 2
     done
 }
-# On any exit while the pre-flight release exists, remove it; then cluster-lib's exit handler
-# (JSON summary of an unexpected failure, workdir removal) runs with the original status.
-remove_preflight_on_exit() {
-    local status=$?
-    if [[ "$installed" == true ]]; then
-        installed=false
-        # Keep the reason of the failure that ended the script (the cleanup's own calls reset it).
-        if [[ -e "$workdir/tool-error" ]]; then mv "$workdir/tool-error" "$workdir/tool-error.kept"; fi
-        uninstall_preflight || log "could not remove the pre-flight release; remove it with: helm uninstall ${PREFLIGHT_RELEASE} -n ${CILIUM_NAMESPACE}"
-        if [[ -e "$workdir/tool-error.kept" ]]; then mv "$workdir/tool-error.kept" "$workdir/tool-error"; fi
+# cluster-lib's undo hook: a failure while the pre-flight release exists removes it again, so the
+# step leaves the cluster as it found it (a failed create leaves nothing in Pulumi's state).
+undo_preflight() {
+    if uninstall_preflight; then
+        undo_outcome="the pre-flight release ${PREFLIGHT_RELEASE} was removed again"
+    else
+        undo_outcome="the pre-flight release ${PREFLIGHT_RELEASE} could not be removed (${tool_error:-pods still terminating}); remove it with: helm uninstall ${PREFLIGHT_RELEASE} -n ${CILIUM_NAMESPACE}"
     fi
-    (exit "$status")
-    on_exit
-    exit "$status"
 }
-trap remove_preflight_on_exit EXIT
 
 read_release_version "$PREFLIGHT_RELEASE"
 if [[ -n "$release_version" ]]; then
@@ -192,13 +184,11 @@ if [[ -n "$release_version" ]]; then
     jq -e '.preflight.enabled == true and .agent == false and .operator.enabled == false' "$workdir/leftover-values.json" >/dev/null \
         || fail "release ${PREFLIGHT_RELEASE} exists in ${CILIUM_NAMESPACE} and is not a Cilium pre-flight release (preflight.enabled=true, agent=false, operator.enabled=false); refusing to remove it. Remove it yourself or set another name"
     log "a pre-flight release ${PREFLIGHT_RELEASE} is left from an earlier run; removing it first"
-    installed=true
-    uninstall_preflight || fail "could not remove the leftover pre-flight release ${PREFLIGHT_RELEASE}"
-    installed=false
+    uninstall_preflight || fail "could not remove the leftover pre-flight release ${PREFLIGHT_RELEASE}: ${tool_error:-pods still terminating}"
 fi
 
 log "pre-pulling Cilium ${CILIUM_CHART_VERSION} on every node: helm install ${PREFLIGHT_RELEASE} (preflight.enabled=true, agent=false, operator.enabled=false)"
-installed=true
+undo_hook=undo_preflight
 hm install "$PREFLIGHT_RELEASE" "$chart_ref" --version "$CILIUM_CHART_VERSION" "${repo_args[@]}" -f "$workdir/preflight-values.json" >&2 \
     || fail "helm install of the pre-flight release failed; the release ${CILIUM_RELEASE} was not changed"
 
@@ -238,6 +228,6 @@ while true; do
 done
 nodes="$agents"
 log "the ${CILIUM_CHART_VERSION} image is Ready on all ${nodes} agent nodes"
-uninstall_preflight || fail "the pre-pull succeeded but the pre-flight release ${PREFLIGHT_RELEASE} could not be removed"
-installed=false
+undo_hook=""
+uninstall_preflight || fail "the pre-pull succeeded but the pre-flight release ${PREFLIGHT_RELEASE} could not be removed: ${tool_error:-pods still terminating}; remove it with: helm uninstall ${PREFLIGHT_RELEASE} -n ${CILIUM_NAMESPACE}"
 summary chart-upgrade "$running" true "$nodes"

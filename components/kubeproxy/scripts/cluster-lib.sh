@@ -8,6 +8,11 @@
 #   log MESSAGE            progress on stderr
 #   fail MESSAGE           logs, prints {"ok":false,"error":...} as the last stdout line, exits 1
 #   summary_printed=true   a script that prints its own summary before `exit 1` sets this first
+#   undo_hook=FUNCTION     set by a script once it has changed the cluster: if the script then fails
+#                          (fail, or any failing command), FUNCTION runs with the reason first, puts
+#                          back what this run changed, and says how that went in undo_outcome, which
+#                          ends the error. A failed create leaves nothing in Pulumi's state, so
+#                          `pulumi destroy` could not undo it: a step completes or undoes itself.
 #   need_name VAR          fails unless $VAR is a Kubernetes object name
 #   agent_kpr_result NS POD NODE SECONDS   one Cilium agent's KPR status as a JSON line
 #   kubectl_cmd, helm_cmd  arrays pointed at KUBECTL_CONTEXT when it is set
@@ -37,10 +42,24 @@
 # in.Environment), so without a pinned context a destroy would act on whatever cluster is current.
 log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
 summary_printed=false
+undo_hook=""
+undo_outcome=""
+# Runs the undo hook once (never from within itself); its own failures are reported in undo_outcome.
+run_undo() {
+    local hook="$undo_hook"
+    undo_hook=""
+    if [[ -n "$hook" ]]; then "$hook" "$1" || true; fi
+}
+print_failure() {
+    local error="$1${undo_outcome:+. ${undo_outcome}}"
+    if [[ -n "$undo_outcome" ]]; then log "$undo_outcome"; fi
+    summary_printed=true
+    jq -cn --arg error "$error" '{ok: false, error: $error}' || printf '{"ok":false,"error":"%s failed; see stderr"}\n' "$SCRIPT"
+}
 fail() {
     log "ERROR: $1"
-    summary_printed=true
-    jq -cn --arg error "$1" '{ok: false, error: $error}' || printf '{"ok":false,"error":"%s failed; see stderr"}\n' "$SCRIPT"
+    run_undo "$1"
+    print_failure "$1"
     exit 1
 }
 need_name() {
@@ -130,7 +149,8 @@ on_exit() {
             reason="failed (exit status ${status}) at: ${failed_command:-an unknown command}"
         fi
         log "ERROR: $reason"
-        jq -cn --arg error "$reason" '{ok: false, error: $error}' || printf '{"ok":false,"error":"%s failed; see stderr"}\n' "$SCRIPT"
+        run_undo "$reason"
+        print_failure "$reason"
     fi
     rm -rf "$workdir"
 }

@@ -68,6 +68,39 @@ fi
 kubeadm_require_understood "$workdir/live.yaml" "configmap kubeadm-config"
 read -r start end state < <(kubeadm_proxy_block "$workdir/live.yaml")
 
+# cluster-lib's undo hook: a failed create leaves nothing in Pulumi's state, so a failure after this
+# run changed something puts back what it changed (kubeadm-config as read, a backup it created).
+backup_created=false
+edited=false
+undo_disable() {
+    local done=()
+    if [[ "$edited" == true ]]; then
+        if ! kc get configmap kubeadm-config -o json >"$workdir/undo.json"; then
+            done+=("kubeadm-config could not be read to put it back (${tool_error}); backup kept")
+            backup_created=false
+        elif ! kubeadm_config_text "$workdir/undo.json" | cmp -s - "$workdir/next.yaml"; then
+            done+=("kubeadm-config was changed by someone else since; left as it is, backup kept")
+            backup_created=false
+        else
+            jq --rawfile text "$workdir/live.yaml" 'del(.metadata.managedFields) | .data.ClusterConfiguration = $text' \
+                "$workdir/undo.json" >"$workdir/undo.next.json"
+            if kc replace -f "$workdir/undo.next.json" >&2; then
+                done+=("kubeadm-config put back as it was")
+            else
+                done+=("kubeadm-config could NOT be put back (${tool_error}); backup kept")
+                backup_created=false
+            fi
+        fi
+    fi
+    if [[ "$backup_created" == true ]]; then
+        if kc delete configmap "$KUBEADM_BACKUP_CONFIGMAP" --ignore-not-found >&2; then done+=("backup removed"); else done+=("backup could not be removed (${tool_error})"); fi
+    fi
+    undo_outcome="undone: $(
+        IFS=';'
+        echo "${done[*]:-nothing to undo}"
+    )"
+}
+
 kc get configmap "$KUBEADM_BACKUP_CONFIGMAP" -o json --ignore-not-found >"$workdir/backup.json"
 if [[ -s "$workdir/backup.json" ]] && ! created_by_us "$workdir/backup.json"; then
     fail "$(not_ours "$KUBEADM_BACKUP_CONFIGMAP" kube-system); refusing to adopt it as the backup, nothing changed"
@@ -94,12 +127,15 @@ if [[ ! -s "$workdir/backup.json" ]]; then
             data: {ClusterConfiguration: $text}}' >"$workdir/backup.new.json"
     log "saving the ClusterConfiguration into configmap/${KUBEADM_BACKUP_CONFIGMAP}"
     kc create -f "$workdir/backup.new.json" >&2
+    backup_created=true
+    undo_hook=undo_disable
     kc get configmap "$KUBEADM_BACKUP_CONFIGMAP" -o json >"$workdir/backup.json"
     kubeadm_config_text "$workdir/backup.json" | cmp -s - "$workdir/live.yaml" \
         || fail "backup configmap/${KUBEADM_BACKUP_CONFIGMAP} does not read back as written; kubeadm-config not changed"
 fi
 
 if [[ "$state" == disabled ]]; then
+    undo_hook=""
     log "kube-proxy addon: $OPERATOR_ACTION"
     summary false true true "$KUBEADM_BACKUP_CONFIGMAP" "$OPERATOR_ACTION"
     exit 0
@@ -110,15 +146,18 @@ kubeadm_replace_lines "$workdir/live.yaml" "$start" "$end" "$KUBEADM_PROXY_DISAB
 jq --rawfile text "$workdir/next.yaml" 'del(.metadata.managedFields) | .data.ClusterConfiguration = $text' \
     "$workdir/live.json" >"$workdir/next.json"
 log "setting proxy.disabled: true in configmap/kubeadm-config (resourceVersion $(jq -r '.metadata.resourceVersion' "$workdir/live.json"))"
+undo_hook=undo_disable
 if ! kc replace -f "$workdir/next.json" >&2; then
     fail "could not update configmap/kubeadm-config: ${tool_error} (a 409 Conflict means it changed while this ran: run again)"
 fi
+edited=true
 
 kc get configmap kubeadm-config -o json >"$workdir/after.json"
 kubeadm_config_text "$workdir/after.json" >"$workdir/after.yaml"
 read -r _ _ after_state < <(kubeadm_proxy_block "$workdir/after.yaml" || true)
 [[ "${after_state:-}" == disabled ]] || fail "configmap/kubeadm-config does not read back with proxy.disabled: true"
 
+undo_hook=""
 log "proxy.disabled: true set in kubeadm-config; original kept in configmap/${KUBEADM_BACKUP_CONFIGMAP}"
 log "kube-proxy addon: $OPERATOR_ACTION"
 summary true true true "$KUBEADM_BACKUP_CONFIGMAP" "$OPERATOR_ACTION"
