@@ -26,6 +26,12 @@ export const CLUSTER_OBSERVE_SCRIPT = path.join(ROOT, "components", "drift", "sc
 const KUBEADM_STATUS_SCRIPT = path.join(ROOT, "components", "kubeproxy", "scripts", "kubeadm-proxy-status.sh");
 /** Names a file holding the nodes' SSH private key (instead of the stack's secret config). */
 export const SSH_KEY_FILE_ENV = "CILIUM_KPR_SSH_KEY_FILE";
+/**
+ * Step environment the offline plan cannot know: CLUSTER_UID is the kube-system UID the first `up`
+ * recorded (an output in the stack's state, a placeholder under the mocks). The check reads no state,
+ * so it and the repairs it prints act on the configured kubeconfig/context, as the check itself does.
+ */
+const STATE_ONLY_ENV: readonly string[] = ["CLUSTER_UID"];
 /** A remote check that takes longer than this is reported as not checked. */
 const REMOTE_TIMEOUT_MS = 300_000;
 
@@ -71,7 +77,9 @@ export async function plannedSteps(stack: StackFile, stackName: string): Promise
     const steps = new Map<string, PlannedCommand>();
     for (const r of ordered) {
         if (!r.custom) continue;
-        const environment = (r.inputs.environment ?? {}) as Record<string, string>;
+        const environment = Object.fromEntries(
+            Object.entries((r.inputs.environment ?? {}) as Record<string, string>).filter(([key]) => !STATE_ONLY_ENV.includes(key)),
+        );
         const create = typeof r.inputs.create === "string" ? r.inputs.create : undefined;
         steps.set(r.name, { urn: urnOf(r, byKey, stack.project, stackName), environment, ...(create === undefined ? {} : { create }) });
     }
