@@ -50,9 +50,10 @@ export function clusterScriptCommand(ctx: RepairContext, name: string): string |
 }
 
 /**
- * kube-proxy back. Not `pulumi up --replace` of the removal: a replacement creates before it deletes
- * (design.md), and the old removal's delete restores kube-proxy from its backup. The gate first,
- * as in the program, then the removal (or, during a canary, the exclusion); both are idempotent.
+ * kube-proxy back. Not `pulumi up --replace` of the removal: created before the old one is deleted
+ * (the default, design.md), the old delete restores kube-proxy after the new create; deleted first,
+ * it restores kube-proxy and removes it again without asking the gate. The gate first, as in the
+ * program, then the removal (or, during a canary, the exclusion); both scripts are idempotent.
  */
 export function kubeProxyRepair(ctx: RepairContext, canary: boolean): string {
     const gate = clusterScriptCommand(ctx, STEP.kprGate);
@@ -60,7 +61,7 @@ export function kubeProxyRepair(ctx: RepairContext, canary: boolean): string {
     if (gate === undefined || removal === undefined) return "the program does not remove kube-proxy in this stack (cilium.kubeProxyReplacement is false)";
     return (
         `${gate} && ${removal}   ` +
-        "(not pulumi up --replace: a replacement creates before it deletes, and the old step's delete would restore kube-proxy); " +
+        "(the program's own create scripts, idempotent; not pulumi up --replace, whose old delete restores kube-proxy); " +
         "then run kubeadm upgrade only with --skip-phases=addon/kube-proxy"
     );
 }
