@@ -13,7 +13,7 @@ import { LAB, LAB_PYTHON } from "./tproxyLab";
  *   client 192.0.2.100 ──┐            ┌── node-a 192.0.2.11 ─ up0 203.0.113.11 ──┐
  *   (default via VIP)    ├─ LAN br0 ──┤   keepalived MASTER (prio 150)           ├─ br1 sink 203.0.113.1
  *                        │            └── node-b 192.0.2.12 ─ up0 203.0.113.12 ──┘   + "internet" 198.51.100.x
- *                                         keepalived BACKUP (prio 100)                + Pod IPs 203.0.113.200, 2001:db8:200::5
+ *                                         keepalived BACKUP (prio 100)                + Pod IPs 203.0.113.241, 2001:db8:200::f1
  *
  * Every address is TEST-NET (RFC 5737 / RFC 3849) and assigned here, inside namespaces this lab
  * created; no namespace has a default route except the client (via the VIP), so nothing can leave.
@@ -77,11 +77,31 @@ export interface LabNodeSpec {
     readonly up6: string;
     readonly priority: number;
     readonly port: string;
+    /** Locally administered MACs of lan0 and up0. */
+    readonly mac: { readonly lan: string; readonly up: string };
 }
 
 const SPECS: readonly LabNodeSpec[] = [
-    { name: "node-a", lan4: LAB.nodeA4, lan6: LAB.nodeA6, up4: LAB.upA4, up6: LAB.upA6, priority: 150, port: "pa" },
-    { name: "node-b", lan4: LAB.nodeB4, lan6: LAB.nodeB6, up4: LAB.upB4, up6: LAB.upB6, priority: 100, port: "pb" },
+    {
+        name: "node-a",
+        lan4: LAB.nodeA4,
+        lan6: LAB.nodeA6,
+        up4: LAB.upA4,
+        up6: LAB.upA6,
+        priority: 150,
+        port: "pa",
+        mac: { lan: "02:6b:70:72:0a:01", up: "02:6b:70:72:0b:01" },
+    },
+    {
+        name: "node-b",
+        lan4: LAB.nodeB4,
+        lan6: LAB.nodeB6,
+        up4: LAB.upB4,
+        up6: LAB.upB6,
+        priority: 100,
+        port: "pb",
+        mac: { lan: "02:6b:70:72:0a:02", up: "02:6b:70:72:0b:02" },
+    },
 ];
 
 export class LabNode {
@@ -170,13 +190,15 @@ export class SystemdLab {
             [
                 `ip addr add ${LAB.client4}/24 dev lan0 && ip addr add ${LAB.client6}/64 dev lan0 nodad`,
                 `ip route add default via ${LAB.vip4} && ip -6 route add default via ${LAB.vip6}`,
+                // The backup node as an ordinary router for these two.
+                `ip route add ${LAB.destViaB4}/32 via ${LAB.nodeB4} && ip -6 route add ${LAB.destViaB6}/128 via ${LAB.nodeB6}`,
             ].join("\n"),
         );
         sink.sh(
             [
                 `ip addr add ${LAB.sinkUp4}/26 dev br1 && ip addr add ${LAB.sinkUp6}/64 dev br1 nodad`,
-                ...[LAB.dest4, LAB.pod4].map((a) => `ip addr add ${a}/32 dev lo`),
-                ...[LAB.dest6, LAB.pod6].map((a) => `ip addr add ${a}/128 dev lo`),
+                ...[LAB.dest4, LAB.destViaB4, LAB.podRemote4].map((a) => `ip addr add ${a}/32 dev lo`),
+                ...[LAB.dest6, LAB.destViaB6, LAB.podRemote6].map((a) => `ip addr add ${a}/128 dev lo`),
             ].join("\n"),
         );
     }
@@ -263,6 +285,8 @@ export class SystemdLab {
             this.sink.sh(`ip link set ${spec.port} master br1`);
             ns.sh(
                 [
+                    // A NIC keeps its MAC across a reboot; neighbours' ARP/NDP caches rely on it.
+                    `ip link set lan0 address ${spec.mac.lan} && ip link set up0 address ${spec.mac.up}`,
                     "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1",
                     `ip addr add ${spec.lan4}/24 dev lan0 && ip addr add ${spec.lan6}/64 dev lan0 nodad`,
                     `ip addr add ${spec.up4}/26 dev up0 && ip addr add ${spec.up6}/64 dev up0 nodad`,

@@ -142,7 +142,7 @@ export class SystemdNode {
             const child = spawnSync("pgrep", ["-P", String(this.nspawn.pid)], { encoding: "utf8" })
                 .stdout.trim()
                 .split("\n")[0];
-            if (child && readFileSync(`/proc/${child}/cmdline`, "utf8").startsWith("/usr/lib/systemd/systemd")) this.leader = Number(child);
+            if (child && commandLine(child).startsWith("/usr/lib/systemd/systemd")) this.leader = Number(child);
             else await sleep(50);
         }
         let last = "";
@@ -229,6 +229,15 @@ export class SystemdNode {
             this.mounted = false;
         }
         rmSync(this.dir, { recursive: true, force: true });
+    }
+}
+
+/** /proc/PID/cmdline, or "" once the process is gone (nspawn's short-lived outer child). */
+function commandLine(pid: string): string {
+    try {
+        return readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    } catch {
+        return "";
     }
 }
 
