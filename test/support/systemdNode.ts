@@ -114,9 +114,13 @@ export class SystemdNode {
         if (this.running) throw new Error(`${this.name} is already running`);
         const started = Date.now();
         const log = openSync(path.join(this.dir, "console.log"), "a");
+        // setpriv --pdeathsig: if the test process dies, nspawn gets SIGTERM and powers the node off.
         this.nspawn = spawn(
-            "systemd-nspawn",
+            "setpriv",
             [
+                "--pdeathsig=SIGTERM",
+                "--",
+                "systemd-nspawn",
                 "--quiet",
                 "--boot",
                 `--directory=${this.root}`,
@@ -225,10 +229,12 @@ export class SystemdNode {
             }
         }
         if (this.mounted) {
-            spawnSync("umount", [this.root]);
+            if (spawnSync("umount", [this.root]).status !== 0) spawnSync("umount", ["--lazy", this.root]);
             this.mounted = false;
         }
         rmSync(this.dir, { recursive: true, force: true });
+        // nspawn leaves this (empty) directory behind when /run is not a tmpfs, as on this host.
+        rmSync(`/run/systemd/nspawn/propagate/${this.machine}`, { recursive: true, force: true });
     }
 }
 
