@@ -100,13 +100,13 @@ describe("renderNftRuleset (text)", () => {
         const pre = chainBody(text, "prerouting");
         assert.match(pre.at(-3)!, /meta mark set 0x00000001 tproxy ip to/);
         assert.match(pre.at(-2)!, /^iif != lo meta mark 0x00000001 meta nfproto ipv4 meta l4proto tcp counter reject with tcp reset/);
-        assert.match(pre.at(-1)!, /^iif != lo meta mark 0x00000001 meta nfproto ipv4 meta l4proto udp counter reject with icmpx type port-unreachable/);
+        assert.match(pre.at(-1)!, /^iif != lo meta mark 0x00000001 meta nfproto ipv4 meta l4proto udp counter reject with icmp type port-unreachable/);
         // Input: a marked packet reaches only the transparent socket tproxy chose; anything else is refused.
         assert.deepEqual(chainBody(text, "input"), [
             "meta mark != 0x00000001 return",
             'socket transparent 1 accept comment "the transparent listener tproxy chose"',
             'meta nfproto ipv4 meta l4proto tcp counter reject with tcp reset comment "diverted, no transparent listener: refuse (fail closed)"',
-            'meta nfproto ipv4 meta l4proto udp counter reject with icmpx type port-unreachable comment "diverted, no transparent listener: refuse (fail closed)"',
+            'meta nfproto ipv4 meta l4proto udp counter reject with icmp type port-unreachable comment "diverted, no transparent listener: refuse (fail closed)"',
         ]);
     });
 
@@ -213,6 +213,18 @@ describe("renderNftRuleset in a kernel (one namespace)", { skip: hostToolsMissin
             assert.match(n.sh(`nft list set inet ${config.tproxy.tableName} ${ACTIVATION_SET}`), /elements = \{ ipv4, ipv6 \}/);
         });
     }
+
+    it("the listing round-trips (the revert and the boot revert reload the table from `nft list table`)", () => {
+        for (const config of [prod, ipv6, labConfig({ bindMode: "vip" }), labConfig({ bindMode: "all" })]) {
+            const n = fresh();
+            const table = config.tproxy.tableName;
+            n.sh("nft -f -", renderNftRuleset(nftRulesetInput(config)));
+            const listed = n.sh(`nft list table inet ${table}`);
+            n.sh(`nft delete table inet ${table}`);
+            n.sh("nft -f -", listed);
+            assert.equal(n.sh(`nft list table inet ${table}`), listed);
+        }
+    });
 
     it("re-applying changes nothing, a failing file leaves the previous table, deleting ours restores the exact previous ruleset", () => {
         const n = fresh();

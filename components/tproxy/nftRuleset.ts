@@ -124,12 +124,23 @@ export function preroutingRules(input: NftRulesetInput): string[] {
     return [...guardRules(input), ...divert, ...refusals(`iif != lo meta mark ${mark}`, families)];
 }
 
-/** A diverted packet that found no transparent socket: a TCP reset, or ICMP(v6) port unreachable. */
+/**
+ * A diverted packet that found no transparent socket: a TCP reset, or ICMP/ICMPv6 port unreachable.
+ * The ICMP type is spelled per family: nft lists a one-family `reject with icmpx type
+ * port-unreachable` as a bare `reject`, which reloads as `icmp` (a listing that does not
+ * round-trip would defeat the revert, which reloads the table from its listing).
+ */
 function refusals(match: string, families: readonly NfFamily[]): string[] {
+    const comment = 'comment "diverted, no transparent listener: refuse (fail closed)"';
     const nfproto = families.length === 1 ? `meta nfproto ${families[0]!}` : `meta nfproto { ${families.join(", ")} }`;
+    const prefix = match === "" ? "" : `${match} `;
     return [
-        `${match} ${nfproto} meta l4proto tcp counter reject with tcp reset comment "diverted, no transparent listener: refuse (fail closed)"`,
-        `${match} ${nfproto} meta l4proto udp counter reject with icmpx type port-unreachable comment "diverted, no transparent listener: refuse (fail closed)"`,
+        `${prefix}${nfproto} meta l4proto tcp counter reject with tcp reset ${comment}`,
+        ...families.map((family) =>
+            family === "ipv4"
+                ? `${prefix}meta nfproto ipv4 meta l4proto udp counter reject with icmp type port-unreachable ${comment}`
+                : `${prefix}meta nfproto ipv6 meta l4proto udp counter reject with icmpv6 type port-unreachable ${comment}`,
+        ),
     ];
 }
 
@@ -145,7 +156,7 @@ export function inputRules(input: NftRulesetInput): string[] {
     return [
         `meta mark != ${mark} return`,
         'socket transparent 1 accept comment "the transparent listener tproxy chose"',
-        ...refusals("", divertedFamilies(input)).map((r) => r.trimStart()),
+        ...refusals("", divertedFamilies(input)),
     ];
 }
 

@@ -101,7 +101,7 @@ export function bundleManifest(bundle: NodeBundle): string {
 export function applyCommand(bundle: NodeBundle, settings: RemoteSettings): string {
     checkSettings(settings);
     const staged: StagedFile[] = [
-        ...scripts("tproxy-lib.sh", "tproxy-apply.sh", "tproxy-revert.sh", "policy-routes.sh"),
+        ...scripts("tproxy-lib.sh", "tproxy-apply.sh", "tproxy-revert.sh", "tproxy-boot.sh", "policy-routes.sh"),
         { name: "manifest", content: bundleManifest(bundle) },
         ...bundle.files.map((f, i) => ({ name: `files/${i}`, content: f.content })),
     ];
