@@ -70,6 +70,20 @@ function nodeState(node: LabNode): NodeState {
     };
 }
 
+/** The lines only in `now` (+) and only in `was` (-): what an assertion message should show. */
+function lineDiff(now: string, was: string): string {
+    const a = now.split("\n");
+    const b = was.split("\n");
+    return [...a.filter((l) => !b.includes(l)).map((l) => `+ ${l}`), ...b.filter((l) => !a.includes(l)).map((l) => `- ${l}`)].join("\n");
+}
+
+/** Asserts two node states are equal, naming each part that differs and how. */
+function assertSameState(now: NodeState, was: NodeState, what: string): void {
+    const parts = Object.keys(was) as Array<keyof NodeState>;
+    const differing = parts.filter((k) => now[k] !== was[k]).map((k) => `${k}:\n${lineDiff(now[k], was[k])}`);
+    assert.deepEqual(differing, [], `${what}`);
+}
+
 function activation(node: LabNode): string {
     const r = node.try(`nft list set inet ${LAB.tableName} ${ACTIVATION_SET}`);
     if (r.status !== 0) return "no table";
@@ -263,6 +277,33 @@ describe("tproxy on real systemd nodes (systemd-nspawn, keepalived, sshd)", { sk
         assert.match(lab.a.sh(`python3 /usr/local/lib/kpr-lab/lab.py probe tcp ${LAB.dest4} ${LAB.appPort} - 0 2`), /^transparent proxy-node-a/);
     });
 
+    it("stopping the unit on the holder: traffic via the VIP passes directly (nothing diverts); starting it diverts again", async () => {
+        lab.a.sh(`systemctl stop ${UNIT} && : >${WILDCARD_LOG}`);
+        try {
+            assert.equal(activation(lab.a), "empty", "a stopped unit diverts nothing, though node-a holds the VIPs");
+            assert.ok(holdsVip(lab.a));
+            for (const f of FAMILIES) {
+                for (const proto of PROTOS) {
+                    const answer = probe(lab.client, proto, f.dest, LAB.appPort);
+                    assert.ok(
+                        answer.startsWith(`plain sink dst=${f.fmt(f.dest, LAB.appPort)} src=${f.fmt(f.upA, 0).replace(/0$/, "")}`),
+                        `${f.name}/${proto} with the unit stopped: forwarded directly by node-a: ${answer}`,
+                    );
+                    assert.match(
+                        probe(lab.client, proto, f.dest, WILDCARD_PORT),
+                        /^plain sink/,
+                        `${f.name}/${proto} to port 80 reaches the sink, not the node`,
+                    );
+                }
+            }
+            assert.equal(lab.a.sh(`cat ${WILDCARD_LOG}`), "");
+        } finally {
+            lab.a.sh(`systemctl start ${UNIT}`);
+        }
+        assert.equal(activation(lab.a), "ipv4, ipv6");
+        await expectProxiedBy("node-a", 5000, "starting the unit diverts again");
+    });
+
     it("apply without confirm, then a reboot inside the revert window: the node is as before that apply, SSH works", async (t) => {
         const before = nodeState(lab.a);
         const changed = labConfig({ bindMode: "vip", extraReserved: ["198.51.100.64/26", "2001:db8:100:64::/64", "198.51.100.30/32"] });
@@ -291,15 +332,36 @@ describe("tproxy on real systemd nodes (systemd-nspawn, keepalived, sshd)", { sk
     it("remove leaves nft list ruleset, ip rule, ip -6 rule, files and units as before the first apply", () => {
         for (const node of lab.nodes) {
             assert.match(ok(lab.ssh(node, deleteCommand(bundles.get(node.name)!, settings)), `delete on ${node.name}`), /removed/);
-            const now = nodeState(node);
-            const was = pristine.get(node.name)!;
-            assert.equal(now.ruleset, was.ruleset, `${node.name}: nft list ruleset`);
-            assert.equal(now.rules4, was.rules4, `${node.name}: ip rule`);
-            assert.equal(now.rules6, was.rules6, `${node.name}: ip -6 rule`);
-            assert.equal(now.table100, was.table100, `${node.name}: table 100`);
-            assert.equal(now.files, was.files, `${node.name}: files`);
-            assert.equal(now.units, was.units, `${node.name}: units`);
+            assertSameState(nodeState(node), pristine.get(node.name)!, `${node.name} after remove`);
             assert.equal(node.try(`test -e ${STATE_DIR}`).status, 1);
         }
+    });
+
+    it("a first apply left unconfirmed, then a reboot inside the window: the node is as before it (nothing of ours), SSH works", async () => {
+        const was = pristine.get(lab.b.name)!;
+        const bundle = bundles.get(lab.b.name)!;
+        assert.match(ok(lab.ssh(lab.b, applyCommand(bundle, settings)), "unconfirmed first apply on node-b"), /revert armed/);
+        assert.equal(lab.b.sh(`systemctl is-enabled ${UNIT}`).trim(), "enabled");
+        const startedAt = Date.now();
+        const { boot } = await lab.reboot(lab.b);
+        assert.ok(Date.now() - startedAt < REVERT_SECONDS * 1000, "the reboot happened inside the window");
+        assert.equal(boot.state, "running", `failed units: ${lab.b.try("systemctl --failed --no-pager").stdout}`);
+        assert.equal(ok(lab.ssh(lab.b, "true"), "ssh after reboot"), "");
+        // Known gap (reported, in tproxy-boot.sh): the unit whose start did the revert stays "active
+        // (exited)" with its file gone until the next reboot, and delete does not stop it. Everything
+        // else, including its enablement and every other unit, is checked here.
+        const others = (units: string) =>
+            units
+                .split("\n")
+                .filter((l) => !l.startsWith(`${UNIT} `))
+                .join("\n");
+        const reverted = nodeState(lab.b);
+        assertSameState({ ...reverted, units: others(reverted.units) }, { ...was, units: others(was.units) }, "after the boot-time revert of a first apply");
+        assert.notEqual(lab.b.try(`systemctl -q is-enabled ${UNIT}`).status, 0, "the unit is not enabled (its file is gone: see files)");
+        assert.notEqual(lab.ssh(lab.b, confirmCommand(bundle, settings)).status, 0, "the reverted apply cannot be confirmed");
+        assert.match(ok(lab.ssh(lab.b, deleteCommand(bundle, settings)), "delete after the boot-time revert"), /removed|nothing to remove/);
+        const afterDelete = nodeState(lab.b);
+        assertSameState({ ...afterDelete, units: others(afterDelete.units) }, { ...was, units: others(was.units) }, "after delete");
+        assert.equal(lab.b.try(`test -e ${STATE_DIR}`).status, 1);
     });
 });
