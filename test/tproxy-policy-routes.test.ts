@@ -160,42 +160,44 @@ describe("remote command texts", () => {
     test("staged files arrive byte for byte through a POSIX shell, whatever they contain", () => {
         const dir = mkdtempSync(path.join(tmpdir(), "kpr-stage-"));
         try {
-            fc.assert(
-                fc.property(
-                    fc.array(
-                        fc.oneof(
-                            fc.string(),
-                            fc.string({ unit: "grapheme" }),
-                            fc.string({ unit: "binary-ascii" }).filter((t) => !t.includes("\0")),
-                            fc.constantFrom("", "\n", "no newline", "$HOME `id` $(id) 'q' \"d\" \\", "EOF\nCKPR_F4_0\n", "\t\r\n"),
-                        ),
-                        { minLength: 1, maxLength: 3 },
-                    ),
-                    (contents) => {
-                        const extraFiles: BundleFile[] = contents.map((content, i) => ({
-                            path: `/etc/kpr-test/${i}`,
-                            mode: "0644",
-                            owner: "root:root",
-                            content,
-                            kind: "file",
-                        }));
-                        const b = renderNodeBundle({ tableName: "t", ruleset: RULESET, routes: SPEC, extraFiles });
-                        const out = mkdtempSync(path.join(dir, "o-"));
-                        // The real text, with the final hand-over to the node script replaced by a copy.
-                        const text = applyCommand(b, settings).replace(/^\$ckpr_sudo bash .*$/m, `cp -R "$ckpr_stage/." ${out}/`);
-                        const r = spawnSync(POSIX_SH, ["-c", text], { encoding: "utf8" });
-                        assert.equal(r.status, 0, r.stderr);
-                        b.files.forEach((f, i) => assert.equal(readFileSync(path.join(out, "files", String(i)), "utf8"), f.content));
-                        assert.equal(readFileSync(path.join(out, "tproxy-apply.sh"), "utf8"), nodeScript("tproxy-apply.sh"));
-                        return true;
-                    },
-                ),
-                { numRuns: 60 },
-            );
+            // Found by this property: dash lost the 0xCC byte of this file in a quoted heredoc.
+            fc.assert(property(dir), { examples: [[["C\u0327\u0301", ""]]], numRuns: 60 });
         } finally {
             rmSync(dir, { recursive: true, force: true });
         }
     });
+
+    function property(dir: string) {
+        return fc.property(
+            fc.array(
+                fc.oneof(
+                    fc.string(),
+                    fc.string({ unit: "grapheme" }),
+                    fc.string({ unit: "binary-ascii" }).filter((t) => !t.includes("\0")),
+                    fc.constantFrom("", "\n", "no newline", "$HOME `id` $(id) 'q' \"d\" \\", "EOF\nCKPR_F4_0\n", "\t\r\n"),
+                ),
+                { minLength: 1, maxLength: 3 },
+            ),
+            (contents) => {
+                const extraFiles: BundleFile[] = contents.map((content, i) => ({
+                    path: `/etc/kpr-test/${i}`,
+                    mode: "0644",
+                    owner: "root:root",
+                    content,
+                    kind: "file",
+                }));
+                const b = renderNodeBundle({ tableName: "t", ruleset: RULESET, routes: SPEC, extraFiles });
+                const out = mkdtempSync(path.join(dir, "o-"));
+                // The real text, with the final hand-over to the node script replaced by a copy.
+                const text = applyCommand(b, settings).replace(/^\$ckpr_sudo bash .*$/m, `cp -R "$ckpr_stage/." ${out}/`);
+                const r = spawnSync(POSIX_SH, ["-c", text], { encoding: "utf8" });
+                assert.equal(r.status, 0, r.stderr);
+                b.files.forEach((f, i) => assert.equal(readFileSync(path.join(out, "files", String(i)), "utf8"), f.content));
+                assert.equal(readFileSync(path.join(out, "tproxy-apply.sh"), "utf8"), nodeScript("tproxy-apply.sh"));
+                return true;
+            },
+        );
+    }
 
     test("a corrupted stage is refused before anything runs", () => {
         const text = applyCommand(bundle, settings).replace(/^(\$ckpr_sudo bash .*)$/m, "echo SHOULD-NOT-RUN");

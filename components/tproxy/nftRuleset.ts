@@ -149,7 +149,9 @@ function refusals(match: string, families: readonly NfFamily[]): string[] {
  * tproxy assigned. The `socket` expression reads the socket tproxy put on the packet, else looks
  * one up (net/netfilter/nft_socket.c, nft_socket_eval); anything else marked, such as the node's
  * own looped traffic while the proxy is down, or a flow a wildcard service of the node would
- * take, is refused before delivery.
+ * take, is refused before delivery. One refusal cannot leave: the node's own IPv4 UDP, delivered
+ * through the local route, makes __icmp_send (net/ipv4/icmp.c) source the error from the foreign
+ * destination, which the output route lookup refuses; that datagram is dropped, never delivered.
  */
 export function inputRules(input: NftRulesetInput): string[] {
     const mark = hex(input.mark);

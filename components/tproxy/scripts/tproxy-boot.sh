@@ -39,7 +39,8 @@ revert_unconfirmed() {
     read -r gen _ <"$state/pending"
     ckpr_log "apply $gen was not confirmed before the node restarted; restoring the last confirmed state before anything diverts"
     rm -f "$state/pending" "$state/revert-$gen.pid"
-    # Under systemd (INVOCATION_ID is set for every unit process) unit enablement is restored
+    # Under systemd (it passes $INVOCATION_ID to every process it starts for a unit: systemd commit
+    # 4b58153dd221, "core: add invocation ID concept to service manager") unit enablement is restored
     # without reloading the manager or starting units: this IS the unit being started.
     mode=off
     if [ -n "${INVOCATION_ID:-}" ] && ckpr_systemd_on auto; then mode=boot; fi
