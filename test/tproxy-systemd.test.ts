@@ -170,21 +170,33 @@ describe("tproxy on real systemd nodes (systemd-nspawn, keepalived, sshd)", { sk
         pristine = new Map(lab.nodes.map((n) => [n.name, nodeState(n)]));
     });
 
-    it("after apply on the VIP holder, traffic via the VIP is proxied; the backup node forwards directly", async () => {
-        for (const node of lab.nodes) {
-            applyAndConfirm(node, bundles.get(node.name)!);
-            // keepalived drops a notify script that does not exist when it reads its configuration
-            // ("Disabling notify script ... since not found": keepalived lib/notify.c,
-            // check_notify_script_secure) and never runs it until it re-reads the configuration. This
-            // lab's keepalived.conf already names the script before the first apply, so the operator
-            // reloads keepalived once the apply installed it. Without the reload, node-b became MASTER
-            // here without diverting.
-            node.sh("systemctl reload keepalived");
+    it("keepalived that read its configuration before the first apply installed the notify script never runs it until reloaded", async () => {
+        for (const node of lab.nodes) applyAndConfirm(node, bundles.get(node.name)!);
+        assert.equal(activation(lab.a), "ipv4, ipv6", "the apply itself switched diverting on at the VIP holder");
+        await expectProxiedBy("node-a", 5000, "right after the apply, the VIP holder diverts to its proxy");
+        // keepalived drops a notify script that does not exist when it reads its configuration
+        // ("Disabling notify script ... since not found": keepalived lib/notify.c,
+        // check_notify_script_secure), and this lab's keepalived.conf named the script before the
+        // first apply. A failover now moves the VIPs but not diverting.
+        lab.a.sh("systemctl stop keepalived");
+        try {
+            assert.ok(await waitFor(() => holdsVip(lab.b), 10_000), "node-b takes over the VIPs");
+            await sleep(2000);
+            assert.equal(activation(lab.b), "empty", "node-b's keepalived did not run the notify script");
+            assert.match(lab.b.sh("journalctl -b -u keepalived --no-pager"), /cannot be accessed|not found/);
+        } finally {
+            lab.a.sh("systemctl start keepalived");
         }
+        assert.ok(await waitFor(() => holdsVip(lab.a), 15_000), "node-a takes the VIPs back");
+        // The operator's step once the notify script exists (README): keepalived re-reads its scripts.
+        for (const node of lab.nodes) node.sh("systemctl reload keepalived");
+    });
+
+    it("applied on both nodes: traffic via the VIP is proxied by the holder; the backup node forwards directly", async () => {
         assert.equal(lab.a.sh(`systemctl is-enabled ${UNIT}; systemctl is-active ${UNIT}`), "enabled\nactive\n");
         assert.equal(activation(lab.a), "ipv4, ipv6");
         assert.equal(activation(lab.b), "empty");
-        await expectProxiedBy("node-a", 5000, "right after the apply, the VIP holder diverts to its proxy");
+        await expectProxiedBy("node-a", 5000, "the VIP holder diverts to its proxy");
         for (const f of FAMILIES) {
             for (const proto of PROTOS) {
                 const answer = probe(lab.client, proto, f.viaB, LAB.appPort);
