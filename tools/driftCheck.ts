@@ -16,7 +16,7 @@ import { ACTIVATION_SET } from "../components/tproxy/nftRuleset";
 import { driftCheckCommand } from "../components/tproxy/remoteScript";
 import { CLUSTER_SCOPE, unchecked, type Finding } from "../components/drift/findings";
 import { clusterFindings, clusterObservationSchema, kubeadmFindings } from "../components/drift/clusterFindings";
-import { sshFailure, staleStateFindings, tproxyFindings, type RemoteRun } from "../components/drift/nodeFindings";
+import { lastLine, sshFailure, staleStateFindings, tproxyFindings, type RemoteRun } from "../components/drift/nodeFindings";
 import type { PlannedStep, RepairContext } from "../components/drift/repairs";
 import { knownHostsLine, sshArgs } from "../components/drift/sshTarget";
 
@@ -84,16 +84,6 @@ export async function plannedSteps(stack: StackFile, stackName: string): Promise
         steps.set(r.name, { urn: urnOf(r, byKey, stack.project, stackName), environment, ...(create === undefined ? {} : { create }) });
     }
     return steps;
-}
-
-function lastLine(text: string): string {
-    return (
-        text
-            .trim()
-            .split("\n")
-            .filter((l) => l.trim() !== "")
-            .pop() ?? ""
-    );
 }
 
 /** Writes the private key to `dir` (mode 0600) and returns its path, or the reason it could not. Never prints the key. */

@@ -14,7 +14,8 @@ export interface RemoteRun {
 /** ssh exits 255 for its own errors (connection, authentication, host key), never for the remote command's. */
 export const SSH_ERROR_STATUS = 255;
 
-function lastLine(text: string): string {
+/** The last non-blank line of a command's output: where our scripts print their JSON summary and tools their error. */
+export function lastLine(text: string): string {
     return (
         text
             .trim()
