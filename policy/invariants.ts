@@ -1,3 +1,4 @@
+import { hostKeyProblem as configHostKeyProblem, hostKeyPlaceholderText } from "../components/config/hostKey";
 import { STEP, TYPE } from "../components/resourceNames";
 
 /*
@@ -186,42 +187,18 @@ export function kprValuesViolations(r: ResourceView): Violation[] {
     ];
 }
 
-const HOST_KEY_LINE = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) ([A-Za-z0-9+/]+={0,3})$/;
-
 /**
- * Why a host key line cannot pin a host, or undefined if it can. Beyond the form it decodes the
- * key: the algorithm inside must match the line's, and key material that is all printable ASCII is
- * a placeholder (a real key's random bytes are all printable with odds below 1e-13).
+ * Why a host key cannot pin a host, or undefined if it can: the config's own check
+ * (components/config/hostKey.ts: form, type, SSH wire format, ssh-rsa refused), and beyond it a key
+ * whose material is readable text is a placeholder, not a key from ssh-keyscan.
  */
 export function hostKeyProblem(hostKey: unknown): string | undefined {
     if (hostKey === undefined || hostKey === null || hostKey === "") return "is not set, so any host answering at that address is trusted";
     if (typeof hostKey !== "string") return "is not a string";
-    const line = HOST_KEY_LINE.exec(hostKey.trim());
-    if (!line) return 'is not a public host key line such as "ssh-ed25519 AAAA..." (from ssh-keyscan, without the host name)';
-    const fields = sshWireStrings(Buffer.from(line[2]!, "base64"));
-    if (fields === undefined || fields.length < 2) return "does not decode to an SSH public key";
-    const algorithm = fields[0]!.toString("latin1");
-    if (algorithm !== line[1]) return `says ${line[1]} but the key inside is ${algorithm}`;
-    const material = fields.slice(1).reduce((longest, f) => (f.length > longest.length ? f : longest));
-    if (material.every((byte) => byte >= 0x20 && byte <= 0x7e)) {
-        return `is a placeholder ("${material.toString("latin1")}"), not a key from ssh-keyscan`;
-    }
-    return undefined;
-}
-
-/** Splits an SSH wire-format blob into its length-prefixed strings; undefined if it is not one. */
-function sshWireStrings(blob: Buffer): Buffer[] | undefined {
-    const out: Buffer[] = [];
-    let offset = 0;
-    while (offset < blob.length) {
-        if (offset + 4 > blob.length) return undefined;
-        const length = blob.readUInt32BE(offset);
-        offset += 4;
-        if (offset + length > blob.length) return undefined;
-        out.push(blob.subarray(offset, offset + length));
-        offset += length;
-    }
-    return out;
+    const problem = configHostKeyProblem(hostKey.trim());
+    if (problem !== undefined) return problem;
+    const placeholder = hostKeyPlaceholderText(hostKey.trim());
+    return placeholder === undefined ? undefined : `is a placeholder ("${placeholder}"), not a key from ssh-keyscan`;
 }
 
 /** Every remote.Command pins its node's host key (connection.hostKey, and the jump host's when there is one). */

@@ -126,7 +126,7 @@ test("generated valid configs emit only 1.19.0 keys and never hit a template fai
             const result = validateStackConfig("cilium-kpr", {
                 cluster: { podCidrs: ["172.26.0.0/16", "2001:db8::/112"], serviceCidrs: ["172.27.0.0/16", "2001:db8:10::/112"], nodeCidrs: ["172.25.4.0/24"] },
                 cilium: JSON.parse(JSON.stringify(raw)) as unknown,
-                nodes: [{ name: "n1", address: "172.25.4.11", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHJlcGxhY2U" }],
+                nodes: [{ name: "n1", address: "172.25.4.11", hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGNoYXJ0LWtleXMtdGVzdC1ub3QtYS1ob3N0LWtleS0x" }],
                 hasSshPrivateKey: true,
             });
             if (!result.ok) return; // invalid combinations are validate.ts's business

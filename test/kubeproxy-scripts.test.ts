@@ -5,7 +5,15 @@ import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { hostToolsMissing } from "./support/hostTools";
 import { readFileSync } from "node:fs";
-import { CLUSTER_SCRIPTS, CLUSTER_SCRIPT_PRELUDE, NODE_SCRIPTS, SCRIPTS_DIR, readScript, scriptPath } from "../components/kubeproxy/scriptFiles";
+import {
+    CLUSTER_SCRIPTS,
+    CLUSTER_SCRIPT_PRELUDE,
+    NODE_SCRIPTS,
+    NODE_SCRIPT_PRELUDE,
+    SCRIPTS_DIR,
+    readScript,
+    scriptPath,
+} from "../components/kubeproxy/scriptFiles";
 import { Scenario } from "./support/kubeproxyScenario";
 
 const ALL = [...CLUSTER_SCRIPTS, ...NODE_SCRIPTS];
@@ -15,7 +23,7 @@ test("every script in the folder is listed in scriptFiles.ts, and every listed o
         .filter((f) => f.endsWith(".sh"))
         .map((f) => f.slice(0, -3))
         .sort();
-    assert.deepEqual(files, [...ALL, CLUSTER_SCRIPT_PRELUDE].sort());
+    assert.deepEqual(files, [...ALL, CLUSTER_SCRIPT_PRELUDE, NODE_SCRIPT_PRELUDE].sort());
 });
 
 test("cluster scripts source the shared prelude as files, and carry it inlined (no source line) when embedded", () => {

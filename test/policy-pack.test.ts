@@ -1,6 +1,5 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
-import { generateKeyPairSync } from "node:crypto";
 import type { PolicyResource, PolicyResourceOptions, ResourceValidation, ResourceValidationArgs, ResourceValidationPolicy } from "@pulumi/policy";
 import { STEP, TYPE } from "../components/resourceNames";
 import {
@@ -18,6 +17,7 @@ import { ciliumReleaseRetained, commandsReplacedDeleteFirst, kprValuesComplete, 
 import type { RecordedResource } from "../tools/mockRuntime";
 import { runProgram } from "./support/program";
 import { rawStack } from "./support/stacks";
+import { ecdsaHostKey, ed25519HostKey, keyLine, rsaHostKey } from "./support/hostKeys";
 
 // The SDK's own unknown-value proxy (what `pulumi preview` hands policies for values not known yet).
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -30,20 +30,8 @@ const sdkProxy = require("@pulumi/policy/proxy") as {
 const STACK = "urn:pulumi:prod::cilium-kpr::";
 const urn = (typeChain: readonly string[], name: string) => `${STACK}${["pulumi:pulumi:Stack", ...typeChain].slice(1).join("$")}::${name}`;
 
-/** A real ed25519 public key line, as ssh-keyscan prints it (without the host). */
-function realHostKey(): string {
-    const spki = generateKeyPairSync("ed25519").publicKey.export({ format: "der", type: "spki" });
-    return sshKeyLine("ssh-ed25519", spki.subarray(spki.length - 32));
-}
-function sshKeyLine(algorithm: string, material: Buffer, blobAlgorithm = algorithm): string {
-    const field = (b: Buffer) => Buffer.concat([lengthPrefix(b.length), b]);
-    return `${algorithm} ${Buffer.concat([field(Buffer.from(blobAlgorithm, "latin1")), field(material)]).toString("base64")}`;
-}
-function lengthPrefix(n: number): Buffer {
-    const b = Buffer.alloc(4);
-    b.writeUInt32BE(n, 0);
-    return b;
-}
+const realHostKey = ed25519HostKey;
+const sshKeyLine = (algorithm: string, material: Buffer) => keyLine(algorithm, [material]);
 
 const MIGRATION = [TYPE.migration];
 const NODES = ["m600", "m601"] as const;
@@ -206,14 +194,23 @@ test('KPR values: missing or "auto" k8sServiceHost and a missing or bad k8sServi
     assert.deepEqual(kprValuesViolations(withValues({ kubeProxyReplacement: "false" })), []);
 });
 
-test("host keys: unset, malformed, mismatched and placeholder keys are rejected; real keys pass", () => {
+test("host keys: unset, malformed, mismatched, truncated, ssh-rsa and placeholder keys are rejected; real ed25519 and ECDSA keys pass", () => {
     assert.equal(hostKeyProblem(realHostKey()), undefined);
+    for (const curve of ["nistp256", "nistp384", "nistp521"] as const) assert.equal(hostKeyProblem(ecdsaHostKey(curve)), undefined, curve);
     assert.match(hostKeyProblem(undefined)!, /is not set/);
     assert.match(hostKeyProblem("")!, /is not set/);
     assert.match(hostKeyProblem("m600 ssh-ed25519 AAAA")!, /not a public host key line/);
-    assert.match(hostKeyProblem("ssh-ed25519 AAAA")!, /does not decode/);
+    assert.match(hostKeyProblem("ssh-ed25519 AAAA")!, /truncated/);
     const ed = realHostKey().split(" ")[1]!;
-    assert.match(hostKeyProblem(`ssh-rsa ${ed}`)!, /says ssh-rsa but the key inside is ssh-ed25519/);
+    assert.match(hostKeyProblem(`ecdsa-sha2-nistp256 ${ed}`)!, /says ecdsa-sha2-nistp256 but the key inside is "ssh-ed25519"/);
+    // A line cut short (a copy-paste that lost its end) decodes to a shorter key.
+    assert.match(hostKeyProblem(`ssh-ed25519 ${ed.slice(0, 60)}`)!, /truncated|base64/);
+    // ssh-rsa: refused whatever its blob, saying what to pin instead.
+    const rsa = hostKeyProblem(rsaHostKey())!;
+    assert.match(rsa, /ssh-rsa/);
+    assert.match(rsa, /OpenSSH 8\.8/);
+    assert.match(rsa, /ed25519 or ECDSA/);
+    assert.match(rsa, /ssh-keyscan -t ed25519 <host>/);
     // The example stacks' keys: right shape and length, but the "key" is readable text.
     assert.match(
         hostKeyProblem(sshKeyLine("ssh-ed25519", Buffer.from("replace-me-with-ssh-keyscan-m600")))!,

@@ -52,6 +52,7 @@ test("operator env carries the chart version, kube-proxy names, keepalived VIPs 
         KUBE_PROXY_DAEMONSET: "kube-proxy",
         KUBE_PROXY_CONFIGMAP: "kube-proxy",
         KEEPALIVED_VIPS: "172.25.4.1",
+        NODEPORT_VIPS_SERVED: "",
         K8S_SERVICE_HOST: "172.25.4.1",
         NEEDS_HELM: "1",
     });

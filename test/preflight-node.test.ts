@@ -1,5 +1,7 @@
 import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
 import { NODE_PREFLIGHT_SCRIPT } from "../components/preflight/preflightArgs";
@@ -191,16 +193,77 @@ test("a mount table without bpffs at /sys/fs/bpf and without cgroup v2 fails bot
     });
 });
 
-test("without nft and keepalived the tproxy cannot run: both fail when it is enabled, neither when it is off", { skip }, () => {
+test("without nft and keepalived the tproxy cannot run: both fail when it is enabled; with it off the cleanup still needs nft", { skip }, () => {
     withNs((ns) => {
         // /usr/sbin and /sbin hold nft and keepalived; ip is in /usr/bin.
         const r = preflight(ns, { path: "/usr/bin:/bin" });
         assert.equal(r.status, 1);
         assert.deepEqual(names(r.report.failures), ["keepalived", "nft"]);
         assert.equal(r.report.keepalived.present, false);
+        // With the tproxy off nft is still needed, by the stale-rule cleanup, to see kube-proxy's nftables tables.
         const off = preflight(ns, { path: "/usr/bin:/bin", tproxy: "0", families: "none" });
-        assert.equal(off.status, 0, off.stderr);
+        assert.equal(off.status, 1, off.stderr);
+        assert.deepEqual(names(off.report.failures), ["cleanup-tools"]);
+        assert.match(off.report.failures[0]!.message, /install: nftables/);
         assert.equal(off.report.nft.present, false);
+    });
+});
+
+test("IPVS state on the node: a warning, and a failure naming ipvsadm and ipset when the cleanup could not remove it", { skip }, () => {
+    withNs((ns) => {
+        const dir = mkdtempSync(path.join(tmpdir(), "pf-ipvs-"));
+        try {
+            // net/netfilter/ipvs/ip_vs_ctl.c ip_vs_info_seq_show: one line per virtual service.
+            const proc = path.join(dir, "ip_vs");
+            writeFileSync(
+                proc,
+                "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port Forward Weight ActiveConn InActConn\nTCP  C6336401:01BB rr \n",
+            );
+            // kube-proxy's dummy link; this kernel has no dummy links, and only the name matters here.
+            ns.sh("ip link add kube-ipvs0 type bridge && ipset create kp-probe hash:ip && ipset destroy kp-probe");
+            const env = `CKPR_TEST_PROC_NET_IP_VS=${proc}`;
+            const run = (p?: string) => {
+                const r = spawnSync(
+                    "ip",
+                    [
+                        "netns",
+                        "exec",
+                        ns.name,
+                        "env",
+                        env,
+                        ...(p ? [`PATH=${p}`] : []),
+                        "/bin/bash",
+                        NODE_PREFLIGHT_SCRIPT,
+                        "n1",
+                        "0",
+                        "0x1",
+                        "100",
+                        "1000",
+                        "none",
+                        "auto",
+                        path.join(MOUNTS, "ready"),
+                    ],
+                    { encoding: "utf8" },
+                );
+                return JSON.parse(r.stdout.trim()) as NodeReport & { kubeProxyIpvs: { loaded: boolean; virtualServers: number; interface: boolean } };
+            };
+            const withTools = run();
+            assert.deepEqual(names(withTools.failures), []);
+            assert.deepEqual(names(withTools.warnings), ["kube-proxy-ipvs-state", "proc-ip-vs-override"]);
+            assert.deepEqual(withTools.kubeProxyIpvs, { loaded: true, virtualServers: 1, interface: true });
+            // A directory with only the tools the script itself needs: no ipvsadm, no ipset (nft kept).
+            const bin = path.join(dir, "bin");
+            mkdirSync(bin);
+            for (const tool of ["ip", "nft", "awk", "wc", "grep", "sed", "sort", "head", "cat", "uname", "timeout", "tr", "dirname", "env"]) {
+                const found = spawnSync("sh", ["-c", `command -v ${tool} || PATH=/usr/sbin:/sbin command -v ${tool}`], { encoding: "utf8" }).stdout.trim();
+                if (found) symlinkSync(found, path.join(bin, tool));
+            }
+            const without = run(bin);
+            assert.deepEqual(names(without.failures), ["cleanup-tools"]);
+            assert.match(without.failures[0]!.message, /install: ipvsadm \(1 IPVS virtual servers\) ipset/);
+        } finally {
+            rmSync(dir, { recursive: true, force: true });
+        }
     });
 });
 

@@ -31,6 +31,7 @@ interface OperatorReport {
     readonly keepalivedVips: readonly string[];
     readonly apiServerOnVip: boolean;
     readonly nodePortServices: readonly string[];
+    readonly nodePortVipsUnserved: readonly string[];
 }
 
 interface Scenario {
@@ -107,24 +108,38 @@ test('iptables mode (config.conf mode "") passes with Cilium 1.19.0, using the c
     for (const call of r.calls) assert.ok(!call.args.some((a) => writes.includes(a)), `${call.tool} ${call.args.join(" ")}`);
 });
 
-test("IPVS mode with Cilium 1.19.0 or 1.19.1 is refused naming cilium/cilium#44464", { skip }, () => {
-    for (const version of ["1.19.0", "1.19.1"]) {
+// cilium/cilium#44464: every 1.19 release is affected and none is confirmed fixed (the proposed fix,
+// cilium/cilium#46819, was closed unmerged; see README "kube-proxy in IPVS mode and Cilium 1.19").
+test("IPVS mode with any Cilium 1.19.x is refused naming cilium/cilium#44464 and saying what to do instead", { skip }, () => {
+    for (const version of ["1.19.0", "1.19.1", "1.19.2", "1.19.6", "1.19.7-rc.1"]) {
         const r = runPreflight({ ...kubeProxy, configMap: "kube-proxy-configmap-ipvs.json" }, env(version));
         assert.equal(r.status, 1, r.stderr);
         assert.equal(r.report.ok, false);
         assert.deepEqual(names(r.report.failures), ["ipvs-cilium-44464"]);
         assert.match(r.report.failures[0]!.message, /cilium\/cilium#44464/);
         assert.match(r.report.failures[0]!.message, new RegExp(`Cilium is ${version.replace(/\./g, "\\.")}`));
+        assert.match(r.report.failures[0]!.message, /switch kube-proxy to iptables mode first.*or migrate with Cilium 1\.18/);
+        assert.doesNotMatch(r.report.failures[0]!.message, /use Cilium >=/, "no upgrade advice: no fixed release is confirmed");
         assert.match(r.stderr, /FAIL ipvs-cilium-44464:.*cilium\/cilium#44464/);
         assert.equal(r.report.kubeProxy.mode, "ipvs");
     }
 });
 
-test("IPVS mode with Cilium 1.19.2 passes", { skip }, () => {
-    const r = runPreflight({ ...kubeProxy, configMap: "kube-proxy-configmap-ipvs.json" }, env("1.19.2"));
+test("IPVS mode with Cilium 1.18 passes; with 1.20 it passes with a warning (neither affected nor fixed is confirmed)", { skip }, () => {
+    const old = runPreflight({ ...kubeProxy, configMap: "kube-proxy-configmap-ipvs.json" }, env("1.18.9"));
+    assert.equal(old.status, 0, old.stderr);
+    assert.deepEqual(old.report.failures, []);
+    assert.equal(old.report.kubeProxy.mode, "ipvs");
+    const next = runPreflight({ ...kubeProxy, configMap: "kube-proxy-configmap-ipvs.json" }, env("1.20.0"));
+    assert.equal(next.status, 0, next.stderr);
+    assert.deepEqual(names(next.report.failures), []);
+    assert.ok(names(next.report.warnings).includes("ipvs-cilium-44464-unconfirmed"), JSON.stringify(next.report.warnings));
+});
+
+test("iptables mode with Cilium 1.19 is not refused", { skip }, () => {
+    const r = runPreflight({ ...kubeProxy, configMap: "kube-proxy-configmap-iptables-empty.json" }, env("1.19.1"));
     assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(r.report.failures, []);
-    assert.equal(r.report.kubeProxy.mode, "ipvs");
+    assert.equal(r.report.kubeProxy.mode, "iptables");
 });
 
 test("IPVS given only as a DaemonSet flag (no ConfigMap) is found and refused with 1.19.1", { skip }, () => {
@@ -200,12 +215,34 @@ test("NodePort Services with a keepalived VIP configured warn about cilium/ciliu
     assert.deepEqual(noNodePort.report.warnings, []);
 });
 
+test("a keepalived VIP that cilium.nodePortAddresses covers is not warned about; an uncovered one still is", { skip }, () => {
+    const scenario: Scenario = {
+        ...kubeProxy,
+        configMap: "kube-proxy-configmap-iptables-empty.json",
+        services: ["service-nodeport.json"],
+    };
+    const served = runPreflight(scenario, env("1.19.0", { KEEPALIVED_VIPS: "172.25.4.1", NODEPORT_VIPS_SERVED: "172.25.4.1" }));
+    assert.equal(served.status, 0, served.stderr);
+    assert.deepEqual(served.report.warnings, []);
+    assert.deepEqual(served.report.nodePortVipsUnserved, []);
+    assert.match(served.stderr, /NodePorts will be served on the keepalived VIP 172\.25\.4\.1 \(cilium\.nodePortAddresses covers it\)/);
+
+    const partly = runPreflight(scenario, env("1.19.0", { KEEPALIVED_VIPS: "172.25.4.1,2001:db8::1", NODEPORT_VIPS_SERVED: "172.25.4.1" }));
+    assert.deepEqual(names(partly.report.warnings), ["nodeport-on-vip"]);
+    assert.deepEqual(partly.report.nodePortVipsUnserved, ["2001:db8::1"]);
+    assert.match(
+        partly.report.warnings[0]!.message,
+        /NOT on the keepalived VIP\(s\) 2001:db8::1 \(cilium\/cilium#37691\): add each VIP .* to cilium\.nodePortAddresses/,
+    );
+});
+
 test("a missing CILIUM_VERSION or a malformed variable is refused before any call", { skip }, () => {
     for (const bad of [
         {},
         { CILIUM_VERSION: "latest" },
         { CILIUM_VERSION: "1.19.0", KUBE_PROXY_NAMESPACE: "kube system" },
         { CILIUM_VERSION: "1.19.0", KEEPALIVED_VIPS: "1.2.3.4;x" },
+        { CILIUM_VERSION: "1.19.0", NODEPORT_VIPS_SERVED: "1.2.3.4 x" },
     ]) {
         const r = spawnSync("bash", [OPERATOR_PREFLIGHT_SCRIPT], { encoding: "utf8", env: { PATH: process.env.PATH ?? "", ...bad } });
         assert.equal(r.status, 2, `${JSON.stringify(bad)}: ${r.stderr}`);

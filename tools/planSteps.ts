@@ -7,7 +7,7 @@ const COMMAND_STEPS: readonly [RegExp, (m: RegExpMatchArray) => string][] = [
     [
         /^preflight-operator$/,
         () =>
-            "operator preflight: kubectl/helm/jq present, the context reaches the cluster, kube-proxy mode fits this Cilium version (IPVS + 1.19.0/1.19.1 refused)",
+            "operator preflight: kubectl/helm/jq present, the context reaches the cluster, kube-proxy mode fits this Cilium version (IPVS + any 1.19.x refused, cilium#44464)",
     ],
     [/^preflight-(.+)$/, (m) => `node preflight on ${m[1]}: kernel, bpffs, cgroup v2, nft, iptables backend, our table/priority/mark unused`],
     [/^cilium-release-identity$/, () => "record the Cilium release's namespace/name; on a later up refuse any other (a new one would install a second Cilium)"],
@@ -22,13 +22,17 @@ const COMMAND_STEPS: readonly [RegExp, (m: RegExpMatchArray) => string][] = [
         () =>
             "canary: keep kube-proxy's DaemonSet off the canary nodes only (saved affinity), wait for their pods to go (destroy: put the affinity back, wait for rollout)",
     ],
-    [/^stale-rules-cleanup-(.+)$/, (m) => `remove kube-proxy's KUBE-* iptables chains on ${m[1]} (IPv4 and IPv6), verify none remains`],
+    [
+        /^stale-rules-cleanup-(.+)$/,
+        (m) =>
+            `remove kube-proxy's leftovers on ${m[1]} (iptables chains, IPVS virtual servers, kube-ipvs0, ipsets, nftables tables; IPv4 and IPv6), verify none remains`,
+    ],
     [
         /^tproxy-apply-(.+)$/,
         (m) => `push and apply the tproxy ruleset, policy routes and keepalived notify script on ${m[1]}, arming a self-revert (destroy: remove them)`,
     ],
     [/^tproxy-confirm-(.+)$/, (m) => `confirm ${m[1]} is still reachable over a fresh SSH connection, disarming the revert`],
-    [/^stale-rules-verify-(.+)$/, (m) => `verify no KUBE-SVC rules remain on ${m[1]}`],
+    [/^stale-rules-verify-(.+)$/, (m) => `verify no kube-proxy state remains on ${m[1]} (read-only)`],
     [/^post-migration-verification$/, () => "every agent lists services, the kubernetes Service among them"],
 ];
 

@@ -24,6 +24,7 @@ export function ciliumValues(cilium: CiliumSettings, maglevHashSeed?: string): H
         const loadBalancer: HelmValues = { algorithm: cilium.loadBalancer.algorithm, mode: cilium.loadBalancer.mode };
         if (cilium.loadBalancer.mode !== "snat" && cilium.routingMode === "tunnel") loadBalancer.dsrDispatch = "geneve";
         typed.loadBalancer = loadBalancer;
+        if (cilium.nodePortAddresses !== undefined) typed.nodePort = { addresses: [...cilium.nodePortAddresses] };
         if (cilium.loadBalancer.algorithm === "maglev") {
             if (maglevHashSeed === undefined) throw new Error("maglev needs the generated hash seed");
             typed.maglev = { tableSize: cilium.maglev.tableSize, hashSeed: maglevHashSeed };

@@ -9,8 +9,37 @@ export interface Cidr {
     readonly prefix: number;
 }
 
+/**
+ * Why an address text is not in the one form this program reads, or undefined if it is: IPv4 as four
+ * decimal octets without leading zeros. ipaddr.js (like inet_aton) also accepts octal ("027" is 23),
+ * hex ("0xac") and shortened ("10") forms, so `172.027.0.0/16` would silently become 172.23.0.0/16;
+ * an IPv4 tail of an IPv6 address ("::ffff:172.027.0.1") is held to the same rule.
+ */
+function nonDecimalProblem(text: string): string | undefined {
+    const ipv4Part = text.includes(":") ? (text.includes(".") ? text.slice(text.lastIndexOf(":") + 1) : undefined) : text;
+    if (ipv4Part === undefined || ipaddr.IPv4.isValidFourPartDecimal(ipv4Part)) return undefined;
+    const readAs = ipaddr.IPv4.isValid(ipv4Part) ? ` (other tools would read it as ${ipaddr.IPv4.parse(ipv4Part).toString()})` : "";
+    const octets = ipv4Part.split(".");
+    const decimal = octets.length === 4 && octets.every((o) => /^[0-9]+$/.test(o)) ? octets.map((o) => String(Number(o))).join(".") : undefined;
+    const suggestion = decimal !== undefined && ipaddr.IPv4.isValidFourPartDecimal(decimal) ? `; did you mean ${decimal}?` : "";
+    return `"${text}" must be written as four plain decimal numbers: a leading zero makes a number octal and 0x hex${readAs}${suggestion}`;
+}
+
+/** Whether a text is meant as an IP address (any form ipaddr.js or inet_aton accepts), not a DNS name. */
+export function looksLikeAddress(text: string): boolean {
+    return ipaddr.isValid(text) || /^[0-9.]+$/.test(text);
+}
+
 /** Parses "a.b.c.d/n" or "x::/n"; returns an error message instead of throwing. */
 export function parseCidr(text: string): Cidr | string {
+    const slash = text.indexOf("/");
+    const addressText = slash < 0 ? text : text.slice(0, slash);
+    const prefixText = slash < 0 ? "" : text.slice(slash + 1);
+    if (slash < 0 || !/^(0|[1-9][0-9]{0,2})$/.test(prefixText) || !ipaddr.isValid(addressText)) {
+        return `"${text}" is not a CIDR (expected address/prefix, e.g. 10.0.0.0/8 or fd00::/64)`;
+    }
+    const notDecimal = nonDecimalProblem(addressText);
+    if (notDecimal !== undefined) return notDecimal;
     let parsed: [ipaddr.IPv4 | ipaddr.IPv6, number];
     try {
         parsed = ipaddr.parseCIDR(text);
@@ -31,12 +60,9 @@ export function parseAddress(text: string): ipaddr.IPv4 | ipaddr.IPv6 | string {
     if (!ipaddr.isValid(text) || text.includes("/")) {
         return `"${text}" is not an IP address`;
     }
-    // ipaddr.isValid accepts legacy forms like "10" or "0x0a.0.0.1"; insist on the canonical ones.
-    const address = ipaddr.parse(text);
-    if (address.kind() === "ipv4" && !ipaddr.IPv4.isValidFourPartDecimal(text)) {
-        return `"${text}" is not a dotted-quad IPv4 address`;
-    }
-    return address;
+    const notDecimal = nonDecimalProblem(text);
+    if (notDecimal !== undefined) return notDecimal;
+    return ipaddr.parse(text);
 }
 
 export function cidrContains(outer: Cidr, address: ipaddr.IPv4 | ipaddr.IPv6): boolean {

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import * as semver from "semver";
 import { parseAddress, parseCidr } from "./addresses";
+import { hostKeyProblem } from "./hostKey";
 import {
     CILIUM_MARK_MASK,
     CILIUM_ROUTE_TABLES,
@@ -54,16 +55,14 @@ const interfaceName = z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, "must be an int
 const identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,31}$/, "must be a plain identifier (letters, digits, '_')");
 const unitName = z.string().regex(/^[A-Za-z0-9@_.-]+\.service$/, "must be a systemd unit name ending in .service");
 const sshUser = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a plain user name");
-const hostKey = z
-    .string()
-    .regex(
-        /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) [A-Za-z0-9+/]+={0,3}$/,
-        'must be a public host key line without comment, e.g. "ssh-ed25519 AAAA..." (from ssh-keyscan)',
-    );
+const hostKey = z.string().superRefine((line, ctx) => {
+    const problem = hostKeyProblem(line);
+    if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+});
 const filePath = z.string().regex(/^[A-Za-z0-9_./~-]+$/, "must be a path without spaces or shell metacharacters");
 
 /** A 32-bit mark given as a number or a "0x..." string. */
-const mark = z.union([z.number(), z.string()]).transform((value, ctx) => {
+const mark = z.union([z.number(), z.string()], { error: "must be a mark: a number such as 1 or 0x1 (hex in quotes or not)" }).transform((value, ctx) => {
     const n = typeof value === "number" ? value : /^(0x[0-9a-fA-F]+|[0-9]+)$/.test(value) ? Number(value) : NaN;
     if (!Number.isInteger(n) || n < 1 || n > 0xffffffff) {
         ctx.addIssue({ code: "custom", message: `"${String(value)}" must be a mark from 0x1 to 0xffffffff` });
@@ -76,7 +75,28 @@ const mark = z.union([z.number(), z.string()]).transform((value, ctx) => {
     return n;
 });
 
-const chartVersion = z.string().refine((v) => semver.valid(v) !== null, "must be an exact chart version such as 1.19.0");
+/** semver.valid trims and drops a leading "v", so the text must come back unchanged: helm gets it as typed. */
+const chartVersion = z.string().refine((v) => semver.valid(v) === v, "must be an exact chart version such as 1.19.0 (no spaces, no leading v, no range)");
+
+/**
+ * What cilium-values-restore.sh accepts for CILIUM_REPOSITORY (`[[ ... =~ ^(https?|oci)://[^[:space:]]+$ ]]`):
+ * the destroy's values rollback runs it, so a repository it refuses would only fail at rollback.
+ * test/config-validation.test.ts checks this against the script's own pattern.
+ */
+const repositoryUrl = z.string().superRefine((text, ctx) => {
+    let host = "";
+    try {
+        host = new URL(text).host;
+    } catch {
+        // reported below
+    }
+    if (!/^(https?|oci):\/\/[^\s]+$/.test(text) || host === "") {
+        ctx.addIssue({
+            code: "custom",
+            message: `"${text}" must be an https://, http:// or oci:// URL with a host and no spaces (the values rollback at destroy refuses anything else)`,
+        });
+    }
+});
 
 export const clusterSchema = z.strictObject({
     kubeconfig: filePath.optional(),
@@ -115,11 +135,13 @@ export const ciliumSchema = z.strictObject({
     releaseName: k8sName.default("cilium"),
     chart: k8sName.default("cilium"),
     chartVersion,
-    repository: z.url({ protocol: /^(https?|oci)$/ }).default("https://helm.cilium.io/"),
+    repository: repositoryUrl.default("https://helm.cilium.io/"),
+    /** Use a chart minor this program has no rules for (validate.ts); only after checking its values by hand. */
+    allowUntestedChartVersion: z.boolean().default(false),
     /** Keep values of an adopted release that this program does not set (helm --reuse-values). */
     reuseValues: z.boolean().default(true),
     // A boolean only: the strict/partial/probe strings are refused with a dedicated message in validate.ts.
-    kubeProxyReplacement: z.union([z.boolean(), z.string()]).default(true),
+    kubeProxyReplacement: z.union([z.boolean(), z.string()], { error: "must be true or false" }).default(true),
     k8sServiceHost: z.string().optional(),
     k8sServicePort: port.optional(),
     routingMode: z.enum(["tunnel", "native"]).default("tunnel"),
@@ -129,6 +151,13 @@ export const ciliumSchema = z.strictObject({
     autoDirectNodeRoutes: z.boolean().default(false),
     directRoutingSkipUnreachable: z.boolean().optional(),
     devices: z.array(deviceName).optional(),
+    /**
+     * CIDRs whose addresses on Cilium's devices serve NodePorts (chart value nodePort.addresses, agent flag
+     * --nodeport-addresses). Unset, Cilium serves NodePorts on one address per device and family (the node IP
+     * where it is), so a keepalived VIP beside the node IP serves none (cilium/cilium#37691). Give the node networks and each
+     * VIP as /32 or /128; see README "NodePort on the keepalived VIP".
+     */
+    nodePortAddresses: z.array(cidr).min(1).optional(),
     loadBalancer: z
         .strictObject({
             algorithm: z.enum(["random", "maglev"]).default("random"),

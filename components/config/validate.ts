@@ -1,6 +1,6 @@
 import * as semver from "semver";
 import { z } from "zod";
-import { cidrContains, cidrCovers, parseAddress, parseCidr, type Family } from "./addresses";
+import { cidrContains, cidrCovers, looksLikeAddress, parseAddress, parseCidr, type Family } from "./addresses";
 import {
     ciliumSchema,
     clusterSchema,
@@ -16,6 +16,9 @@ import {
 } from "./schema";
 import { removedValueKeys, MINIMUM_CHART_VERSION } from "../cilium/chartVersionRules";
 import { checkWaves, usesWaves } from "../waves/wavePlan";
+import { chartMinorHasRules, NEWEST_CHART_MINOR_WITH_RULES } from "./chartVersion";
+import { closestName, objectKeysAt, unknownKeyMessage, userWords } from "./userWords";
+import { servesNodePortsOn } from "../cilium/nodePortAddresses";
 
 export interface MigrationConfig {
     readonly cluster: ClusterConfig;
@@ -33,7 +36,24 @@ export interface RawStackConfig {
     readonly nodes?: unknown;
     readonly migration?: unknown;
     readonly hasSshPrivateKey: boolean;
+    /**
+     * Every key of the stack's config, when the caller can list them (engineConfig.ts): keys of the
+     * project's namespace this program does not read are refused, and so are private keys in plain text.
+     */
+    readonly stackKeys?: readonly StackKey[];
 }
+
+export interface StackKey {
+    /** The full key, "namespace:name". */
+    readonly key: string;
+    /** Stored encrypted (`secure:` in the stack file). */
+    readonly secret: boolean;
+    /** The value holds a PEM or OpenSSH private key. */
+    readonly holdsPrivateKey: boolean;
+}
+
+/** The top-level keys of the project's namespace this program reads. */
+export const TOP_LEVEL_KEYS = ["cluster", "cilium", "tproxy", "nodes", "migration", "sshPrivateKey"] as const;
 
 export interface ConfigIssue {
     /** The full config key, e.g. "cilium-kpr:tproxy.port" or "cilium-kpr:nodes[2].name". */
@@ -67,28 +87,29 @@ export function validateStackConfig(project: string, raw: RawStackConfig): Valid
             report(name, "is required");
             return undefined;
         }
-        const parsed = schema.safeParse(value ?? {});
-        if (parsed.success) return parsed.data;
-        for (const issue of parsed.error.issues) report(joinPath(name, issue.path), issue.message);
-        return undefined;
+        return parseReporting(project, name, schema, value ?? {}, report);
     };
+
+    checkStackKeys(project, raw.stackKeys, (key, message) => issues.push({ key, message }));
 
     const cluster = section("cluster", clusterSchema, raw.cluster, true);
     const ciliumParsed = section("cilium", ciliumSchema, raw.cilium, true);
     const tproxy = section("tproxy", tproxySchema, raw.tproxy, false);
-    const nodes = parseNodes(raw.nodes, report);
+    const nodes = parseNodes(project, raw.nodes, report);
     const migration = section("migration", migrationSchema, raw.migration, false);
-    if (!raw.hasSshPrivateKey) {
+    if (!raw.hasSshPrivateKey && !issues.some((i) => i.key === `${project}:sshPrivateKey`)) {
         report("sshPrivateKey", "is required: set it with `pulumi config set --secret sshPrivateKey < key` (it never appears in plan output)");
     }
 
     const cilium = ciliumParsed ? checkCilium(ciliumParsed, report) : undefined;
-    if (cluster) checkCluster(cluster, report);
+    checkClusterNetworks(raw.cluster, report);
     if (cluster && cilium) checkClusterAgainstCilium(cluster, cilium, report);
     // Node and VIP placement only need the node networks, so check them even when another cluster key is bad.
     const nodeCidrs = cluster?.nodeCidrs ?? parseQuietly(clusterSchema.shape.nodeCidrs, (raw.cluster as { nodeCidrs?: unknown } | undefined)?.nodeCidrs);
     if (nodes) checkNodes(nodes, nodeCidrs, report);
-    if (tproxy) checkTproxy(tproxy, nodeCidrs, report);
+    checkVips(raw.tproxy, tproxy?.enabled, nodeCidrs, nodes, report);
+    if (tproxy) checkTproxy(tproxy, report);
+    if (cilium && nodes) checkNodePortAddresses(cilium, nodes, report);
     if (migration) checkMigration(migration, nodes, ciliumParsed, report);
 
     if (issues.length > 0 || !cluster || !cilium || !tproxy || !nodes || !migration || nodes.some((n) => n === undefined)) return { ok: false, issues };
@@ -100,24 +121,62 @@ function parseQuietly<S extends z.ZodType>(schema: S, value: unknown): z.output<
     return parsed.success ? parsed.data : undefined;
 }
 
+/**
+ * Parses one section with messages in the stack file's terms (userWords.ts); an unknown key is
+ * reported at its own path with the closest known key.
+ */
+function parseReporting<S extends z.ZodType>(project: string, base: string, schema: S, value: unknown, report: Report): z.output<S> | undefined {
+    const parsed = schema.safeParse(value, { error: userWords });
+    if (parsed.success) return parsed.data;
+    for (const issue of parsed.error.issues) {
+        if (issue.code === "unrecognized_keys") {
+            const known = objectKeysAt(schema, issue.path);
+            for (const key of issue.keys)
+                report(joinPath(base, [...issue.path, key]), unknownKeyMessage(key, known, `${project}:${joinPath(base, issue.path)}`));
+        } else {
+            report(joinPath(base, issue.path), issue.message);
+        }
+    }
+    return undefined;
+}
+
 /** Parses each node on its own, so one bad node does not hide duplicates among the others. */
-function parseNodes(value: unknown, report: Report): (NodeConfig | undefined)[] | undefined {
-    const list = nodesSchema.safeParse(value);
-    if (!Array.isArray(value)) {
-        if (list.success) return list.data;
-        for (const issue of list.error.issues) report(joinPath("nodes", issue.path), issue.message);
+function parseNodes(project: string, value: unknown, report: Report): (NodeConfig | undefined)[] | undefined {
+    if (value === undefined) {
+        report("nodes", "is required");
         return undefined;
     }
+    if (!Array.isArray(value)) return parseReporting(project, "nodes", nodesSchema, value, report);
     if (value.length === 0) {
         report("nodes", "needs at least one node");
         return undefined;
     }
-    return value.map((item, i) => {
-        const parsed = nodeSchema.safeParse(item);
-        if (parsed.success) return parsed.data;
-        for (const issue of parsed.error.issues) report(joinPath(`nodes[${i}]`, issue.path), issue.message);
-        return undefined;
-    });
+    return value.map((item, i) => parseReporting(project, `nodes[${i}]`, nodeSchema, item, report));
+}
+
+/**
+ * Keys of the project's namespace that this program does not read (`cilium-kpr:tproxi` would leave
+ * the tproxy off, `cilium-kpr:migraton` turn a canary into the full removal), keys under a
+ * misspelt project name, and private keys stored in plain text.
+ */
+function checkStackKeys(project: string, keys: readonly StackKey[] | undefined, report: (fullKey: string, message: string) => void): void {
+    for (const { key, secret, holdsPrivateKey } of keys ?? []) {
+        const colon = key.indexOf(":");
+        const namespace = colon < 0 ? project : key.slice(0, colon);
+        const name = colon < 0 ? key : key.slice(colon + 1);
+        if (namespace === project && !(TOP_LEVEL_KEYS as readonly string[]).includes(name)) {
+            report(key, unknownKeyMessage(name, TOP_LEVEL_KEYS, `this program (${project})`));
+        } else if (namespace !== project && closestName(namespace, [project]) !== undefined) {
+            report(key, `is in namespace "${namespace}", which this program does not read; did you mean ${project}:${name}?`);
+        }
+        if (!secret && (holdsPrivateKey || (namespace === project && name === "sshPrivateKey"))) {
+            report(
+                key,
+                "holds a private key in plain text in the stack file: anyone who can read the repository has it. Remove it, replace the key where it is used, " +
+                    `and store the new one encrypted: \`pulumi config set --secret ${namespace === project ? name : key} < key-file\``,
+            );
+        }
+    }
 }
 
 type Report = (path: string, message: string) => void;
@@ -137,6 +196,12 @@ function checkCilium(parsed: z.output<typeof ciliumSchema>, report: Report): Cil
 
     if (semver.lt(parsed.chartVersion, MINIMUM_CHART_VERSION)) {
         fail("chartVersion", `${parsed.chartVersion} is older than ${MINIMUM_CHART_VERSION}, the oldest chart this program renders KPR values for`);
+    } else if (!chartMinorHasRules(parsed.chartVersion) && !parsed.allowUntestedChartVersion) {
+        fail(
+            "chartVersion",
+            `${parsed.chartVersion} is a chart minor this program has no rules for (it knows ${MINIMUM_CHART_VERSION} to ${NEWEST_CHART_MINOR_WITH_RULES}.x: ` +
+                "removed and renamed value keys, KPR values); check that chart's values by hand, then set cilium.allowUntestedChartVersion: true",
+        );
     }
 
     let kpr: boolean;
@@ -162,7 +227,10 @@ function checkCilium(parsed: z.output<typeof ciliumSchema>, report: Report): Cil
             );
         } else if (host === "auto") {
             fail("k8sServiceHost", '"auto" reads kube-public/cluster-info at start-up and breaks on IPv6 literals; give the API server\'s address or VIP');
-        } else if (typeof parseAddress(host) === "string" && !/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(host)) {
+        } else if (looksLikeAddress(host)) {
+            const address = parseAddress(host);
+            if (typeof address === "string") fail("k8sServiceHost", address);
+        } else if (!/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(host)) {
             fail("k8sServiceHost", `"${host}" is neither an IP address nor a DNS name`);
         }
         if (parsed.k8sServicePort === undefined) {
@@ -211,16 +279,25 @@ function cidrsOf(texts: readonly string[], family: Family) {
     return texts.map((t) => parseCidr(t)).filter((c): c is Exclude<typeof c, string> => typeof c !== "string" && c.family === family);
 }
 
-function checkCluster(cluster: ClusterConfig, report: Report): void {
-    const all = [
-        ...cluster.podCidrs.map((t, i) => ({ t, key: `cluster.podCidrs[${i}]` })),
-        ...cluster.serviceCidrs.map((t, i) => ({ t, key: `cluster.serviceCidrs[${i}]` })),
-    ];
+/**
+ * Pod, Service and node networks must not overlap. Reads the raw lists item by item, so an overlap
+ * is reported even when another cluster key (or another item of the same list) is wrong.
+ */
+function checkClusterNetworks(rawCluster: unknown, report: Report): void {
+    const listed = (name: string) => {
+        const list = typeof rawCluster === "object" && rawCluster !== null ? (rawCluster as Record<string, unknown>)[name] : undefined;
+        return Array.isArray(list) ? list.map((t: unknown, i) => ({ t, key: `cluster.${name}[${i}]` })) : [];
+    };
+    // A node network inside a Pod or Service CIDR makes node addresses look like Pods or Services to
+    // Cilium's routing and to the tproxy's direct set.
+    const all = [...listed("podCidrs"), ...listed("serviceCidrs"), ...listed("nodeCidrs")].flatMap(({ t, key }) => {
+        const c = typeof t === "string" ? parseCidr(t) : undefined;
+        return c === undefined || typeof c === "string" ? [] : [{ c, key }];
+    });
     for (let i = 0; i < all.length; i++) {
         for (let j = i + 1; j < all.length; j++) {
-            const a = parseCidr(all[i]!.t),
-                b = parseCidr(all[j]!.t);
-            if (typeof a === "string" || typeof b === "string") continue;
+            const a = all[i]!.c,
+                b = all[j]!.c;
             if (cidrCovers(a, b) || cidrCovers(b, a)) {
                 report(all[j]!.key, `${b.text} overlaps ${all[i]!.key} (${a.text})`);
             }
@@ -289,22 +366,44 @@ function checkNodes(nodes: readonly (NodeConfig | undefined)[], nodeCidrs: reado
     });
 }
 
-function checkTproxy(tproxy: TproxyConfig, nodeCidrs: readonly string[] | undefined, report: Report): void {
-    if (tproxy.mark === tproxy.bypassMark) {
-        report("tproxy.bypassMark", `equals tproxy.mark 0x${tproxy.mark.toString(16)}; the proxy's own traffic must be told apart from diverted traffic`);
+/** The VIPs, read one by one so a bad key elsewhere in tproxy does not hide a misplaced VIP. */
+function checkVips(
+    rawTproxy: unknown,
+    enabled: boolean | undefined,
+    nodeCidrs: readonly string[] | undefined,
+    nodes: readonly (NodeConfig | undefined)[] | undefined,
+    report: Report,
+): void {
+    const field = (name: "vip4" | "vip6") =>
+        parseQuietly(tproxySchema.shape[name], typeof rawTproxy === "object" && rawTproxy !== null ? (rawTproxy as Record<string, unknown>)[name] : undefined);
+    const vips = [
+        ["tproxy.vip4", field("vip4")],
+        ["tproxy.vip6", field("vip6")],
+    ] as const;
+    for (const [key, vip] of vips) {
+        const at = vip === undefined ? -1 : (nodes ?? []).findIndex((n) => n?.address === vip);
+        if (at >= 0) {
+            report(
+                key,
+                `${vip} is the address of nodes[${at}] (${nodes![at]!.name}); the VIP must be an address keepalived moves between nodes, not one a node always has`,
+            );
+        }
     }
-    if (!tproxy.enabled) return;
-    if (tproxy.vip4 === undefined && tproxy.vip6 === undefined) {
+    if (enabled !== true) return;
+    if (vips.every(([, vip]) => vip === undefined)) {
         report("tproxy.vip4", "tproxy is enabled but neither tproxy.vip4 nor tproxy.vip6 is set");
     }
     if (!nodeCidrs) return;
-    for (const [key, vip] of [
-        ["tproxy.vip4", tproxy.vip4],
-        ["tproxy.vip6", tproxy.vip6],
-    ] as const) {
+    for (const [key, vip] of vips) {
         if (vip !== undefined && !inNodeNetwork(nodeCidrs, vip)) {
             report(key, `${vip} is outside every cluster.nodeCidrs network; keepalived can only hold a VIP on a node network`);
         }
+    }
+}
+
+function checkTproxy(tproxy: TproxyConfig, report: Report): void {
+    if (tproxy.mark === tproxy.bypassMark) {
+        report("tproxy.bypassMark", `equals tproxy.mark 0x${tproxy.mark.toString(16)}; the proxy's own traffic must be told apart from diverted traffic`);
     }
 }
 
@@ -341,4 +440,30 @@ function checkMigration(
     if ([...names].every((name) => seen.has(name))) {
         report("migration.canaryNodes", "lists every node, which is no canary: leave it empty for the full migration (kube-proxy's DaemonSet removed)");
     }
+}
+
+/**
+ * cilium.nodePortAddresses replaces Cilium's default (each device's first address), so it must still cover
+ * every node's own address, or NodePorts stop answering there; it only means something with KPR on.
+ * Whether it covers the keepalived VIPs is the operator's choice; the preflight warns when it does not.
+ */
+function checkNodePortAddresses(cilium: CiliumSettings, nodes: readonly (NodeConfig | undefined)[], report: Report): void {
+    const texts = cilium.nodePortAddresses;
+    if (texts === undefined) return;
+    const key = "cilium.nodePortAddresses";
+    if (!cilium.kubeProxyReplacement) report(key, "only Cilium's kube-proxy replacement serves NodePorts; it needs kubeProxyReplacement true");
+    texts.forEach((t, i) => {
+        const c = parseCidr(t);
+        if (typeof c !== "string" && !cilium[c.family].enabled) {
+            report(`${key}[${i}]`, `${t} is ${c.family === "ipv4" ? "IPv4" : "IPv6"} but cilium.${c.family}.enabled is false`);
+        }
+    });
+    nodes.forEach((node, i) => {
+        if (node !== undefined && !servesNodePortsOn(texts, node.address)) {
+            report(
+                key,
+                `does not cover nodes[${i}].address ${node.address}: it replaces Cilium's default, so NodePorts would stop answering on that node's address; add its network`,
+            );
+        }
+    });
 }

@@ -29,6 +29,9 @@ export const CLUSTER_SCRIPT_PRELUDE = "cluster-lib";
 /** Scripts run as root on each node over SSH. */
 export const NODE_SCRIPTS = ["stale-rules-cleanup", "stale-rules-verify"] as const;
 
+/** The prelude the node scripts source as files and have inlined when embedded: what kube-proxy leaves, per mode. */
+export const NODE_SCRIPT_PRELUDE = "kube-proxy-state";
+
 export type ClusterScriptName = (typeof CLUSTER_SCRIPTS)[number];
 export type NodeScriptName = (typeof NODE_SCRIPTS)[number];
 export type ScriptName = ClusterScriptName | NodeScriptName;

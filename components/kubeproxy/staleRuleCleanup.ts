@@ -7,8 +7,9 @@ import { scriptText } from "../commands/scriptFile";
 import { STEP } from "../resourceNames";
 
 /**
- * Removes kube-proxy's leftover KUBE-* iptables chains on one node, with the backend kube-proxy used,
- * and verifies none remains. Nothing to undo on destroy: a restored kube-proxy rebuilds its rules.
+ * Removes what kube-proxy left on one node in any of its modes (iptables KUBE-* chains with the backend
+ * kube-proxy used, IPVS virtual servers, kube-ipvs0, ipsets, nftables tables ip/ip6 kube-proxy) and
+ * verifies none remains. Nothing to undo on destroy: a restored kube-proxy rebuilds its state.
  */
 export function staleRuleCleanup(
     node: NodeConfig,
@@ -20,22 +21,24 @@ export function staleRuleCleanup(
         STEP.staleRuleCleanup(node.name),
         {
             connection: nodeConnection(node, privateKey),
-            create: remoteScriptCommand(`remove kube-proxy's stale iptables rules on ${node.name}`, scriptText("kubeproxy/scripts/stale-rules-cleanup.sh"), [
-                cluster.kubeProxy.iptablesBackend,
-            ]),
+            create: remoteScriptCommand(
+                `remove kube-proxy's leftover rules, IPVS state, ipsets and nftables tables on ${node.name}`,
+                scriptText("kubeproxy/scripts/stale-rules-cleanup.sh"),
+                [cluster.kubeProxy.iptablesBackend],
+            ),
             addPreviousOutputInEnv: false,
         },
         { ...opts, ...nodeCommandOptions() },
     );
 }
 
-/** Read-only: fails while any KUBE-SVC/KUBE-SEP/KUBE-SERVICES/KUBE-NODEPORTS rule remains on the node. */
+/** Read-only: fails while any kube-proxy state (chains, IPVS, kube-ipvs0, ipsets, nftables tables) remains on the node. */
 export function staleRuleVerify(node: NodeConfig, privateKey: pulumi.Output<string>, opts: pulumi.CustomResourceOptions): command.remote.Command {
     return new command.remote.Command(
         STEP.staleRuleVerify(node.name),
         {
             connection: nodeConnection(node, privateKey),
-            create: remoteScriptCommand(`verify no kube-proxy Service rules remain on ${node.name}`, scriptText("kubeproxy/scripts/stale-rules-verify.sh"), []),
+            create: remoteScriptCommand(`verify no kube-proxy state remains on ${node.name}`, scriptText("kubeproxy/scripts/stale-rules-verify.sh"), []),
             addPreviousOutputInEnv: false,
         },
         { ...opts, ...nodeCommandOptions() },

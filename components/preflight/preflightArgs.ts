@@ -5,6 +5,7 @@ import { markText, policyRouteSpec } from "../tproxy/policyRoutes";
 import { remoteScriptCommand } from "../commands/remoteScript";
 import { scriptText } from "../commands/scriptFile";
 import { clusterEnvironment } from "../commands/clusterCommand";
+import { servesNodePortsOn } from "../cilium/nodePortAddresses";
 
 /*
  * Inputs of the two preflight scripts, as pure functions of the validated config.
@@ -52,6 +53,8 @@ export function operatorPreflightEnv(config: MigrationConfig): Readonly<Record<s
         KUBE_PROXY_DAEMONSET: cluster.kubeProxy.daemonSet,
         KUBE_PROXY_CONFIGMAP: cluster.kubeProxy.configMap,
         KEEPALIVED_VIPS: vips.join(","),
+        // The VIPs cilium.nodePortAddresses makes Cilium serve NodePorts on (cilium/cilium#37691): not warned about.
+        NODEPORT_VIPS_SERVED: vips.filter((v) => servesNodePortsOn(cilium.nodePortAddresses, v)).join(","),
         K8S_SERVICE_HOST: cilium.k8sServiceHost ?? "",
         NEEDS_HELM: "1",
     };

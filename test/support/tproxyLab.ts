@@ -90,8 +90,18 @@ export function labConfig(options: LabConfigOptions = {}): MigrationConfig {
             ...(options.proxyUnit === undefined ? {} : { proxyUnit: options.proxyUnit }),
         },
         nodes: [
-            { name: "node-a", address: LAB.nodeA4, hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxhYm5vZGVh", vrrpInterface: "lan0" },
-            { name: "node-b", address: LAB.nodeB4, hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxhYm5vZGVi", vrrpInterface: "lan0" },
+            {
+                name: "node-a",
+                address: LAB.nodeA4,
+                hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxhYi1ub2RlLWEtbm90LWEtcmVhbC1ob3N0LWtleS1h",
+                vrrpInterface: "lan0",
+            },
+            {
+                name: "node-b",
+                address: LAB.nodeB4,
+                hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxhYi1ub2RlLWItbm90LWEtcmVhbC1ob3N0LWtleS1i",
+                vrrpInterface: "lan0",
+            },
         ],
         hasSshPrivateKey: true,
     });

@@ -19,7 +19,7 @@ interface Mapping {
     readonly target: "configMap" | "agentEnv";
     readonly key: string;
     readonly when: When;
-    readonly render: "string" | "joinSpace";
+    readonly render: "string" | "joinSpace" | "joinComma";
     readonly chartDefault: string | null;
 }
 
@@ -28,7 +28,7 @@ export const CONFIG_MAPPINGS: readonly Mapping[] = mappingData.mappings.map((m) 
     target: m.target === "agentEnv" ? "agentEnv" : "configMap",
     key: m.key,
     when: m.when as When,
-    render: m.render === "joinSpace" ? "joinSpace" : "string",
+    render: m.render === "joinSpace" || m.render === "joinComma" ? m.render : "string",
     chartDefault: m.chartDefault,
 }));
 
@@ -54,9 +54,9 @@ function truthy(value: unknown): boolean {
 }
 
 function render(value: unknown, how: Mapping["render"]): string {
-    if (how === "joinSpace") {
+    if (how === "joinSpace" || how === "joinComma") {
         if (!Array.isArray(value)) throw new Error(`expected a list, got ${JSON.stringify(value)}`);
-        return value.map(String).join(" ");
+        return value.map(String).join(how === "joinSpace" ? " " : ",");
     }
     return String(value);
 }

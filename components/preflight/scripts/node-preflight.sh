@@ -31,6 +31,8 @@
 #   nft present when TPROXY=1; `destroy table` support reported             [nft]
 #   keepalived present when TPROXY=1                                        [keepalived]
 #   kube-proxy's iptables backend vs IPTABLES_BACKEND (when not auto)       [iptables-backend]
+#   the tools the stale-rule cleanup needs for the kube-proxy state here    [cleanup-tools]
+#   (ipvsadm when IPVS virtual servers exist, ipset when IPVS state does, nft always)
 #   per family in FAMILIES (TPROXY=1):
 #     no rule at PRIORITY other than exactly `fwmark MARK lookup TABLE`     [ip-rule-priority-<family>]
 #     no other rule whose fwmark selector matches MARK                      [ip-rule-mark-<family>]
@@ -170,6 +172,37 @@ if [ "$backend" != auto ] && [ "${#kube_proxy_backends[@]}" -gt 0 ] && ! printf 
     fail iptables-backend "cluster.kubeProxy.iptablesBackend is '$backend' but kube-proxy's chains are in '${kube_proxy_backends[*]}'; the cleanup would miss them (set it to auto or ${kube_proxy_backends[0]})"
 fi
 
+# --- what the stale-rule cleanup will need ----------------------------------------------------
+# stale-rules-cleanup.sh removes kube-proxy's state in every mode, and stops before changing anything
+# when it cannot see some of it (components/kubeproxy/scripts/kube-proxy-state.sh). Find that here,
+# before the migration starts: IPVS virtual servers need ipvsadm, kube-proxy's ipsets (IPVS mode only:
+# kube-ipvs0 or the ip_vs module is there) need ipset, nftables tables need nft.
+# Test seam: CKPR_TEST_PROC_NET_IP_VS replaces /proc/net/ip_vs (exists only while ip_vs is loaded).
+proc_ip_vs=/proc/net/ip_vs
+if [ -n "${CKPR_TEST_PROC_NET_IP_VS:-}" ]; then
+    proc_ip_vs=$CKPR_TEST_PROC_NET_IP_VS
+    warn proc-ip-vs-override "IPVS state read from CKPR_TEST_PROC_NET_IP_VS ('$proc_ip_vs'), not /proc/net/ip_vs; this is a test seam"
+fi
+ipvs_loaded=0 ipvs_services=0 ipvs_link=0 missing_tools=()
+if [ -e "$proc_ip_vs" ]; then
+    ipvs_loaded=1
+    ipvs_services=$(awk '$1 ~ /^(TCP|UDP|SCTP|FWM)$/' "$proc_ip_vs" | wc -l)
+fi
+if have ip && ip link show dev kube-ipvs0 >/dev/null 2>&1; then ipvs_link=1; fi
+if [ "$ipvs_services" -gt 0 ] && ! have ipvsadm; then missing_tools+=("ipvsadm ($ipvs_services IPVS virtual servers)"); fi
+if { [ "$ipvs_link" = 1 ] || [ "$ipvs_loaded" = 1 ]; } && ! have ipset; then
+    missing_tools+=("ipset (kube-proxy IPVS mode ipsets may exist)")
+fi
+# Without nft nothing shows nftables tables (and /sys/module/nf_tables is absent when it is built in).
+# With tproxy on, the nft check above already fails.
+if [ "$tproxy" = 0 ] && ! have nft; then missing_tools+=("nftables (nft, to see kube-proxy's nftables tables)"); fi
+if [ "${#missing_tools[@]}" -gt 0 ]; then
+    fail cleanup-tools "the stale-rule cleanup could not see all of kube-proxy's state on this node; install: ${missing_tools[*]}"
+fi
+if [ "$ipvs_link" = 1 ]; then
+    warn kube-proxy-ipvs-state "kube-ipvs0 exists (kube-proxy IPVS mode state, $ipvs_services virtual servers); the stale-rule cleanup removes it once kube-proxy is gone. With Cilium 1.19 see cilium/cilium#44464"
+fi
+
 # --- keepalived -------------------------------------------------------------------------------
 keepalived_present=0 keepalived_version=""
 if have keepalived; then
@@ -256,6 +289,7 @@ printf '"mounts":{"bpffs":%s,"cgroup2":%s,"cgroupMode":"%s"},' "$(json_bool "$bp
 printf '"nft":{"present":%s,"version":%s,"destroyTable":%s},' "$(json_bool "$nft_present")" "$(json_str "$nft_version")" "$(json_bool "$destroy_table")"
 printf '"iptables":{"default":"%s","configured":"%s","kubeProxyBackends":%s,"kubeProxyNftables":%s,%s},' \
     "$iptables_default" "$backend" "$(json_list "${kube_proxy_backends[@]}")" "$(json_bool "$kube_proxy_nftables")" "$backend_details"
+printf '"kubeProxyIpvs":{"loaded":%s,"virtualServers":%s,"interface":%s},' "$(json_bool "$ipvs_loaded")" "$ipvs_services" "$(json_bool "$ipvs_link")"
 printf '"keepalived":{"required":%s,"present":%s,"version":%s},' "$(json_bool "$tproxy")" "$(json_bool "$keepalived_present")" "$(json_str "$keepalived_version")"
 printf '"policyRouting":{"mark":"%s","table":%s,"priority":%s,"families":%s,"state":{%s}}}\n' \
     "$mark" "$table" "$priority" "$(json_list "${checked_families[@]}")" "$routing_json"

@@ -14,6 +14,8 @@
 #   KUBE_PROXY_CONFIGMAP  (optional) default kube-proxy.
 #   KEEPALIVED_VIPS       (optional) comma list of the VIPs keepalived holds on the nodes
 #                         (the tproxy VIPs), e.g. 172.25.4.1,2001:db8::1.
+#   NODEPORT_VIPS_SERVED  (optional) comma list of those VIPs that cilium.nodePortAddresses covers, so
+#                         Cilium serves NodePorts on them (see the warning below).
 #   K8S_SERVICE_HOST      (optional) Cilium's k8sServiceHost, for the report.
 #   NEEDS_HELM            (optional) 1 (default) when helm must be present, else 0.
 #   REQUEST_TIMEOUT       (optional) seconds allowed for each API request. Default 15.
@@ -27,14 +29,16 @@
 #   the context exists and its API server answers and is ready            [kube-context] [cluster-unreachable] [cluster-not-ready]
 #   kube-proxy's mode: the ConfigMap's config.conf `mode:` (empty = iptables), else the
 #   DaemonSet's --proxy-mode flag; unknown or unreadable is refused         [kube-proxy-mode]
-#   IPVS mode with Cilium 1.19.0 or 1.19.1 (pre-releases included) is refused: agents hang
-#   in Init, cilium/cilium#44464                                          [ipvs-cilium-44464]
+#   IPVS mode with any Cilium 1.19.x (pre-releases included) is refused: agents hang in Init,
+#   cilium/cilium#44464, and no 1.19 release with a fix is confirmed      [ipvs-cilium-44464]
+#   IPVS mode with Cilium >= 1.20 is warned about: not confirmed either way [ipvs-cilium-44464-unconfirmed]
 #   kube-proxy already gone (no DaemonSet, no ConfigMap) is reported, not a failure.
 #
-# Warning "nodeport-on-vip" (cilium/cilium#37691: with KPR, NodePorts are not served on a
-# keepalived VIP). Condition: KEEPALIVED_VIPS is not empty AND some Service allocates node
+# Warning "nodeport-on-vip" (cilium/cilium#37691: with KPR, NodePorts are served on one address per device,
+# the node IP where it is, unless --nodeport-addresses lists more, so not on a keepalived VIP by default).
+# Condition: some VIP in KEEPALIVED_VIPS is not in NODEPORT_VIPS_SERVED AND some Service allocates node
 # ports (type NodePort, or LoadBalancer without allocateLoadBalancerNodePorts: false). Such a
-# NodePort answers on node addresses but not on the VIP after the migration.
+# NodePort answers on node addresses but not on that VIP after the migration.
 # K8S_SERVICE_HOST being one of the VIPs is reported (apiServerOnVip) but is not itself a
 # warning: the agents reach the API server's host socket on the VIP, which is no NodePort.
 set -euo pipefail
@@ -58,6 +62,8 @@ readonly k8s_name='^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$'
 [[ $KUBE_PROXY_DAEMONSET =~ $k8s_name ]] || bad_env "KUBE_PROXY_DAEMONSET must be an object name (got '${KUBE_PROXY_DAEMONSET}')"
 [[ $KUBE_PROXY_CONFIGMAP =~ $k8s_name ]] || bad_env "KUBE_PROXY_CONFIGMAP must be an object name (got '${KUBE_PROXY_CONFIGMAP}')"
 [[ $KEEPALIVED_VIPS =~ ^[0-9A-Fa-f.:,]*$ ]] || bad_env "KEEPALIVED_VIPS must be a comma list of addresses (got '${KEEPALIVED_VIPS}')"
+NODEPORT_VIPS_SERVED="${NODEPORT_VIPS_SERVED:-}"
+[[ $NODEPORT_VIPS_SERVED =~ ^[0-9A-Fa-f.:,]*$ ]] || bad_env "NODEPORT_VIPS_SERVED must be a comma list of addresses (got '${NODEPORT_VIPS_SERVED}')"
 [[ $K8S_SERVICE_HOST =~ ^[A-Za-z0-9.:-]*$ ]] || bad_env "K8S_SERVICE_HOST must be an address or DNS name (got '${K8S_SERVICE_HOST}')"
 [[ $NEEDS_HELM =~ ^[01]$ ]] || bad_env "NEEDS_HELM must be 0 or 1 (got '${NEEDS_HELM}')"
 [[ $REQUEST_TIMEOUT =~ ^[1-9][0-9]{0,3}$ ]] || bad_env "REQUEST_TIMEOUT must be a number of seconds (got '${REQUEST_TIMEOUT}')"
@@ -73,6 +79,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/preflight-lib.sh"
 context="" server_version="" helm_version="" kube_proxy_state=unknown kube_proxy_mode="" mode_source=""
 api_server_on_vip=0
 nodeport_services=()
+unserved_vips=()
 IFS=, read -r -a vips <<<"$KEEPALIVED_VIPS"
 
 finish() {
@@ -82,8 +89,8 @@ finish() {
         "$(json_bool "$ok")" "$failures_json" "$warnings_json" "$(json_str "$context")" "$(json_str "$server_version")" "$(json_str "$helm_version")"
     printf '"ciliumVersion":%s,"kubeProxy":{"state":%s,"mode":%s,"modeSource":%s},' \
         "$(json_str "$CILIUM_VERSION")" "$(json_str "$kube_proxy_state")" "$(json_str "$kube_proxy_mode")" "$(json_str "$mode_source")"
-    printf '"keepalivedVips":%s,"apiServerOnVip":%s,"nodePortServices":%s}\n' \
-        "$(json_list "${vips[@]}")" "$(json_bool "$api_server_on_vip")" "$(json_list "${nodeport_services[@]}")"
+    printf '"keepalivedVips":%s,"nodePortVipsUnserved":%s,"apiServerOnVip":%s,"nodePortServices":%s}\n' \
+        "$(json_list "${vips[@]}")" "$(json_list "${unserved_vips[@]}")" "$(json_bool "$api_server_on_vip")" "$(json_list "${nodeport_services[@]}")"
     if [ "$ok" = 1 ]; then
         log "preflight passed"
         exit 0
@@ -184,11 +191,27 @@ if [ "$read_ok" = 1 ]; then
     esac
 fi
 
-# --- IPVS with Cilium 1.19.0/1.19.1 -----------------------------------------------------------
+# --- IPVS with Cilium 1.19 (cilium/cilium#44464) ---------------------------------------------
+# What the upstream evidence says (README "kube-proxy in IPVS mode and Cilium 1.19"):
+# - the issue is filed against ">= v1.19.0 and < v1.20.0", reproduced upgrading 1.18 -> 1.19.0 and
+#   1.19.1, and on fresh 1.19 installs once agents restart (comment of 2026-07-04);
+# - cause: the agents' build-config init container runs without a DaemonConfig, so the k8s client
+#   host-firewall bypass (pkg/k8s/client/hostfirewallbypass, flag enable-k8s-host-firewall-bypass,
+#   default true and gated on the host firewall only through DaemonConfig since cilium/cilium#40942;
+#   an older stored source, after cilium/cilium#40691, defaults it to false) marks its API server
+#   connections with the proxy egress mark, which kube-proxy's IPVS path does not get through;
+# - the one fix proposed (cilium/cilium#46819, Helm gating the flag on hostFirewall.enabled) was closed
+#   unmerged; the maintainer's answer: the flag is deliberately hidden, pass it yourself;
+# - no 1.19.x release note names the issue, so no 1.19 release with a fix is confirmed.
+# So every 1.19.x is refused, and >= 1.20 is only warned about (neither affected nor fixed is confirmed).
 # IPVS state (kube-ipvs0, virtual servers) outlives a deleted DaemonSet, so a ConfigMap that still
 # says ipvs is refused as well.
-if [ "$kube_proxy_mode" = ipvs ] && [[ $CILIUM_VERSION =~ ^1\.19\.[01]([-+].*)?$ ]]; then
-    fail ipvs-cilium-44464 "kube-proxy runs in IPVS mode and the target Cilium is $CILIUM_VERSION: agents hang in Init ($IPVS_ISSUE); use Cilium >= 1.19.2, or move kube-proxy to iptables mode first"
+if [ "$kube_proxy_mode" = ipvs ]; then
+    if [[ $CILIUM_VERSION =~ ^1\.19\.[0-9]+([-+].*)?$ ]]; then
+        fail ipvs-cilium-44464 "kube-proxy runs in IPVS mode and the target Cilium is $CILIUM_VERSION: 1.19 agents hang in Init (build-config cannot reach the API server) with kube-proxy in IPVS mode ($IPVS_ISSUE; no 1.19 release with a fix is confirmed). Either switch kube-proxy to iptables mode first (ConfigMap $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_CONFIGMAP config.conf mode: iptables, restart its DaemonSet, and remove the IPVS state it leaves on each node: kube-ipvs0 and its virtual servers) and re-run, or migrate with Cilium 1.18 until a fixed release is confirmed in $IPVS_ISSUE"
+    elif [[ $CILIUM_VERSION =~ ^([0-9]+)\.([0-9]+)\. ]] && { [ "${BASH_REMATCH[1]}" -gt 1 ] || [ "${BASH_REMATCH[2]}" -ge 20 ]; }; then
+        warn ipvs-cilium-44464-unconfirmed "kube-proxy runs in IPVS mode and the target Cilium is $CILIUM_VERSION: $IPVS_ISSUE (agents hang in Init with kube-proxy in IPVS mode) hit every 1.19 release and no fix is confirmed for $CILIUM_VERSION either; try one node first, or switch kube-proxy to iptables mode before migrating"
+    fi
 fi
 
 # --- NodePort on the keepalived VIP -----------------------------------------------------------
@@ -198,14 +221,21 @@ done
 if [ "$api_server_on_vip" = 1 ]; then
     log "k8sServiceHost $K8S_SERVICE_HOST is a keepalived VIP (agents reach the API server through it; not a NodePort)"
 fi
-if [ "${#vips[@]}" -gt 0 ]; then
+for vip in "${vips[@]}"; do
+    if [[ ",${NODEPORT_VIPS_SERVED,,}," == *",${vip,,},"* ]]; then
+        log "NodePorts will be served on the keepalived VIP $vip (cilium.nodePortAddresses covers it)"
+    else
+        unserved_vips+=("$vip")
+    fi
+done
+if [ "${#unserved_vips[@]}" -gt 0 ]; then
     if services_json=$(kube get services -A -o json); then
         mapfile -t nodeport_services < <(jq -r '.items[]
             | select(.spec.type == "NodePort" or (.spec.type == "LoadBalancer" and .spec.allocateLoadBalancerNodePorts != false))
             | "\(.metadata.namespace)/\(.metadata.name)"' <<<"$services_json" 2>/dev/null || true)
         if [ "${#nodeport_services[@]}" -gt 0 ]; then
             shown=$(printf '%s, ' "${nodeport_services[@]:0:10}")
-            warn nodeport-on-vip "${#nodeport_services[@]} Service(s) allocate node ports (${shown%, }$( [ "${#nodeport_services[@]}" -le 10 ] || echo ", ...")); after the migration they answer on node addresses but NOT on the keepalived VIP(s) ${KEEPALIVED_VIPS} ($NODEPORT_VIP_ISSUE): point clients at node addresses or a load balancer"
+            warn nodeport-on-vip "${#nodeport_services[@]} Service(s) allocate node ports (${shown%, }$( [ "${#nodeport_services[@]}" -le 10 ] || echo ", ...")); after the migration they answer on node addresses but NOT on the keepalived VIP(s) $(IFS=,; echo "${unserved_vips[*]}") ($NODEPORT_VIP_ISSUE): add each VIP (as /32 or /128) and the node networks to cilium.nodePortAddresses, or point clients at node addresses or a load balancer"
         fi
     else
         warn nodeport-on-vip "could not list Services to check for NodePorts on the keepalived VIP(s) ($NODEPORT_VIP_ISSUE): $(kube_error)"
