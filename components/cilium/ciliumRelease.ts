@@ -2,13 +2,15 @@ import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import * as random from "@pulumi/random";
 import type { CiliumSettings } from "../config/schema";
-import { ciliumValues, type HelmValues } from "./values";
+import { ciliumValues, deepMerge, type HelmValues } from "./values";
 
 export interface CiliumReleaseArgs {
     readonly cilium: CiliumSettings;
     readonly provider: k8s.Provider;
     /** Steps that must finish before the release changes anything (preflight, values snapshot). */
     readonly dependsOn?: pulumi.Resource[];
+    /** Values merged over the program's own (the node-by-node path adds KPR's health server). */
+    readonly extraValues?: HelmValues;
 }
 
 /**
@@ -32,7 +34,7 @@ export class CiliumRelease extends pulumi.ComponentResource {
             const seed = new random.RandomBytes(`${name}-maglev-hash-seed`, { length: 12 }, { parent: this });
             hashSeed = pulumi.unsecret(seed.base64);
         }
-        this.values = hashSeed.apply((seed) => ciliumValues(cilium, seed));
+        this.values = hashSeed.apply((seed) => deepMerge(ciliumValues(cilium, seed), args.extraValues ?? {}));
 
         this.release = new k8s.helm.v3.Release(
             name,

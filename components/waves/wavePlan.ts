@@ -96,3 +96,8 @@ export function checkWaves(
         );
     }
 }
+
+/** A text that changes exactly when the waves do; as a trigger it re-runs the final gate. */
+export function wavesScope(waves: readonly Wave[]): string {
+    return waves.map((w) => `wave ${w.index}: ${w.nodes.join(" ")}`).join("; ");
+}
