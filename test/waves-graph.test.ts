@@ -1,5 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import type { RecordedResource } from "../tools/mockRuntime";
 import { STEP } from "../components/resourceNames";
 import { validateStackConfig } from "../components/config/validate";
@@ -7,7 +11,7 @@ import { pendingNodeConfig } from "../components/waves/pendingNodeConfig";
 import { planWaves } from "../components/waves/wavePlan";
 import { WAVE_STEP, waveSteps } from "../components/waves/waveSteps";
 import { find, runProgram } from "./support/program";
-import { PROJECT, rawStack, withValue } from "./support/stacks";
+import { PROJECT, rawStack, ROOT, withValue } from "./support/stacks";
 
 const WAVES = [["m600"], ["m601", "storage"]];
 
@@ -151,5 +155,31 @@ test("a node's cleanup and tproxy keep their URN (name, type, parent) from the s
             const b = find(waves, type, name);
             assert.equal(b.parentKey, a.parentKey, `${name} keeps its parent`);
         }
+    }
+});
+
+test("the offline plan shows the migration waves, their nodes and steps, and writes each wave step's scripts", (t) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "waves-plan-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    copyFileSync(path.join(ROOT, "Pulumi.yaml"), path.join(dir, "Pulumi.yaml"));
+    const prod = readFileSync(path.join(ROOT, "Pulumi.prod.yaml"), "utf8");
+    writeFileSync(
+        path.join(dir, "Pulumi.prod.yaml"),
+        prod.replace("  cilium-kpr:nodes:\n", "  cilium-kpr:migration:\n    waves: [[m600], [m601, storage]]\n    drain: true\n  cilium-kpr:nodes:\n"),
+    );
+    const out = path.join(dir, "out");
+    const run = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "tools", "plan.ts"), "--stack", "prod", "--stack-dir", dir, "--out", out], {
+        cwd: ROOT,
+        encoding: "utf8",
+        timeout: 60_000,
+    });
+    assert.equal(run.status, 0, run.stderr);
+    const text = readFileSync(path.join(out, "plan.txt"), "utf8");
+    assert.match(text, /Node-by-node migration: 2 waves \(label cilium-kpr\.io\/kpr-migrated=true\); per node: cordon\+drain, label \+ kube-proxy gone/);
+    assert.match(text, /^ {2}migration wave 1 \(canary\): m600$/m);
+    assert.match(text, /^ {2}migration wave 2: m601, storage \(after wave 1 passed\)$/m);
+    assert.match(text, /kpr-handover-m601/);
+    for (const file of [`${WAVE_STEP.handover("m600")}.create.sh`, `${WAVE_STEP.handover("m600")}.delete.sh`, `${WAVE_STEP.drain("storage")}.delete.sh`]) {
+        assert.ok(existsSync(path.join(out, "steps", file)), file);
     }
 });

@@ -101,3 +101,19 @@ export function checkWaves(
 export function wavesScope(waves: readonly Wave[]): string {
     return waves.map((w) => `wave ${w.index}: ${w.nodes.join(" ")}`).join("; ");
 }
+
+/** The migration's waves as plan text: which nodes move when, each wave after the previous one passed. */
+export function waveSummary(waves: readonly Wave[], drain: boolean): string[] {
+    if (waves.length === 0) return [];
+    const steps = `${drain ? "cordon+drain, " : ""}label + kube-proxy gone, agent restart, KPR gate, stale-rule cleanup, tproxy, services check${drain ? ", uncordon" : ""}`;
+    return [
+        `Node-by-node migration: ${waves.length} wave${waves.length === 1 ? "" : "s"} (label ${MIGRATED_LABEL}=${MIGRATED_LABEL_VALUE}); per node: ${steps}.`,
+        ...waves.map(
+            (w) =>
+                `  migration wave ${w.index}${w.index === 1 ? " (canary)" : ""}: ${w.nodes.join(", ")}${w.index > 1 ? ` (after wave ${w.index - 1} passed)` : ""}`,
+        ),
+        "  then: every agent gated, kube-proxy backed up and deleted. `pulumi destroy` runs it backwards, last wave first.",
+        "  (The [wave N] numbers below are the engine's: steps that may run at the same time.)",
+        "",
+    ];
+}
