@@ -183,3 +183,14 @@ test("the offline plan shows the migration waves, their nodes and steps, and wri
         assert.ok(existsSync(path.join(out, "steps", file)), file);
     }
 });
+
+test("a canary stack moving to waves labels its canary nodes before the pending CiliumNodeConfig exists", async () => {
+    const { resources, error } = await runProgram("prod", { migration: { canaryNodes: ["m600"], waves: WAVES } });
+    assert.equal(error, undefined, String(error));
+    const adoption = find(resources, "command:local:Command", WAVE_STEP.canaryAdoption);
+    assert.equal((adoption.inputs.environment as Record<string, string>).CANARY_NODES, "m600");
+    assert.ok(waitsFor(resources, WAVE_STEP.pendingNodeConfig).has(WAVE_STEP.canaryAdoption));
+    assert.ok(waitsFor(resources, STEP.ciliumRelease).has(WAVE_STEP.canaryAdoption));
+    const plain = await waveProgram(false);
+    assert.equal(customs(plain).has(WAVE_STEP.canaryAdoption), false);
+});

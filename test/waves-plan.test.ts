@@ -59,16 +59,15 @@ test("wave settings: unknown, repeated and left-out nodes, both forms, KPR off, 
     assert.deepEqual(issuesOf(withValue(rawStack("prod"), "migration.waves", [[]])), ["cilium-kpr:migration.waves[0]: a wave needs at least one node"]);
 });
 
-test("an existing canary stack that asks for waves is told how its config must change", () => {
+test("an existing canary stack moves to waves with its canary as wave 1, and is told how otherwise", () => {
     const canary = withValue(rawStack("prod"), "migration.canaryNodes", ["m600"]);
     assert.deepEqual(issuesOf(canary), [], "the single-shot canary alone keeps working");
     assert.deepEqual(issuesOf(withValue(canary, "migration.waveSize", 1)), [
-        "cilium-kpr:migration.canaryNodes: the canary is now the first wave: remove migration.canaryNodes and start migration.waves with [m600] " +
-            "(for example migration.waves: [[m600], [the other nodes]])",
+        "cilium-kpr:migration.canaryNodes: the canary becomes the first wave: keep migration.canaryNodes and start migration.waves with exactly [m600] " +
+            "(for example migration.waves: [[m600], [the other nodes]]); a stack whose canary never ran can drop migration.canaryNodes instead",
     ]);
-    assert.deepEqual(issuesOf(withValue(canary, "migration.waves", [["m600"], ["m601", "storage"]])), [
-        "cilium-kpr:migration.canaryNodes: is the first wave already; remove migration.canaryNodes and keep migration.waves[0] = [m600]",
-    ]);
+    assert.equal(issuesOf(withValue(canary, "migration.waves", [["m601"], ["m600", "storage"]])).length, 1, "the canary must be wave 1");
+    assert.deepEqual(issuesOf(withValue(canary, "migration.waves", [["m600"], ["m601", "storage"]])), [], "adopted as wave 1");
 });
 
 test("the pending CiliumNodeConfig: cilium.io/v2 in Cilium's namespace, selecting nodes without the migrated label, pinning KPR off", () => {

@@ -225,3 +225,45 @@ test("drain honours PodDisruptionBudgets: a blocked drain fails and uncordons; u
     assert.doesNotMatch(calls, /--disable-eviction|--force/);
     lab.close();
 });
+
+test("a canary that already ran is adopted as wave 1: its node is labelled, kube-proxy's name exclusion becomes the label one", () => {
+    const canaryAffinity = {
+        nodeAffinity: {
+            requiredDuringSchedulingIgnoredDuringExecution: {
+                nodeSelectorTerms: [{ matchFields: [{ key: "metadata.name", operator: "NotIn", values: ["m600"] }] }],
+            },
+        },
+    };
+    const lab = new WaveLab((s) => {
+        const ds = s.kubeProxy as { metadata: { annotations?: Record<string, string> }; spec: { template: { spec: { affinity?: unknown } } } };
+        // As kube-proxy-exclude.sh leaves it: pre-canary affinity (none) saved, m600 excluded by name.
+        ds.metadata.annotations = { ...ds.metadata.annotations, "cilium-kpr-migration/original-affinity": "null" };
+        ds.spec.template.spec.affinity = canaryAffinity;
+    });
+    // The fake's scheduler reads matchExpressions only; place the canary state by hand: no kube-proxy on m600.
+    lab.update((s) => (s.pods = s.pods.filter((p) => !(p.app === "kube-proxy" && p.nodeName === "m600"))));
+    failed(lab.run("canary-adopt", { CANARY_NODES: "m601" }), /m601 still runs kube-proxy, so the canary did not migrate it/);
+    assert.equal(lab.labelled("m601"), false);
+    // m600's agent resolved KPR "false" (the pending object selected it when it started): refuse too.
+    failed(lab.run("canary-adopt", { CANARY_NODES: "m600" }), /the agent on m600 runs with kube-proxy-replacement 'false'/);
+    lab.update((s) => {
+        for (const p of s.pods) if (p.app === "cilium" && p.nodeName === "m600") p.config = { ...p.config, "kube-proxy-replacement": "true" };
+    });
+    assert.deepEqual(ok(lab.run("canary-adopt", { CANARY_NODES: "m600" })).labelled, ["m600"]);
+    assert.equal(lab.labelled("m600"), true);
+
+    ok(lab.run("kube-proxy-label-affinity"));
+    const ds = lab.state().kubeProxy as { metadata: { annotations: Record<string, string> }; spec: { template: { spec: { affinity?: unknown } } } };
+    assert.equal(ds.metadata.annotations["cilium-kpr-migration/original-affinity"], undefined, "the canary's saved affinity is taken over");
+    assert.equal(ds.metadata.annotations["cilium-kpr.io/pre-wave-affinity"], "null");
+    assert.deepEqual(ds.spec.template.spec.affinity, {
+        nodeAffinity: {
+            requiredDuringSchedulingIgnoredDuringExecution: {
+                nodeSelectorTerms: [{ matchExpressions: [{ key: MIGRATED_LABEL, operator: "NotIn", values: ["true"] }] }],
+            },
+        },
+    });
+    assert.deepEqual(lab.kubeProxyOn(), ["m601", "storage"], "kube-proxy stays off the canary node");
+    assert.equal(ok(lab.run("node-handover", { NODE: "m600" })).changed, false, "the canary node is not migrated again");
+    lab.close();
+});

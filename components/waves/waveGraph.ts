@@ -40,11 +40,33 @@ export interface PreReleaseSteps {
 export function preReleaseSteps(args: WaveGraphArgs, checks: pulumi.Resource[]): PreReleaseSteps {
     const { config, provider, parent } = args;
     const crdCheck = clusterCommand(WAVE_STEP.nodeConfigCrdCheck, { cluster: config.cluster, create: "waves/scripts/node-config-crd-check.sh" }, { parent });
+    // A canary that already ran (migration.canaryNodes, now wave 1): its nodes get the label before the
+    // pending object exists, or their agents would lose KPR at the release upgrade with kube-proxy off them.
+    const canary = config.migration.canaryNodes;
+    const adoption =
+        canary.length > 0
+            ? [
+                  clusterCommand(
+                      WAVE_STEP.canaryAdoption,
+                      {
+                          cluster: config.cluster,
+                          create: "waves/scripts/canary-adopt.sh",
+                          environment: {
+                              CANARY_NODES: canary.join(" "),
+                              CILIUM_NAMESPACE: config.cilium.namespace,
+                              KUBE_PROXY_NAMESPACE: config.cluster.kubeProxy.namespace,
+                              MIGRATED_LABEL,
+                          },
+                      },
+                      { parent, dependsOn: [...checks, crdCheck] },
+                  ),
+              ]
+            : [];
     const cnc = pendingNodeConfig(config.cilium);
     const pending = new k8s.apiextensions.CustomResource(
         WAVE_STEP.pendingNodeConfig,
         { apiVersion: cnc.apiVersion, kind: cnc.kind, metadata: cnc.metadata, spec: cnc.spec },
-        { parent, provider, dependsOn: [...checks, crdCheck], ...DELETE_FIRST },
+        { parent, provider, dependsOn: [...checks, crdCheck, ...adoption], ...DELETE_FIRST },
     );
     return { crdCheck, pendingNodeConfig: pending };
 }

@@ -66,14 +66,13 @@ export function checkWaves(
     if (canary.length > 0) {
         const first = migration.waves?.[0] ?? [];
         const sameSet = first.length === canary.length && canary.every((n) => first.includes(n));
+        // A canary that already ran is adopted as wave 1 (its nodes are labelled before anything else changes).
         if (migration.waves === undefined || !sameSet) {
             report(
                 "migration.canaryNodes",
-                `the canary is now the first wave: remove migration.canaryNodes and start migration.waves with [${canary.join(", ")}] ` +
-                    `(for example migration.waves: [[${canary.join(", ")}], [the other nodes]])`,
+                `the canary becomes the first wave: keep migration.canaryNodes and start migration.waves with exactly [${canary.join(", ")}] ` +
+                    `(for example migration.waves: [[${canary.join(", ")}], [the other nodes]]); a stack whose canary never ran can drop migration.canaryNodes instead`,
             );
-        } else {
-            report("migration.canaryNodes", `is the first wave already; remove migration.canaryNodes and keep migration.waves[0] = [${canary.join(", ")}]`);
         }
     }
     if (migration.waves === undefined || nodeNames === undefined) return;

@@ -67,6 +67,7 @@ export interface WaveStep {
 /** Logical names of the wave path's own steps (the per-node cleanup and tproxy keep their single-shot names). */
 export const WAVE_STEP = {
     nodeConfigCrdCheck: "preflight-cilium-node-config-crd",
+    canaryAdoption: "kpr-canary-adoption",
     pendingNodeConfig: "cilium-node-config-kpr-pending",
     kubeProxyLabelAffinity: "kube-proxy-label-affinity",
     pendingGate: "kpr-pending-gate",

@@ -8,6 +8,11 @@
 # ORIGINAL_ANNOTATION for kube-proxy-label-affinity-restore.sh; the write is one `kubectl replace` of
 # the object as read (a concurrent change fails on its resourceVersion). OnDelete is refused (its
 # rollout cannot be awaited). Idempotent.
+# A stack moving from the single-shot canary (kube-proxy-exclude.sh kept kube-proxy off the canary
+# nodes by name and saved the affinity before that in CANARY_ANNOTATION): the affinity before the
+# canary is the one kept and extended, and CANARY_ANNOTATION is dropped, so the canary's own undo
+# (kube-proxy-include.sh, run when its step leaves the program) finds nothing to do. The canary
+# nodes carry the label by then (canary-adopt.sh runs first), so kube-proxy stays off them.
 # Environment: KUBECONFIG, KUBECTL_CONTEXT, KUBE_PROXY_NAMESPACE, KUBE_PROXY_DAEMONSET, MIGRATED_LABEL, WAIT_TIMEOUT.
 # stdout: one JSON line (ok, changed). stderr: progress.
 set -euo pipefail
@@ -17,6 +22,7 @@ readonly SCRIPT=kube-proxy-label-affinity
 source "$(dirname "${BASH_SOURCE[0]}")/wave-lib.sh"
 
 readonly ORIGINAL_ANNOTATION=cilium-kpr.io/pre-wave-affinity
+readonly CANARY_ANNOTATION=cilium-kpr-migration/original-affinity
 KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
 need_name KUBE_PROXY_DAEMONSET
 need_name KUBE_PROXY_NAMESPACE
@@ -27,8 +33,9 @@ kp get daemonset "$KUBE_PROXY_DAEMONSET" -o json >"$workdir/ds.json" 2>"$workdir
 [[ "$(jq -r '.spec.updateStrategy.type // "RollingUpdate"' "$workdir/ds.json")" == RollingUpdate ]] \
     || fail "daemonset/$KUBE_PROXY_DAEMONSET does not use RollingUpdate: its rollout cannot be awaited"
 
-jq --arg a "$ORIGINAL_ANNOTATION" 'if (.metadata.annotations // {}) | has($a) then .metadata.annotations[$a] | fromjson else .spec.template.spec.affinity // null end' \
-    "$workdir/ds.json" >"$workdir/original.json" || fail "annotation $ORIGINAL_ANNOTATION is not JSON; fix or remove it by hand"
+jq --arg a "$ORIGINAL_ANNOTATION" --arg c "$CANARY_ANNOTATION" '(.metadata.annotations // {}) as $an
+    | if $an | has($a) then $an[$a] | fromjson elif $an | has($c) then $an[$c] | fromjson else .spec.template.spec.affinity // null end' \
+    "$workdir/ds.json" >"$workdir/original.json" || fail "annotation $ORIGINAL_ANNOTATION or $CANARY_ANNOTATION is not JSON; fix or remove it by hand"
 jq -c --arg l "$MIGRATED_LABEL" '
     {key: $l, operator: "NotIn", values: ["true"]} as $r
     | (. // {})
@@ -36,14 +43,14 @@ jq -c --arg l "$MIGRATED_LABEL" '
         (if (. // []) == [] then [{matchExpressions: [$r]}] else map(.matchExpressions = ((.matchExpressions // []) + [$r])) end)' \
     "$workdir/original.json" >"$workdir/desired.json"
 
-if jq -e --slurpfile want "$workdir/desired.json" --arg a "$ORIGINAL_ANNOTATION" \
-    '.spec.template.spec.affinity == $want[0] and ((.metadata.annotations // {}) | has($a))' "$workdir/ds.json" >/dev/null; then
+if jq -e --slurpfile want "$workdir/desired.json" --arg a "$ORIGINAL_ANNOTATION" --arg c "$CANARY_ANNOTATION" \
+    '.spec.template.spec.affinity == $want[0] and ((.metadata.annotations // {}) | has($a) and (has($c) | not))' "$workdir/ds.json" >/dev/null; then
     changed=false
     log "daemonset/$KUBE_PROXY_DAEMONSET already stays off nodes labelled $MIGRATED_LABEL=true"
 else
     changed=true
-    jq --arg a "$ORIGINAL_ANNOTATION" --slurpfile original "$workdir/original.json" --slurpfile want "$workdir/desired.json" '
-        del(.status) | .metadata.annotations = ((.metadata.annotations // {}) + {($a): ($original[0] | tojson)})
+    jq --arg a "$ORIGINAL_ANNOTATION" --arg c "$CANARY_ANNOTATION" --slurpfile original "$workdir/original.json" --slurpfile want "$workdir/desired.json" '
+        del(.status) | .metadata.annotations = ((.metadata.annotations // {}) + {($a): ($original[0] | tojson)} | del(.[$c]))
         | .spec.template.spec.affinity = $want[0]' "$workdir/ds.json" >"$workdir/next.json"
     log "keeping daemonset/$KUBE_PROXY_DAEMONSET off nodes labelled $MIGRATED_LABEL=true"
     kp replace -f "$workdir/next.json" >&2 || fail "could not update daemonset/$KUBE_PROXY_DAEMONSET"
