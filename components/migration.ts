@@ -70,6 +70,11 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
                 this.staleRuleCleanups.push(steps.cleanup);
                 if (steps.tproxy) this.nodeTproxies.push(steps.tproxy);
             }
+            if (!this.waves.complete) {
+                // Stopped after an earlier wave (migration.stopAfterWave): kube-proxy stays for the other nodes.
+                this.registerOutputs({ ciliumValues: this.cilium.values });
+                return;
+            }
             // After the last wave: every agent gated, then kube-proxy backed up and deleted (its backup keeps
             // the label affinity, so a restore on destroy brings it back on no migrated node).
             this.kprGate = clusterCommand(

@@ -194,3 +194,20 @@ test("a canary stack moving to waves labels its canary nodes before the pending 
     const plain = await waveProgram(false);
     assert.equal(customs(plain).has(WAVE_STEP.canaryAdoption), false);
 });
+
+test("migration.stopAfterWave declares the waves up to it and no final step: kube-proxy stays for the other nodes", async () => {
+    const { resources, error } = await runProgram("prod", { migration: { waves: WAVES, stopAfterWave: 1 } });
+    assert.equal(error, undefined, String(error));
+    const names = customs(resources);
+    assert.ok(names.has(WAVE_STEP.handover("m600")));
+    for (const absent of [
+        WAVE_STEP.handover("m601"),
+        WAVE_STEP.handover("storage"),
+        STEP.kprGate,
+        STEP.kubeProxyRemoval,
+        STEP.verification,
+        STEP.staleRuleCleanup("m601"),
+    ]) {
+        assert.equal(names.has(absent), false, absent);
+    }
+});

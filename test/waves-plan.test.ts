@@ -59,6 +59,16 @@ test("wave settings: unknown, repeated and left-out nodes, both forms, KPR off, 
     assert.deepEqual(issuesOf(withValue(rawStack("prod"), "migration.waves", [[]])), ["cilium-kpr:migration.waves[0]: a wave needs at least one node"]);
 });
 
+test("migration.stopAfterWave: within the waves, and only with waves", () => {
+    assert.deepEqual(issuesOf(withValues(rawStack("prod"), { "migration.waveSize": 2, "migration.stopAfterWave": 3 })), [
+        "cilium-kpr:migration.stopAfterWave: is 3, but there are 2 waves",
+    ]);
+    assert.deepEqual(issuesOf(withValue(rawStack("prod"), "migration.stopAfterWave", 1)), [
+        "cilium-kpr:migration.stopAfterWave: only applies to the node-by-node migration: set migration.waves or migration.waveSize too",
+    ]);
+    assert.deepEqual(issuesOf(withValues(rawStack("prod"), { "migration.waveSize": 1, "migration.stopAfterWave": 1 })), []);
+});
+
 test("an existing canary stack moves to waves with its canary as wave 1, and is told how otherwise", () => {
     const canary = withValue(rawStack("prod"), "migration.canaryNodes", ["m600"]);
     assert.deepEqual(issuesOf(canary), [], "the single-shot canary alone keeps working");

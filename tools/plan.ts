@@ -120,7 +120,8 @@ async function main(argv: readonly string[]): Promise<number> {
 function migrationWaveLines(project: string, config: Readonly<Record<string, string>>): string[] {
     const result = validateStackConfig(project, rawStackConfig(config));
     if (!result.ok || !usesWaves(result.config.migration)) return [];
-    return waveSummary(planWaves(result.config.migration, result.config.nodes), result.config.migration.drain);
+    const { migration } = result.config;
+    return waveSummary(planWaves(migration, result.config.nodes), migration.drain, migration.stopAfterWave);
 }
 
 function planText(

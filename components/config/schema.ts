@@ -250,6 +250,11 @@ export const migrationSchema = z.strictObject({
     waves: z.array(z.array(nodeName).min(1, "a wave needs at least one node")).optional(),
     /** Instead of `waves`: every node, in the order of `nodes`, this many at a time (1 = one node at a time). */
     waveSize: z.number().int("must be a whole number").min(1, "must be at least 1").optional(),
+    /**
+     * Declare the waves up to this one only (1 = the canary): the run stops there, kube-proxy stays for
+     * the rest. Raise or remove it to go on; lowering it hands the dropped waves back at the end of the run.
+     */
+    stopAfterWave: z.number().int("must be a whole number").min(1, "must be at least 1").optional(),
     /** Cordon and drain each node of a wave before its handover (honours PodDisruptionBudgets), uncordon after. */
     drain: z.boolean().default(false),
     /** Seconds `kubectl drain` may take per node before the wave stops. */

@@ -413,6 +413,9 @@ function checkMigration(
     cilium: z.output<typeof ciliumSchema> | undefined,
     report: Report,
 ): void {
+    if (!usesWaves(migration) && migration.stopAfterWave !== undefined) {
+        report("migration.stopAfterWave", "only applies to the node-by-node migration: set migration.waves or migration.waveSize too");
+    }
     if (usesWaves(migration)) {
         const allParsed = nodes !== undefined && nodes.every((n) => n !== undefined);
         const kpr = cilium === undefined ? undefined : cilium.kubeProxyReplacement === true || cilium.kubeProxyReplacement === "true";

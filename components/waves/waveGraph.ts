@@ -6,7 +6,7 @@ import { clusterCommand } from "../commands/clusterCommand";
 import { STEP } from "../resourceNames";
 import { staleRuleCleanup } from "../kubeproxy/staleRuleCleanup";
 import { NodeTproxy } from "../tproxy/nodeTproxy";
-import { MIGRATED_LABEL, planWaves, type Wave } from "./wavePlan";
+import { declaredWaves, MIGRATED_LABEL, planWaves, type Wave } from "./wavePlan";
 import { PENDING_NODE_CONFIG_NAME, pendingNodeConfig } from "./pendingNodeConfig";
 import { WAVE_STEP } from "./waveSteps";
 
@@ -88,8 +88,10 @@ export interface WaveGraph {
     readonly affinity: command.local.Command;
     readonly pendingGate: command.local.Command;
     readonly nodes: ReadonlyMap<string, WaveNodeSteps>;
-    /** Every node's last step of the last wave: the final gate waits for these. */
+    /** Every node's last step of the last declared wave: the final gate waits for these. */
     readonly lastWave: readonly pulumi.Resource[];
+    /** True when every wave is declared (no `migration.stopAfterWave` short of the last): the final steps follow. */
+    readonly complete: boolean;
 }
 
 /** kube-proxy's affinity, the pending gate and every wave, after the release. */
@@ -121,7 +123,7 @@ export function waveSteps(args: WaveGraphArgs, release: pulumi.Resource, pending
         { parent, dependsOn: [release, affinity, pendingNodeConfigResource] },
     );
 
-    const waves = planWaves(config.migration, config.nodes);
+    const waves = declaredWaves(config.migration, planWaves(config.migration, config.nodes));
     const byName = new Map(config.nodes.map((n) => [n.name, n]));
     const nodes = new Map<string, WaveNodeSteps>();
     let previous: pulumi.Resource[] = [pendingGate];
@@ -186,5 +188,6 @@ export function waveSteps(args: WaveGraphArgs, release: pulumi.Resource, pending
         // The next wave starts only when every node of this one passed.
         previous = ends;
     }
-    return { waves, affinity, pendingGate, nodes, lastWave: previous };
+    const complete = waves.length === planWaves(config.migration, config.nodes).length;
+    return { waves, affinity, pendingGate, nodes, lastWave: previous, complete };
 }

@@ -20,6 +20,11 @@ export function usesWaves(migration: MigrationSettings): boolean {
     return migration.waves !== undefined || migration.waveSize !== undefined;
 }
 
+/** The waves this run declares: all of them, or those up to `migration.stopAfterWave`. */
+export function declaredWaves(migration: MigrationSettings, waves: readonly Wave[]): readonly Wave[] {
+    return migration.stopAfterWave === undefined ? waves : waves.slice(0, migration.stopAfterWave);
+}
+
 /**
  * The waves in order. `migration.waves` as given; `migration.waveSize` cuts the nodes, in the
  * order of `nodes`, into groups of that size. Call only on a validated config (checkWaves).
@@ -75,6 +80,13 @@ export function checkWaves(
             );
         }
     }
+    if (migration.stopAfterWave !== undefined && nodeNames !== undefined) {
+        const count = planWaves(
+            migration,
+            nodeNames.map((name) => ({ name })),
+        ).length;
+        if (migration.stopAfterWave > count) report("migration.stopAfterWave", `is ${migration.stopAfterWave}, but there are ${count} waves`);
+    }
     if (migration.waves === undefined || nodeNames === undefined) return;
     const known = new Set(nodeNames);
     const seenAt = new Map<string, string>();
@@ -102,7 +114,7 @@ export function wavesScope(waves: readonly Wave[]): string {
 }
 
 /** The migration's waves as plan text: which nodes move when, each wave after the previous one passed. */
-export function waveSummary(waves: readonly Wave[], drain: boolean): string[] {
+export function waveSummary(waves: readonly Wave[], drain: boolean, stopAfterWave?: number): string[] {
     if (waves.length === 0) return [];
     const steps = `${drain ? "cordon+drain, " : ""}label + kube-proxy gone, agent restart, KPR gate, stale-rule cleanup, tproxy, services check${drain ? ", uncordon" : ""}`;
     return [
@@ -111,7 +123,9 @@ export function waveSummary(waves: readonly Wave[], drain: boolean): string[] {
             (w) =>
                 `  migration wave ${w.index}${w.index === 1 ? " (canary)" : ""}: ${w.nodes.join(", ")}${w.index > 1 ? ` (after wave ${w.index - 1} passed)` : ""}`,
         ),
-        "  then: every agent gated, kube-proxy backed up and deleted. `pulumi destroy` runs it backwards, last wave first.",
+        stopAfterWave !== undefined && stopAfterWave < waves.length
+            ? `  this run stops after wave ${stopAfterWave} (migration.stopAfterWave): the later waves and kube-proxy's removal are not declared.`
+            : "  then: every agent gated, kube-proxy backed up and deleted. `pulumi destroy` runs it backwards, last wave first.",
         "  (The [wave N] numbers below are the engine's: steps that may run at the same time.)",
         "",
     ];
