@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { Wave } from "../components/waves/wavePlan";
 import { downActions, stepsFromWave, upActions, waveSteps, type Action, type NodeActionKind, type WaveStep } from "../components/waves/waveSteps";
-import { describe as describeAction, initialCluster, replay, servedBy, type ClusterState } from "./support/servingModel";
+import { canaryCluster, describe as describeAction, initialCluster, replay, servedBy, type ClusterState } from "./support/servingModel";
 
 const NAMES = {
     staleRuleCleanup: (n: string) => `stale-rules-cleanup-${n}`,
@@ -193,5 +193,34 @@ test("the model catches each safety-relevant pair of steps run in the wrong orde
                 }
             },
         ),
+    );
+});
+
+/** The same steps with the release before kube-proxy's affinity: the graph runs those two side by side, in either order. */
+function releaseFirst(steps: readonly WaveStep[]): WaveStep[] {
+    const out = [...steps];
+    const affinity = out.findIndex((s) => s.name === "kube-proxy-label-affinity");
+    const release = out.findIndex((s) => s.name === NAMES.release);
+    [out[affinity], out[release]] = [out[release]!, out[affinity]!];
+    return out;
+}
+
+test("a canary stack moving to waves: every node served throughout; without the canary adoption the canary node would not be", () => {
+    fc.assert(
+        fc.property(plans, ({ nodes, waves }) => {
+            const canary = waves[0]!.nodes;
+            const adopted = waveSteps(waves, { drain: false, tproxy: true, adoptedCanary: canary }, NAMES);
+            for (const steps of [adopted, releaseFirst(adopted)]) {
+                const state = canaryCluster(nodes, canary);
+                const violation = replay(state, upActions(steps));
+                assert.equal(violation, undefined, violation && `${describeAction(violation.action)}: ${violation.message}`);
+                for (const node of Object.values(state.nodes)) assert.equal(servedBy(node), "kpr-agent");
+                assert.equal(replay(state, downActions(steps)), undefined);
+                assertBackToKubeProxy(state);
+            }
+            const notAdopted = releaseFirst(waveSteps(waves, { drain: false, tproxy: true }, NAMES));
+            const unsafe = replay(canaryCluster(nodes, canary), upActions(notAdopted));
+            assert.match(unsafe?.message ?? "", new RegExp(`^(${canary.join("|")}) is served by neither`));
+        }),
     );
 });

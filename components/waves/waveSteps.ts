@@ -29,6 +29,8 @@ export type ClusterAction =
     | "restoreKubeProxy";
 
 export type NodeActionKind =
+    /** A node the single-shot canary already migrated gets the label (canary-adopt.sh); nothing else changes. */
+    | "labelCanaryNode"
     | "cordonAndDrain"
     | "uncordon"
     /** Sets the migrated label and waits until the node's kube-proxy pod is gone. */
@@ -117,11 +119,15 @@ export function nodeSteps(node: string, wave: number, opts: WaveStepOptions, nam
  */
 export function waveSteps(
     waves: readonly Wave[],
-    opts: WaveStepOptions,
+    opts: WaveStepOptions & { readonly adoptedCanary?: readonly string[] },
     names: { staleRuleCleanup: (node: string) => string; nodeTproxy: (node: string) => string; release: string; finalGate: string; removal: string },
 ): WaveStep[] {
     const last = waves.length + 1;
+    const canary = opts.adoptedCanary ?? [];
     return [
+        ...(canary.length > 0
+            ? [{ name: WAVE_STEP.canaryAdoption, wave: 0, up: canary.map((node): NodeAction => ({ kind: "labelCanaryNode", node })), down: [] }]
+            : []),
         // Created before the release gets its final values, so no agent ever starts with KPR on an unlabelled node;
         // deleted after the values are restored (the values snapshot depends on it).
         { name: WAVE_STEP.pendingNodeConfig, wave: 0, up: ["createPendingNodeConfig"], down: ["deletePendingNodeConfig"] },

@@ -22,6 +22,8 @@ import type { Action, ClusterAction, NodeAction } from "../../components/waves/w
 
 export interface NodeState {
     labelled: boolean;
+    /** kube-proxy kept off by name (the single-shot canary's kube-proxy-exclude.sh). */
+    excludedByName?: boolean;
     kubeProxyPod: boolean;
     kubeProxyRules: boolean;
     agentKpr: boolean;
@@ -68,7 +70,7 @@ function resolveKpr(state: ClusterState, node: NodeState): boolean {
 /** kube-proxy's DaemonSet controller: a pod on every node its affinity allows; a new pod writes its rules. */
 function scheduleKubeProxy(state: ClusterState): void {
     for (const node of Object.values(state.nodes)) {
-        node.kubeProxyPod = state.kubeProxyDaemonSet && !(state.affinityByLabel && node.labelled);
+        node.kubeProxyPod = state.kubeProxyDaemonSet && !(state.affinityByLabel && node.labelled) && node.excludedByName !== true;
         if (node.kubeProxyPod) node.kubeProxyRules = true;
     }
 }
@@ -87,6 +89,8 @@ function applyCluster(state: ClusterState, action: ClusterAction): void {
             state.pendingNodeConfig = false;
             return;
         case "excludeLabelledFromKubeProxy":
+            // It takes over the canary's saved pre-canary affinity: no exclusion by name is left.
+            for (const node of Object.values(state.nodes)) node.excludedByName = false;
             state.affinityByLabel = true;
             return scheduleKubeProxy(state);
         case "restoreKubeProxyAffinity":
@@ -117,6 +121,9 @@ function applyNode(state: ClusterState, action: NodeAction): void {
     const node = state.nodes[action.node];
     if (node === undefined) throw new Error(`no node ${action.node} in the model`);
     switch (action.kind) {
+        case "labelCanaryNode":
+            node.labelled = true;
+            return scheduleKubeProxy(state);
         case "cordonAndDrain":
             node.cordoned = true;
             return;
@@ -184,4 +191,18 @@ export function replay(state: ClusterState, actions: readonly Action[]): Violati
 
 export function describe(action: Action): string {
     return typeof action === "string" ? action : `${action.kind}(${action.node})`;
+}
+
+/**
+ * A stack where the single-shot canary ran: the release has KPR on every agent, kube-proxy is kept off
+ * the canary nodes by name and their leftover rules are cleaned; elsewhere kube-proxy runs beside the agent.
+ */
+export function canaryCluster(nodes: readonly string[], canary: readonly string[]): ClusterState {
+    const state = initialCluster(nodes);
+    state.globalKpr = true;
+    for (const [name, node] of Object.entries(state.nodes)) {
+        node.agentKpr = true;
+        if (canary.includes(name)) Object.assign(node, { excludedByName: true, kubeProxyPod: false, kubeProxyRules: false });
+    }
+    return state;
 }
