@@ -1,4 +1,5 @@
 import { strict as assert } from "node:assert";
+import { spawnSync } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import * as path from "node:path";
 import { hostToolsMissing } from "./support/hostTools";
@@ -102,6 +103,86 @@ async function waitForSsh(lab: SshLab, limitMs: number): Promise<number> {
         await sleep(250);
     }
     throw new Error(`ssh did not come back within ${limitMs} ms`);
+}
+
+const VIP = "192.0.2.50";
+
+/** The bundle nodeTproxyBundle ships (ruleset, routes, unit, keepalived notify), with paths under the lab's root. */
+function realBundle(lab: SshLab, changes: Readonly<Record<string, unknown>> = {}): { bundle: NodeBundle; config: MigrationConfig; notifyPath: string } {
+    const config = validConfig(
+        withValues(rawStack("prod"), {
+            "cluster.nodeCidrs": ["172.25.4.0/24", "192.0.2.0/24"],
+            "tproxy.vip4": VIP,
+            "tproxy.tableName": TABLE,
+            ...changes,
+        }),
+    );
+    const notifyPath = path.join(lab.root, "etc/keepalived/cilium-kpr-tproxy-notify.sh");
+    const bundle = renderNodeBundle({
+        tableName: TABLE,
+        ruleset: renderNftRuleset(nftRulesetInput(config)),
+        routes: policyRouteSpec(config.tproxy),
+        layout: layoutUnder(lab.root),
+        extraFiles: [
+            {
+                path: notifyPath,
+                mode: "0755",
+                owner: "root:root",
+                kind: "activation-script",
+                content: renderKeepalivedNotify(config, { lockPath: path.join(lab.dir, "notify.lock"), vipWaitSeconds: 1 }),
+            },
+        ],
+    });
+    return { bundle, config, notifyPath };
+}
+
+/** The unit's command lines for KEY (ExecStart, ExecStop), split into argv the way systemd does for unquoted words. */
+function unitCommands(bundle: NodeBundle, key: "ExecStart" | "ExecStop"): string[][] {
+    const unit = bundle.files.find((f) => f.kind === "systemd-unit");
+    assert.ok(unit, "the bundle has a unit");
+    const lines = unit.content.split("\n").filter((l) => l.startsWith(`${key}=`));
+    assert.ok(lines.length > 0, `the unit has ${key}`);
+    return lines.map((l) => {
+        const argv = l
+            .slice(key.length + 1)
+            .split(/\s+/)
+            .filter(Boolean);
+        assert.ok(
+            argv.every((a) => !/["'\\$;%]/.test(a)),
+            `${l}: plain words only, so this split is systemd's`,
+        );
+        return argv;
+    });
+}
+
+/** Runs the unit's ExecStart (or ExecStop) lines in the node namespace, as systemd would: in order, no shell. */
+function runUnit(lab: SshLab, bundle: NodeBundle, key: "ExecStart" | "ExecStop"): { status: number; output: string } {
+    let output = "";
+    for (const argv of unitCommands(bundle, key)) {
+        const r = spawnSync("ip", ["netns", "exec", lab.node.name, ...argv], { encoding: "utf8", timeout: 60_000 });
+        output += `${r.stdout}${r.stderr}`;
+        if (r.status !== 0) return { status: r.status ?? -1, output };
+    }
+    return { status: 0, output };
+}
+
+/**
+ * A power cut and boot, minus the boot: every process the apply left running (the armed revert) dies
+ * and the node's network state is gone (nft ruleset, our ip rules, table 100, addresses added at
+ * runtime); files on disk stay.
+ */
+function simulateReboot(lab: SshLab, stateDir: string): void {
+    const pending = lab.node.try(`cat ${stateDir}/pending`).stdout.trim().split(" ");
+    if (pending[1] === "setsid" && pending[2] !== undefined) lab.node.try(`kill -KILL -- -${pending[2]}`);
+    lab.node.sh(
+        [
+            "nft flush ruleset",
+            "for f in -4 -6; do ip $f rule flush; ip $f rule add pref 32766 lookup main; done",
+            "ip -4 rule add pref 32767 lookup default",
+            "ip -4 route flush table 100 2>/dev/null || true; ip -6 route flush table 100 2>/dev/null || true",
+            `ip addr del ${VIP}/32 dev eth0 2>/dev/null || true`,
+        ].join("\n"),
+    );
 }
 
 describe("tproxy apply/confirm/delete over real SSH", { skip }, () => {
@@ -317,6 +398,154 @@ describe("tproxy apply/confirm/delete over real SSH", { skip }, () => {
             lab.node.try(`ip addr del ${vip}/32 dev eth0`);
         }
         assert.equal(lab.ssh(deleteCommand(bundle, settings)).status, 0);
+        assert.deepEqual(nodeState(lab), before);
+    });
+});
+
+/** nodeState without rule handles and counter values: what a reload from a listing reproduces. */
+function kernelView(lab: SshLab): NodeState {
+    const state = nodeState(lab);
+    return { ...state, ruleset: lab.node.sh("nft list ruleset").replace(/counter packets \d+ bytes \d+/g, "counter") };
+}
+
+describe("tproxy boot unit and activation over real SSH (the unit's command lines run as rendered, without systemd)", { skip }, () => {
+    let lab: SshLab;
+    before(async () => {
+        lab = new SshLab();
+        await lab.start();
+        // Start from a node as it boots: nothing the other suite seeded survives a reboot anyway.
+        simulateReboot(lab, layoutUnder(lab.root).stateDir);
+        // A real node has /var/lib; the state directory is created inside it.
+        lab.node.sh(`mkdir -p ${lab.root}/var/lib`);
+    });
+    after(() => lab?.dispose());
+    const active = () => /elements = \{ ([^}]*) \}/.exec(lab.node.sh(`nft list set inet ${TABLE} tproxy_active`))?.[1] ?? "";
+
+    test("after every load (apply, the unit's ExecStart) the VIP holder diverts; confirm fails when activation and the VIP disagree; a stopped unit diverts nothing", () => {
+        const before = nodeState(lab);
+        const { bundle, config, notifyPath } = realBundle(lab);
+        const notify = (state: string) => lab.node.sh(`bash ${notifyPath} INSTANCE ${config.tproxy.vrrpInstance} ${state}`);
+        lab.node.sh(`ip addr add ${VIP}/32 dev eth0`);
+        try {
+            const applied = lab.ssh(applyCommand(bundle, settings));
+            assert.equal(applied.status, 0, applied.stderr);
+            assert.equal(active(), "ipv4", "diverting right after the apply");
+            const started = runUnit(lab, bundle, "ExecStart");
+            assert.equal(started.status, 0, started.output);
+            assert.equal(active(), "ipv4", "diverting still after the unit (re)loads the table, as systemctl restart or a boot would");
+
+            lab.node.sh(`nft flush set inet ${TABLE} tproxy_active`);
+            const wrongOff = lab.ssh(confirmCommand(bundle, settings));
+            assert.equal(wrongOff.status, 1, wrongOff.stdout + wrongOff.stderr);
+            assert.match(wrongOff.stderr, /diverting does not match this node's VIPs: activation is 'nothing' but this node should divert 'ipv4'/);
+            assert.equal(runUnit(lab, bundle, "ExecStart").status, 0);
+            assert.equal(lab.ssh(confirmCommand(bundle, settings)).status, 0, "confirmed once activation is right");
+
+            // The VIP left without a notify: the activation now lies the other way.
+            lab.node.sh(`ip addr del ${VIP}/32 dev eth0`);
+            const wrongOn = lab.ssh(confirmCommand(bundle, settings));
+            assert.equal(wrongOn.status, 1);
+            assert.match(wrongOn.stderr, /activation is 'ipv4' but this node should divert 'nothing'/);
+            notify("BACKUP");
+            assert.equal(active(), "");
+            assert.equal(lab.ssh(confirmCommand(bundle, settings)).status, 0);
+
+            // ExecStop: routes down and diverting off; keepalived cannot switch it on again until the unit starts.
+            lab.node.sh(`ip addr add ${VIP}/32 dev eth0`);
+            notify("MASTER");
+            assert.equal(active(), "ipv4");
+            const stopped = runUnit(lab, bundle, "ExecStop");
+            assert.equal(stopped.status, 0, stopped.output);
+            assert.equal(active(), "", "a stopped unit diverts nothing");
+            assert.equal(lab.node.sh("ip -4 rule show pref 1000"), "");
+            notify("MASTER");
+            assert.equal(active(), "", "no MASTER notify switches diverting on while the policy routes are down");
+            assert.equal(runUnit(lab, bundle, "ExecStart").status, 0);
+            assert.equal(active(), "ipv4");
+        } finally {
+            lab.node.try(`ip addr del ${VIP}/32 dev eth0`);
+        }
+        assert.equal(lab.ssh(deleteCommand(bundle, settings)).status, 0);
+        assert.deepEqual(nodeState(lab), before);
+    });
+
+    test("boot converges whichever of keepalived and the unit starts first", () => {
+        const before = nodeState(lab);
+        const { bundle, config, notifyPath } = realBundle(lab);
+        const notify = (state: string) => lab.node.try(`bash ${notifyPath} INSTANCE ${config.tproxy.vrrpInstance} ${state}`);
+        const stateDir = bundle.layout.stateDir;
+        assert.equal(lab.ssh(applyCommand(bundle, settings)).status, 0);
+        assert.equal(lab.ssh(confirmCommand(bundle, settings)).status, 0);
+
+        // keepalived first: its MASTER notify finds no table (tolerated), then the unit loads it.
+        simulateReboot(lab, stateDir);
+        lab.node.sh(`ip addr add ${VIP}/32 dev eth0`);
+        const early = notify("MASTER");
+        assert.equal(early.status, 0, early.stderr);
+        assert.match(early.stderr, /not installed; nothing to switch/);
+        assert.equal(runUnit(lab, bundle, "ExecStart").status, 0);
+        assert.equal(active(), "ipv4");
+        assert.equal(lab.ssh(confirmCommand(bundle, settings)).status, 0);
+
+        // The unit first: nothing held yet, so nothing diverts until keepalived's MASTER.
+        simulateReboot(lab, stateDir);
+        assert.equal(runUnit(lab, bundle, "ExecStart").status, 0);
+        assert.equal(active(), "");
+        lab.node.sh(`ip addr add ${VIP}/32 dev eth0`);
+        assert.equal(notify("MASTER").status, 0);
+        assert.equal(active(), "ipv4");
+        assert.equal(lab.ssh(confirmCommand(bundle, settings)).status, 0);
+
+        lab.node.try(`ip addr del ${VIP}/32 dev eth0`);
+        assert.equal(lab.ssh(deleteCommand(bundle, settings)).status, 0);
+        assert.deepEqual(nodeState(lab), before);
+    });
+
+    test("a reboot inside the revert window: the unit reverts the unconfirmed first apply before loading anything; SSH works; confirm fails", async () => {
+        const before = nodeState(lab);
+        const { bundle } = realBundle(lab);
+        const stateDir = bundle.layout.stateDir;
+        assert.equal(lab.ssh(applyCommand(bundle, settings)).status, 0);
+        assert.match(lab.node.sh(`nft list table inet ${TABLE}`), /tproxy ip to 192\.0\.2\.50:7892/);
+        simulateReboot(lab, stateDir);
+        const booted = runUnit(lab, bundle, "ExecStart");
+        assert.equal(booted.status, 0, booted.output);
+        assert.match(booted.output, /not confirmed before the node restarted; restoring the last confirmed state/);
+        assert.deepEqual(nodeState(lab), before, "the node as it was before the apply: no table, no rules, no files");
+        assert.equal(lab.ssh("true").status, 0, "SSH works");
+        // Past the window the killed revert would have fired: nothing comes back.
+        await sleep((REVERT_SECONDS + 1) * 1000);
+        assert.deepEqual(nodeState(lab), before);
+        const late = lab.ssh(confirmCommand(bundle, settings));
+        assert.equal(late.status, 1);
+        assert.match(late.stderr, /was reverted/);
+        assert.equal(lab.ssh(deleteCommand(bundle, settings)).status, 0);
+        assert.deepEqual(nodeState(lab), before);
+    });
+
+    test("a reboot inside the window of an update: the unit goes back to the last confirmed apply, not to the new one", () => {
+        const before = nodeState(lab);
+        const v1 = realBundle(lab).bundle;
+        const v2 = realBundle(lab, { "tproxy.port": 7893 }).bundle;
+        const stateDir = v1.layout.stateDir;
+        assert.equal(lab.ssh(applyCommand(v1, settings)).status, 0);
+        assert.equal(lab.ssh(confirmCommand(v1, settings)).status, 0);
+        // What a plain reboot of the confirmed v1 gives.
+        simulateReboot(lab, stateDir);
+        assert.equal(runUnit(lab, v1, "ExecStart").status, 0);
+        const v1Booted = kernelView(lab);
+        assert.match(v1Booted.ruleset, /:7892 /);
+
+        assert.equal(lab.ssh(applyCommand(v2, settings)).status, 0);
+        assert.match(lab.node.sh(`nft list table inet ${TABLE}`), /:7893 /);
+        simulateReboot(lab, stateDir);
+        // The unit file on disk is v2's now: that is the one the boot runs.
+        const booted = runUnit(lab, v2, "ExecStart");
+        assert.equal(booted.status, 0, booted.output);
+        assert.deepEqual(kernelView(lab), v1Booted);
+        assert.equal(lab.ssh(confirmCommand(v2, settings)).status, 1);
+        assert.equal(lab.ssh(confirmCommand(v1, settings)).status, 1, "the outcome records the revert");
+        assert.equal(lab.ssh(deleteCommand(v1, settings)).status, 0);
         assert.deepEqual(nodeState(lab), before);
     });
 });

@@ -41,6 +41,10 @@ describe("keepalived notify script (text)", () => {
         assert.match(text, /^PROXY_UNIT='clash\.service'$/m);
         assert.match(text, /^VRRP_INSTANCE='VI_API'$/m);
         assert.match(text, /^ACTIVATION_SET='tproxy_active'$/m);
+        // A family diverts only while exactly our policy rule and local route are present.
+        assert.match(text, /^MARK='0x1'$/m);
+        assert.match(text, /^ROUTE_TABLE='100'$/m);
+        assert.match(text, /^RULE_PRIORITY='1000'$/m);
         assert.doesNotMatch(text, /KPR_TPROXY_/);
         assert.ok(text.startsWith("#!/bin/bash\n"));
     });

@@ -1,6 +1,6 @@
 import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { describe, test } from "node:test";
@@ -10,7 +10,14 @@ import { NetNs } from "./support/netns";
 import { tproxySchema } from "../components/config/schema";
 import { renderNodeBundle, type BundleFile } from "../components/tproxy/nodeBundle";
 import { NODE_SCRIPTS_DIR, nodeScript } from "../components/tproxy/nodeScripts";
-import { DEFAULT_NODE_LAYOUT, policyRouteArgs, policyRouteSpec, renderPolicyRoutes, type PolicyRouteSpec } from "../components/tproxy/policyRoutes";
+import {
+    bootScriptPath,
+    DEFAULT_NODE_LAYOUT,
+    policyRouteArgs,
+    policyRouteSpec,
+    renderPolicyRoutes,
+    type PolicyRouteSpec,
+} from "../components/tproxy/policyRoutes";
 import { applyCommand, confirmCommand, deleteCommand, heredocTerminator, MAX_COMMAND_BYTES, remoteSettings } from "../components/tproxy/remoteScript";
 
 const SPEC: PolicyRouteSpec = { mark: 0x1, table: 100, priority: 1000, families: ["ipv4", "ipv6"] };
@@ -29,23 +36,27 @@ describe("policy route parameters and boot persistence", () => {
         assert.throws(() => policyRouteArgs({ ...SPEC, priority: 40000 }), /out of range/);
     });
 
-    test("the unit loads the table then brings routes up, takes only routes down, and runs after networkd and nftables.service", () => {
-        const { unit, networkdDropIn, script } = renderPolicyRoutes(SPEC);
+    test("the unit runs tproxy-boot.sh (revert an unconfirmed apply, routes, table + activation), orders itself before keepalived", () => {
+        const notify = "/etc/keepalived/cilium-kpr-tproxy-notify.sh";
+        const { unit, networkdDropIn, script } = renderPolicyRoutes(SPEC, DEFAULT_NODE_LAYOUT, { tableName: "t", activationScriptPath: notify });
         const lines = unit.split("\n");
+        const boot = `/bin/bash ${DEFAULT_NODE_LAYOUT.stateDir}/bin/tproxy-boot.sh`;
+        const rest = `${DEFAULT_NODE_LAYOUT.stateDir} ${DEFAULT_NODE_LAYOUT.rulesetPath} ${DEFAULT_NODE_LAYOUT.routesScriptPath} ${notify} t 0x1 100 1000 ipv4,ipv6`;
         assert.deepEqual(
             lines.filter((l) => l.startsWith("ExecStart=")),
-            [
-                `ExecStart=/usr/sbin/nft -f ${DEFAULT_NODE_LAYOUT.rulesetPath}`,
-                `ExecStart=/bin/bash ${DEFAULT_NODE_LAYOUT.routesScriptPath} up 0x1 100 1000 ipv4,ipv6`,
-            ],
+            [`ExecStart=${boot} start ${rest}`],
         );
         assert.deepEqual(
             lines.filter((l) => l.startsWith("ExecStop=")),
-            [`ExecStop=/bin/bash ${DEFAULT_NODE_LAYOUT.routesScriptPath} down 0x1 100 1000 ipv4,ipv6`],
+            [`ExecStop=${boot} stop ${rest}`],
         );
+        assert.equal(bootScriptPath(DEFAULT_NODE_LAYOUT), `${DEFAULT_NODE_LAYOUT.stateDir}/bin/tproxy-boot.sh`);
         assert.ok(lines.includes("Type=oneshot") && lines.includes("RemainAfterExit=yes"));
         const after = lines.find((l) => l.startsWith("After="))?.split(/[= ]/) ?? [];
         for (const dep of ["network-online.target", "systemd-networkd.service", "nftables.service"]) assert.ok(after.includes(dep), dep);
+        assert.ok(lines.includes("Before=keepalived.service"));
+        const withoutNotify = renderPolicyRoutes(SPEC, DEFAULT_NODE_LAYOUT, { tableName: "t" }).unit;
+        assert.match(withoutNotify, / \/usr\/local\/lib\/cilium-kpr-tproxy\/policy-routes\.sh - t 0x1 /);
         assert.match(networkdDropIn, /^\[Network\]\nManageForeignRoutingPolicyRules=no\n$/m);
         assert.equal(script, readFileSync(SCRIPT, "utf8"));
     });
@@ -57,9 +68,12 @@ describe("policy route parameters and boot persistence", () => {
                 ...DEFAULT_NODE_LAYOUT,
                 unitPath: path.join(dir, "kpr-tproxy-test.service"),
                 routesScriptPath: path.join(dir, "policy-routes.sh"),
+                stateDir: path.join(dir, "state-tproxy"),
             };
             writeFileSync(layout.routesScriptPath, nodeScript("policy-routes.sh"), { mode: 0o755 });
-            writeFileSync(layout.unitPath, renderPolicyRoutes(SPEC, layout).unit);
+            mkdirSync(path.join(dir, "state-tproxy", "bin"), { recursive: true });
+            writeFileSync(bootScriptPath(layout), nodeScript("tproxy-boot.sh"), { mode: 0o700 });
+            writeFileSync(layout.unitPath, renderPolicyRoutes(SPEC, layout, { tableName: "t" }).unit);
             const r = spawnSync("systemd-analyze", ["verify", layout.unitPath], { encoding: "utf8", timeout: 30_000 });
             assert.equal(r.status, 0, r.stderr);
             assert.doesNotMatch(r.stderr, /kpr-tproxy-test\.service/, r.stderr);
@@ -146,42 +160,44 @@ describe("remote command texts", () => {
     test("staged files arrive byte for byte through a POSIX shell, whatever they contain", () => {
         const dir = mkdtempSync(path.join(tmpdir(), "kpr-stage-"));
         try {
-            fc.assert(
-                fc.property(
-                    fc.array(
-                        fc.oneof(
-                            fc.string(),
-                            fc.string({ unit: "grapheme" }),
-                            fc.string({ unit: "binary-ascii" }).filter((t) => !t.includes("\0")),
-                            fc.constantFrom("", "\n", "no newline", "$HOME `id` $(id) 'q' \"d\" \\", "EOF\nCKPR_F4_0\n", "\t\r\n"),
-                        ),
-                        { minLength: 1, maxLength: 3 },
-                    ),
-                    (contents) => {
-                        const extraFiles: BundleFile[] = contents.map((content, i) => ({
-                            path: `/etc/kpr-test/${i}`,
-                            mode: "0644",
-                            owner: "root:root",
-                            content,
-                            kind: "file",
-                        }));
-                        const b = renderNodeBundle({ tableName: "t", ruleset: RULESET, routes: SPEC, extraFiles });
-                        const out = mkdtempSync(path.join(dir, "o-"));
-                        // The real text, with the final hand-over to the node script replaced by a copy.
-                        const text = applyCommand(b, settings).replace(/^\$ckpr_sudo bash .*$/m, `cp -R "$ckpr_stage/." ${out}/`);
-                        const r = spawnSync(POSIX_SH, ["-c", text], { encoding: "utf8" });
-                        assert.equal(r.status, 0, r.stderr);
-                        b.files.forEach((f, i) => assert.equal(readFileSync(path.join(out, "files", String(i)), "utf8"), f.content));
-                        assert.equal(readFileSync(path.join(out, "tproxy-apply.sh"), "utf8"), nodeScript("tproxy-apply.sh"));
-                        return true;
-                    },
-                ),
-                { numRuns: 60 },
-            );
+            // Found by this property: dash lost the 0xCC byte of this file in a quoted heredoc.
+            fc.assert(property(dir), { examples: [[["C\u0327\u0301", ""]]], numRuns: 60 });
         } finally {
             rmSync(dir, { recursive: true, force: true });
         }
     });
+
+    function property(dir: string) {
+        return fc.property(
+            fc.array(
+                fc.oneof(
+                    fc.string(),
+                    fc.string({ unit: "grapheme" }),
+                    fc.string({ unit: "binary-ascii" }).filter((t) => !t.includes("\0")),
+                    fc.constantFrom("", "\n", "no newline", "$HOME `id` $(id) 'q' \"d\" \\", "EOF\nCKPR_F4_0\n", "\t\r\n"),
+                ),
+                { minLength: 1, maxLength: 3 },
+            ),
+            (contents) => {
+                const extraFiles: BundleFile[] = contents.map((content, i) => ({
+                    path: `/etc/kpr-test/${i}`,
+                    mode: "0644",
+                    owner: "root:root",
+                    content,
+                    kind: "file",
+                }));
+                const b = renderNodeBundle({ tableName: "t", ruleset: RULESET, routes: SPEC, extraFiles });
+                const out = mkdtempSync(path.join(dir, "o-"));
+                // The real text, with the final hand-over to the node script replaced by a copy.
+                const text = applyCommand(b, settings).replace(/^\$ckpr_sudo bash .*$/m, `cp -R "$ckpr_stage/." ${out}/`);
+                const r = spawnSync(POSIX_SH, ["-c", text], { encoding: "utf8" });
+                assert.equal(r.status, 0, r.stderr);
+                b.files.forEach((f, i) => assert.equal(readFileSync(path.join(out, "files", String(i)), "utf8"), f.content));
+                assert.equal(readFileSync(path.join(out, "tproxy-apply.sh"), "utf8"), nodeScript("tproxy-apply.sh"));
+                return true;
+            },
+        );
+    }
 
     test("a corrupted stage is refused before anything runs", () => {
         const text = applyCommand(bundle, settings).replace(/^(\$ckpr_sudo bash .*)$/m, "echo SHOULD-NOT-RUN");

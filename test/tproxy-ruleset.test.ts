@@ -64,7 +64,8 @@ describe("renderNftRuleset (text)", () => {
             text,
             /set reserved_dst_v4 \{[^}]*elements = \{ 0\.0\.0\.0\/8, 10\.0\.0\.0\/8, 100\.64\.0\.0\/10, 127\.0\.0\.0\/8, 169\.254\.0\.0\/16, 172\.16\.0\.0\/12,/,
         );
-        assert.match(text, /set cluster_dst_v4 \{[^}]*elements = \{ 172\.27\.0\.0\/16, 172\.25\.4\.0\/24 \}/);
+        // Pod CIDRs are destinations reached directly too (socket-LB turns a ClusterIP into a Pod IP).
+        assert.match(text, /set cluster_dst_v4 \{[^}]*elements = \{ 172\.27\.0\.0\/16, 172\.25\.4\.0\/24, 172\.26\.0\.0\/16 \}/);
         assert.match(text, /set pod_src_v4 \{[^}]*elements = \{ 172\.26\.0\.0\/16 \}/);
         assert.match(text, /type filter hook prerouting priority mangle \+ 1; policy accept;/);
         assert.match(text, /type route hook output priority mangle \+ 1; policy accept;/);
@@ -92,10 +93,21 @@ describe("renderNftRuleset (text)", () => {
                 order,
                 `${chain} order`,
             );
-            assert.equal(rules.at(-1)?.includes("meta mark set 0x00000001"), true);
         }
-        // Fail closed: the mark is set before tproxy looks for the listener.
-        assert.match(chainBody(text, "prerouting").at(-1)!, /meta mark set 0x00000001 tproxy ip to/);
+        assert.equal(chainBody(text, "output").at(-1)?.includes("meta mark set 0x00000001"), true);
+        // Fail closed: the mark is set before tproxy looks for the listener, and what found no
+        // transparent socket (tproxy breaks, evaluation goes on) is refused by the next rules.
+        const pre = chainBody(text, "prerouting");
+        assert.match(pre.at(-3)!, /meta mark set 0x00000001 tproxy ip to/);
+        assert.match(pre.at(-2)!, /^iif != lo meta mark 0x00000001 meta nfproto ipv4 meta l4proto tcp counter reject with tcp reset/);
+        assert.match(pre.at(-1)!, /^iif != lo meta mark 0x00000001 meta nfproto ipv4 meta l4proto udp counter reject with icmp type port-unreachable/);
+        // Input: a marked packet reaches only the transparent socket tproxy chose; anything else is refused.
+        assert.deepEqual(chainBody(text, "input"), [
+            "meta mark != 0x00000001 return",
+            'socket transparent 1 accept comment "the transparent listener tproxy chose"',
+            'meta nfproto ipv4 meta l4proto tcp counter reject with tcp reset comment "diverted, no transparent listener: refuse (fail closed)"',
+            'meta nfproto ipv4 meta l4proto udp counter reject with icmp type port-unreachable comment "diverted, no transparent listener: refuse (fail closed)"',
+        ]);
     });
 
     it("IPv6 stack: tproxy ip6 to [VIP6]:PORT, IPv6 sets filled, no IPv4 diversion", () => {
@@ -103,7 +115,7 @@ describe("renderNftRuleset (text)", () => {
         assert.match(v6, /meta nfproto ipv6 meta l4proto \{ tcp, udp \} meta mark set 0x00000001 tproxy ip6 to \[2001:db8:0:1::100\]:7892 counter accept/);
         assert.doesNotMatch(v6, /tproxy ip to/);
         assert.match(v6, /set pod_src_v6 \{[^}]*elements = \{ 2001:db8::\/96 \}/);
-        assert.match(v6, /set cluster_dst_v6 \{[^}]*elements = \{ 2001:db8:10:96::\/112, 2001:db8:0:1::\/64, 2001:db8:0:2::\/64 \}/);
+        assert.match(v6, /set cluster_dst_v6 \{[^}]*elements = \{ 2001:db8:10:96::\/112, 2001:db8:0:1::\/64, 2001:db8:0:2::\/64, 2001:db8::\/96 \}/);
         assert.match(
             v6,
             /set reserved_dst_v6 \{[^}]*elements = \{ ::\/128, ::1\/128, ::ffff:0:0\/96, 64:ff9b::\/96, 100::\/64, 2001:db8::\/32, fc00::\/7, fe80::\/10, ff00::\/8 \}/,
@@ -201,6 +213,18 @@ describe("renderNftRuleset in a kernel (one namespace)", { skip: hostToolsMissin
             assert.match(n.sh(`nft list set inet ${config.tproxy.tableName} ${ACTIVATION_SET}`), /elements = \{ ipv4, ipv6 \}/);
         });
     }
+
+    it("the listing round-trips (the revert and the boot revert reload the table from `nft list table`)", () => {
+        for (const config of [prod, ipv6, labConfig({ bindMode: "vip" }), labConfig({ bindMode: "all" })]) {
+            const n = fresh();
+            const table = config.tproxy.tableName;
+            n.sh("nft -f -", renderNftRuleset(nftRulesetInput(config)));
+            const listed = n.sh(`nft list table inet ${table}`);
+            n.sh(`nft delete table inet ${table}`);
+            n.sh("nft -f -", listed);
+            assert.equal(n.sh(`nft list table inet ${table}`), listed);
+        }
+    });
 
     it("re-applying changes nothing, a failing file leaves the previous table, deleting ours restores the exact previous ruleset", () => {
         const n = fresh();

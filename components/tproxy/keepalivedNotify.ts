@@ -3,6 +3,7 @@ import * as path from "node:path";
 import type { MigrationConfig } from "../config/validate";
 import type { NodeConfig } from "../config/schema";
 import { ACTIVATION_SET } from "./nftRuleset";
+import { markText } from "./policyRoutes";
 
 /**
  * Where the notify script is installed. keepalived's enable_script_security refuses a script
@@ -40,6 +41,10 @@ export function renderKeepalivedNotify(config: MigrationConfig, options: Keepali
         ["PROXY_UNIT", tproxy.proxyUnit ?? ""],
         ["LOCK_FILE", options.lockPath ?? KEEPALIVED_NOTIFY_LOCK_PATH],
         ["VIP_WAIT_SECONDS", String(options.vipWaitSeconds ?? 5)],
+        // A family diverts only while our policy rule and local route for it are present.
+        ["MARK", markText(tproxy.mark)],
+        ["ROUTE_TABLE", String(tproxy.routeTable)],
+        ["RULE_PRIORITY", String(tproxy.rulePriority)],
     ];
     for (const [name, value] of parameters) {
         // Config validation already restricts these; refuse anything that would need quoting.

@@ -28,7 +28,7 @@ export interface NftRulesetInput {
     readonly vip6: string | undefined;
     /** Never-proxied destinations (defaults or tproxy.reserved, plus tproxy.extraReserved). */
     readonly reservedDestinations: FamilyCidrs;
-    /** Service and node networks: reached directly, never through the proxy. */
+    /** Service, node and Pod networks: reached directly, never through the proxy. */
     readonly clusterDestinations: FamilyCidrs;
     /** Pod networks: traffic FROM a Pod is never proxied, whatever its destination. */
     readonly podSources: FamilyCidrs;
@@ -39,7 +39,9 @@ export function nftRulesetInput(config: MigrationConfig): NftRulesetInput {
     if (tproxy.vip4 === undefined && tproxy.vip6 === undefined) {
         throw new Error("tproxy has neither vip4 nor vip6: there is nothing to divert to (is tproxy.enabled false?)");
     }
-    const cluster4And6 = splitByFamily([...cluster.serviceCidrs, ...cluster.nodeCidrs]);
+    // Pod CIDRs are destinations too: socket-LB turns a ClusterIP into a Pod IP before the packet
+    // leaves the sender, so "to a Pod" is what Service traffic looks like on the wire.
+    const cluster4And6 = splitByFamily([...cluster.serviceCidrs, ...cluster.nodeCidrs, ...cluster.podCidrs]);
     const pods = splitByFamily(cluster.podCidrs);
     return {
         tableName: tproxy.tableName,
@@ -86,8 +88,8 @@ export function guardRules(input: NftRulesetInput): string[] {
         `fib daddr type { local, broadcast, anycast, multicast } return comment "to this node (SSH, kubelet, API, VIP), broadcast, multicast (VRRP)"`,
         `ip daddr @${RESERVED_DST_SET.ipv4} return`,
         `ip6 daddr @${RESERVED_DST_SET.ipv6} return`,
-        `ip daddr @${CLUSTER_DST_SET.ipv4} return comment "Service and node networks"`,
-        `ip6 daddr @${CLUSTER_DST_SET.ipv6} return comment "Service and node networks"`,
+        `ip daddr @${CLUSTER_DST_SET.ipv4} return comment "Service, node and Pod networks"`,
+        `ip6 daddr @${CLUSTER_DST_SET.ipv6} return comment "Service, node and Pod networks"`,
         `ip saddr @${POD_SRC_SET.ipv4} return comment "Pod-sourced traffic"`,
         `ip6 saddr @${POD_SRC_SET.ipv6} return comment "Pod-sourced traffic"`,
         `meta nfproto != @${ACTIVATION_SET} return comment "not active here (vip mode: this node does not hold the VIP)"`,
@@ -95,22 +97,69 @@ export function guardRules(input: NftRulesetInput): string[] {
 }
 
 /**
- * Prerouting: divert to the listener.
- * `meta mark set` comes BEFORE `tproxy` on purpose, so diverting FAILS CLOSED: when no
- * listener socket is found the tproxy statement ends the rule, but the mark is already set,
- * so policy routing delivers the packet locally where it is refused (TCP RST, ICMP port
- * unreachable) instead of leaving un-proxied. Locally generated traffic fails closed anyway
- * (the output chain already routed it to lo), so both paths behave the same, and a node
- * without the VIP is handled by the activation set, not by failing open. The keepalived
- * track_script (keepalivedSnippet) moves the VIP away from a node whose proxy failed.
+ * Prerouting: divert to the listener, and FAIL CLOSED by refusing at once.
+ *
+ * `meta mark set` comes before `tproxy`, and tproxy is terminal only when it finds a transparent
+ * socket: with none (proxy down) nft_tproxy sets NFT_BREAK, the rest of that rule is skipped and
+ * evaluation goes on with the next rule (net/netfilter/nft_tproxy.c, nft_tproxy_eval_v4/v6).
+ * Those packets carry the mark, and policy routing would deliver them to the node's local stack,
+ * where a wildcard service of the node (0.0.0.0:80, [::]:80) would take them and the kernel's own
+ * refusals cannot leave from the foreign address. So the rules right after the divert reject
+ * them here: TCP reset, ICMP/ICMPv6 port unreachable, sent from prerouting where the kernel routes
+ * the refusal back to the client (reject at prerouting: kernel commit f53b9b0bdc59, Linux 5.9).
+ * Packets that arrived on lo are the node's own traffic looped by the output chain; they already
+ * carry a route, and rejecting them at prerouting leaked that route's refcount until the fix
+ * "netfilter: nf_reject: don't leak dst refcount for loopback packets" (August 2025), so they are
+ * refused by the input chain instead (inputRules). A node without the VIP is handled by the
+ * activation set, not by failing open; the keepalived track_script (keepalivedSnippet) moves the
+ * VIP away from a node whose proxy failed.
  */
 export function preroutingRules(input: NftRulesetInput): string[] {
     const mark = hex(input.mark);
-    const divert = divertedFamilies(input).map((family) => {
+    const families = divertedFamilies(input);
+    const divert = families.map((family) => {
         const target = tproxyTarget(input, family);
         return `meta nfproto ${family} meta l4proto { tcp, udp } meta mark set ${mark} tproxy ${target} counter accept`;
     });
-    return [...guardRules(input), ...divert];
+    return [...guardRules(input), ...divert, ...refusals(`iif != lo meta mark ${mark}`, families)];
+}
+
+/**
+ * A diverted packet that found no transparent socket: a TCP reset, or ICMP/ICMPv6 port unreachable.
+ * The ICMP type is spelled per family: nft lists a one-family `reject with icmpx type
+ * port-unreachable` as a bare `reject`, which reloads as `icmp` (a listing that does not
+ * round-trip would defeat the revert, which reloads the table from its listing).
+ */
+function refusals(match: string, families: readonly NfFamily[]): string[] {
+    const comment = 'comment "diverted, no transparent listener: refuse (fail closed)"';
+    const nfproto = families.length === 1 ? `meta nfproto ${families[0]!}` : `meta nfproto { ${families.join(", ")} }`;
+    const prefix = match === "" ? "" : `${match} `;
+    return [
+        `${prefix}${nfproto} meta l4proto tcp counter reject with tcp reset ${comment}`,
+        ...families.map((family) =>
+            family === "ipv4"
+                ? `${prefix}meta nfproto ipv4 meta l4proto udp counter reject with icmp type port-unreachable ${comment}`
+                : `${prefix}meta nfproto ipv6 meta l4proto udp counter reject with icmpv6 type port-unreachable ${comment}`,
+        ),
+    ];
+}
+
+/**
+ * Input: a diverted (marked) packet reaches a local socket only if it is the transparent socket
+ * tproxy assigned. The `socket` expression reads the socket tproxy put on the packet, else looks
+ * one up (net/netfilter/nft_socket.c, nft_socket_eval); anything else marked, such as the node's
+ * own looped traffic while the proxy is down, or a flow a wildcard service of the node would
+ * take, is refused before delivery. One refusal cannot leave: the node's own IPv4 UDP, delivered
+ * through the local route, makes __icmp_send (net/ipv4/icmp.c) source the error from the foreign
+ * destination, which the output route lookup refuses; that datagram is dropped, never delivered.
+ */
+export function inputRules(input: NftRulesetInput): string[] {
+    const mark = hex(input.mark);
+    return [
+        `meta mark != ${mark} return`,
+        'socket transparent 1 accept comment "the transparent listener tproxy chose"',
+        ...refusals("", divertedFamilies(input)),
+    ];
 }
 
 /** Output: mark the node's own traffic so policy routing loops it through lo into prerouting. */
@@ -165,6 +214,7 @@ export function renderNftRuleset(input: NftRulesetInput): string {
         ...intervalSet(POD_SRC_SET.ipv4, "ipv4_addr", input.podSources.v4),
         ...intervalSet(POD_SRC_SET.ipv6, "ipv6_addr", input.podSources.v6),
         ...chain("prerouting", "type filter hook prerouting priority mangle + 1; policy accept;", preroutingRules(input)),
+        ...chain("input", "type filter hook input priority mangle + 1; policy accept;", inputRules(input)),
         ...chain("output", "type route hook output priority mangle + 1; policy accept;", outputRules(input)),
         "}",
     ];

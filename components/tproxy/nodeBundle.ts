@@ -61,7 +61,12 @@ export function checkBundleFile(file: BundleFile): void {
 export function renderNodeBundle(args: NodeBundleArgs): NodeBundle {
     const layout = args.layout ?? DEFAULT_NODE_LAYOUT;
     if (!TABLE.test(args.tableName)) throw new Error(`nft table name "${args.tableName}" must be an identifier`);
-    const routes = renderPolicyRoutes(args.routes, layout);
+    const activation = (args.extraFiles ?? []).filter((f) => f.kind === "activation-script");
+    if (activation.length > 1) throw new Error(`more than one activation script: ${activation.map((f) => f.path).join(", ")}`);
+    const routes = renderPolicyRoutes(args.routes, layout, {
+        tableName: args.tableName,
+        ...(activation[0] === undefined ? {} : { activationScriptPath: activation[0].path }),
+    });
     const files: BundleFile[] = [
         { path: layout.rulesetPath, mode: "0600", owner: "root:root", content: args.ruleset, kind: "nft-ruleset" },
         { path: layout.routesScriptPath, mode: "0755", owner: "root:root", content: routes.script, kind: "script" },

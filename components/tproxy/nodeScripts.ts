@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 
 /** The bash scripts that run on nodes; they live as real files in ./scripts. */
-export type NodeScriptName = "policy-routes.sh" | "tproxy-lib.sh" | "tproxy-apply.sh" | "tproxy-confirm.sh" | "tproxy-revert.sh" | "tproxy-remove.sh";
+export type NodeScriptName =
+    "policy-routes.sh" | "tproxy-lib.sh" | "tproxy-apply.sh" | "tproxy-boot.sh" | "tproxy-confirm.sh" | "tproxy-revert.sh" | "tproxy-remove.sh";
 
 export const NODE_SCRIPTS_DIR = path.join(__dirname, "scripts");
 

@@ -49,12 +49,27 @@ interface StagedFile {
     readonly content: string;
 }
 
-/** `cat > file <<'TERM'`; content without a final newline is trimmed back with truncate. */
+/**
+ * `cat > file <<'TERM'`; content without a final newline is trimmed back with truncate. Content
+ * with bytes outside ASCII travels base64-encoded (`base64 -d`, coreutils) instead: dash 0.5.12,
+ * a common /bin/sh, loses bytes of some UTF-8 sequences in a quoted heredoc (measured: the 0xCC
+ * byte of "C\u0327\u0301" inside the apply text), and the staged checksums would then refuse the
+ * whole apply. ASCII stays readable in `pulumi preview`.
+ */
 function stageFile(file: StagedFile, label: string): string {
-    const terminator = heredocTerminator(label, file.content);
-    const body = file.content.endsWith("\n") || file.content === "" ? file.content : `${file.content}\n`;
     const target = `"$ckpr_stage/${file.name}"`;
-    const lines = file.content === "" ? [`: >${target}`] : [`cat >${target} <<'${terminator}'`, `${body}${terminator}`];
+    if (file.content === "") return `: >${target}`;
+    if (/[^\x00-\x7f]/.test(file.content)) {
+        const encoded = `${(
+            Buffer.from(file.content, "utf8")
+                .toString("base64")
+                .match(/.{1,76}/g) ?? []
+        ).join("\n")}\n`;
+        return [`base64 -d >${target} <<'${heredocTerminator(label, encoded)}'`, `${encoded}${heredocTerminator(label, encoded)}`].join("\n");
+    }
+    const terminator = heredocTerminator(label, file.content);
+    const body = file.content.endsWith("\n") ? file.content : `${file.content}\n`;
+    const lines = [`cat >${target} <<'${terminator}'`, `${body}${terminator}`];
     if (body !== file.content) lines.push(`truncate -s -1 ${target}`);
     return lines.join("\n");
 }
@@ -101,7 +116,7 @@ export function bundleManifest(bundle: NodeBundle): string {
 export function applyCommand(bundle: NodeBundle, settings: RemoteSettings): string {
     checkSettings(settings);
     const staged: StagedFile[] = [
-        ...scripts("tproxy-lib.sh", "tproxy-apply.sh", "tproxy-revert.sh", "policy-routes.sh"),
+        ...scripts("tproxy-lib.sh", "tproxy-apply.sh", "tproxy-revert.sh", "tproxy-boot.sh", "policy-routes.sh"),
         { name: "manifest", content: bundleManifest(bundle) },
         ...bundle.files.map((f, i) => ({ name: `files/${i}`, content: f.content })),
     ];

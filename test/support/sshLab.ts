@@ -16,7 +16,12 @@ export interface SshOptions {
     readonly knownHosts?: string;
     /** Hard limit for the whole ssh run. */
     readonly timeoutMs?: number;
+    /** `-o` options placed before the lab's defaults (ssh keeps the first value given for an option). */
+    readonly options?: readonly string[];
 }
+
+/** Which host key the lab's sshd presents. */
+export type LabHostKey = "host_key" | "other_host_key";
 
 /** The TEST-NET-1 addresses the lab assigns inside its own namespaces. */
 export const LAB_CLIENT_ADDRESS = "192.0.2.1";
@@ -37,6 +42,8 @@ export class SshLab {
     readonly knownHosts: string;
     /** A known_hosts that pins a different key for the node's address. */
     readonly wrongKnownHosts: string;
+    /** The public host keys ("ssh-ed25519 AAAA..."), as a stack's nodes[].hostKey holds them. */
+    readonly publicKey: Readonly<Record<LabHostKey, string>>;
     private readonly clientKey: string;
     private sshd: ChildProcess | undefined;
     private createdPrivsepDir = false;
@@ -57,26 +64,31 @@ export class SshLab {
                 run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", `kpr-lab-${name}`, "-f", path.join(this.dir, name)]);
             }
             const pinned = (file: string) => readFileSync(file, "utf8").trim().split(" ").slice(0, 2).join(" ");
-            writeFileSync(this.knownHosts, `${LAB_NODE_ADDRESS} ${pinned(path.join(this.dir, "host_key.pub"))}\n`);
-            writeFileSync(this.wrongKnownHosts, `${LAB_NODE_ADDRESS} ${pinned(path.join(this.dir, "other_host_key.pub"))}\n`);
+            this.publicKey = {
+                host_key: pinned(path.join(this.dir, "host_key.pub")),
+                other_host_key: pinned(path.join(this.dir, "other_host_key.pub")),
+            };
+            writeFileSync(this.knownHosts, `${LAB_NODE_ADDRESS} ${this.publicKey.host_key}\n`);
+            writeFileSync(this.wrongKnownHosts, `${LAB_NODE_ADDRESS} ${this.publicKey.other_host_key}\n`);
             writeFileSync(path.join(this.dir, "authorized_keys"), readFileSync(`${this.clientKey}.pub`, "utf8"), { mode: 0o600 });
-            writeFileSync(
-                path.join(this.dir, "sshd_config"),
-                [
-                    `ListenAddress ${LAB_NODE_ADDRESS}:22`,
-                    `HostKey ${path.join(this.dir, "host_key")}`,
-                    `PidFile ${path.join(this.dir, "sshd.pid")}`,
-                    `AuthorizedKeysFile ${path.join(this.dir, "authorized_keys")}`,
-                    "PermitRootLogin prohibit-password",
-                    "PubkeyAuthentication yes",
-                    "PasswordAuthentication no",
-                    "KbdInteractiveAuthentication no",
-                    "UsePAM no",
-                    "StrictModes no",
-                    "LogLevel ERROR",
-                    "",
-                ].join("\n"),
-            );
+            for (const key of ["host_key", "other_host_key"] as const)
+                writeFileSync(
+                    path.join(this.dir, `sshd_config.${key}`),
+                    [
+                        `ListenAddress ${LAB_NODE_ADDRESS}:22`,
+                        `HostKey ${path.join(this.dir, key)}`,
+                        `PidFile ${path.join(this.dir, "sshd.pid")}`,
+                        `AuthorizedKeysFile ${path.join(this.dir, "authorized_keys")}`,
+                        "PermitRootLogin prohibit-password",
+                        "PubkeyAuthentication yes",
+                        "PasswordAuthentication no",
+                        "KbdInteractiveAuthentication no",
+                        "UsePAM no",
+                        "StrictModes no",
+                        "LogLevel ERROR",
+                        "",
+                    ].join("\n"),
+                );
             mkdirSync(this.root, { mode: 0o755 });
         } catch (error) {
             this.dispose();
@@ -84,14 +96,14 @@ export class SshLab {
         }
     }
 
-    /** Starts sshd and waits (bounded) until a pinned login works. */
-    async start(): Promise<void> {
+    /** Starts sshd presenting `hostKey` and waits (bounded) until a login pinned to that key works. */
+    async start(hostKey: LabHostKey = "host_key"): Promise<void> {
         if (!existsSync("/run/sshd")) {
             // sshd's privilege-separation directory; Debian creates it at service start.
             mkdirSync("/run/sshd", { mode: 0o755 });
             this.createdPrivsepDir = true;
         }
-        this.sshd = spawn("ip", ["netns", "exec", this.node.name, "/usr/sbin/sshd", "-D", "-e", "-f", path.join(this.dir, "sshd_config")], {
+        this.sshd = spawn("ip", ["netns", "exec", this.node.name, "/usr/sbin/sshd", "-D", "-e", "-f", path.join(this.dir, `sshd_config.${hostKey}`)], {
             stdio: ["ignore", "ignore", "pipe"],
         });
         let log = "";
@@ -100,11 +112,20 @@ export class SshLab {
         });
         const deadline = Date.now() + 10_000;
         for (;;) {
-            const probe = this.ssh("true", { timeoutMs: 3000 });
+            const probe = this.ssh("true", { timeoutMs: 3000, knownHosts: hostKey === "host_key" ? this.knownHosts : this.wrongKnownHosts });
             if (probe.status === 0) return;
             if (Date.now() > deadline) throw new Error(`sshd did not accept a pinned login within 10 s: ${probe.stderr}\nsshd: ${log}`);
             await sleep(200);
         }
+    }
+
+    /** Stops sshd and waits (bounded) until it has exited. */
+    async stop(): Promise<void> {
+        const sshd = this.sshd;
+        if (!sshd || sshd.exitCode !== null || sshd.signalCode !== null) return;
+        const exited = new Promise<void>((resolve) => sshd.once("exit", () => resolve()));
+        sshd.kill("SIGTERM");
+        await Promise.race([exited, sleep(5000)]);
     }
 
     /** Runs `command` on the node through a fresh ssh connection from the client namespace. */
@@ -119,6 +140,7 @@ export class SshLab {
                 "ssh",
                 "-F",
                 "/dev/null",
+                ...(options.options ?? []).flatMap((o) => ["-o", o]),
                 "-i",
                 this.clientKey,
                 "-o",

@@ -10,6 +10,7 @@ import { link, NetNs } from "./netns";
  *   client 192.0.2.100 ──┐            ┌── node A 192.0.2.11 ─ up 203.0.113.11 ──┐
  *                        ├─ LAN br0 ──┤   (VIP 192.0.2.1)                        ├─ br1 sink 203.0.113.1
  *                        │            └── node B 192.0.2.12 ─ up 203.0.113.12 ──┘   + 198.51.100.x
+ *                                                                                        + remote Pod 203.0.113.241
  */
 export const LAB = {
     port: 7892,
@@ -39,6 +40,9 @@ export const LAB = {
     /** In the Service CIDRs. */
     service4: "198.51.100.200",
     service6: "2001:db8:100:96::1",
+    /** A Pod behind the upstream switch (in the Pod CIDRs, on the sink): a destination that must go direct. */
+    podRemote4: "203.0.113.241",
+    podRemote6: "2001:db8:200::f1",
     /** Pod source addresses on the client. */
     pod4: "203.0.113.200",
     pod6: "2001:db8:200::5",
@@ -113,11 +117,12 @@ export function labConfig(options: LabConfigOptions = {}): MigrationConfig {
  * One Python program for every endpoint. `serve MODE IDENT PORT ADDR...` answers each TCP
  * connection and UDP datagram with "MODE IDENT dst=<local/original destination> src=<peer>".
  * MODE transparent sets IP(V6)_TRANSPARENT (a tproxy listener; UDP learns the original
- * destination from IP(V6)_RECVORIGDSTADDR and answers from it). `probe PROTO DST PORT SRC MARK`
- * sends one message and prints the answer or "ERROR ...".
+ * destination from IP(V6)_RECVORIGDSTADDR and answers from it); it also prints "got PROTO dst=..
+ * src=.." on stdout for everything it receives. `probe PROTO DST PORT SRC MARK TIMEOUT` sends one
+ * message and prints the answer or "ERROR <exception> <text> after=<seconds>s".
  */
 export const LAB_PYTHON = String.raw`
-import socket, struct, sys, threading
+import socket, struct, sys, threading, time
 IP_TRANSPARENT, IPV6_TRANSPARENT = 19, 75
 IP_RECVORIGDSTADDR, IPV6_RECVORIGDSTADDR = 20, 74
 SO_MARK = 36
@@ -144,6 +149,7 @@ def serve(mode, ident, port, addrs):
     def tcp_loop(s):
         while True:
             c, peer = s.accept()
+            print("got tcp dst=%s src=%s" % (fmt(c.getsockname()), fmt(peer)), flush=True)
             try:
                 c.settimeout(2)
                 try: c.recv(200)
@@ -155,6 +161,7 @@ def serve(mode, ident, port, addrs):
         while True:
             data, anc, _, peer = s.recvmsg(200, 1024)
             dst = orig_dst(anc, f, (a, port)) if tp else (a, port)
+            print("got udp dst=%s src=%s" % (fmt(dst), fmt(peer)), flush=True)
             msg = ("%s %s dst=%s src=%s\n" % (mode, ident, fmt(dst), fmt(peer))).encode()
             if tp:
                 r = socket.socket(f, socket.SOCK_DGRAM)
@@ -187,6 +194,7 @@ def serve(mode, ident, port, addrs):
 def probe(proto, dst, port, src, mark, timeout):
     f = fam(dst)
     s = socket.socket(f, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    started = time.monotonic()
     try:
         s.settimeout(timeout)
         if mark: s.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
@@ -195,7 +203,7 @@ def probe(proto, dst, port, src, mark, timeout):
         s.sendall(b"hello\n")
         print(s.recv(300).decode().strip())
     except Exception as e:
-        print("ERROR %s %s" % (type(e).__name__, e))
+        print("ERROR %s %s after=%.3fs" % (type(e).__name__, e, time.monotonic() - started))
     finally:
         s.close()
 
@@ -267,6 +275,20 @@ export async function startReady(ns: NetNs, args: readonly string[], timeoutMs =
 
 export function startServer(ns: NetNs, mode: "transparent" | "plain", ident: string, port: number, addresses: readonly string[]): Promise<ChildProcess> {
     return startReady(ns, ["python3", "-c", LAB_PYTHON, "serve", mode, ident, String(port), ...addresses]);
+}
+
+/** Collects the "got ..." lines a serve child prints from now on: what its sockets received. */
+export function recordReceived(child: ChildProcess): () => string[] {
+    const lines: string[] = [];
+    child.stdout?.on("data", (d: Buffer) => {
+        lines.push(
+            ...d
+                .toString()
+                .split("\n")
+                .filter((l) => l.startsWith("got ")),
+        );
+    });
+    return () => [...lines];
 }
 
 /** Stops a child and waits (bounded) until it has exited, so its sockets are closed. */
@@ -348,6 +370,7 @@ export class TproxyLab {
                     `ip addr add ${up4}/26 dev up0 && ip addr add ${up6}/64 dev up0 nodad`,
                     `ip route add 198.51.100.0/24 via ${LAB.sinkUp4} && ip -6 route add 2001:db8:100::/48 via ${LAB.sinkUp6}`,
                     `ip route add 203.0.113.128/25 via ${LAB.client4} && ip -6 route add 2001:db8:200::/64 via ${LAB.client6}`,
+                    `ip route add 203.0.113.240/28 via ${LAB.sinkUp4} && ip -6 route add 2001:db8:200::f0/124 via ${LAB.sinkUp6}`,
                     // The lab's upstream gateway NAT: the sink then tells which node forwarded a flow.
                     "nft -f - <<'NFT'\ntable inet lab_nat {\n\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\toifname \"up0\" masquerade\n\t}\n}\nNFT",
                 ].join("\n"),
@@ -357,8 +380,8 @@ export class TproxyLab {
         sink.sh(
             [
                 `ip addr add ${LAB.sinkUp4}/26 dev br1 && ip addr add ${LAB.sinkUp6}/64 dev br1 nodad`,
-                ...[LAB.dest4, LAB.destViaB4, LAB.extraReserved4, LAB.service4].map((a) => `ip addr add ${a}/32 dev lo`),
-                ...[LAB.dest6, LAB.destViaB6, LAB.extraReserved6, LAB.service6].map((a) => `ip addr add ${a}/128 dev lo`),
+                ...[LAB.dest4, LAB.destViaB4, LAB.extraReserved4, LAB.service4, LAB.podRemote4].map((a) => `ip addr add ${a}/32 dev lo`),
+                ...[LAB.dest6, LAB.destViaB6, LAB.extraReserved6, LAB.service6, LAB.podRemote6].map((a) => `ip addr add ${a}/128 dev lo`),
                 `ip route add 192.0.2.0/24 via ${LAB.upA4} && ip -6 route add 2001:db8:1::/64 via ${LAB.upA6}`,
             ].join("\n"),
         );
@@ -405,6 +428,8 @@ export class TproxyLab {
             LAB.extraReserved6,
             LAB.service4,
             LAB.service6,
+            LAB.podRemote4,
+            LAB.podRemote6,
         ]);
     }
 

@@ -59,7 +59,7 @@ while read -r i kind mode owner path; do
     idx+=("$i"); kinds+=("$kind"); modes+=("$mode"); owners+=("$owner"); paths+=("$path")
 done <"$manifest"
 [ -n "$ruleset" ] || ckpr_die "the bundle has no nft-ruleset"
-for s in tproxy-lib.sh tproxy-revert.sh policy-routes.sh; do bash -n "$stage/$s" || ckpr_die "bash -n rejects $s"; done
+for s in tproxy-lib.sh tproxy-revert.sh tproxy-boot.sh policy-routes.sh; do bash -n "$stage/$s" || ckpr_die "bash -n rejects $s"; done
 
 # ---- anything to do? ---------------------------------------------------------------------
 same_file() {
@@ -109,7 +109,7 @@ ckpr_capture_bookkeeping "$state/rollback" "$state"
 
 # ---- arm the revert ------------------------------------------------------------------------
 mkdir -p "$state/bin"
-for s in tproxy-lib.sh tproxy-revert.sh policy-routes.sh; do
+for s in tproxy-lib.sh tproxy-revert.sh tproxy-boot.sh policy-routes.sh; do
     install -m 0700 "$stage/$s" "$state/bin/$s.new" && mv -f "$state/bin/$s.new" "$state/bin/$s"
 done
 gen="$(date -u +%Y%m%d%H%M%S)-$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n')"
@@ -169,27 +169,29 @@ for p in "${old_paths[@]}"; do
     [ "$keep" = 1 ] || rm -f -- "$p"
 done
 
-nft -f "$ruleset"
-if [ -n "$old_table" ] && [ "$old_table" != "$nft_table" ] && nft list table inet "$old_table" >/dev/null 2>&1; then
-    nft delete table inet "$old_table"
-fi
 if [ -n "$old_table" ] && [ "$old_mark $old_rt $old_prio $old_fams" != "$mark $rt $prio $families" ]; then
     bash "$stage/policy-routes.sh" down "$old_mark" "$old_rt" "$old_prio" "$old_fams"
 fi
+# Routes first: the activation decision below requires them (nothing diverts unless routed).
 bash "$stage/policy-routes.sh" up "$mark" "$rt" "$prio" "$families"
-# Reloading the table emptied the activation set: switch diverting back on if this node really
-# holds the VIP, exactly as keepalived's notify would. A failure leaves diverting off (traffic
-# passes direct), which is not worth reverting the whole apply for.
 if [ -n "$activation" ]; then
-    bash "$activation" RECONCILE || ckpr_log "WARNING: $activation RECONCILE failed; diverting stays off until keepalived's next notify"
+    # The table and its activation (this node's VIP presence now, as keepalived's notify would
+    # decide) in one nft transaction, under the notify script's lock: no moment with the table
+    # loaded and the set empty on the VIP holder, and no race with a concurrent notify.
+    bash "$activation" RECONCILE "$ruleset"
+else
+    nft -f "$ruleset"
+fi
+if [ -n "$old_table" ] && [ "$old_table" != "$nft_table" ] && nft list table inet "$old_table" >/dev/null 2>&1; then
+    nft delete table inet "$old_table"
 fi
 
 if ckpr_systemd_on "$systemd"; then
     systemctl daemon-reload
     if [ -n "$old_unit" ] && [ "$old_unit" != "$unit" ]; then systemctl disable "$old_unit" 2>/dev/null || true; fi
     systemctl enable "$unit"
-    # Starting is idempotent (nft -f of the same file, routes up); it makes the unit active so
-    # its ExecStop runs on shutdown. A running unit is left alone: a restart would drop routes.
+    # Starting is idempotent (routes up, the same table and activation in one transaction); it
+    # makes the unit active so its ExecStop runs on shutdown. A running unit is left alone.
     systemctl -q is-active "$unit" || systemctl start "$unit"
 fi
 

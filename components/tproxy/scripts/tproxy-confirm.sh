@@ -35,6 +35,14 @@ fi
 if ! drift=$(bash "$stage/policy-routes.sh" check "$mark" "$rt" "$prio" "$families"); then
     ckpr_die "policy routes are not as applied ($drift); not confirming"
 fi
+# The table's shape above leaves out the activation set's elements (they follow the VIP); check
+# them against what this node should divert now (its VIP presence, as the notify script decides).
+while read -r _ kind _ _ path; do
+    [ "$kind" = activation-script ] || continue
+    if ! why=$(bash "$path" CHECK 2>&1); then
+        ckpr_die "diverting does not match this node's VIPs: $why; not confirming"
+    fi
+done <"$state/manifest"
 
 if [ "$pending_gen" = "$gen" ]; then
     ckpr_disarm "$state"

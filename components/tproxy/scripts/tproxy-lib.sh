@@ -3,7 +3,8 @@
 #
 # State directory (root only, 0700):
 #   lock              flock(1) target; every action holds it while it touches the node
-#   bin/              this library, tproxy-revert.sh and policy-routes.sh as of the last apply (the armed revert runs them)
+#   bin/              this library, tproxy-revert.sh, tproxy-boot.sh and policy-routes.sh as of the last
+#                     apply (the armed revert runs them; the boot unit runs tproxy-boot.sh)
 #   live              "NFT_TABLE MARK TABLE PRIORITY FAMILIES UNIT" of what is applied now
 #   manifest          "KIND MODE OWNER PATH" of the files installed now
 #   applied.nft       `nft -s list table` right after the last apply (drift detection)
@@ -11,7 +12,9 @@
 #                     snapshot's own created-dirs lists those a revert removes)
 #   baseline/         the node before our first touch of each item: what delete restores
 #   rollback/         the node before the pending apply: what the armed revert restores
-#   pending           "GEN LAUNCHER [PID]" while a revert is armed
+#   pending           "GEN LAUNCHER [PID]" while a revert is armed; written before the apply changes
+#                     anything, removed by confirm, revert and delete. Found at boot (our table gone
+#                     from the kernel), tproxy-boot.sh reverts to rollback/ before loading anything
 #   last-gen, outcome the last apply that changed something and how it ended
 #
 # A snapshot records each item once (the first time it is about to be touched), so a
@@ -29,7 +32,9 @@ ckpr_lock() {
     flock -w 120 9 || ckpr_die "another tproxy action holds $state/lock for more than 120 s"
 }
 
-# 0 when systemd manages this node and MODE (auto|off) allows using it.
+# 0 when systemd manages this node and MODE allows using it. MODE is auto, off, or (restore
+# only) boot: run by the boot unit itself, which may change unit enablement but must neither
+# reload the manager nor start or stop units (its own start job is the one running).
 ckpr_systemd_on() {
     [ "$1" = auto ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1
 }
@@ -162,6 +167,24 @@ ckpr_add_route() {
     fi
 }
 
+ckpr_del_rule() {
+    local flag=$1 priority=$2 mark=$3 table=$4 tries=0
+    while ip -N "$flag" rule show pref "$priority" | grep -qxF -- "$(printf '%s:\tfrom all fwmark %s lookup %s' "$priority" "$mark" "$table")"; do
+        tries=$((tries + 1))
+        [ "$tries" -le 32 ] || return 1
+        ip "$flag" rule del pref "$priority" from all fwmark "$mark" lookup "$table"
+    done
+}
+
+ckpr_del_route() {
+    local fam=$1 table=$2 flag prefix
+    flag=$(ckpr_family_flag "$fam")
+    prefix=$(ckpr_default_prefix "$fam")
+    if [ -n "$(ip "$flag" route show table "$table" exact "$prefix" type local dev lo 2>/dev/null)" ]; then
+        ip "$flag" route del local "$prefix" dev lo table "$table"
+    fi
+}
+
 ckpr_drop_table() {
     if nft list table inet "$1" >/dev/null 2>&1; then nft delete table inet "$1"; fi
 }
@@ -182,12 +205,14 @@ ckpr_restore() {
         ckpr_try bash "$bin/policy-routes.sh" down "$live_mark" "$live_rt" "$live_prio" "$live_fams"
         : "$live_table"
     fi
-    if ckpr_systemd_on "$systemd"; then
+    if ckpr_systemd_on "$systemd" || [ "$systemd" = boot ]; then
         # Disable while the unit file still exists, or its wants/ symlink would be left dangling.
+        local no_reload=()
+        if [ "$systemd" = boot ]; then no_reload=(--no-reload); fi
         for unit in "$snap"/units/*; do
             [ -e "$unit" ] || continue
             read -r status <"$unit"
-            if [ "$status" != enabled ]; then systemctl disable "${unit##*/}" 2>/dev/null || true; fi
+            if [ "$status" != enabled ]; then systemctl disable "${no_reload[@]}" "${unit##*/}" 2>/dev/null || true; fi
         done
     fi
     for f in "$snap"/files/*.path; do
@@ -221,6 +246,17 @@ ckpr_restore() {
             ckpr_try ckpr_add_route "$fam" "$a"
         fi
     done
+    # Items recorded absent go again (an apply that failed after bringing routes up has no
+    # live record yet, so the live take-down above does not cover them).
+    for f in "$snap"/routes/*.absent; do
+        [ -e "$f" ] || continue
+        read -r kind fam a b c <"$f"
+        if [ "$kind" = rule ]; then
+            ckpr_try ckpr_del_rule "$(ckpr_family_flag "$fam")" "$a" "$b" "$c"
+        else
+            ckpr_try ckpr_del_route "$fam" "$a"
+        fi
+    done
     if [ -e "$snap/state/done" ]; then
         for f in live manifest applied.nft; do
             if [ -e "$snap/state/$f" ]; then ckpr_try cp -p "$snap/state/$f" "$state/$f"; else rm -f "$state/$f"; fi
@@ -235,6 +271,13 @@ ckpr_restore() {
                 ckpr_try systemctl enable "${unit##*/}"
                 ckpr_try systemctl start "${unit##*/}"
             fi
+        done
+    elif [ "$systemd" = boot ]; then
+        # The tables and routes above are the restored kernel state; the unit only needs enabling.
+        for unit in "$snap"/units/*; do
+            [ -e "$unit" ] || continue
+            read -r status <"$unit"
+            if [ "$status" = enabled ]; then ckpr_try systemctl enable --no-reload "${unit##*/}"; fi
         done
     fi
     [ "$ckpr_restore_ok" = 1 ]
