@@ -11,6 +11,7 @@ import { pendingNodeConfig } from "../components/waves/pendingNodeConfig";
 import { planWaves } from "../components/waves/wavePlan";
 import { WAVE_STEP, waveSteps } from "../components/waves/waveSteps";
 import { find, runProgram } from "./support/program";
+import { orderingViolations } from "../policy/invariants";
 import { PROJECT, rawStack, ROOT, withValue } from "./support/stacks";
 
 const WAVES = [["m600"], ["m601", "storage"]];
@@ -210,4 +211,30 @@ test("migration.stopAfterWave declares the waves up to it and no final step: kub
     ]) {
         assert.equal(names.has(absent), false, absent);
     }
+});
+
+test("the policy pack's ordering invariant holds for the wave program, and catches a cleanup that does not wait for its node's handover", async () => {
+    const resources = await waveProgram(true);
+    const byKey = new Map(resources.map((r) => [r.key, r]));
+    const customsUnder = (key: string): RecordedResource[] => {
+        const r = byKey.get(key);
+        if (!r) return [];
+        return r.custom ? [r] : resources.filter((c) => c.parentKey === key).flatMap((c) => customsUnder(c.key));
+    };
+    const views = resources.map((r) => ({
+        urn: r.key,
+        type: r.type,
+        name: r.name,
+        props: r.inputs,
+        dependsOn: r.dependsOnKeys.flatMap(customsUnder).map((d) => d.key),
+    }));
+    assert.deepEqual(orderingViolations(views), []);
+    const cut = views.map((v) => (v.name === STEP.staleRuleCleanup("m601") ? { ...v, dependsOn: [] } : v));
+    assert.deepEqual(
+        orderingViolations(cut).map((v) => v.message),
+        [
+            `${STEP.staleRuleCleanup("m601")} does not depend on ${WAVE_STEP.handover("m601")}: kube-proxy must have left m601 and its agent must serve it before the rules go`,
+            `${STEP.staleRuleCleanup("m601")} does not depend on ${WAVE_STEP.agentGate("m601")}: kube-proxy must have left m601 and its agent must serve it before the rules go`,
+        ],
+    );
 });
