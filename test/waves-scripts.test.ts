@@ -201,6 +201,15 @@ test("steps in the wrong order fail: handover before kube-proxy's affinity, hand
     assert.equal(lab.labelled("m600"), true, "the node keeps its KPR agent");
     assert.equal(lab.agentKpr("m600"), "true");
     lab.close();
+
+    // The pending object deleted before the nodes were handed back: the agent would come back with KPR.
+    const early = new WaveLab();
+    ok(early.run("kube-proxy-label-affinity"));
+    ok(early.run("node-handover", { NODE: "m601" }));
+    early.update((s) => (s.nodeConfigs = []));
+    failed(early.run("node-handback", { NODE: "m601" }), /the agent on m601 still reports kube-proxy-replacement True: is the pending CiliumNodeConfig there/);
+    assert.deepEqual(early.kubeProxyOn(), NODES.slice().sort(), "kube-proxy serves m601 again all the same (it came back first)");
+    early.close();
 });
 
 test("a handover whose new agent never gets Ready hands the node back to kube-proxy itself", () => {
