@@ -85,7 +85,8 @@ class WaveLab {
                 FAKE_WAVE_STATE: this.stateFile,
                 CILIUM_NAMESPACE: "default",
                 PENDING_NODE_CONFIG: PENDING_NODE_CONFIG_NAME,
-                WAIT_TIMEOUT: "1",
+                // Long enough for a few polls of the stand-in (each kubectl call starts a node process).
+                WAIT_TIMEOUT: "20",
                 ...env,
             },
         });
@@ -101,7 +102,7 @@ class WaveLab {
 
     kubeProxyOn(): string[] {
         return this.state()
-            .pods.filter((p) => p.app === "kube-proxy")
+            .pods.filter((p) => p.app === "kube-proxy" && p.terminating === undefined)
             .map((p) => p.nodeName)
             .sort();
     }
@@ -166,6 +167,7 @@ test("a wave on m600: affinity, handover, gate, services; handback returns it to
     assert.deepEqual(lab.kubeProxyOn(), ["m601", "storage"]);
     assert.equal(lab.agentKpr("m600"), "true");
     assert.equal(lab.agentKpr("m601"), "false", "other agents keep KPR off");
+    assert.equal(lab.state().agentRestartedBesideKubeProxy, undefined, "the agent restarted only once kube-proxy's pod had terminated");
     assert.equal(ok(lab.run("node-handover", { NODE: "m600" })).changed, false, "idempotent");
 
     assert.match(String(ok(lab.run("node-kpr-gate", { NODE: "m600" })).configSources), /^config-map:default\/cilium-config$/);
@@ -215,7 +217,7 @@ test("steps in the wrong order fail: handover before kube-proxy's affinity, hand
 test("a handover whose new agent never gets Ready hands the node back to kube-proxy itself", () => {
     const stuck = new WaveLab((s) => (s.agentNeverReady = ["m600"]));
     ok(stuck.run("kube-proxy-label-affinity"));
-    failed(stuck.run("node-handover", { NODE: "m600" }), /^no Ready Cilium agent on m600 within 1s \(undoing it failed too: hand_back; see the log above\)$/);
+    failed(stuck.run("node-handover", { NODE: "m600" }), /^no Ready Cilium agent on m600 within 20s \(undoing it failed too: hand_back; see the log above\)$/);
     assert.equal(stuck.labelled("m600"), false, "label removed again");
     assert.deepEqual(stuck.kubeProxyOn(), NODES.slice().sort(), "kube-proxy back on m600");
     stuck.close();

@@ -47,6 +47,8 @@ export interface FakePod {
     nodeName: string;
     /** The agent's resolved config (agents only). */
     config?: Record<string, string>;
+    /** Being deleted: still running, listed with a deletionTimestamp for this many more `get pods` calls. */
+    terminating?: number;
 }
 
 export interface WaveClusterState {
@@ -65,6 +67,8 @@ export interface WaveClusterState {
     resolverOrder: "documented" | "configMapLast";
     pdbBlocks: string[];
     agentNeverReady: string[];
+    /** Nodes whose agent was restarted while a kube-proxy pod still ran there (terminating or not). */
+    agentRestartedBesideKubeProxy?: string[];
 }
 
 class Exit extends Error {
@@ -106,17 +110,19 @@ function nodeTerms(ds: Record<string, unknown>): LabelSelector[] | undefined {
     return spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
 }
 
-/** The DaemonSet controller for kube-proxy: one pod on every node the affinity admits. */
+/**
+ * The DaemonSet controller for kube-proxy: one pod on every node the affinity admits. A pod on a node
+ * it no longer admits is deleted gracefully: it keeps running, listed with a deletionTimestamp, for
+ * two more listings (its terminationGracePeriodSeconds, shortened).
+ */
 export function scheduleKubeProxy(state: WaveClusterState): void {
-    const keep: FakePod[] = state.pods.filter((p) => p.app !== "kube-proxy");
-    if (state.kubeProxy !== null) {
-        const terms = nodeTerms(state.kubeProxy);
-        for (const [name, node] of Object.entries(state.nodes)) {
-            const admitted = terms === undefined || terms.length === 0 || terms.some((t) => selectorMatches(t, node.labels));
-            if (!admitted) continue;
-            const existing = state.pods.find((p) => p.app === "kube-proxy" && p.nodeName === name);
-            keep.push(existing ?? { name: `kube-proxy-${name}-${++state.generation}`, namespace: "kube-system", app: "kube-proxy", nodeName: name });
-        }
+    const keep: FakePod[] = state.pods.filter((p) => p.app !== "kube-proxy" || p.terminating !== undefined);
+    const terms = state.kubeProxy === null ? undefined : nodeTerms(state.kubeProxy);
+    for (const [name, node] of Object.entries(state.nodes)) {
+        const existing = state.pods.find((p) => p.app === "kube-proxy" && p.nodeName === name && p.terminating === undefined);
+        const admitted = state.kubeProxy !== null && (terms === undefined || terms.length === 0 || terms.some((t) => selectorMatches(t, node.labels)));
+        if (admitted) keep.push(existing ?? { name: `kube-proxy-${name}-${++state.generation}`, namespace: "kube-system", app: "kube-proxy", nodeName: name });
+        else if (existing) keep.push({ ...existing, terminating: 2 });
     }
     state.pods = keep;
 }
@@ -221,7 +227,12 @@ function nodeObject(state: WaveClusterState, name: string): unknown {
 
 function podObject(pod: FakePod): unknown {
     return {
-        metadata: { name: pod.name, namespace: pod.namespace, labels: { "k8s-app": pod.app } },
+        metadata: {
+            name: pod.name,
+            namespace: pod.namespace,
+            labels: { "k8s-app": pod.app },
+            ...(pod.terminating !== undefined ? { deletionTimestamp: "2026-11-29T16:00:00Z" } : {}),
+        },
         spec: { nodeName: pod.nodeName },
         status: { phase: "Running" },
     };
@@ -247,7 +258,11 @@ export function kubectl(state: WaveClusterState, argv: readonly string[]): strin
                 const app = flags.get("-l")?.replace(/^k8s-app=/, "");
                 const onNode = flags.get("--field-selector")?.replace(/^spec\.nodeName=/, "");
                 const items = state.pods.filter((p) => p.namespace === namespace && p.app === app && (onNode === undefined || p.nodeName === onNode));
-                return json({ items: items.map(podObject) });
+                const listed = json({ items: items.map(podObject) });
+                // Each listing lets terminating pods run down their grace period.
+                for (const p of items) if (p.terminating !== undefined) p.terminating--;
+                state.pods = state.pods.filter((p) => p.terminating === undefined || p.terminating > 0);
+                return listed;
             }
             if (kind === "daemonset") {
                 if (namespace !== "kube-system" || name !== "kube-proxy" || state.kubeProxy === null)
@@ -284,6 +299,8 @@ export function kubectl(state: WaveClusterState, argv: readonly string[]): strin
             if (kind !== "pod" || name === undefined) throw new Exit(1, "error: the fake deletes pods only");
             const pod = findPod(state, namespace, name);
             state.pods = state.pods.filter((p) => p !== pod);
+            if (pod.app === "cilium" && state.pods.some((p) => p.app === "kube-proxy" && p.nodeName === pod.nodeName))
+                state.agentRestartedBesideKubeProxy = [...(state.agentRestartedBesideKubeProxy ?? []), pod.nodeName];
             if (pod.app === "cilium") startAgent(state, pod.nodeName);
             else scheduleKubeProxy(state);
             return `pod "${name}" deleted\n`;

@@ -20,7 +20,7 @@ read -r -a canary <<<"${CANARY_NODES:-}"
 ((${#canary[@]} > 0)) || fail "CANARY_NODES must name at least one node"
 for NODE in "${canary[@]}"; do
     need_name NODE
-    [[ -z "$(kube_proxy_pods "$NODE")" ]] \
+    [[ -z "$(kube_proxy_pods "$NODE" terminating-too)" ]] \
         || fail "$NODE still runs kube-proxy, so the canary did not migrate it: remove migration.canaryNodes and let its wave migrate it"
     resolved="$(agent_exec "$NODE" cat /tmp/cilium/config-map/kube-proxy-replacement 2>/dev/null)" || resolved="unreadable"
     [[ "$resolved" == true ]] || fail "the agent on $NODE runs with kube-proxy-replacement '$resolved', so the canary did not migrate it"

@@ -69,7 +69,7 @@ log "labelling $NODE $MIGRATED_LABEL=true"
 kc label node "$NODE" "${MIGRATED_LABEL}=true" --overwrite >&2 || fail "could not label $NODE"
 
 deadline=$((SECONDS + WAIT_TIMEOUT))
-while [[ -n "$(kube_proxy_pods "$NODE")" ]]; do
+while [[ -n "$(kube_proxy_pods "$NODE" terminating-too)" ]]; do
     ((SECONDS < deadline)) || fail "kube-proxy is still on $NODE after ${WAIT_TIMEOUT}s"
     log "waiting for kube-proxy to leave $NODE"
     sleep 2

@@ -14,7 +14,7 @@
 #   agent_pod NODE         name of the Cilium agent pod on NODE (fails unless exactly one)
 #   agent_exec NODE ARGS   runs ARGS in that pod's cilium-agent container
 #   wait_agent_ready NODE OLD_POD  waits for an agent pod other than OLD_POD to be Ready on NODE
-#   kube_proxy_pods NODE   names of kube-proxy pods on NODE, one a line
+#   kube_proxy_pods NODE [terminating-too]   names of kube-proxy pods on NODE, one a line
 log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
 undo_hook=""
 on_failure() { undo_hook="$1"; }
@@ -68,19 +68,21 @@ agent_exec() {
     kc -n "$CILIUM_NAMESPACE" exec "$pod" -c cilium-agent -- "$@"
 }
 wait_agent_ready() {
+    # Waits for the DaemonSet to start an agent pod other than OLD_POD on NODE, then for that pod to be
+    # Ready (one `kubectl wait`, with what is left of WAIT_TIMEOUT).
     local node="$1" old="$2" deadline=$((SECONDS + WAIT_TIMEOUT)) pod
     while true; do
         pod="$(agent_pod "$node" 2>/dev/null || true)"
-        if [[ -n "$pod" && "$pod" != "$old" ]] \
-            && kc -n "$CILIUM_NAMESPACE" wait --for=condition=Ready "pod/$pod" --timeout="${WAIT_TIMEOUT}s" >&2; then
-            printf '%s\n' "$pod"
-            return 0
-        fi
+        if [[ -n "$pod" && "$pod" != "$old" ]]; then break; fi
         ((SECONDS < deadline)) || return 1
         sleep 2
     done
+    kc -n "$CILIUM_NAMESPACE" wait --for=condition=Ready "pod/$pod" --timeout="$((deadline > SECONDS ? deadline - SECONDS : 1))s" >&2 || return 1
+    printf '%s\n' "$pod"
 }
 kube_proxy_pods() {
+    # With a second argument "terminating-too", pods being deleted count as well: a terminating
+    # kube-proxy still runs until its grace period ends.
     kc -n "$KUBE_PROXY_NAMESPACE" get pods -l "$KUBE_PROXY_POD_SELECTOR" --field-selector "spec.nodeName=$1" -o json \
-        | jq -r '.items[] | select(.metadata.deletionTimestamp == null) | .metadata.name'
+        | jq -r --arg all "${2:-}" '.items[] | select($all == "terminating-too" or .metadata.deletionTimestamp == null) | .metadata.name'
 }
