@@ -5,6 +5,8 @@ import type { StackConfig } from "./config/stackConfig";
 import { migratedNodes } from "./config/migratedNodes";
 import { CiliumRelease } from "./cilium/ciliumRelease";
 import { releaseIdentityGuard } from "./cilium/releaseIdentity";
+import { withClusterIdentity } from "./commands/clusterCommand";
+import { clusterIdentity } from "./commands/clusterIdentity";
 import { preflight } from "./preflight/preflight";
 import { kprGate, kubeProxyCanaryExclusion, kubeProxyRemoval, postMigrationVerification, valuesSnapshot } from "./kubeproxy/kubeProxyMigration";
 import { staleRuleCleanup, staleRuleVerify } from "./kubeproxy/staleRuleCleanup";
@@ -37,8 +39,10 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
 
     constructor(name: string, stack: StackConfig, opts?: pulumi.ComponentResourceOptions) {
         super(TYPE.migration, name, {}, opts);
-        const { config, sshPrivateKey } = stack;
+        const { sshPrivateKey } = stack;
         const child = { parent: this };
+        // Every cluster step gets the cluster's recorded identity and refuses any other cluster.
+        const config = withClusterIdentity(stack.config, clusterIdentity(stack.config.cluster, child));
 
         this.provider = new k8s.Provider(
             STEP.provider,

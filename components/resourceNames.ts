@@ -5,6 +5,7 @@
 export const STEP = {
     migration: "cilium-kpr",
     provider: "cluster",
+    clusterIdentity: "cluster-identity",
     operatorPreflight: "preflight-operator",
     nodePreflight: (node: string) => `preflight-${node}`,
     releaseIdentity: "cilium-release-identity",

@@ -87,7 +87,7 @@ test("gate fails, bounded, when the agent rollout never completes", { skip }, (t
     scenario.put(CILIUM_NAMESPACE, "daemonset", "cilium", { ...ds, status: { ...(ds["status"] as JsonObject), numberReady: 2, updatedNumberScheduled: 2 } });
     const run = scenario.run("kpr-gate", gateEnv, { timeoutSeconds: 60 });
     assert.notEqual(run.status, 0);
-    assert.match(run.stderr, /daemonset\/cilium in namespace default did not finish rolling out within 2s/);
+    assert.match(run.stderr, /daemonset\/cilium in namespace default: did not roll out within 2s; kube-proxy stays/);
     assert.ok(run.seconds >= 2, `waited the rollout timeout (${run.seconds}s)`);
     assert.ok(run.seconds < 20, `bounded (${run.seconds}s)`);
     assert.equal(scenario.calls().filter((c) => c.args.includes("exec")).length, 0, "no agent is asked before the rollout is done");
@@ -162,4 +162,39 @@ test("nodePort.enabled absent fails even with mode True and socketLB on", { skip
         run.stderr,
         new RegExp(`pod ${agentPodName(0)} on node m600: kube-proxy-replacement mode=True, socketLB.enabled=true, nodePort.enabled=false`),
     );
+});
+
+test("a wrong namespace fails the gate at once with kubectl's NotFound, not as a timeout", { skip }, (t) => {
+    const scenario = new Scenario();
+    t.after(() => scenario.dispose());
+    const run = scenario.run("kpr-gate", { ...gateEnv, CILIUM_NAMESPACE: "kube-systen", ROLLOUT_TIMEOUT: 300 }, { timeoutSeconds: 60 });
+    assert.notEqual(run.status, 0);
+    assert.equal(run.summary["ok"], false);
+    assert.equal(
+        run.summary["error"],
+        'daemonset/cilium in namespace kube-systen: Error from server (NotFound): daemonsets.apps "cilium" not found; kube-proxy stays',
+    );
+    assert.doesNotMatch(run.stderr, /within 300s/);
+    assert.ok(run.seconds < 20, `at once (${run.seconds}s), not after the 300 s rollout timeout`);
+});
+
+test("an agent DaemonSet with updateStrategy OnDelete whose pods are not replaced fails with the reason, not kubectl's refusal", { skip }, (t) => {
+    const scenario = new Scenario();
+    t.after(() => scenario.dispose());
+    const ds = scenario.get(CILIUM_NAMESPACE, "daemonset", "cilium") as JsonObject;
+    scenario.put(CILIUM_NAMESPACE, "daemonset", "cilium", {
+        ...ds,
+        spec: { ...(ds["spec"] as JsonObject), updateStrategy: { type: "OnDelete" } },
+        status: { ...(ds["status"] as JsonObject), updatedNumberScheduled: 1 },
+    });
+    const run = scenario.run("kpr-gate", { ...gateEnv, ROLLOUT_TIMEOUT: 2 }, { timeoutSeconds: 60 });
+    assert.notEqual(run.status, 0);
+    assert.match(
+        String(run.summary["error"]),
+        /^daemonset\/cilium in namespace default: did not roll out within 2s \(updateStrategy OnDelete: 1 of 3 pods run the current template, 3 available; OnDelete replaces a pod only when it is deleted\); kube-proxy stays$/,
+    );
+    // With every pod on the current template an OnDelete DaemonSet counts as rolled out.
+    scenario.put(CILIUM_NAMESPACE, "daemonset", "cilium", { ...ds, spec: { ...(ds["spec"] as JsonObject), updateStrategy: { type: "OnDelete" } } });
+    const ok = scenario.run("kpr-gate", gateEnv);
+    assert.equal(ok.status, 0, ok.stderr);
 });

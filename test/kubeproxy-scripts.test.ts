@@ -14,7 +14,7 @@ import {
     readScript,
     scriptPath,
 } from "../components/kubeproxy/scriptFiles";
-import { Scenario } from "./support/kubeproxyScenario";
+import { MINIMAL_CLUSTER_ENV, Scenario } from "./support/kubeproxyScenario";
 
 const ALL = [...CLUSTER_SCRIPTS, ...NODE_SCRIPTS];
 
@@ -84,3 +84,21 @@ test("every script parses as bash when embedded as command text (bash -n -c)", (
         assert.equal(result.status, 0, `${name}: ${result.stderr}`);
     }
 });
+
+test(
+    "every cluster script ends with its JSON summary when a kubectl call fails, naming kubectl's reason",
+    { skip: hostToolsMissing(["jq", "timeout"]) },
+    (t) => {
+        const scenario = new Scenario({ settings: { unreachable: true } });
+        t.after(() => scenario.dispose());
+        for (const name of CLUSTER_SCRIPTS) {
+            const run = scenario.run(name, MINIMAL_CLUSTER_ENV[name]);
+            assert.notEqual(run.status, 0, name);
+            const lines = run.stdout.trim().split("\n");
+            assert.equal(lines.length, 1, `${name}: one stdout line, got ${JSON.stringify(run.stdout)}`);
+            assert.equal(run.summary["ok"], false, `${name}: ${run.stdout}`);
+            assert.match(String(run.summary["error"]), /The connection to the server 192\.0\.2\.1:6443 was refused/, name);
+            assert.match(run.stderr, new RegExp(`^${name}: ERROR: .*was refused`, "m"), `${name} says it on stderr too`);
+        }
+    },
+);

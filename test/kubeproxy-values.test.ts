@@ -132,3 +132,50 @@ test("restore uses an oci:// repository as the chart reference", { skip }, (t) =
     assert.equal(upgrade?.[2], "oci://quay.io/cilium/charts/cilium");
     assert.equal(upgrade?.includes("--repo"), false);
 });
+
+test("restore names kubectl's reason when the agent DaemonSet is not found, instead of a rollout timeout", { skip }, (t) => {
+    const scenario = new Scenario();
+    t.after(() => scenario.dispose());
+    assert.equal(scenario.run("cilium-values-snapshot", snapshotEnv).status, 0);
+    const run = scenario.run("cilium-values-restore", { ...restoreEnv, CILIUM_DS: "cilium-agent", ROLLOUT_TIMEOUT: 300 }, { timeoutSeconds: 60 });
+    assert.notEqual(run.status, 0);
+    assert.equal(
+        run.summary["error"],
+        'daemonset/cilium-agent after the values were restored: Error from server (NotFound): daemonsets.apps "cilium-agent" not found; snapshot kept',
+    );
+    assert.ok(run.seconds < 20, `${run.seconds}s`);
+    assert.ok(scenario.get(CILIUM_NAMESPACE, "configmap", SNAPSHOT), "snapshot kept");
+});
+
+test("the snapshot finds the release with Helm 3 and with Helm 4, in any state", { skip }, (t) => {
+    for (const helmVersion of ["v3.16.3+gcfd0749", "v4.2.4+g6b9b3e4"]) {
+        for (const status of ["deployed", "failed", "pending-upgrade"]) {
+            const scenario = new Scenario({ release: { ...DEFAULT_RELEASE, status }, settings: { helmVersion } });
+            t.after(() => scenario.dispose());
+            const run = scenario.run("cilium-values-snapshot", snapshotEnv);
+            assert.equal(run.status, 0, `${helmVersion} ${status}: ${run.stderr}`);
+            assert.equal(run.summary["releasePresent"], true, `${helmVersion} ${status}`);
+        }
+    }
+});
+
+test("a ConfigMap at the snapshot name that this program did not create is neither taken as the snapshot nor restored from or deleted", { skip }, (t) => {
+    const scenario = new Scenario();
+    t.after(() => scenario.dispose());
+    const foreign = {
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: { name: SNAPSHOT, namespace: CILIUM_NAMESPACE, resourceVersion: "5" },
+        data: { "release-present": "true", "values.json": '{"kubeProxyReplacement":"true"}' },
+    };
+    scenario.put(CILIUM_NAMESPACE, "configmap", SNAPSHOT, foreign);
+    const snap = scenario.run("cilium-values-snapshot", snapshotEnv);
+    assert.notEqual(snap.status, 0);
+    assert.match(String(snap.summary["error"]), /configmap\/cilium-pre-kpr-values in default was not created by this program/);
+
+    const restore = scenario.run("cilium-values-restore", restoreEnv);
+    assert.notEqual(restore.status, 0);
+    assert.match(String(restore.summary["error"]), /not created by this program .*not restoring values from it and not deleting it/);
+    assert.deepEqual(helmCalls(scenario, "upgrade"), []);
+    assert.deepEqual(scenario.get(CILIUM_NAMESPACE, "configmap", SNAPSHOT), foreign);
+});

@@ -84,6 +84,8 @@ function mockOutputs(type: string, name: string, inputs: Record<string, unknown>
             return { ...inputs, base64: Buffer.from(`seed:${name}`.padEnd(12, "-").slice(0, 12)).toString("base64"), hex: "" };
         case "command:local:Command":
         case "command:remote:Command":
+            // The cluster identity (STEP.clusterIdentity) is read by the program from its stdout; a real run records the kube-system UID.
+            if (name === "cluster-identity") return { ...inputs, stdout: '{"ok":true,"clusterUid":"(kube-system UID, recorded at the first up)"}', stderr: "" };
             return { ...inputs, stdout: "", stderr: "" };
         default:
             return inputs;

@@ -5,6 +5,10 @@ import { hostKeyFingerprint, type PlanEntry } from "./planModel";
 /** What each command step does, by its logical name (see components/resourceNames.ts). */
 const COMMAND_STEPS: readonly [RegExp, (m: RegExpMatchArray) => string][] = [
     [
+        /^cluster-identity$/,
+        () => "record the cluster's identity (kube-system namespace UID): every later cluster step, destroy included, refuses any other cluster",
+    ],
+    [
         /^preflight-operator$/,
         () =>
             "operator preflight: kubectl/helm/jq present, the context reaches the cluster, kube-proxy mode fits this Cilium version (IPVS + any 1.19.x refused, cilium#44464)",

@@ -3,6 +3,14 @@ import * as command from "@pulumi/command";
 import type { ClusterConfig } from "../config/schema";
 import { scriptText } from "./scriptFile";
 
+/**
+ * The cluster a step runs against: the configured kubeconfig/context and, once recorded, the
+ * cluster's identity (the kube-system namespace UID, see withClusterIdentity).
+ */
+export interface ClusterTarget extends ClusterConfig {
+    readonly identity?: pulumi.Input<string>;
+}
+
 /** Environment that points kubectl and helm at the same cluster and context as the Kubernetes provider. */
 export function clusterEnvironment(cluster: ClusterConfig): Record<string, string> {
     const env: Record<string, string> = {};
@@ -11,8 +19,20 @@ export function clusterEnvironment(cluster: ClusterConfig): Record<string, strin
     return env;
 }
 
+/**
+ * The config every cluster step is built from, carrying the identity recorded by the cluster-identity
+ * step: each step then gets it as CLUSTER_UID, so it is stored in the step's state and its delete
+ * refuses another cluster too. (Local commands run with the operator's environment plus the stored
+ * one, pulumi-command v1.2.1 provider/pkg/provider/local/commandOutputs.go run(); with no pinned
+ * context, "the cluster" is whatever the kubeconfig's current context is at that moment.)
+ */
+export function withClusterIdentity<C extends { readonly cluster: ClusterConfig }>(config: C, identity: pulumi.Input<string>): C {
+    const cluster: ClusterTarget = { ...config.cluster, identity };
+    return { ...config, cluster };
+}
+
 export interface ClusterCommandArgs {
-    readonly cluster: ClusterConfig;
+    readonly cluster: ClusterTarget;
     /** Script (path under components/) run on create and on update. */
     readonly create: string;
     /** Script run by `pulumi destroy` (with the environment stored in state). */
@@ -20,6 +40,8 @@ export interface ClusterCommandArgs {
     readonly environment?: Readonly<Record<string, pulumi.Input<string>>>;
     /** Any change replaces the resource, so the create script runs again. */
     readonly triggers?: pulumi.Input<unknown>[];
+    /** Give the script its previous stdout as PULUMI_COMMAND_STDOUT when an update re-runs it. */
+    readonly previousOutputInEnv?: boolean;
 }
 
 /** A local.Command that runs one of the repository's cluster scripts with bash on the operator's machine. */
@@ -30,9 +52,13 @@ export function clusterCommand(name: string, args: ClusterCommandArgs, opts: pul
             interpreter: ["/bin/bash", "-c"],
             create: scriptText(args.create),
             delete: args.delete === undefined ? undefined : scriptText(args.delete),
-            environment: { ...clusterEnvironment(args.cluster), ...args.environment },
+            environment: {
+                ...clusterEnvironment(args.cluster),
+                ...(args.cluster.identity === undefined ? {} : { CLUSTER_UID: args.cluster.identity }),
+                ...args.environment,
+            },
             triggers: args.triggers,
-            addPreviousOutputInEnv: false,
+            addPreviousOutputInEnv: args.previousOutputInEnv ?? false,
         },
         opts,
     );

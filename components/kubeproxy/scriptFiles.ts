@@ -13,6 +13,7 @@ export const SCRIPTS_DIR = join(__dirname, "scripts");
 
 /** Scripts run on the operator's machine with kubectl (and helm) against the cluster. */
 export const CLUSTER_SCRIPTS = [
+    "cluster-identity",
     "cilium-values-snapshot",
     "cilium-values-restore",
     "kpr-gate",
@@ -50,6 +51,13 @@ export interface KubectlTarget {
     readonly KUBECONFIG?: string;
     /** Passed as --context (helm: --kube-context). */
     readonly KUBECTL_CONTEXT?: string;
+    /** kube-system namespace UID recorded by cluster-identity.sh; any other cluster is refused (cluster-lib.sh). */
+    readonly CLUSTER_UID?: string;
+}
+
+export interface ClusterIdentityEnv extends KubectlTarget {
+    /** Set by pulumi-command on an update: what the script printed before. */
+    readonly PULUMI_COMMAND_STDOUT?: string;
 }
 
 export interface CiliumValuesSnapshotEnv extends KubectlTarget {
@@ -90,6 +98,8 @@ export interface KubeProxyRemoveEnv extends KubectlTarget {
     readonly KUBE_PROXY_BACKUP_CONFIGMAP: string;
     readonly KUBE_PROXY_POD_SELECTOR?: string;
     readonly POD_GONE_TIMEOUT?: number;
+    /** Seconds to wait for kube-proxy to roll out again when a failed removal puts it back (and for the restore). */
+    readonly ROLLOUT_TIMEOUT?: number;
 }
 
 export interface KubeProxyRestoreEnv extends KubectlTarget {
@@ -124,6 +134,7 @@ export interface PostMigrationVerifyEnv extends KubectlTarget {
 
 /** The environment each cluster-side script reads (unset optional fields take the script's default). */
 export interface ClusterScriptEnv {
+    readonly "cluster-identity": ClusterIdentityEnv;
     readonly "cilium-values-snapshot": CiliumValuesSnapshotEnv;
     readonly "cilium-values-restore": CiliumValuesRestoreEnv;
     readonly "kpr-gate": KprGateEnv;

@@ -43,6 +43,19 @@ export interface ScriptRun {
     readonly seconds: number;
 }
 
+/** The least environment each cluster script accepts, with the scenario's names. */
+export const MINIMAL_CLUSTER_ENV: { readonly [N in ClusterScriptName]: ClusterScriptEnv[N] } = {
+    "cluster-identity": {},
+    "cilium-values-snapshot": { CILIUM_NAMESPACE: "default", SNAPSHOT_CONFIGMAP: "cilium-pre-kpr-values" },
+    "cilium-values-restore": { CILIUM_NAMESPACE: "default", SNAPSHOT_CONFIGMAP: "cilium-pre-kpr-values", CILIUM_CHART_VERSION: "1.19.0" },
+    "kpr-gate": { CILIUM_NAMESPACE: "default" },
+    "kube-proxy-remove": { KUBE_PROXY_BACKUP_CONFIGMAP: "kube-proxy-pre-cilium-kpr-backup" },
+    "kube-proxy-restore": { KUBE_PROXY_BACKUP_CONFIGMAP: "kube-proxy-pre-cilium-kpr-backup" },
+    "kube-proxy-exclude": { CANARY_NODES: "m600" },
+    "kube-proxy-include": {},
+    "post-migration-verify": { CILIUM_NAMESPACE: "default" },
+};
+
 export const DEFAULT_RELEASE: FakeRelease = {
     name: "cilium",
     namespace: CILIUM_NAMESPACE,
@@ -101,6 +114,12 @@ export class Scenario {
         }
         const release = options.release === undefined ? DEFAULT_RELEASE : options.release;
         if (release) this.setRelease(release);
+    }
+
+    /** Changes the fake cluster's settings from now on (e.g. pods that stop terminating). */
+    updateSettings(changes: Partial<FakeSettings>): void {
+        const path = join(this.dir, "settings.json");
+        writeFileSync(path, JSON.stringify({ ...(JSON.parse(readFileSync(path, "utf8")) as FakeSettings), ...changes }));
     }
 
     put(namespace: string, kind: string, name: string, object: JsonObject): void {
@@ -180,6 +199,16 @@ export class Scenario {
             summary = { unparsable: result.stdout };
         }
         return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr, summary, seconds: (Date.now() - started) / 1000 };
+    }
+
+    /** Runs the fake kubectl or helm directly, as a script would. */
+    tool(tool: "kubectl" | "helm", args: readonly string[], input?: string): { status: number; stdout: string; stderr: string } {
+        const result = spawnSync(join(this.bin, tool), args, {
+            encoding: "utf8",
+            input,
+            env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", FAKE_CLUSTER_DIR: this.dir },
+        });
+        return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
     }
 
     /**

@@ -46,15 +46,18 @@ done
 [[ "$CILIUM_REPOSITORY" =~ ^(https?|oci)://[^[:space:]]+$ ]] || fail "CILIUM_REPOSITORY must be an https:// or oci:// URL"
 [[ "$ROLLOUT_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "ROLLOUT_TIMEOUT must be a whole number of seconds"
 
-"${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" get configmap "$SNAPSHOT_CONFIGMAP" -o json --ignore-not-found >"$workdir/snapshot.json"
+tool "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" get configmap "$SNAPSHOT_CONFIGMAP" -o json --ignore-not-found >"$workdir/snapshot.json"
 if [[ ! -s "$workdir/snapshot.json" ]]; then
     log "no snapshot configmap/${SNAPSHOT_CONFIGMAP} in ${CILIUM_NAMESPACE}: nothing to restore (already restored?)"
     jq -cn '{ok: true, restored: false, reason: "no snapshot"}'
     exit 0
 fi
 
+created_by_us "$workdir/snapshot.json" \
+    || fail "$(not_ours "$SNAPSHOT_CONFIGMAP" "$CILIUM_NAMESPACE"); not restoring values from it and not deleting it"
+
 delete_snapshot() {
-    "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" delete configmap "$SNAPSHOT_CONFIGMAP" --ignore-not-found >&2
+    tool "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" delete configmap "$SNAPSHOT_CONFIGMAP" --ignore-not-found >&2
 }
 
 if [[ "$(jq -r '.data["release-present"] // ""' "$workdir/snapshot.json")" != "true" ]]; then
@@ -66,7 +69,7 @@ fi
 jq -e '.data["values.json"] | fromjson | type == "object"' "$workdir/snapshot.json" >/dev/null \
     || fail "snapshot configmap/${SNAPSHOT_CONFIGMAP} holds no valid values.json; not touching the release"
 
-"${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" get daemonset "$KUBE_PROXY_DAEMONSET" -o json --ignore-not-found >"$workdir/kube-proxy.json"
+tool "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" get daemonset "$KUBE_PROXY_DAEMONSET" -o json --ignore-not-found >"$workdir/kube-proxy.json"
 if [[ ! -s "$workdir/kube-proxy.json" ]]; then
     fail "daemonset/${KUBE_PROXY_DAEMONSET} does not exist in ${KUBE_PROXY_NAMESPACE}; restore kube-proxy before turning kube-proxy replacement off"
 fi
@@ -92,15 +95,13 @@ else
     repo_args=(--repo "$CILIUM_REPOSITORY")
 fi
 log "upgrading release ${CILIUM_RELEASE} to its pre-migration values (chart ${CILIUM_CHART} ${CILIUM_CHART_VERSION}; before the migration it ran $(jq -r '.data.chart // "?"' "$workdir/snapshot.json"))"
-"${helm_cmd[@]}" upgrade "$CILIUM_RELEASE" "$chart_ref" --version "$CILIUM_CHART_VERSION" "${repo_args[@]}" \
+tool "${helm_cmd[@]}" upgrade "$CILIUM_RELEASE" "$chart_ref" --version "$CILIUM_CHART_VERSION" "${repo_args[@]}" \
     -n "$CILIUM_NAMESPACE" --reset-values -f "$workdir/values.json" >&2 \
-    || fail "helm upgrade of ${CILIUM_RELEASE} failed; snapshot kept"
+    || fail "helm upgrade of ${CILIUM_RELEASE} failed: ${tool_error}; snapshot kept"
 
 log "waiting up to ${ROLLOUT_TIMEOUT}s for daemonset/${CILIUM_DS} to roll out"
-if ! timeout "$((ROLLOUT_TIMEOUT + 30))" "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" \
-    rollout status "daemonset/${CILIUM_DS}" --timeout="${ROLLOUT_TIMEOUT}s" >&2; then
-    fail "daemonset/${CILIUM_DS} did not roll out within ${ROLLOUT_TIMEOUT}s after the values were restored; snapshot kept"
-fi
+wait_rollout "$CILIUM_NAMESPACE" "daemonset/${CILIUM_DS}" "$ROLLOUT_TIMEOUT" \
+    || fail "daemonset/${CILIUM_DS} after the values were restored: ${rollout_error}; snapshot kept"
 delete_snapshot
 log "Cilium runs with its pre-migration values again"
 jq -cn --arg release "$CILIUM_RELEASE" --arg version "$CILIUM_CHART_VERSION" \

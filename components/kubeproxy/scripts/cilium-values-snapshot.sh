@@ -30,8 +30,8 @@ need_name CILIUM_NAMESPACE
 need_name CILIUM_RELEASE
 need_name SNAPSHOT_CONFIGMAP
 
-kc() { "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
-hm() { "${helm_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
+kc() { tool "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
+hm() { tool "${helm_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
 
 report_existing() {
     log "snapshot configmap/${SNAPSHOT_CONFIGMAP} already exists (taken $(jq -r '.data["taken-at"] // "at an unknown time"' "$1")); kept as is"
@@ -41,12 +41,21 @@ report_existing() {
 
 kc get configmap "$SNAPSHOT_CONFIGMAP" -o json --ignore-not-found >"$workdir/existing.json"
 if [[ -s "$workdir/existing.json" ]]; then
+    # Only a snapshot this program took is kept as the pre-migration values.
+    created_by_us "$workdir/existing.json" \
+        || fail "$(not_ours "$SNAPSHOT_CONFIGMAP" "$CILIUM_NAMESPACE"); refusing to take it for the pre-migration values, nothing changed"
     report_existing "$workdir/existing.json"
     exit 0
 fi
 
 # helm list (all states) tells "absent" apart from "cannot ask"; helm status would not.
-hm list --all --max 0 --filter "^${CILIUM_RELEASE//./\\.}\$" -o json >"$workdir/releases.json"
+# Every state is named explicitly because `--all` exists only in Helm 3: Helm 4 removed it and lists
+# every state by default (helm/helm commit 8a73d9798, pkg/cmd/list.go), while Helm 3 without a state
+# flag lists only deployed and failed releases (v3 pkg/action/list.go SetStateMask). These six flags
+# exist in both, and list the latest revision of a release in any state (filterLatestReleases runs
+# before the state mask).
+hm list --deployed --failed --pending --superseded --uninstalling --uninstalled --max 0 \
+    --filter "^${CILIUM_RELEASE//./\\.}\$" -o json >"$workdir/releases.json"
 jq -c --arg name "$CILIUM_RELEASE" '[.[] | select(.name == $name)] | first // empty' \
     "$workdir/releases.json" >"$workdir/release.json"
 
@@ -77,7 +86,7 @@ jq -n --arg name "$SNAPSHOT_CONFIGMAP" --arg ns "$CILIUM_NAMESPACE" --arg releas
 if ! kc create -f "$workdir/snapshot.json" >&2 2>"$workdir/create.err"; then
     # Lost a race with another run: the first snapshot wins.
     kc get configmap "$SNAPSHOT_CONFIGMAP" -o json --ignore-not-found >"$workdir/existing.json"
-    if [[ -s "$workdir/existing.json" ]]; then
+    if [[ -s "$workdir/existing.json" ]] && created_by_us "$workdir/existing.json"; then
         report_existing "$workdir/existing.json"
         exit 0
     fi

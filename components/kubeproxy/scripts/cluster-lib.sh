@@ -7,15 +7,58 @@
 # Expects SCRIPT, the script's name for messages. Provides:
 #   log MESSAGE            progress on stderr
 #   fail MESSAGE           logs, prints {"ok":false,"error":...} as the last stdout line, exits 1
+#   summary_printed=true   a script that prints its own summary before `exit 1` sets this first
+#   undo_hook=FUNCTION     set by a script once it has changed the cluster: if the script then fails
+#                          (fail, or any failing command), FUNCTION runs with the reason first, puts
+#                          back what this run changed, and says how that went in undo_outcome, which
+#                          ends the error. A failed create leaves nothing in Pulumi's state, so
+#                          `pulumi destroy` could not undo it: a step completes or undoes itself.
 #   need_name VAR          fails unless $VAR is a Kubernetes object name
 #   kubectl_cmd, helm_cmd  arrays pointed at KUBECTL_CONTEXT when it is set
+#   tool CMD...            runs CMD (kubectl, helm, timeout kubectl ...) keeping its stderr, so a
+#                          failure is reported in the tool's own words: by tool_error, and by the
+#                          exit trap when the failure ends the script
+#   tool_error             the last failed tool call's reason (its last stderr line)
+#   wait_rollout NS KIND/NAME SECONDS   waits for a DaemonSet/Deployment rollout; on failure
+#                          rollout_error says why (kubectl's reason, or the timeout)
 #   workdir                a private temporary directory, removed on exit
 #   CANARY_ANNOTATION      where kube-proxy-exclude.sh keeps kube-proxy's pre-canary affinity
 #   canary_exclusion_active FILE   true if the DaemonSet JSON in FILE is kept off canary nodes
+#   MANAGED_BY_LABEL       label (value cilium-kpr-migration) on every object this program creates
+#   created_by_us FILE     true if the object JSON in FILE carries that label and the
+#                          cilium-kpr-migration/purpose annotation: only such ConfigMaps are ever
+#                          adopted, overwritten or deleted at the backup/snapshot names
+#
+# Every script ends with one JSON summary line on stdout, failures included: `fail` prints it, and
+# the EXIT trap prints {"ok":false,"error":...} when anything else (a kubectl call under set -e)
+# ends the script with a non-zero status.
+#
+# Cluster identity: with CLUSTER_UID set (the program records the kube-system namespace's UID when
+# the stack is first created and passes it to every cluster step, so it is stored in each step's
+# state and used by its delete too), the script refuses to run against a cluster whose kube-system
+# UID differs. pulumi-command runs a delete with the operator's current environment plus the stored
+# one (pulumi-command v1.2.1 provider/pkg/provider/local/commandOutputs.go run: os.Environ() then
+# in.Environment), so without a pinned context a destroy would act on whatever cluster is current.
 log() { printf '%s: %s\n' "$SCRIPT" "$*" >&2; }
+summary_printed=false
+undo_hook=""
+undo_outcome=""
+# Runs the undo hook once (never from within itself); its own failures are reported in undo_outcome.
+run_undo() {
+    local hook="$undo_hook"
+    undo_hook=""
+    if [[ -n "$hook" ]]; then "$hook" "$1" || true; fi
+}
+print_failure() {
+    local error="$1${undo_outcome:+. ${undo_outcome}}"
+    if [[ -n "$undo_outcome" ]]; then log "$undo_outcome"; fi
+    summary_printed=true
+    jq -cn --arg error "$error" '{ok: false, error: $error}' || printf '{"ok":false,"error":"%s failed; see stderr"}\n' "$SCRIPT"
+}
 fail() {
     log "ERROR: $1"
-    jq -cn --arg error "$1" '{ok: false, error: $error}' || true
+    run_undo "$1"
+    print_failure "$1"
     exit 1
 }
 need_name() {
@@ -26,6 +69,17 @@ readonly CANARY_ANNOTATION=cilium-kpr-migration/original-affinity
 canary_exclusion_active() {
     jq -e --arg a "$CANARY_ANNOTATION" '(.metadata.annotations // {}) | has($a)' "$1" >/dev/null
 }
+readonly MANAGED_BY_LABEL=app.kubernetes.io/managed-by
+readonly MANAGED_BY=cilium-kpr-migration
+readonly PURPOSE_ANNOTATION=cilium-kpr-migration/purpose
+created_by_us() {
+    jq -e --arg l "$MANAGED_BY_LABEL" --arg v "$MANAGED_BY" --arg a "$PURPOSE_ANNOTATION" \
+        '(.metadata.labels // {})[$l] == $v and ((.metadata.annotations // {}) | has($a))' "$1" >/dev/null
+}
+not_ours() {
+    printf 'configmap/%s in %s was not created by this program (it lacks label %s=%s and annotation %s)' \
+        "$1" "$2" "$MANAGED_BY_LABEL" "$MANAGED_BY" "$PURPOSE_ANNOTATION"
+}
 
 kubectl_cmd=(kubectl)
 helm_cmd=(helm)
@@ -35,4 +89,99 @@ if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then
 fi
 
 workdir="$(mktemp -d)"
-trap 'rm -rf "$workdir"' EXIT
+tool_error=""
+failed_command=""
+tool() {
+    local status=0
+    "$@" 2>"$workdir/tool.err" || status=$?
+    cat "$workdir/tool.err" >&2
+    if ((status == 0)); then
+        rm -f "$workdir/tool-error"
+        return 0
+    fi
+    tool_error="$(sed '/^[[:space:]]*$/d' "$workdir/tool.err" | tail -n 1)"
+    if [[ -z "$tool_error" ]]; then
+        tool_error="exit status ${status}"
+        if ((status == 124)); then tool_error="no answer in time (killed by timeout)"; fi
+    fi
+    # A file, so the reason survives the subshell of $(...) or a pipeline.
+    printf '%s: %s\n' "${*}" "$tool_error" >"$workdir/tool-error"
+    return "$status"
+}
+on_error() {
+    if [[ -z "$failed_command" ]]; then failed_command="$1"; fi
+}
+on_exit() {
+    local status=$? reason
+    if ((status != 0)) && [[ "$summary_printed" != true ]]; then
+        if [[ -s "$workdir/tool-error" ]]; then
+            reason="$(cat "$workdir/tool-error")"
+        else
+            reason="failed (exit status ${status}) at: ${failed_command:-an unknown command}"
+        fi
+        log "ERROR: $reason"
+        run_undo "$reason"
+        print_failure "$reason"
+    fi
+    rm -rf "$workdir"
+}
+set -o errtrace
+trap 'on_error "$BASH_COMMAND"' ERR
+trap on_exit EXIT
+
+# wait_rollout NAMESPACE KIND/NAME SECONDS: 0 once rolled out. kubectl's `rollout status` refuses a
+# DaemonSet with updateStrategy OnDelete at once ("rollout status is only available for RollingUpdate
+# strategy type", kubernetes/kubectl pkg/polymorphichelpers/rollout_status.go), so for those the
+# status is polled with the same rule (generation observed, updated == available == desired).
+rollout_error=""
+wait_rollout() {
+    local namespace="$1" ref="$2" seconds="$3" deadline
+    rollout_error=""
+    if [[ "$ref" == daemonset/* ]]; then
+        if ! tool "${kubectl_cmd[@]}" -n "$namespace" get "$ref" -o json >"$workdir/rollout.json"; then
+            rollout_error="$tool_error"
+            return 1
+        fi
+        if [[ "$(jq -r '.spec.updateStrategy.type // "RollingUpdate"' "$workdir/rollout.json")" == OnDelete ]]; then
+            deadline=$((SECONDS + seconds))
+            while true; do
+                if jq -e '.status as $s | (.metadata.generation // 0) <= ($s.observedGeneration // 0)
+                    and ($s.updatedNumberScheduled // 0) >= ($s.desiredNumberScheduled // 0)
+                    and ($s.numberAvailable // 0) >= ($s.desiredNumberScheduled // 0)' "$workdir/rollout.json" >/dev/null; then
+                    return 0
+                fi
+                if ((SECONDS >= deadline)); then
+                    rollout_error="did not roll out within ${seconds}s ($(jq -r '.status as $s | "updateStrategy OnDelete: \($s.updatedNumberScheduled // 0) of \($s.desiredNumberScheduled // 0) pods run the current template, \($s.numberAvailable // 0) available; OnDelete replaces a pod only when it is deleted"' "$workdir/rollout.json"))"
+                    return 1
+                fi
+                sleep 2
+                if ! tool "${kubectl_cmd[@]}" -n "$namespace" get "$ref" -o json >"$workdir/rollout.json"; then
+                    rollout_error="$tool_error"
+                    return 1
+                fi
+            done
+        fi
+    fi
+    # `timeout` bounds the wait even if kubectl ignores its own --timeout (e.g. a hung connection).
+    if tool timeout "$((seconds + 30))" "${kubectl_cmd[@]}" -n "$namespace" rollout status "$ref" --timeout="${seconds}s" >&2; then
+        return 0
+    fi
+    if [[ "$tool_error" == *"timed out waiting for the condition"* ]]; then
+        rollout_error="did not roll out within ${seconds}s"
+    else
+        rollout_error="kubectl rollout status failed: ${tool_error}"
+    fi
+    return 1
+}
+
+# The cluster this step belongs to (see above). kubectl_cmd is final here: scripts never change it.
+if [[ -n "${CLUSTER_UID:-}" ]]; then
+    tool "${kubectl_cmd[@]}" get namespace kube-system -o json >"$workdir/kube-system.json" \
+        || fail "cannot read namespace kube-system to check which cluster this is: ${tool_error}"
+    actual_uid="$(jq -r '.metadata.uid // ""' "$workdir/kube-system.json")"
+    if [[ "$actual_uid" != "$CLUSTER_UID" ]]; then
+        where="the current kubeconfig context"
+        if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then where="context ${KUBECTL_CONTEXT}"; fi
+        fail "wrong cluster: this step belongs to the cluster whose kube-system namespace has UID ${CLUSTER_UID}, but ${where} reaches one with UID ${actual_uid:-unknown}; nothing was changed. Point KUBECONFIG/KUBECTL_CONTEXT (or cluster.context in the stack) at the cluster this stack migrated"
+    fi
+fi

@@ -41,18 +41,15 @@ need_seconds ROLLOUT_TIMEOUT
 need_seconds EXEC_TIMEOUT
 [[ "$AGENT_SELECTOR" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "AGENT_SELECTOR must be key=value (got '${AGENT_SELECTOR}')"
 
-kc() { "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
+kc() { tool "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
 
-# `timeout` bounds the wait even if kubectl ignores its own --timeout (e.g. a hung connection).
-wait_rollout() {
+# A failure says kubectl's own reason (NotFound, OnDelete, ...), not a timeout that never happened.
+rolled_out_or_fail() {
     log "waiting up to ${ROLLOUT_TIMEOUT}s for $1 to roll out"
-    if ! timeout "$((ROLLOUT_TIMEOUT + 30))" "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" \
-        rollout status "$1" --timeout="${ROLLOUT_TIMEOUT}s" >&2; then
-        fail "$1 in namespace ${CILIUM_NAMESPACE} did not finish rolling out within ${ROLLOUT_TIMEOUT}s; kube-proxy stays"
-    fi
+    wait_rollout "$CILIUM_NAMESPACE" "$1" "$ROLLOUT_TIMEOUT" || fail "$1 in namespace ${CILIUM_NAMESPACE}: ${rollout_error}; kube-proxy stays"
 }
-wait_rollout "daemonset/${CILIUM_DS}"
-wait_rollout "deployment/${CILIUM_OPERATOR}"
+rolled_out_or_fail "daemonset/${CILIUM_DS}"
+rolled_out_or_fail "deployment/${CILIUM_OPERATOR}"
 
 desired="$(kc get daemonset "$CILIUM_DS" -o json | jq '.status.desiredNumberScheduled // 0')"
 kc get pods -l "$AGENT_SELECTOR" -o json >"$workdir/pods.json"
@@ -95,6 +92,7 @@ summary="$(jq -sc --argjson desired "$desired" '{ok: all(.[]; .ok), desired: $de
 if [[ -s "$workdir/problems.txt" ]]; then
     while read -r line; do log "NOT READY: $line"; done <"$workdir/problems.txt"
     log "ERROR: kube-proxy replacement is not active on every agent; kube-proxy stays"
+    summary_printed=true
     printf '%s\n' "$summary"
     exit 1
 fi

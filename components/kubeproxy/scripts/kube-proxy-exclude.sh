@@ -22,6 +22,12 @@
 # backs up the DaemonSet with the original affinity, so a later restore brings kube-proxy
 # back on every node.
 #
+# Completes or undoes itself: Pulumi records nothing for a create that fails, so a destroy would
+# never put back an exclusion this step wrote before failing. If the rollout or the wait fails after
+# this run changed the DaemonSet, the affinity (and annotation) it had before this run is written back
+# (no exclusion on a first canary, the previous canary set after a change), the rollout is awaited,
+# and only then does the step exit non-zero, saying whether that worked.
+#
 # Idempotent: a DaemonSet already excluding exactly these nodes is not written again.
 # Changing the canary set recomputes the affinity from the saved original.
 #
@@ -53,12 +59,12 @@ for node in "${canary[@]}"; do
     [[ "$node" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "CANARY_NODES: '$node' is not a Kubernetes node name"
 done
 
-kc() { "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
+kc() { tool "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
 
 # A name that is not a Node would exclude nothing and leave kube-proxy where it is.
 for node in "${canary[@]}"; do
-    "${kubectl_cmd[@]}" get node "$node" -o name >/dev/null 2>"$workdir/node.err" \
-        || fail "node '$node' is not a Node of this cluster ($(tr '\n' ' ' <"$workdir/node.err")); migration.canaryNodes must use Kubernetes node names"
+    tool "${kubectl_cmd[@]}" get node "$node" -o name >/dev/null \
+        || fail "node '$node' is not a Node of this cluster (${tool_error}); migration.canaryNodes must use Kubernetes node names"
 done
 printf '%s\n' "${canary[@]}" | jq -R . | jq -sc 'unique' >"$workdir/canary.json"
 
@@ -100,15 +106,39 @@ else
         | .spec.template.spec.affinity = $want[0]' "$workdir/ds.live" >"$workdir/ds.next"
     log "keeping daemonset/${KUBE_PROXY_DAEMONSET} off $(jq -r 'join(", ")' "$workdir/canary.json")"
     kc replace -f "$workdir/ds.next" >&2
+    undo_hook=put_affinity_back
 fi
-# From here the DaemonSet is changed. Pulumi records nothing for a create that fails, so a failure
-# must say how to put kube-proxy back before anything (a destroy included) turns KPR off.
-fail_changed() {
-    fail "$1. The DaemonSet already keeps kube-proxy off the canary nodes: finish with \`pulumi up\`, or put it back with components/kubeproxy/scripts/kube-proxy-include.sh (same KUBECONFIG/KUBECTL_CONTEXT) before any destroy"
+
+# The undo of a failed exclusion: the affinity and annotation as this run found them, rollout awaited.
+put_affinity_back() {
+    local manual="run components/kubeproxy/scripts/kube-proxy-include.sh (same KUBECONFIG/KUBECTL_CONTEXT) before anything turns kube-proxy replacement off"
+    log "the exclusion failed ($1); putting back the affinity daemonset/${KUBE_PROXY_DAEMONSET} had before this run"
+    if ! kc get daemonset "$KUBE_PROXY_DAEMONSET" -o json >"$workdir/undo.live"; then
+        undo_outcome="Putting the affinity back ALSO failed (${tool_error}); kube-proxy may still be kept off the canary nodes: ${manual}"
+        return 1
+    fi
+    # As this run found it: a first exclusion goes away entirely, a changed canary set goes back to the old one.
+    jq --arg a "$CANARY_ANNOTATION" --slurpfile before "$workdir/ds.live" '
+        ($before[0].metadata.annotations // {}) as $was
+        | del(.status)
+        | if $was | has($a) then .metadata.annotations[$a] = $was[$a] else del(.metadata.annotations[$a]) end
+        | if .metadata.annotations == {} then del(.metadata.annotations) else . end
+        | ($before[0].spec.template.spec.affinity // null) as $affinity
+        | if $affinity == null then del(.spec.template.spec.affinity) else .spec.template.spec.affinity = $affinity end' \
+        "$workdir/undo.live" >"$workdir/undo.json"
+    if ! kc replace -f "$workdir/undo.json" >&2; then
+        undo_outcome="Putting the affinity back ALSO failed (${tool_error}); kube-proxy is still kept off the canary nodes: ${manual}"
+        return 1
+    fi
+    if ! wait_rollout "$KUBE_PROXY_NAMESPACE" "daemonset/${KUBE_PROXY_DAEMONSET}" "$ROLLOUT_TIMEOUT"; then
+        undo_outcome="The affinity of daemonset/${KUBE_PROXY_DAEMONSET} was put back, but its rollout: ${rollout_error}; check its pods before anything else"
+        return 1
+    fi
+    undo_outcome="kube-proxy's affinity was put back as this run found it and it has rolled out: the cluster is as before this step, which recorded nothing, so there is nothing for pulumi destroy to undo; fix the cause and run pulumi up again"
 }
 
-kc rollout status "daemonset/${KUBE_PROXY_DAEMONSET}" --timeout="${ROLLOUT_TIMEOUT}s" >&2 \
-    || fail_changed "daemonset/${KUBE_PROXY_DAEMONSET} did not roll out within ${ROLLOUT_TIMEOUT}s"
+wait_rollout "$KUBE_PROXY_NAMESPACE" "daemonset/${KUBE_PROXY_DAEMONSET}" "$ROLLOUT_TIMEOUT" \
+    || fail "daemonset/${KUBE_PROXY_DAEMONSET}: ${rollout_error}"
 
 deadline=$((SECONDS + ROLLOUT_TIMEOUT))
 while true; do
@@ -117,11 +147,12 @@ while true; do
             >"$workdir/left"
     if [[ ! -s "$workdir/left" ]]; then break; fi
     if ((SECONDS >= deadline)); then
-        fail_changed "kube-proxy pods still on canary nodes after ${ROLLOUT_TIMEOUT}s: $(paste -sd, "$workdir/left")"
+        fail "kube-proxy pods still on canary nodes after ${ROLLOUT_TIMEOUT}s: $(paste -sd, "$workdir/left")"
     fi
     log "waiting for $(paste -sd, "$workdir/left") to terminate"
     sleep 2
 done
 
+undo_hook=""
 log "kube-proxy runs on every node but $(jq -r 'join(", ")' "$workdir/canary.json")"
 jq -cn --argjson changed "$changed" --slurpfile nodes "$workdir/canary.json" '{ok: true, changed: $changed, excluded: $nodes[0]}'

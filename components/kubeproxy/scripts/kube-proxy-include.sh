@@ -30,7 +30,7 @@ need_name KUBE_PROXY_NAMESPACE
 need_name KUBE_PROXY_DAEMONSET
 [[ "$ROLLOUT_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "ROLLOUT_TIMEOUT must be a whole number of seconds"
 
-kc() { "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
+kc() { tool "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
 
 kc get daemonset "$KUBE_PROXY_DAEMONSET" -o json --ignore-not-found >"$workdir/ds.live"
 if [[ ! -s "$workdir/ds.live" ]]; then
@@ -58,7 +58,7 @@ jq --arg a "$CANARY_ANNOTATION" --slurpfile original "$workdir/original.json" '
 log "putting back the affinity of daemonset/${KUBE_PROXY_DAEMONSET} from before the canary"
 kc replace -f "$workdir/ds.next" >&2
 
-kc rollout status "daemonset/${KUBE_PROXY_DAEMONSET}" --timeout="${ROLLOUT_TIMEOUT}s" >&2 \
-    || fail "daemonset/${KUBE_PROXY_DAEMONSET} did not roll out within ${ROLLOUT_TIMEOUT}s; its affinity is already restored, check its pods"
+wait_rollout "$KUBE_PROXY_NAMESPACE" "daemonset/${KUBE_PROXY_DAEMONSET}" "$ROLLOUT_TIMEOUT" \
+    || fail "daemonset/${KUBE_PROXY_DAEMONSET}: ${rollout_error}; its affinity is already restored, check its pods"
 log "kube-proxy runs on every node again"
 jq -cn '{ok: true, changed: true}'

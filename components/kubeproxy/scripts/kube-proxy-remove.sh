@@ -8,6 +8,12 @@
 # (the ConfigMap too: kubeadm upgrades re-create kube-proxy from it), then the script waits
 # until no kube-proxy pod is left.
 #
+# Completes or undoes itself: Pulumi records nothing for a create that fails, so `pulumi destroy`
+# would never restore a kube-proxy this step deleted before failing. Once it has deleted anything,
+# a failure (pods that do not go, a kubectl error) puts the ConfigMap and DaemonSet back from the
+# backup it just wrote and verified, waits for the rollout, and only then exits non-zero, saying
+# whether kube-proxy serves again (and deleting the backup if this run created it).
+#
 # Idempotent: with DaemonSet and ConfigMap both gone it changes nothing and says so. After a
 # partial run (say the DaemonSet deleted, the ConfigMap not) the backup keeps the copy of
 # whatever is already gone and only the objects still present are refreshed in it.
@@ -20,6 +26,8 @@
 #   KUBE_PROXY_BACKUP_CONFIGMAP backup ConfigMap, in KUBE_PROXY_NAMESPACE (required).
 #   KUBE_PROXY_POD_SELECTOR     label selector of kube-proxy pods. Default k8s-app=kube-proxy.
 #   POD_GONE_TIMEOUT            seconds to wait for the pods to disappear. Default 180.
+#   ROLLOUT_TIMEOUT             seconds to wait for kube-proxy to roll out again when a failed
+#                               removal puts it back. Default 300.
 # stdout: one JSON summary line (ok, changed, backupConfigMap, deleted[]). stderr: progress.
 set -euo pipefail
 
@@ -33,17 +41,19 @@ KUBE_PROXY_CONFIGMAP="${KUBE_PROXY_CONFIGMAP:-kube-proxy}"
 KUBE_PROXY_BACKUP_CONFIGMAP="${KUBE_PROXY_BACKUP_CONFIGMAP:-}"
 KUBE_PROXY_POD_SELECTOR="${KUBE_PROXY_POD_SELECTOR:-k8s-app=kube-proxy}"
 POD_GONE_TIMEOUT="${POD_GONE_TIMEOUT:-180}"
+ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-300}"
 need_name KUBE_PROXY_NAMESPACE
 need_name KUBE_PROXY_DAEMONSET
 need_name KUBE_PROXY_CONFIGMAP
 need_name KUBE_PROXY_BACKUP_CONFIGMAP
 [[ "$KUBE_PROXY_POD_SELECTOR" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "KUBE_PROXY_POD_SELECTOR must be key=value"
 [[ "$POD_GONE_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "POD_GONE_TIMEOUT must be a whole number of seconds"
+[[ "$ROLLOUT_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "ROLLOUT_TIMEOUT must be a whole number of seconds"
 if [[ "$KUBE_PROXY_BACKUP_CONFIGMAP" == "$KUBE_PROXY_CONFIGMAP" ]]; then
     fail "KUBE_PROXY_BACKUP_CONFIGMAP must differ from KUBE_PROXY_CONFIGMAP"
 fi
 
-kc() { "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
+kc() { tool "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
 
 # Fields the API server sets; recreating an object with them fails or misleads. A DaemonSet
 # that a canary kept off some nodes (kube-proxy-exclude.sh) is saved with the affinity it had
@@ -69,6 +79,11 @@ readonly STRIP='
 kc get daemonset "$KUBE_PROXY_DAEMONSET" -o json --ignore-not-found >"$workdir/ds.live"
 kc get configmap "$KUBE_PROXY_CONFIGMAP" -o json --ignore-not-found >"$workdir/cm.live"
 kc get configmap "$KUBE_PROXY_BACKUP_CONFIGMAP" -o json --ignore-not-found >"$workdir/backup.live"
+
+# Someone else's ConfigMap at the backup name is neither adopted nor overwritten.
+if [[ -s "$workdir/backup.live" ]] && ! created_by_us "$workdir/backup.live"; then
+    fail "$(not_ours "$KUBE_PROXY_BACKUP_CONFIGMAP" "$KUBE_PROXY_NAMESPACE"); refusing to adopt or overwrite it, nothing changed. Set cluster.kubeProxy.backupConfigMap to an unused name"
+fi
 
 wait_for_pods_gone() {
     local deadline=$((SECONDS + POD_GONE_TIMEOUT)) remaining
@@ -122,7 +137,10 @@ jq -n --arg name "$KUBE_PROXY_BACKUP_CONFIGMAP" --arg ns "$KUBE_PROXY_NAMESPACE"
         data: $data[0]}' >"$workdir/backup.json"
 if [[ -s "$workdir/backup.live" ]]; then
     log "refreshing backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP}"
-    kc replace -f "$workdir/backup.json" >&2
+    # With the resourceVersion read above: a concurrent change fails (409) instead of being overwritten.
+    jq --slurpfile live "$workdir/backup.live" '.metadata.resourceVersion = $live[0].metadata.resourceVersion' \
+        "$workdir/backup.json" >"$workdir/backup.next"
+    kc replace -f "$workdir/backup.next" >&2
 else
     log "writing backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP}"
     kc create -f "$workdir/backup.json" >&2
@@ -133,7 +151,38 @@ if ! jq -S . "$workdir/data.json" | cmp -s - "$workdir/backup.readback"; then
     fail "backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP} does not read back as written; nothing deleted"
 fi
 
+backup_created=true
+if [[ -s "$workdir/backup.live" ]]; then backup_created=false; fi
+
+# The undo of a failed removal: every object absent again comes back from the verified backup data.
+put_kube_proxy_back() {
+    local kind name key recreated=()
+    log "the removal failed ($1); putting kube-proxy back from backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP}"
+    for kind in configmap daemonset; do
+        name="$KUBE_PROXY_CONFIGMAP" key=configmap.json
+        if [[ "$kind" == daemonset ]]; then name="$KUBE_PROXY_DAEMONSET" key=daemonset.json; fi
+        if ! kc get "$kind" "$name" -o name --ignore-not-found >"$workdir/undo.live"; then
+            undo_outcome="Putting kube-proxy back ALSO failed (${tool_error}); kube-proxy may be down: run components/kubeproxy/scripts/kube-proxy-restore.sh with KUBE_PROXY_BACKUP_CONFIGMAP=${KUBE_PROXY_BACKUP_CONFIGMAP} (same KUBECONFIG/KUBECTL_CONTEXT) now"
+            return 1
+        fi
+        if [[ -s "$workdir/undo.live" ]] || ! jq -e --arg key "$key" 'has($key)' "$workdir/data.json" >/dev/null; then continue; fi
+        jq -r --arg key "$key" '.[$key]' "$workdir/data.json" >"$workdir/undo.json"
+        if ! kc create -f "$workdir/undo.json" >&2; then
+            undo_outcome="Putting kube-proxy back ALSO failed: recreating ${kind}/${name}: ${tool_error}; kube-proxy may be down: run components/kubeproxy/scripts/kube-proxy-restore.sh with KUBE_PROXY_BACKUP_CONFIGMAP=${KUBE_PROXY_BACKUP_CONFIGMAP} (same KUBECONFIG/KUBECTL_CONTEXT) now"
+            return 1
+        fi
+        recreated+=("${kind}/${name}")
+    done
+    if ! wait_rollout "$KUBE_PROXY_NAMESPACE" "daemonset/${KUBE_PROXY_DAEMONSET}" "$ROLLOUT_TIMEOUT"; then
+        undo_outcome="kube-proxy was recreated from backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP} (${recreated[*]:-nothing was missing}) but daemonset/${KUBE_PROXY_DAEMONSET}: ${rollout_error}; check its pods before anything else; the backup is kept"
+        return 1
+    fi
+    if [[ "$backup_created" == true ]]; then kc delete configmap "$KUBE_PROXY_BACKUP_CONFIGMAP" --ignore-not-found >&2 || true; fi
+    undo_outcome="kube-proxy was put back (${recreated[*]:-nothing was missing}) and has rolled out: the cluster is as before this step, which recorded nothing, so there is nothing for pulumi destroy to undo; fix the cause and run pulumi up again"
+}
+
 deleted=()
+undo_hook=put_kube_proxy_back
 if [[ -s "$workdir/ds.live" ]]; then
     log "deleting daemonset/${KUBE_PROXY_DAEMONSET}"
     kc delete daemonset "$KUBE_PROXY_DAEMONSET" --ignore-not-found --timeout="${POD_GONE_TIMEOUT}s" >&2
@@ -145,6 +194,7 @@ if [[ -s "$workdir/cm.live" ]]; then
     deleted+=("configmap/${KUBE_PROXY_CONFIGMAP}")
 fi
 wait_for_pods_gone
+undo_hook=""
 
 log "kube-proxy removed; backup in configmap/${KUBE_PROXY_BACKUP_CONFIGMAP} (namespace ${KUBE_PROXY_NAMESPACE})"
 printf '%s\n' "${deleted[@]}" | jq -R . | jq -sc --arg backup "$KUBE_PROXY_BACKUP_CONFIGMAP" \

@@ -32,11 +32,19 @@ need_name KUBE_PROXY_CONFIGMAP
 need_name KUBE_PROXY_BACKUP_CONFIGMAP
 [[ "$ROLLOUT_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "ROLLOUT_TIMEOUT must be a whole number of seconds"
 
-kc() { "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
+kc() { tool "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
 
 kc get daemonset "$KUBE_PROXY_DAEMONSET" -o json --ignore-not-found >"$workdir/ds.live"
 kc get configmap "$KUBE_PROXY_CONFIGMAP" -o json --ignore-not-found >"$workdir/cm.live"
 kc get configmap "$KUBE_PROXY_BACKUP_CONFIGMAP" -o json --ignore-not-found >"$workdir/backup.live"
+
+# A ConfigMap at the backup name that this program did not write is neither read nor deleted.
+foreign_backup=""
+if [[ -s "$workdir/backup.live" ]] && ! created_by_us "$workdir/backup.live"; then
+    foreign_backup="$(not_ours "$KUBE_PROXY_BACKUP_CONFIGMAP" "$KUBE_PROXY_NAMESPACE")"
+    log "${foreign_backup}; not using or deleting it"
+    : >"$workdir/backup.live"
+fi
 
 rolled_out() {
     jq -e '.status as $s | ($s.desiredNumberScheduled // 0) > 0
@@ -66,6 +74,7 @@ fi
 
 if [[ ! -s "$workdir/backup.live" ]]; then
     if [[ ! -s "$workdir/ds.live" ]]; then
+        if [[ -n "$foreign_backup" ]]; then fail "daemonset/${KUBE_PROXY_DAEMONSET} is absent and ${foreign_backup}, so it is not used; recreate kube-proxy by hand (kubeadm init phase addon kube-proxy) before turning kube-proxy replacement off"; fi
         fail "daemonset/${KUBE_PROXY_DAEMONSET} is absent and there is no backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP} in ${KUBE_PROXY_NAMESPACE}; recreate kube-proxy by hand (kubeadm init phase addon kube-proxy) before turning kube-proxy replacement off"
     fi
     if [[ ! -s "$workdir/cm.live" ]]; then
@@ -91,10 +100,8 @@ recreate configmap "$KUBE_PROXY_CONFIGMAP" configmap.json "$workdir/cm.live"
 recreate daemonset "$KUBE_PROXY_DAEMONSET" daemonset.json "$workdir/ds.live"
 
 log "waiting up to ${ROLLOUT_TIMEOUT}s for daemonset/${KUBE_PROXY_DAEMONSET} to roll out"
-if ! timeout "$((ROLLOUT_TIMEOUT + 30))" "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" \
-    rollout status "daemonset/${KUBE_PROXY_DAEMONSET}" --timeout="${ROLLOUT_TIMEOUT}s" >&2; then
-    fail "daemonset/${KUBE_PROXY_DAEMONSET} did not roll out within ${ROLLOUT_TIMEOUT}s; backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP} kept"
-fi
+wait_rollout "$KUBE_PROXY_NAMESPACE" "daemonset/${KUBE_PROXY_DAEMONSET}" "$ROLLOUT_TIMEOUT" \
+    || fail "daemonset/${KUBE_PROXY_DAEMONSET}: ${rollout_error}; backup configmap/${KUBE_PROXY_BACKUP_CONFIGMAP} kept"
 delete_backup
 
 log "kube-proxy is serving again"

@@ -27,7 +27,7 @@ need_name CILIUM_DS
 [[ "$AGENT_SELECTOR" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "AGENT_SELECTOR must be key=value (got '${AGENT_SELECTOR}')"
 [[ "$EXEC_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "EXEC_TIMEOUT must be a whole number of seconds"
 
-"${kubectl_cmd[@]}" -n default get service kubernetes -o json >"$workdir/service.json"
+tool "${kubectl_cmd[@]}" -n default get service kubernetes -o json >"$workdir/service.json"
 # Dual-stack clusters list one ClusterIP per family; every one must be served.
 jq -c '(.spec.clusterIPs // [.spec.clusterIP]) as $ips
     | ([.spec.ports[]? | select(.name == "https") | .port] + [.spec.ports[0].port // 443] | first) as $port
@@ -36,8 +36,8 @@ jq -c '(.spec.clusterIPs // [.spec.clusterIP]) as $ips
 [[ "$(jq 'length' "$workdir/frontends.json")" -gt 0 ]] || fail "service default/kubernetes has no ClusterIP"
 log "expecting frontends $(jq -r 'map("\(.ip):\(.port)") | join(", ")' "$workdir/frontends.json") in every agent"
 
-desired="$("${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" get daemonset "$CILIUM_DS" -o json | jq '.status.desiredNumberScheduled // 0')"
-"${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" get pods -l "$AGENT_SELECTOR" -o json \
+desired="$(tool "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" get daemonset "$CILIUM_DS" -o json | jq '.status.desiredNumberScheduled // 0')"
+tool "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" get pods -l "$AGENT_SELECTOR" -o json \
     | jq -r '.items[] | select(.metadata.deletionTimestamp == null) | "\(.metadata.name) \(.spec.nodeName // "unscheduled")"' \
         >"$workdir/pods.txt"
 count="$(wc -l <"$workdir/pods.txt" | tr -d ' ')"
@@ -68,6 +68,7 @@ jq -r 'select(.ok | not) | "pod \(.pod) on node \(.node): " + (.problem // "does
     "$workdir/results.jsonl" >"$workdir/problems.txt"
 if [[ -s "$workdir/problems.txt" ]]; then
     while read -r line; do log "NOT SERVED: $line"; done <"$workdir/problems.txt"
+    summary_printed=true
     printf '%s\n' "$summary"
     exit 1
 fi

@@ -18,6 +18,8 @@
 #                         Cilium serves NodePorts on them (see the warning below).
 #   K8S_SERVICE_HOST      (optional) Cilium's k8sServiceHost, for the report.
 #   NEEDS_HELM            (optional) 1 (default) when helm must be present, else 0.
+#   CLUSTER_UID           (optional) kube-system namespace UID recorded by cluster-identity.sh;
+#                         another cluster is refused.
 #   REQUEST_TIMEOUT       (optional) seconds allowed for each API request. Default 15.
 #
 # stdout: one JSON line {"ok":..,"failures":[{"check","message"}],"warnings":[..],...}
@@ -26,6 +28,10 @@
 #
 # Checks (failure names in brackets):
 #   kubectl, jq (and helm) on PATH                                        [tools]
+#   helm's major version is one the scripts were checked against (3 or 4); reported as helmMajor.
+#   Helm 4 changed flags the scripts could use (helm list lost --all, helm/helm 8a73d9798), so an
+#   unknown major is refused rather than trusted                          [helm-version]
+#   the cluster is the one this stack recorded (CLUSTER_UID), if any     [wrong-cluster]
 #   the context exists and its API server answers and is ready            [kube-context] [cluster-unreachable] [cluster-not-ready]
 #   kube-proxy's mode: the ConfigMap's config.conf `mode:` (empty = iptables), else the
 #   DaemonSet's --proxy-mode flag; unknown or unreadable is refused         [kube-proxy-mode]
@@ -66,6 +72,7 @@ NODEPORT_VIPS_SERVED="${NODEPORT_VIPS_SERVED:-}"
 [[ $NODEPORT_VIPS_SERVED =~ ^[0-9A-Fa-f.:,]*$ ]] || bad_env "NODEPORT_VIPS_SERVED must be a comma list of addresses (got '${NODEPORT_VIPS_SERVED}')"
 [[ $K8S_SERVICE_HOST =~ ^[A-Za-z0-9.:-]*$ ]] || bad_env "K8S_SERVICE_HOST must be an address or DNS name (got '${K8S_SERVICE_HOST}')"
 [[ $NEEDS_HELM =~ ^[01]$ ]] || bad_env "NEEDS_HELM must be 0 or 1 (got '${NEEDS_HELM}')"
+[[ ${CLUSTER_UID:-} =~ ^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$ ]] || bad_env "CLUSTER_UID must be a UID (got '${CLUSTER_UID:-}')"
 [[ $REQUEST_TIMEOUT =~ ^[1-9][0-9]{0,3}$ ]] || bad_env "REQUEST_TIMEOUT must be a number of seconds (got '${REQUEST_TIMEOUT}')"
 if [[ -n "${KUBECTL_CONTEXT:-}" ]] && ! [[ $KUBECTL_CONTEXT =~ ^[A-Za-z0-9@_.:/-]+$ ]]; then
     bad_env "KUBECTL_CONTEXT must be a kubeconfig context name (got '${KUBECTL_CONTEXT}')"
@@ -76,7 +83,7 @@ log() { echo "operator-preflight: $*" >&2; }
 # shellcheck source=SCRIPTDIR/preflight-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/preflight-lib.sh"
 
-context="" server_version="" helm_version="" kube_proxy_state=unknown kube_proxy_mode="" mode_source=""
+context="" server_version="" helm_version="" helm_major="" kube_proxy_state=unknown kube_proxy_mode="" mode_source=""
 api_server_on_vip=0
 nodeport_services=()
 unserved_vips=()
@@ -87,6 +94,7 @@ finish() {
     [ "$failure_count" -eq 0 ] || ok=0
     printf '{"ok":%s,"failures":[%s],"warnings":[%s],"context":%s,"serverVersion":%s,"helmVersion":%s,' \
         "$(json_bool "$ok")" "$failures_json" "$warnings_json" "$(json_str "$context")" "$(json_str "$server_version")" "$(json_str "$helm_version")"
+    printf '"helmMajor":%s,' "$(json_str "$helm_major")"
     printf '"ciliumVersion":%s,"kubeProxy":{"state":%s,"mode":%s,"modeSource":%s},' \
         "$(json_str "$CILIUM_VERSION")" "$(json_str "$kube_proxy_state")" "$(json_str "$kube_proxy_mode")" "$(json_str "$mode_source")"
     printf '"keepalivedVips":%s,"nodePortVipsUnserved":%s,"apiServerOnVip":%s,"nodePortServices":%s}\n' \
@@ -112,6 +120,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 if [ "$NEEDS_HELM" = 1 ]; then
     helm_version=$(helm version --short 2>/dev/null) || { fail tools "helm is on PATH but 'helm version' fails"; helm_version=""; }
+    # `helm version --short` prints vMAJOR.MINOR.PATCH+gCOMMIT (helm/helm pkg/cmd/version.go formatVersion).
+    if [[ $helm_version =~ ^v([0-9]+)\.[0-9]+\.[0-9]+ ]]; then
+        helm_major=${BASH_REMATCH[1]}
+        case "$helm_major" in
+            3 | 4) log "helm $helm_version (Helm $helm_major)" ;;
+            *) fail helm-version "helm $helm_version is Helm $helm_major; the scripts' helm flags are checked against Helm 3 and Helm 4 only: use one of those" ;;
+        esac
+    elif [ -n "$helm_version" ]; then
+        fail helm-version "cannot read helm's version from '$helm_version'"
+    fi
 fi
 
 # --- context and reachability -----------------------------------------------------------------
@@ -147,6 +165,19 @@ if ! readyz=$(kube get --raw /readyz) || [[ $readyz != ok* ]]; then
     finish
 fi
 log "reached $server_version through '$context'"
+
+# --- the cluster this stack recorded ----------------------------------------------------------
+if [[ -n "${CLUSTER_UID:-}" ]]; then
+    if ! ns_json=$(kube get namespace kube-system -o json); then
+        fail wrong-cluster "cannot read namespace kube-system to check which cluster '$context' is: $(kube_error)"
+        finish
+    fi
+    actual_uid=$(jq -r '.metadata.uid // empty' <<<"$ns_json")
+    if [ "$actual_uid" != "$CLUSTER_UID" ]; then
+        fail wrong-cluster "context '$context' reaches the cluster whose kube-system namespace has UID ${actual_uid:-unknown}, but this stack migrates the one with UID $CLUSTER_UID"
+        finish
+    fi
+fi
 
 # --- kube-proxy mode --------------------------------------------------------------------------
 ds_json="" cm_json="" read_ok=1
