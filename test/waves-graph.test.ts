@@ -139,6 +139,7 @@ test("every wave step that undoes itself on delete is replaced delete-first; scr
     assert.equal(env.NODE, "m601");
     assert.equal(env.MIGRATED_LABEL, "cilium-kpr.io/kpr-migrated");
     assert.equal(env.CILIUM_NAMESPACE, "default");
+    assert.ok("CLUSTER_UID" in env, "pinned to the cluster the stack recorded");
     assert.match(String(handover.inputs.create), /node-handover\.sh NODE's Service traffic moves/);
     assert.match(String(handover.inputs.delete), /node-handback\.sh: the delete of node-handover\.sh/);
 });

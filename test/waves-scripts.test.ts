@@ -278,3 +278,16 @@ test("a canary that already ran is adopted as wave 1: its node is labelled, kube
     assert.equal(ok(lab.run("node-handover", { NODE: "m600" })).changed, false, "the canary node is not migrated again");
     lab.close();
 });
+
+test("every wave script refuses another cluster than the one its step recorded", () => {
+    const lab = new WaveLab((s) => (s.kubeSystemUid = "uid-of-another-cluster"));
+    for (const script of ["node-config-crd-check", "kube-proxy-label-affinity", "node-handover", "node-handback", "node-drain"]) {
+        failed(
+            lab.run(script, { NODE: "m600", CLUSTER_UID: "uid-recorded-by-the-stack" }),
+            /^wrong cluster: this step belongs to the cluster whose kube-system namespace has UID uid-recorded-by-the-stack, but the current context reaches one with UID uid-of-another-cluster; nothing was changed$/,
+        );
+    }
+    assert.equal(lab.labelled("m600"), false);
+    assert.equal(lab.state().nodes.m600!.unschedulable, false);
+    lab.close();
+});

@@ -67,6 +67,8 @@ export interface WaveClusterState {
     resolverOrder: "documented" | "configMapLast";
     pdbBlocks: string[];
     agentNeverReady: string[];
+    /** UID of namespace kube-system (the cluster's identity); a default when unset. */
+    kubeSystemUid?: string;
     /** Nodes whose agent was restarted while a kube-proxy pod still ran there (terminating or not). */
     agentRestartedBesideKubeProxy?: string[];
 }
@@ -176,7 +178,14 @@ interface Parsed {
     afterDash: string[];
 }
 
-/** Flags each verb accepts (kubectl 1.35 has more; the scripts use only these). */
+/**
+ * Flags each verb accepts: a subset of kubectl 1.35's, each one a flag that verb really has
+ * (kubernetes/kubectl pkg/cmd/get/get.go -o/-l/--field-selector/-A/--ignore-not-found,
+ * label/label.go --overwrite, delete/delete_flags.go --wait, wait/wait.go --for/--timeout,
+ * exec/exec.go -c, replace/replace.go -f, rollout/rollout_status.go --timeout,
+ * drain/drain.go --ignore-daemonsets/--delete-emptydir-data/--timeout). Anything else is refused as
+ * kubectl refuses an unknown flag, so a script cannot rely on a flag the stand-in merely ignores.
+ */
 const VERB_FLAGS: Readonly<Record<string, readonly string[]>> = {
     get: ["-o", "-l", "--field-selector", "-A", "--ignore-not-found"],
     label: ["--overwrite"],
@@ -274,6 +283,8 @@ export function kubectl(state: WaveClusterState, argv: readonly string[]): strin
                     throw new Exit(1, `Error from server (NotFound): customresourcedefinitions.apiextensions.k8s.io "${name}" not found`);
                 return json({ spec: { versions: ["v2alpha1", "v2"].map((v) => ({ name: v, served: state.crdVersions!.includes(v) })) } });
             }
+            if (kind === "namespace" && name === "kube-system")
+                return json({ metadata: { name, uid: state.kubeSystemUid ?? "3f6c1d2e-0000-4000-8000-000000000001" } });
             if (kind === "service" && name === "kubernetes") return json(state.services[0]);
             if (kind === "services" && flags.has("-A")) return json({ items: state.services });
             throw new Exit(1, `error: the fake does not model get ${kind}`);

@@ -49,6 +49,16 @@ on_exit() {
 }
 trap on_exit EXIT
 
+# The cluster this step belongs to: with CLUSTER_UID set (the program passes the kube-system
+# namespace UID recorded by its cluster-identity step, so it is stored in this step's state and its
+# delete uses it too), refuse a cluster whose kube-system UID differs (as kubeproxy/scripts/cluster-lib.sh).
+if [[ -n "${CLUSTER_UID:-}" ]]; then
+    actual_uid="$(kc get namespace kube-system -o json | jq -r '.metadata.uid // ""')" \
+        || fail "cannot read namespace kube-system to check which cluster this is"
+    [[ "$actual_uid" == "$CLUSTER_UID" ]] \
+        || fail "wrong cluster: this step belongs to the cluster whose kube-system namespace has UID ${CLUSTER_UID}, but ${KUBECTL_CONTEXT:-the current context} reaches one with UID ${actual_uid:-unknown}; nothing was changed"
+fi
+
 CILIUM_NAMESPACE="${CILIUM_NAMESPACE:-kube-system}"
 CILIUM_POD_SELECTOR="${CILIUM_POD_SELECTOR:-k8s-app=cilium}"
 KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
