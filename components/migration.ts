@@ -8,7 +8,15 @@ import { releaseIdentityGuard } from "./cilium/releaseIdentity";
 import { withClusterIdentity } from "./commands/clusterCommand";
 import { clusterIdentity } from "./commands/clusterIdentity";
 import { preflight } from "./preflight/preflight";
-import { kprGate, kubeProxyCanaryExclusion, kubeProxyRemoval, postMigrationVerification, valuesSnapshot } from "./kubeproxy/kubeProxyMigration";
+import {
+    ciliumUpgradePreflight,
+    kprGate,
+    kubeadmProxyDisabled,
+    kubeProxyCanaryExclusion,
+    kubeProxyRemoval,
+    postMigrationVerification,
+    valuesSnapshot,
+} from "./kubeproxy/kubeProxyMigration";
 import { staleRuleCleanup, staleRuleVerify } from "./kubeproxy/staleRuleCleanup";
 import { STEP, TYPE } from "./resourceNames";
 import { NodeTproxy } from "./tproxy/nodeTproxy";
@@ -31,6 +39,8 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
     readonly kprGate?: command.local.Command;
     /** The full removal, or with canary nodes the exclusion from those nodes. */
     readonly kubeProxyRemoval?: command.local.Command;
+    /** kubeadm's proxy.disabled, set once kube-proxy is removed from every node (not during a canary). */
+    readonly kubeadmProxyDisabled?: command.local.Command;
     readonly staleRuleCleanups: command.remote.Command[] = [];
     readonly nodeTproxies: NodeTproxy[] = [];
     readonly verification?: command.local.Command;
@@ -66,7 +76,13 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
             const snapshot = valuesSnapshot(config, { ...child, dependsOn: [...checks, identity, pre.pendingNodeConfig] });
             this.cilium = new CiliumRelease(
                 STEP.ciliumRelease,
-                { cilium: config.cilium, provider: this.provider, dependsOn: [snapshot], extraValues: waveReleaseValues() },
+                {
+                    cilium: config.cilium,
+                    provider: this.provider,
+                    dependsOn: [snapshot],
+                    extraValues: waveReleaseValues(),
+                    upgradePreflight: (values) => ciliumUpgradePreflight(config, values, { ...child, dependsOn: [snapshot] }),
+                },
                 child,
             );
             this.waves = waveSteps(graphArgs, this.cilium.release, pre.pendingNodeConfig);
@@ -92,7 +108,8 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
                 { ...child, dependsOn: [this.cilium.release, ...this.waves.lastWave] },
             );
             this.kubeProxyRemoval = kubeProxyRemoval(config, this.kprGate, child);
-            this.verification = postMigrationVerification(config, [this.kubeProxyRemoval], child);
+            this.kubeadmProxyDisabled = kubeadmProxyDisabled(config, this.kubeProxyRemoval, child);
+            this.verification = postMigrationVerification(config, [this.kubeProxyRemoval, this.kubeadmProxyDisabled], child);
             this.registerOutputs({ ciliumValues: this.cilium.values });
             return;
         }
@@ -105,6 +122,7 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
                 cilium: config.cilium,
                 provider: this.provider,
                 dependsOn: [snapshot],
+                upgradePreflight: (values) => ciliumUpgradePreflight(config, values, { ...child, dependsOn: [snapshot] }),
             },
             child,
         );
@@ -119,6 +137,7 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
                 config.migration.canaryNodes.length === 0
                     ? kubeProxyRemoval(config, this.kprGate, child)
                     : kubeProxyCanaryExclusion(config, this.kprGate, child);
+            if (config.migration.canaryNodes.length === 0) this.kubeadmProxyDisabled = kubeadmProxyDisabled(config, this.kubeProxyRemoval, child);
             for (const node of migrated) {
                 const cleanup = staleRuleCleanup(node, config.cluster, sshPrivateKey, { ...child, dependsOn: [this.kubeProxyRemoval] });
                 cleanups.set(node.name, cleanup);
@@ -156,7 +175,8 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
                     dependsOn: [cleanups.get(node.name), this.nodeTproxies[i]?.confirm].filter((r) => r !== undefined),
                 }),
             );
-            this.verification = postMigrationVerification(config, [this.kubeProxyRemoval, ...nodeChecks], child);
+            const clusterSteps = [this.kubeProxyRemoval, ...(this.kubeadmProxyDisabled ? [this.kubeadmProxyDisabled] : [])];
+            this.verification = postMigrationVerification(config, [...clusterSteps, ...nodeChecks], child);
         }
 
         this.registerOutputs({ ciliumValues: this.cilium.values });

@@ -34,7 +34,11 @@ test("prod graph: preflight -> snapshot -> release -> gate -> removal -> cleanup
 
     assert.deepEqual([...deps(STEP.kubeProxyRemoval)], [STEP.kprGate], "removal waits for the KPR gate");
     assert.deepEqual([...deps(STEP.kprGate)], [STEP.ciliumRelease], "the gate waits for the Helm release");
-    assert.deepEqual([...deps(STEP.ciliumRelease)], [STEP.valuesSnapshot], "values are captured before the release changes");
+    assert.deepEqual(
+        [...deps(STEP.ciliumRelease)].sort(),
+        [STEP.valuesSnapshot, STEP.ciliumUpgradePreflight].sort(),
+        "values are captured and the running chart version checked before the release changes",
+    );
     assert.deepEqual(
         [...deps(STEP.valuesSnapshot)].sort(),
         [STEP.operatorPreflight, ...NODES.map(STEP.nodePreflight), STEP.releaseIdentity].sort(),
@@ -97,9 +101,10 @@ test("the gate re-runs when the release's values change, and runs against the pr
     const gate = find(resources, "command:local:Command", STEP.kprGate);
     const release = find(resources, "kubernetes:helm.sh/v3:Release");
     const triggers = gate.inputs.triggers as string[];
-    assert.equal(triggers.length, 2);
+    assert.equal(triggers.length, 3);
     assert.deepEqual(JSON.parse(triggers[0]!), release.inputs.values, "the gate's trigger is the release's values");
     assert.equal(triggers[1], "all nodes", "and the set of migrated nodes");
+    assert.equal(triggers[2], "chart 1.19.0", "and the chart version");
     const provider = find(resources, "pulumi:providers:kubernetes");
     assert.equal(provider.inputs.kubeconfig, "/etc/kpr/kubeconfig");
     assert.equal(provider.inputs.context, "prod-admin");

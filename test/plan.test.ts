@@ -72,8 +72,12 @@ test("the plan's order reflects the engine: providers, property dependencies, an
         assert.ok(confirm.wave! > apply.wave!);
     }
     const preflightWaves = new Set(["m600", "m601", "storage"].map((n) => byName(entries, TYPE.remoteCommand, STEP.nodePreflight(n)).wave));
-    preflightWaves.add(byName(entries, TYPE.localCommand, STEP.operatorPreflight).wave);
-    assert.equal(preflightWaves.size, 1, "the preflights wait for nothing of each other: one wave");
+    assert.equal(preflightWaves.size, 1, "the node preflights wait for nothing of each other: one wave");
+    // The operator preflight is a cluster step: it needs the recorded cluster UID, a property dependency.
+    const operatorPreflight = byName(entries, TYPE.localCommand, STEP.operatorPreflight);
+    const identity = byName(entries, TYPE.localCommand, STEP.clusterIdentity);
+    assert.deepEqual(operatorPreflight.propertyDependencies.environment, [identity.urn]);
+    assert.equal(operatorPreflight.wave, identity.wave! + 1, "the operator preflight runs as soon as the cluster is identified");
     assert.ok(byName(entries, TYPE.remoteCommand, STEP.tproxyApply("m601")).wave! > byName(entries, TYPE.remoteCommand, STEP.tproxyConfirm("m600")).wave!);
     for (const e of entries.filter((x) => x.custom)) {
         for (const dep of e.waitsFor) assert.ok(entries.find((x) => x.urn === dep)!.wave! < e.wave!, `${e.name} comes after ${dep}`);

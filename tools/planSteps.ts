@@ -27,6 +27,11 @@ const COMMAND_STEPS: readonly [RegExp, (m: RegExpMatchArray) => string][] = [
             "canary: keep kube-proxy's DaemonSet off the canary nodes only (saved affinity), wait for their pods to go (destroy: put the affinity back, wait for rollout)",
     ],
     [
+        /^kubeadm-proxy-disabled$/,
+        () =>
+            "set proxy.disabled: true in kube-system/kubeadm-config (backup first; skipped on non-kubeadm clusters); from now on run kubeadm upgrade apply/node with --skip-phases=addon/kube-proxy (destroy: put the proxy block back)",
+    ],
+    [
         /^stale-rules-cleanup-(.+)$/,
         (m) =>
             `remove kube-proxy's leftovers on ${m[1]} (iptables chains, IPVS virtual servers, kube-ipvs0, ipsets, nftables tables; IPv4 and IPv6), verify none remains`,
@@ -40,6 +45,16 @@ const COMMAND_STEPS: readonly [RegExp, (m: RegExpMatchArray) => string][] = [
     [/^post-migration-verification$/, () => "every agent lists services, the kubernetes Service among them"],
 ];
 
+/** Which Cilium path the run takes, from the step's environment (see components/cilium/upgradePath.ts). */
+function ciliumUpgradeText(r: RecordedResource): string {
+    const env = (r.inputs.environment ?? {}) as Record<string, unknown>;
+    const from = typeof env["UPGRADE_FROM"] === "string" ? env["UPGRADE_FROM"] : "";
+    const to = String(env["CILIUM_CHART_VERSION"]);
+    return from === "" || from === to
+        ? `the release must run chart ${to} already (else the run stops): values-only change, no image pre-pull`
+        : `chart upgrade ${from} -> ${to}: the release must run ${from}, every value set on it must be in the program's values, then the ${to} image is pre-pulled on every node (cilium-pre-flight-check) and removed`;
+}
+
 /** One readable line per resource for the plan's step list; `waitsFor` defaults to its explicit dependencies. */
 export function describeStep(r: RecordedResource, waitsFor: readonly string[] = r.dependsOn): string {
     const after = waitsFor.length > 0 ? `  (after ${waitsFor.join(", ")})` : "";
@@ -49,9 +64,10 @@ export function describeStep(r: RecordedResource, waitsFor: readonly string[] = 
         case "random:index/randomBytes:RandomBytes":
             return `generate ${r.name}: kept in state so every agent gets the same value${after}`;
         case "kubernetes:helm.sh/v3:Release":
-            return `Helm release ${String(r.inputs.namespace)}/${String(r.inputs.name)}: chart ${String(r.inputs.chart)} ${String(r.inputs.version)} with KPR values (retained on destroy)${after}`;
+            return `Helm release ${String(r.inputs.namespace)}/${String(r.inputs.name)}: chart ${String(r.inputs.chart)} ${String(r.inputs.version)} with KPR values, ${r.inputs.reuseValues === true ? "reuse-values (same chart version only)" : "full values (no reuse-values)"} (retained on destroy)${after}`;
         case "command:local:Command":
         case "command:remote:Command": {
+            if (r.name === "cilium-upgrade-preflight") return `${r.name}: ${ciliumUpgradeText(r)}${after}`;
             for (const [pattern, text] of COMMAND_STEPS) {
                 const m = r.name.match(pattern);
                 if (m) return `${r.name}: ${text(m)}${after}`;

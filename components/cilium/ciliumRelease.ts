@@ -3,6 +3,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as random from "@pulumi/random";
 import type { CiliumSettings } from "../config/schema";
 import { ciliumValues, deepMerge, type HelmValues } from "./values";
+import { upgradePath } from "./upgradePath";
 
 export interface CiliumReleaseArgs {
     readonly cilium: CiliumSettings;
@@ -11,6 +12,11 @@ export interface CiliumReleaseArgs {
     readonly dependsOn?: pulumi.Resource[];
     /** Values merged over the program's own (the node-by-node path adds KPR's health server). */
     readonly extraValues?: HelmValues;
+    /**
+     * Declares the step that checks the running release's version (and pre-pulls on a chart
+     * upgrade) with the exact values the release will get; the release waits for it.
+     */
+    readonly upgradePreflight?: (values: pulumi.Output<HelmValues>) => pulumi.Resource;
 }
 
 /**
@@ -35,6 +41,7 @@ export class CiliumRelease extends pulumi.ComponentResource {
             hashSeed = pulumi.unsecret(seed.base64);
         }
         this.values = hashSeed.apply((seed) => deepMerge(ciliumValues(cilium, seed), args.extraValues ?? {}));
+        const upgradeCheck = args.upgradePreflight?.(this.values);
 
         this.release = new k8s.helm.v3.Release(
             name,
@@ -45,7 +52,9 @@ export class CiliumRelease extends pulumi.ComponentResource {
                 version: cilium.chartVersion,
                 repositoryOpts: { repo: cilium.repository },
                 values: this.values,
-                reuseValues: cilium.reuseValues,
+                // Never reuse-values across chart versions (upgradePath.ts); the preflight step
+                // has checked that the running release is at the version this decision assumes.
+                reuseValues: upgradePath(cilium).reuseValues,
                 createNamespace: false,
                 // A failed upgrade rolls back to the previous release while kube-proxy is still serving.
                 atomic: true,
@@ -57,7 +66,7 @@ export class CiliumRelease extends pulumi.ComponentResource {
                 parent: this,
                 provider: args.provider,
                 retainOnDelete: true,
-                dependsOn: args.dependsOn ?? [],
+                dependsOn: [...(args.dependsOn ?? []), ...(upgradeCheck ? [upgradeCheck] : [])],
             },
         );
 

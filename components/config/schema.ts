@@ -140,6 +140,11 @@ export const ciliumSchema = z.strictObject({
     allowUntestedChartVersion: z.boolean().default(false),
     /** Keep values of an adopted release that this program does not set (helm --reuse-values). */
     reuseValues: z.boolean().default(true),
+    /**
+     * The chart version the release runs now, set together with a new chartVersion to upgrade
+     * Cilium (see components/cilium/upgradePath.ts): full values, image pre-pull first.
+     */
+    upgradeFrom: chartVersion.optional(),
     // A boolean only: the strict/partial/probe strings are refused with a dedicated message in validate.ts.
     kubeProxyReplacement: z.union([z.boolean(), z.string()], { error: "must be true or false" }).default(true),
     k8sServiceHost: z.string().optional(),

@@ -19,6 +19,7 @@ import { checkWaves, usesWaves } from "../waves/wavePlan";
 import { chartMinorHasRules, NEWEST_CHART_MINOR_WITH_RULES } from "./chartVersion";
 import { closestName, objectKeysAt, unknownKeyMessage, userWords } from "./userWords";
 import { servesNodePortsOn } from "../cilium/nodePortAddresses";
+import { upgradeConfigProblems } from "../cilium/upgradePath";
 
 export interface MigrationConfig {
     readonly cluster: ClusterConfig;
@@ -102,6 +103,8 @@ export function validateStackConfig(project: string, raw: RawStackConfig): Valid
     }
 
     const cilium = ciliumParsed ? checkCilium(ciliumParsed, report) : undefined;
+    const reuseValuesSet = (raw.cilium as { reuseValues?: unknown } | undefined)?.reuseValues !== undefined;
+    for (const problem of ciliumParsed ? upgradeConfigProblems(ciliumParsed, reuseValuesSet) : []) report(`cilium.${problem.key}`, problem.message);
     checkClusterNetworks(raw.cluster, report);
     if (cluster && cilium) checkClusterAgainstCilium(cluster, cilium, report);
     // Node and VIP placement only need the node networks, so check them even when another cluster key is bad.

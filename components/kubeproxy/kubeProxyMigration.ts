@@ -5,6 +5,7 @@ import { clusterCommand } from "../commands/clusterCommand";
 import { STEP } from "../resourceNames";
 import { scriptEnvironment } from "./scriptFiles";
 import { migrationScope } from "../config/migratedNodes";
+import { upgradePath } from "../cilium/upgradePath";
 
 /** ConfigMap (in Cilium's namespace) holding the release's values from before the migration. */
 export const VALUES_SNAPSHOT_CONFIGMAP = "cilium-kpr-pre-migration-values";
@@ -49,6 +50,38 @@ export function valuesSnapshot(config: MigrationConfig, opts: pulumi.CustomResou
     );
 }
 
+/**
+ * Before the release changes: reads the version the release runs and holds it to the path planned
+ * from config (components/cilium/upgradePath.ts). Same version: refuses if the release runs
+ * another chart. Chart upgrade: refuses values the release has that the program does not send,
+ * then pre-pulls the new image on every node (Cilium's pre-flight DaemonSet) and removes it again.
+ * Its environment holds the chart versions and the values, so any change of them runs it again
+ * (pulumi-command re-runs create on update); it has no delete, nothing it creates outlives it.
+ */
+export function ciliumUpgradePreflight(config: MigrationConfig, values: pulumi.Output<unknown>, opts: pulumi.CustomResourceOptions): command.local.Command {
+    const { cilium } = config;
+    const path = upgradePath(cilium);
+    return clusterCommand(
+        STEP.ciliumUpgradePreflight,
+        {
+            cluster: config.cluster,
+            create: "kubeproxy/scripts/cilium-upgrade-preflight.sh",
+            environment: {
+                ...scriptEnvironment("cilium-upgrade-preflight", {
+                    CILIUM_NAMESPACE: cilium.namespace,
+                    CILIUM_RELEASE: cilium.releaseName,
+                    CILIUM_CHART: cilium.chart,
+                    CILIUM_CHART_VERSION: cilium.chartVersion,
+                    CILIUM_REPOSITORY: cilium.repository,
+                    UPGRADE_FROM: path.kind === "chart-upgrade" ? path.from : "",
+                }),
+                CILIUM_VALUES_JSON: values.apply((v) => JSON.stringify(v)),
+            },
+        },
+        opts,
+    );
+}
+
 export interface KprGateArgs {
     readonly config: MigrationConfig;
     /** The Helm release; the gate runs after it and again whenever its values change. */
@@ -58,7 +91,7 @@ export interface KprGateArgs {
 
 /**
  * The KPR gate: waits for the Cilium rollout, then requires every agent to report kube-proxy
- * replacement with socket LB and NodePort. Replaced (so re-run) whenever the release's values change.
+ * replacement with socket LB and NodePort. Replaced (so re-run) whenever the release's values or chart version change.
  */
 export function kprGate(args: KprGateArgs, opts: pulumi.CustomResourceOptions): command.local.Command {
     return clusterCommand(
@@ -67,7 +100,8 @@ export function kprGate(args: KprGateArgs, opts: pulumi.CustomResourceOptions): 
             cluster: args.config.cluster,
             create: "kubeproxy/scripts/kpr-gate.sh",
             environment: scriptEnvironment("kpr-gate", { CILIUM_NAMESPACE: args.config.cilium.namespace }),
-            triggers: [args.values.apply((v) => JSON.stringify(v)), migrationScope(args.config)],
+            // A chart upgrade restarts every agent on the new version: check them all again.
+            triggers: [args.values.apply((v) => JSON.stringify(v)), migrationScope(args.config), `chart ${args.config.cilium.chartVersion}`],
         },
         { ...opts, dependsOn: [args.release] },
     );
@@ -121,6 +155,29 @@ export function kubeProxyCanaryExclusion(config: MigrationConfig, gate: pulumi.R
             }),
         },
         { ...opts, dependsOn: [gate], ...DELETE_BEFORE_REPLACE },
+    );
+}
+
+/** Backup (in kube-system) of kubeadm's ClusterConfiguration from before proxy.disabled was set. */
+export const KUBEADM_CONFIG_BACKUP_CONFIGMAP = "kubeadm-config-pre-cilium-kpr-backup";
+
+/**
+ * Sets `proxy.disabled: true` in kubeadm's ClusterConfiguration after kube-proxy is removed, so a
+ * `kubeadm upgrade` does not install it again (kubeadm#3137); tells the operator to pass
+ * `--skip-phases=addon/kube-proxy` from now on. Its delete puts the proxy block back before
+ * kube-proxy is restored. A replacement must delete (restore) before it creates again: the other
+ * order would let the old delete undo the new create.
+ */
+export function kubeadmProxyDisabled(config: MigrationConfig, removal: pulumi.Resource, opts: pulumi.CustomResourceOptions): command.local.Command {
+    return clusterCommand(
+        STEP.kubeadmProxyDisabled,
+        {
+            cluster: config.cluster,
+            create: "kubeproxy/scripts/kubeadm-proxy-disable.sh",
+            delete: "kubeproxy/scripts/kubeadm-proxy-restore.sh",
+            environment: scriptEnvironment("kubeadm-proxy-disable", { KUBEADM_BACKUP_CONFIGMAP: KUBEADM_CONFIG_BACKUP_CONFIGMAP }),
+        },
+        { ...opts, dependsOn: [removal], deleteBeforeReplace: true },
     );
 }
 

@@ -22,10 +22,16 @@ export const CLUSTER_SCRIPTS = [
     "kube-proxy-exclude",
     "kube-proxy-include",
     "post-migration-verify",
+    "kubeadm-proxy-disable",
+    "kubeadm-proxy-restore",
+    "kubeadm-proxy-status",
+    "cilium-upgrade-preflight",
 ] as const;
 
 /** The prelude the cluster scripts source as files and have inlined when embedded. */
 export const CLUSTER_SCRIPT_PRELUDE = "cluster-lib";
+/** The kubeadm-config scripts' second prelude (sourced after cluster-lib). */
+export const KUBEADM_SCRIPT_PRELUDE = "kubeadm-config-lib";
 
 /** Scripts run as root on each node over SSH. */
 export const NODE_SCRIPTS = ["stale-rules-cleanup", "stale-rules-verify"] as const;
@@ -132,6 +138,29 @@ export interface PostMigrationVerifyEnv extends KubectlTarget {
     readonly EXEC_TIMEOUT?: number;
 }
 
+/** The kubeadm-config scripts (kube-system/kubeadm-config and its backup). */
+export interface KubeadmProxyEnv extends KubectlTarget {
+    /** Backup ConfigMap in kube-system holding the ClusterConfiguration text from before the edit. */
+    readonly KUBEADM_BACKUP_CONFIGMAP: string;
+}
+
+export interface CiliumUpgradePreflightEnv extends KubectlTarget {
+    readonly CILIUM_NAMESPACE: string;
+    readonly CILIUM_RELEASE?: string;
+    readonly CILIUM_CHART?: string;
+    /** The chart version this run deploys. */
+    readonly CILIUM_CHART_VERSION: string;
+    readonly CILIUM_REPOSITORY?: string;
+    /** cilium.upgradeFrom: the version the release runs before a chart upgrade; empty for the same-version path. */
+    readonly UPGRADE_FROM?: string;
+    /** The values the release will get, as JSON. */
+    readonly CILIUM_VALUES_JSON?: string;
+    /** key=value label selector of the agent pods (default k8s-app=cilium). */
+    readonly AGENT_SELECTOR?: string;
+    readonly PREFLIGHT_RELEASE?: string;
+    readonly PREPULL_TIMEOUT?: number;
+}
+
 /** The environment each cluster-side script reads (unset optional fields take the script's default). */
 export interface ClusterScriptEnv {
     readonly "cluster-identity": ClusterIdentityEnv;
@@ -143,6 +172,10 @@ export interface ClusterScriptEnv {
     readonly "kube-proxy-exclude": KubeProxyExcludeEnv;
     readonly "kube-proxy-include": KubeProxyIncludeEnv;
     readonly "post-migration-verify": PostMigrationVerifyEnv;
+    readonly "kubeadm-proxy-disable": KubeadmProxyEnv;
+    readonly "kubeadm-proxy-restore": KubeadmProxyEnv;
+    readonly "kubeadm-proxy-status": KubeadmProxyEnv;
+    readonly "cilium-upgrade-preflight": CiliumUpgradePreflightEnv;
 }
 
 /** Positional arguments of the node-side cleanup: the iptables backend kube-proxy used. */

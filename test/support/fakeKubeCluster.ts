@@ -21,6 +21,7 @@
  *   agents/<pod>.services.json       what `cilium-dbg service list -o json` prints
  *   agents/<pod>.exec-error          if present, exec in that pod fails with this text
  *   helm/<ns>/<release>.json         FakeRelease
+ *   helm-installs.log                every release `helm install` created (one FakeRelease per line)
  *   rollouts/<ns>.<name>.json        DaemonSet rollouts still in progress (settings.rolloutSeconds)
  *   calls.log                        one FakeCall per line
  */
@@ -52,6 +53,8 @@ export interface FakeSettings {
     readonly failures?: readonly { readonly when: readonly string[]; readonly message: string; readonly allow?: number }[];
     /** What `helm version --short` prints; its major picks Helm 3 or Helm 4 behaviour (default v4.2.4+g...). */
     readonly helmVersion?: string;
+    /** Nodes where pulling an image `helm install` brings fails: those pods stay ErrImagePull, never Ready. */
+    readonly imagePullFailsOn?: readonly string[];
 }
 
 export interface FakeRelease {
@@ -63,6 +66,8 @@ export interface FakeRelease {
     readonly revision: number;
     /** User-supplied values; null when none were given (helm prints null then). */
     readonly values: Record<string, unknown> | null;
+    /** Objects the release created (fake `helm install`), deleted again by `helm uninstall`. */
+    readonly resources?: readonly { readonly kind: string; readonly name: string }[];
 }
 
 export interface FakeCall {
@@ -243,6 +248,9 @@ export function helmVerbs(major: number): Readonly<Record<string, FlagTable>> {
             "--install": flag("install"),
             "--timeout": opt("timeout"),
         },
+        // pkg/cmd/install.go and uninstall.go: only the flags the upgrade pre-pull uses are modelled.
+        "install": { "--version": opt("version"), "--repo": opt("repo"), "-f": opt("filename"), "--values": opt("filename"), "--timeout": opt("timeout") },
+        "uninstall": { "--timeout": opt("timeout"), "--keep-history": flag("keep-history") },
     };
 }
 
@@ -959,10 +967,133 @@ function helm(cluster: FakeCluster, argv: readonly string[], out: (text: string)
             out(`Release "${name}" has been upgraded. Happy Helming!`);
             return;
         }
+        case "install": {
+            const [name, chartRef] = rest;
+            if (!name || !chartRef) throw new ExitError(1, `Error: "helm install" requires at least 1 argument`);
+            // pkg/action/install.go availableName: a name in use (any state but uninstalled) is refused.
+            const existing = readRelease(name);
+            if (existing && existing.status !== "uninstalled") throw new ExitError(1, "Error: INSTALLATION FAILED: cannot re-use a name that is still in use");
+            const chartVersion = args.options.get("version");
+            const valuesFile = args.options.get("filename");
+            if (!chartVersion || !valuesFile) throw new ExitError(2, "fake helm: install is modelled with --version and -f only");
+            const values = JSON.parse(readFileSync(valuesFile, "utf8")) as JsonObject;
+            const resources = renderCiliumPreflight(cluster, namespace, chartVersion, values);
+            const chartName = chartRef.split("/").pop() ?? chartRef;
+            const release: FakeRelease = {
+                name,
+                namespace,
+                chart: `${chartName}-${chartVersion}`,
+                appVersion: chartVersion,
+                status: "deployed",
+                revision: 1,
+                values,
+                resources,
+            };
+            mkdirSync(join(cluster.dir, "helm", namespace), { recursive: true });
+            writeFileSync(releasePath(name), `${JSON.stringify(release, null, 2)}\n`);
+            // Test-side record of what was installed (an uninstall purges the release, as real Helm does).
+            appendFileSync(join(cluster.dir, "helm-installs.log"), `${JSON.stringify(release)}\n`);
+            out(`NAME: ${name}\nNAMESPACE: ${namespace}\nSTATUS: deployed\nREVISION: 1`);
+            return;
+        }
+        case "uninstall": {
+            const name = rest[0] ?? "";
+            const release = readRelease(name);
+            // pkg/action/uninstall.go: "uninstall: Release not loaded: %s: %w" around driver.ErrReleaseNotFound.
+            if (!release || release.status === "uninstalled") throw new ExitError(1, `Error: uninstall: Release not loaded: ${name}: release: not found`);
+            for (const { kind, name: objectName } of release.resources ?? []) {
+                cluster.remove(namespace, kind, objectName);
+                // Helm deletes with background propagation; the garbage collector then removes the pods.
+                if (kind === "daemonset") for (const pod of cluster.list(namespace, "pod")) if (ownedBy(pod, objectName)) cluster.terminate(namespace, pod);
+            }
+            rmSync(releasePath(name));
+            out(`release "${name}" uninstalled`);
+            return;
+        }
         default:
             break;
     }
     throw new ExitError(2, `fake helm: unsupported call: helm ${argv.join(" ")}`);
+}
+
+/**
+ * What the Cilium chart renders with the upgrade guide's pre-flight values (preflight.enabled=true,
+ * agent=false, operator.enabled=false; Documentation/operations/upgrade.rst "Running pre-flight
+ * check"): DaemonSet cilium-pre-flight-check (templates/cilium-preflight/daemonset.yaml: labels
+ * k8s-app=cilium-pre-flight-check, the preflight image, tolerations from preflight.tolerations,
+ * default operator: Exists) and, with preflight.validateCNPs (1.19 default true), a Deployment of the
+ * same name (deployment.yaml). A pod becomes Ready once its image is pulled; on
+ * settings.imagePullFailsOn nodes it stays waiting with ErrImagePull. Other values are refused: the
+ * fake renders nothing else of the chart.
+ */
+function renderCiliumPreflight(cluster: FakeCluster, namespace: string, chartVersion: string, values: JsonObject): { kind: string; name: string }[] {
+    if (field(values, "preflight", "enabled") !== true || values["agent"] !== false || field(values, "operator", "enabled") !== false) {
+        throw new ExitError(
+            2,
+            "fake helm: install is modelled for the Cilium pre-flight rendering only (preflight.enabled=true, agent=false, operator.enabled=false)",
+        );
+    }
+    const name = "cilium-pre-flight-check";
+    // pkg/action/validate.go existingResourceConflict: objects another owner has are never adopted.
+    for (const kind of ["daemonset", "deployment"]) {
+        if (cluster.read(namespace, kind, name)) {
+            throw new ExitError(
+                1,
+                `Error: INSTALLATION FAILED: Unable to continue with install: ${kind === "daemonset" ? "DaemonSet" : "Deployment"} "${name}" in namespace "${namespace}" exists and cannot be imported into the current release: invalid ownership metadata`,
+            );
+        }
+    }
+    const image = `quay.io/cilium/cilium:v${chartVersion}`;
+    const labels = { "k8s-app": name, "app.kubernetes.io/name": name, "kubernetes.io/cluster-service": "true" };
+    createObject(cluster, namespace, "daemonset", name, {
+        apiVersion: "apps/v1",
+        kind: "DaemonSet",
+        metadata: { name, namespace },
+        spec: {
+            selector: { matchLabels: { "k8s-app": name, "kubernetes.io/cluster-service": "true" } },
+            template: {
+                metadata: { labels },
+                spec: { containers: [{ name, image }], hostNetwork: true, tolerations: [{ operator: "Exists" }] },
+            },
+        },
+    });
+    const failing = cluster.settings().imagePullFailsOn ?? [];
+    const ds = cluster.read(namespace, "daemonset", name)!;
+    let ready = 0;
+    for (const pod of cluster.list(namespace, "pod").filter((p) => ownedBy(p, name))) {
+        const node = textOf(field(pod, "spec", "nodeName"), "");
+        const pulled = !failing.includes(node);
+        if (pulled) ready++;
+        // The kubelet's pod status: condition Ready follows the containers' readiness.
+        pod["status"] = pulled
+            ? {
+                  phase: "Running",
+                  conditions: [{ type: "Ready", status: "True" }],
+                  containerStatuses: [{ name, image, ready: true, state: { running: { startedAt: "2026-01-01T00:00:00Z" } } }],
+              }
+            : {
+                  phase: "Pending",
+                  conditions: [{ type: "Ready", status: "False", reason: "ContainersNotReady" }],
+                  containerStatuses: [{ name, image, ready: false, state: { waiting: { reason: "ErrImagePull" } } }],
+              };
+        cluster.write(namespace, "pod", textOf(field(pod, "metadata", "name"), ""), pod);
+    }
+    ds["status"] = { ...asObject(ds["status"]), numberReady: ready, numberAvailable: ready };
+    cluster.write(namespace, "daemonset", name, ds);
+    const resources = [{ kind: "daemonset", name }];
+    if (field(values, "preflight", "validateCNPs") !== false) {
+        createObject(cluster, namespace, "deployment", name, {
+            apiVersion: "apps/v1",
+            kind: "Deployment",
+            metadata: { name, namespace, labels: { "app.kubernetes.io/name": name } },
+            spec: { replicas: 1, selector: { matchLabels: { "k8s-app": `${name}-deployment` } } },
+        });
+        const deployment = cluster.read(namespace, "deployment", name)!;
+        deployment["status"] = { replicas: 1, readyReplicas: 1, availableReplicas: 1, updatedReplicas: 1, observedGeneration: 1 };
+        cluster.write(namespace, "deployment", name, deployment);
+        resources.push({ kind: "deployment", name });
+    }
+    return resources;
 }
 
 /** settings.failures: counts matching calls in failures-<index>.count and fails past `allow`. */

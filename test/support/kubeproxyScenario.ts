@@ -54,6 +54,10 @@ export const MINIMAL_CLUSTER_ENV: { readonly [N in ClusterScriptName]: ClusterSc
     "kube-proxy-exclude": { CANARY_NODES: "m600" },
     "kube-proxy-include": {},
     "post-migration-verify": { CILIUM_NAMESPACE: "default" },
+    "kubeadm-proxy-disable": { KUBEADM_BACKUP_CONFIGMAP: "kubeadm-config-pre-cilium-kpr-backup" },
+    "kubeadm-proxy-restore": { KUBEADM_BACKUP_CONFIGMAP: "kubeadm-config-pre-cilium-kpr-backup" },
+    "kubeadm-proxy-status": { KUBEADM_BACKUP_CONFIGMAP: "kubeadm-config-pre-cilium-kpr-backup" },
+    "cilium-upgrade-preflight": { CILIUM_NAMESPACE: "default", CILIUM_CHART_VERSION: "1.19.0" },
 };
 
 export const DEFAULT_RELEASE: FakeRelease = {
