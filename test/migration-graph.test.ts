@@ -200,6 +200,7 @@ test("every step whose delete undoes its create is replaced delete-first (the en
         const expected = [
             STEP.valuesSnapshot,
             canaryNodes.length === 0 ? STEP.kubeProxyRemoval : STEP.kubeProxyCanaryExclusion,
+            ...(canaryNodes.length === 0 ? [STEP.kubeadmProxyDisabled] : []),
             ...(canaryNodes.length === 0 ? NODES : canaryNodes).map(STEP.tproxyApply),
         ].sort();
         assert.deepEqual(names, expected, "the steps with a delete");
