@@ -200,6 +200,7 @@ test("every step whose delete undoes its create is replaced delete-first (the en
         const expected = [
             STEP.valuesSnapshot,
             canaryNodes.length === 0 ? STEP.kubeProxyRemoval : STEP.kubeProxyCanaryExclusion,
+            // kubeadm's proxy.disabled is set only once kube-proxy is gone for good, never during a canary.
             ...(canaryNodes.length === 0 ? [STEP.kubeadmProxyDisabled] : []),
             ...(canaryNodes.length === 0 ? NODES : canaryNodes).map(STEP.tproxyApply),
         ].sort();

@@ -130,7 +130,7 @@ test("the checker catches an input an action does not have, a wrong pin and a mi
 
 test("every workflow references only real inputs of pinned actions", () => {
     const all = workflows();
-    assert.deepEqual([...all.keys()].sort(), ["checks.yml", "preview.yml", "up.yml"]);
+    assert.deepEqual([...all.keys()].sort(), ["checks.yml", "drift.yml", "preview.yml", "up.yml"]);
     for (const [file, wf] of all) assert.deepEqual(actionReferenceProblems(wf), [], file);
 });
 
@@ -694,3 +694,33 @@ test(
         }
     },
 );
+
+test("drift.yml runs the read-only drift check per stack on a schedule and by hand, with its own read-only credentials", () => {
+    const drift = workflows().get("drift.yml")!;
+    assert.deepEqual(Object.keys(drift.on).sort(), ["schedule", "workflow_dispatch"]);
+    const crons = (drift.on.schedule as { cron: string }[]).map((s) => s.cron);
+    assert.equal(crons.length, 1);
+    assert.match(crons[0]!, /^(\S+\s+){4}\S+$/, "five cron fields");
+    const stacks = readdirSync(ROOT)
+        .flatMap((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1] ?? [])
+        .sort();
+    const jobs = Object.values(drift.jobs) as (Job & { "runs-on"?: unknown })[];
+    assert.equal(jobs.length, 1);
+    const job = jobs[0]!;
+    assert.deepEqual([...(job.strategy?.matrix?.stack ?? [])].sort(), stacks, "one check per stack");
+    assert.deepEqual(job["runs-on"], ["self-hosted", "linux", "cilium-kpr"], "the runner inside the cluster's network");
+    const runs = (job.steps ?? []).flatMap((s) => (s.run === undefined ? [] : [s.run]));
+    assert.equal(runs.filter((r) => /npm run --silent check -- --stack "\$STACK"/.test(r)).length, 1);
+    // The exit status of the check (1 drift, 3 could not check) is the job's, after the summary is written.
+    assert.ok(runs.some((r) => /set \+e[\s\S]*status=\$\{PIPESTATUS\[0\]\}[\s\S]*GITHUB_STEP_SUMMARY[\s\S]*exit "\$status"/.test(r)));
+    // Read-only: no Pulumi CLI, state, passphrase or deploy credentials; only its own secrets.
+    const text = readFileSync(path.join(WORKFLOW_DIR, "drift.yml"), "utf8");
+    assert.doesNotMatch(text, /pulumi\/actions|PULUMI_CONFIG_PASSPHRASE|PULUMI_BACKEND_URL|pulumi (up|preview|login)/);
+    const secrets = [...text.matchAll(/secrets\.([A-Z_]+)/g)].map((m) => m[1]).sort();
+    assert.deepEqual(secrets, ["DRIFT_KUBECONFIG", "DRIFT_SSH_PRIVATE_KEY"]);
+    assert.ok(
+        runs.some((r) => /CILIUM_KPR_SSH_KEY_FILE=/.test(r)),
+        "the key reaches the check as a file it names",
+    );
+    assert.deepEqual(actionReferenceProblems(drift), []);
+});

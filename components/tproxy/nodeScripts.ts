@@ -3,7 +3,14 @@ import * as path from "node:path";
 
 /** The bash scripts that run on nodes; they live as real files in ./scripts. */
 export type NodeScriptName =
-    "policy-routes.sh" | "tproxy-lib.sh" | "tproxy-apply.sh" | "tproxy-boot.sh" | "tproxy-confirm.sh" | "tproxy-revert.sh" | "tproxy-remove.sh";
+    | "policy-routes.sh"
+    | "tproxy-lib.sh"
+    | "tproxy-apply.sh"
+    | "tproxy-boot.sh"
+    | "tproxy-confirm.sh"
+    | "tproxy-revert.sh"
+    | "tproxy-remove.sh"
+    | "tproxy-drift-check.sh";
 
 export const NODE_SCRIPTS_DIR = path.join(__dirname, "scripts");
 

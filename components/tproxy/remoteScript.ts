@@ -144,3 +144,22 @@ export function deleteCommand(bundle: NodeBundle, settings: RemoteSettings): str
     checkSettings(settings);
     return program("delete", scripts("tproxy-lib.sh", "tproxy-remove.sh", "policy-routes.sh"), "tproxy-remove.sh", [bundle.layout.stateDir, settings.systemd]);
 }
+
+/**
+ * Read-only, for the drift check (tools/check.ts), never a resource: stages the bundle exactly as
+ * the program would push it now and reports, per artifact, how the node differs from it.
+ */
+export function driftCheckCommand(bundle: NodeBundle, vips: { readonly vip4?: string; readonly vip6?: string }, activationSet: string): string {
+    const staged: StagedFile[] = [
+        ...scripts("tproxy-lib.sh", "tproxy-drift-check.sh", "policy-routes.sh"),
+        { name: "manifest", content: bundleManifest(bundle) },
+        ...bundle.files.map((f, i) => ({ name: `files/${i}`, content: f.content })),
+    ];
+    return program("drift check (read-only)", staged, "tproxy-drift-check.sh", [
+        bundle.tableName,
+        ...policyRouteArgs(bundle.routes),
+        vips.vip4 ?? "-",
+        vips.vip6 ?? "-",
+        activationSet,
+    ]);
+}

@@ -64,24 +64,7 @@ fi
 
 : >"$workdir/results.jsonl"
 while read -r pod node; do
-    if ! timeout "$EXEC_TIMEOUT" "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" exec -c cilium-agent "$pod" -- \
-        cilium-dbg status -o json >"$workdir/status.json" 2>"$workdir/exec.err" </dev/null; then
-        reason="$(tail -n 1 "$workdir/exec.err")"
-        jq -cn --arg pod "$pod" --arg node "$node" --arg reason "cilium-dbg status failed: ${reason}" \
-            '{pod: $pod, node: $node, ok: false, problem: $reason}' >>"$workdir/results.jsonl"
-        continue
-    fi
-    if ! jq -c --arg pod "$pod" --arg node "$node" '
-        (if type == "object" then .["kube-proxy-replacement"] else null end) as $kpr
-        | {pod: $pod, node: $node,
-           mode: ($kpr.mode // "absent"),
-           socketLB: ($kpr.features.socketLB.enabled == true),
-           nodePort: ($kpr.features.nodePort.enabled == true)}
-        | .ok = (.mode == "True" and .socketLB and .nodePort)' \
-        "$workdir/status.json" >>"$workdir/results.jsonl" 2>/dev/null; then
-        jq -cn --arg pod "$pod" --arg node "$node" \
-            '{pod: $pod, node: $node, ok: false, problem: "cilium-dbg status did not print JSON"}' >>"$workdir/results.jsonl"
-    fi
+    agent_kpr_result "$CILIUM_NAMESPACE" "$pod" "$node" "$EXEC_TIMEOUT" >>"$workdir/results.jsonl"
 done <"$workdir/pods.txt"
 
 jq -r 'select(.ok | not)

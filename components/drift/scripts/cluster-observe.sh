@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# cluster-observe.sh
+#
+# Read-only: what the drift check (tools/check.ts) needs to know about the cluster, as one JSON
+# line on stdout. Runs on the operator's machine (or the scheduled workflow's runner) with the
+# same KUBECONFIG/KUBECTL_CONTEXT as the program. Only `get` and the KPR gate's per-agent
+# `exec ... cilium-dbg status` are sent; nothing is changed. Every kubectl failure is recorded
+# with kubectl's own last line under "errors" and the other checks go on; the decisions (what
+# counts as drift) are taken in components/drift/, not here.
+#
+# Environment:
+#   KUBECONFIG, KUBECTL_CONTEXT (optional) which cluster; the context is passed as --context.
+#   CILIUM_NAMESPACE          namespace of the Cilium release (required).
+#   CILIUM_DS                 agent DaemonSet. Default cilium.
+#   AGENT_SELECTOR            label selector of agent pods. Default k8s-app=cilium.
+#   KUBE_PROXY_NAMESPACE      Default kube-system.
+#   KUBE_PROXY_DAEMONSET      Default kube-proxy.
+#   KUBE_PROXY_CONFIGMAP      Default kube-proxy.
+#   KUBE_PROXY_POD_SELECTOR   Default k8s-app=kube-proxy.
+#   EXEC_TIMEOUT              seconds allowed for each `kubectl exec`. Default 60.
+# stdout: {kubeProxy:{daemonSet,configMap,pods}, agents:[...], agentsWanted, errors:[{check,message}]};
+# an absent object is null, one kubectl could not read is the string "unreadable".
+set -euo pipefail
+
+readonly SCRIPT=cluster-observe
+# shellcheck source=SCRIPTDIR/../../kubeproxy/scripts/cluster-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../kubeproxy/scripts/cluster-lib.sh"
+
+CILIUM_NAMESPACE="${CILIUM_NAMESPACE:-}"
+CILIUM_DS="${CILIUM_DS:-cilium}"
+AGENT_SELECTOR="${AGENT_SELECTOR:-k8s-app=cilium}"
+KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
+KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
+KUBE_PROXY_CONFIGMAP="${KUBE_PROXY_CONFIGMAP:-kube-proxy}"
+KUBE_PROXY_POD_SELECTOR="${KUBE_PROXY_POD_SELECTOR:-k8s-app=kube-proxy}"
+EXEC_TIMEOUT="${EXEC_TIMEOUT:-60}"
+need_name CILIUM_NAMESPACE
+need_name CILIUM_DS
+need_name KUBE_PROXY_NAMESPACE
+need_name KUBE_PROXY_DAEMONSET
+need_name KUBE_PROXY_CONFIGMAP
+for selector in AGENT_SELECTOR KUBE_PROXY_POD_SELECTOR; do
+    [[ "${!selector}" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "$selector must be key=value (got '${!selector}')"
+done
+[[ "$EXEC_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "EXEC_TIMEOUT must be a whole number of seconds"
+
+: >"$workdir/errors.jsonl"
+# get CHECK FILE kubectl-args...: the object(s) as JSON in FILE (empty when --ignore-not-found found
+# nothing); on failure records kubectl's last stderr line under CHECK and returns 1.
+get() {
+    local check=$1 file=$2
+    shift 2
+    if "${kubectl_cmd[@]}" get "$@" -o json >"$file" 2>"$workdir/get.err"; then return 0; fi
+    jq -cn --arg check "$check" --arg message "$(tail -n 1 "$workdir/get.err")" '{check: $check, message: $message}' >>"$workdir/errors.jsonl"
+    return 1
+}
+
+# kube-proxy: its DaemonSet (and whether a canary keeps it off nodes), its ConfigMap, its pods.
+# Anything kubectl could not read stays "unreadable" (its words are under errors).
+kp_ds='"unreadable"' kp_cm='"unreadable"' kp_pods='"unreadable"'
+if get "kube-proxy DaemonSet" "$workdir/kp-ds.json" -n "$KUBE_PROXY_NAMESPACE" daemonset "$KUBE_PROXY_DAEMONSET" --ignore-not-found; then
+    kp_ds=$(if [[ -s "$workdir/kp-ds.json" ]]; then
+        jq -c --arg a "$CANARY_ANNOTATION" '{canaryExclusion: ((.metadata.annotations // {}) | has($a)),
+            desired: (.status.desiredNumberScheduled // 0)}' "$workdir/kp-ds.json"
+    else echo null; fi)
+fi
+if get "kube-proxy ConfigMap" "$workdir/kp-cm.json" -n "$KUBE_PROXY_NAMESPACE" configmap "$KUBE_PROXY_CONFIGMAP" --ignore-not-found; then
+    kp_cm=$(if [[ -s "$workdir/kp-cm.json" ]]; then echo true; else echo false; fi)
+fi
+if get "kube-proxy pods" "$workdir/kp-pods.json" -n "$KUBE_PROXY_NAMESPACE" pods -l "$KUBE_PROXY_POD_SELECTOR"; then
+    kp_pods=$(jq -c '[.items[] | {name: .metadata.name, node: (.spec.nodeName // "unscheduled")}]' "$workdir/kp-pods.json")
+fi
+
+# Every Cilium agent, through the KPR gate's own per-agent check.
+wanted='"unreadable"'
+if get "Cilium agent DaemonSet" "$workdir/cilium-ds.json" -n "$CILIUM_NAMESPACE" daemonset "$CILIUM_DS"; then
+    wanted=$(jq '.status.desiredNumberScheduled // 0' "$workdir/cilium-ds.json")
+fi
+: >"$workdir/agents.jsonl"
+if get "Cilium agent pods" "$workdir/agent-pods.json" -n "$CILIUM_NAMESPACE" pods -l "$AGENT_SELECTOR"; then
+    jq -r '.items[] | select(.metadata.deletionTimestamp == null) | "\(.metadata.name) \(.spec.nodeName // "unscheduled")"' \
+        "$workdir/agent-pods.json" >"$workdir/agent-pods.txt"
+    while read -r pod node; do
+        agent_kpr_result "$CILIUM_NAMESPACE" "$pod" "$node" "$EXEC_TIMEOUT" >>"$workdir/agents.jsonl"
+    done <"$workdir/agent-pods.txt"
+    agents=$(jq -sc . "$workdir/agents.jsonl")
+else
+    agents='"unreadable"'
+fi
+
+jq -cn --argjson ds "$kp_ds" --argjson cm "$kp_cm" --argjson pods "$kp_pods" \
+    --argjson agents "$agents" --argjson wanted "$wanted" --slurpfile errors "$workdir/errors.jsonl" \
+    '{kubeProxy: {daemonSet: $ds, configMap: $cm, pods: $pods}, agents: $agents, agentsWanted: $wanted, errors: $errors}'
