@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { validateStackConfig, type RawStackConfig } from "../components/config/validate";
+import { migratedNodes } from "../components/config/migratedNodes";
 import { MIGRATED_LABEL, planWaves } from "../components/waves/wavePlan";
 import { kubeProxyExclusionTerm, pendingNodeConfig } from "../components/waves/pendingNodeConfig";
 import { downActions, upActions, waveSteps, WAVE_STEP } from "../components/waves/waveSteps";
@@ -159,4 +160,17 @@ test("steps: up runs each wave's node steps in order; destroy is the exact rever
         "requireAgentWithoutKpr(m601)",
         "uncordon(m601)",
     ]);
+});
+
+test("the migrated nodes (plan's node files, drift check) are those of the declared waves", () => {
+    const stopped = configOf(withValues(rawStack("prod"), { "migration.waves": [["m600"], ["m601", "storage"]], "migration.stopAfterWave": 1 }));
+    assert.deepEqual(
+        migratedNodes(stopped).map((n) => n.name),
+        ["m600"],
+    );
+    const adopted = configOf(withValues(rawStack("prod"), { "migration.canaryNodes": ["m600"], "migration.waves": [["m600"], ["m601", "storage"]] }));
+    assert.deepEqual(
+        migratedNodes(adopted).map((n) => n.name),
+        ["m600", "m601", "storage"],
+    );
 });
