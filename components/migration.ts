@@ -20,6 +20,10 @@ import {
 import { staleRuleCleanup, staleRuleVerify } from "./kubeproxy/staleRuleCleanup";
 import { STEP, TYPE } from "./resourceNames";
 import { NodeTproxy } from "./tproxy/nodeTproxy";
+import { clusterCommand } from "./commands/clusterCommand";
+import { usesWaves, wavesScope } from "./waves/wavePlan";
+import { waveReleaseValues } from "./waves/pendingNodeConfig";
+import { preReleaseSteps, waveSteps, type WaveGraph } from "./waves/waveGraph";
 
 /**
  * The whole migration as one resource graph (see ../shared/design.md):
@@ -40,6 +44,8 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
     readonly staleRuleCleanups: command.remote.Command[] = [];
     readonly nodeTproxies: NodeTproxy[] = [];
     readonly verification?: command.local.Command;
+    /** The node-by-node path's steps (`migration.waves` / `migration.waveSize`). */
+    readonly waves?: WaveGraph;
 
     constructor(name: string, stack: StackConfig, opts?: pulumi.ComponentResourceOptions) {
         super(TYPE.migration, name, {}, opts);
@@ -59,7 +65,56 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
 
         // A failed preflight stops the run before the release changes anything.
         const checks = preflight(config, sshPrivateKey, child);
-        const snapshot = valuesSnapshot(config, { ...child, dependsOn: [...checks, releaseIdentityGuard(config.cilium, child)] });
+        const identity = releaseIdentityGuard(config.cilium, child);
+
+        if (usesWaves(config.migration)) {
+            // Node by node (components/waves/): the pending CiliumNodeConfig exists before the values snapshot,
+            // so destroy restores the values before it deletes that object, and before the release gets its
+            // final values, so no agent of an unmigrated node starts with KPR.
+            const graphArgs = { config, provider: this.provider, sshPrivateKey, parent: this };
+            const pre = preReleaseSteps(graphArgs, checks);
+            const snapshot = valuesSnapshot(config, { ...child, dependsOn: [...checks, identity, pre.pendingNodeConfig] });
+            this.cilium = new CiliumRelease(
+                STEP.ciliumRelease,
+                {
+                    cilium: config.cilium,
+                    provider: this.provider,
+                    dependsOn: [snapshot],
+                    extraValues: waveReleaseValues(),
+                    upgradePreflight: (values) => ciliumUpgradePreflight(config, values, { ...child, dependsOn: [snapshot] }),
+                },
+                child,
+            );
+            this.waves = waveSteps(graphArgs, this.cilium.release, pre.pendingNodeConfig);
+            for (const steps of this.waves.nodes.values()) {
+                this.staleRuleCleanups.push(steps.cleanup);
+                if (steps.tproxy) this.nodeTproxies.push(steps.tproxy);
+            }
+            if (!this.waves.complete) {
+                // Stopped after an earlier wave (migration.stopAfterWave): kube-proxy stays for the other nodes.
+                this.registerOutputs({ ciliumValues: this.cilium.values });
+                return;
+            }
+            // After the last wave: every agent gated, then kube-proxy backed up and deleted (its backup keeps
+            // the label affinity, so a restore on destroy brings it back on no migrated node).
+            this.kprGate = clusterCommand(
+                STEP.kprGate,
+                {
+                    cluster: config.cluster,
+                    create: "kubeproxy/scripts/kpr-gate.sh",
+                    environment: { CILIUM_NAMESPACE: config.cilium.namespace },
+                    triggers: [this.cilium.values.apply((v) => JSON.stringify(v)), wavesScope(this.waves.waves)],
+                },
+                { ...child, dependsOn: [this.cilium.release, ...this.waves.lastWave] },
+            );
+            this.kubeProxyRemoval = kubeProxyRemoval(config, this.kprGate, child);
+            this.kubeadmProxyDisabled = kubeadmProxyDisabled(config, this.kubeProxyRemoval, child);
+            this.verification = postMigrationVerification(config, [this.kubeProxyRemoval, this.kubeadmProxyDisabled], child);
+            this.registerOutputs({ ciliumValues: this.cilium.values });
+            return;
+        }
+
+        const snapshot = valuesSnapshot(config, { ...child, dependsOn: [...checks, identity] });
 
         this.cilium = new CiliumRelease(
             STEP.ciliumRelease,

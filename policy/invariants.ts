@@ -1,5 +1,6 @@
 import { hostKeyProblem as configHostKeyProblem, hostKeyPlaceholderText } from "../components/config/hostKey";
 import { STEP, TYPE } from "../components/resourceNames";
+import { WAVE_STEP } from "../components/waves/waveSteps";
 
 /*
  * The safety invariants the policy pack enforces, as pure functions over a small view of the
@@ -88,6 +89,26 @@ export function orderingViolations(resources: readonly StackResourceView[]): Vio
     ];
     const removalNames = `${STEP.kubeProxyRemoval} or ${STEP.kubeProxyCanaryExclusion}`;
     for (const cleanup of resources.filter((r) => r.name.startsWith(STALE_RULE_CLEANUP_PREFIX))) {
+        // Node by node (components/waves/): kube-proxy leaves the node in its handover, and the node's gate
+        // proves its agent took over; kube-proxy's DaemonSet is removed only after the last wave.
+        const node = cleanup.name.slice(STALE_RULE_CLEANUP_PREFIX.length);
+        const handovers = [
+            ...find({ name: WAVE_STEP.handover(node), type: TYPE.localCommand }),
+            ...find({ name: WAVE_STEP.agentGate(node), type: TYPE.localCommand }),
+        ];
+        if (handovers.length > 0) {
+            for (const step of handovers) {
+                if (!dependsOnTransitively(cleanup, step.urn, byUrn)) {
+                    violations.push({
+                        urn: cleanup.urn,
+                        message: `${cleanup.name} does not depend on ${step.name}: kube-proxy must have left ${node} and its agent must serve it before the rules go`,
+                    });
+                }
+            }
+            if (handovers.length < 2)
+                violations.push({ urn: cleanup.urn, message: `${cleanup.name} has a handover without a node gate, or a gate without a handover` });
+            continue;
+        }
         if (removals.length === 0) {
             violations.push({
                 urn: cleanup.urn,

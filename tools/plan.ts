@@ -7,6 +7,7 @@ import { rawStackConfig, readStackFile, StackFileError } from "./stackFile";
 import { describeStep, stepFileText } from "./planSteps";
 import { planEntries, type PlanEntry } from "./planModel";
 import { adoptionScript } from "./adoption";
+import { planWaves, usesWaves, waveSummary } from "../components/waves/wavePlan";
 import { validateStackConfig } from "../components/config/validate";
 import { migratedNodes } from "../components/config/migratedNodes";
 import { nodeKeepalivedSnippet, nodeTproxyBundle } from "../components/tproxy/nodeTproxyBundle";
@@ -109,13 +110,27 @@ async function main(argv: readonly string[]): Promise<number> {
 
     writeNodeFiles(outDir, stack.project, stack.config);
 
-    const text = planText(args.stack, entries, ordered, entryOf);
+    const text = planText(args.stack, entries, ordered, entryOf, migrationWaveLines(stack.project, stack.config));
     writeFileSync(path.join(outDir, "plan.txt"), text);
     process.stdout.write(`${text}\nWritten to ${path.relative(process.cwd(), outDir) || "."}/\n`);
     return 0;
 }
 
-function planText(stack: string, entries: readonly PlanEntry[], ordered: readonly RecordedResource[], entryOf: ReadonlyMap<string, PlanEntry>): string {
+/** The node-by-node migration's waves, when the stack asks for them (components/waves/). */
+function migrationWaveLines(project: string, config: Readonly<Record<string, string>>): string[] {
+    const result = validateStackConfig(project, rawStackConfig(config));
+    if (!result.ok || !usesWaves(result.config.migration)) return [];
+    const { migration } = result.config;
+    return waveSummary(planWaves(migration, result.config.nodes), migration.drain, migration.stopAfterWave);
+}
+
+function planText(
+    stack: string,
+    entries: readonly PlanEntry[],
+    ordered: readonly RecordedResource[],
+    entryOf: ReadonlyMap<string, PlanEntry>,
+    waveLines: readonly string[] = [],
+): string {
     const name = (urn: string) => urn.slice(urn.lastIndexOf("::") + 2);
     const out = [
         `Migration plan for stack ${stack} (${ordered.filter((r) => r.custom).length} resources), in order:`,
@@ -123,6 +138,7 @@ function planText(stack: string, entries: readonly PlanEntry[], ordered: readonl
         "Steps of the same wave wait for nothing of each other: the engine may run them at the same time (`--parallel`).",
         "A step whose create fails is not recorded in state: `pulumi destroy` will not undo what it already did.",
         "",
+        ...waveLines,
     ];
     let step = 0;
     for (const e of entries.filter((x) => x.implicit)) {

@@ -2,7 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import * as random from "@pulumi/random";
 import type { CiliumSettings } from "../config/schema";
-import { ciliumValues, type HelmValues } from "./values";
+import { ciliumValues, deepMerge, type HelmValues } from "./values";
 import { upgradePath } from "./upgradePath";
 
 export interface CiliumReleaseArgs {
@@ -10,6 +10,8 @@ export interface CiliumReleaseArgs {
     readonly provider: k8s.Provider;
     /** Steps that must finish before the release changes anything (preflight, values snapshot). */
     readonly dependsOn?: pulumi.Resource[];
+    /** Values merged over the program's own (the node-by-node path adds KPR's health server). */
+    readonly extraValues?: HelmValues;
     /**
      * Declares the step that checks the running release's version (and pre-pulls on a chart
      * upgrade) with the exact values the release will get; the release waits for it.
@@ -38,7 +40,7 @@ export class CiliumRelease extends pulumi.ComponentResource {
             const seed = new random.RandomBytes(`${name}-maglev-hash-seed`, { length: 12 }, { parent: this });
             hashSeed = pulumi.unsecret(seed.base64);
         }
-        this.values = hashSeed.apply((seed) => ciliumValues(cilium, seed));
+        this.values = hashSeed.apply((seed) => deepMerge(ciliumValues(cilium, seed), args.extraValues ?? {}));
         const upgradeCheck = args.upgradePreflight?.(this.values);
 
         this.release = new k8s.helm.v3.Release(

@@ -1,8 +1,16 @@
 import type { NodeConfig } from "./schema";
 import type { MigrationConfig } from "./validate";
+import { declaredWaves, planWaves, usesWaves } from "../waves/wavePlan";
 
-/** The nodes this run migrates: the canary nodes when `migration.canaryNodes` names any, else every node. */
+/**
+ * The nodes this run migrates: on the node-by-node path the nodes of the waves it declares (all, or up
+ * to `migration.stopAfterWave`); else the canary nodes when `migration.canaryNodes` names any, else every node.
+ */
 export function migratedNodes(config: MigrationConfig): readonly NodeConfig[] {
+    if (usesWaves(config.migration)) {
+        const moved = new Set(declaredWaves(config.migration, planWaves(config.migration, config.nodes)).flatMap((w) => w.nodes));
+        return config.nodes.filter((node) => moved.has(node.name));
+    }
     const canary = new Set(config.migration.canaryNodes);
     return canary.size === 0 ? config.nodes : config.nodes.filter((node) => canary.has(node.name));
 }

@@ -248,6 +248,22 @@ export const migrationSchema = z.strictObject({
      * Empty is the full migration.
      */
     canaryNodes: z.array(nodeName).default([]),
+    /**
+     * Node-by-node KPR (components/waves/): lists of node names migrated in this order, the first
+     * list being the canary. Checked against `nodes` in components/waves/wavePlan.ts.
+     */
+    waves: z.array(z.array(nodeName).min(1, "a wave needs at least one node")).optional(),
+    /** Instead of `waves`: every node, in the order of `nodes`, this many at a time (1 = one node at a time). */
+    waveSize: z.number().int("must be a whole number").min(1, "must be at least 1").optional(),
+    /**
+     * Declare the waves up to this one only (1 = the canary): the run stops there, kube-proxy stays for
+     * the rest. Raise or remove it to go on; lowering it hands the dropped waves back at the end of the run.
+     */
+    stopAfterWave: z.number().int("must be a whole number").min(1, "must be at least 1").optional(),
+    /** Cordon and drain each node of a wave before its handover (honours PodDisruptionBudgets), uncordon after. */
+    drain: z.boolean().default(false),
+    /** Seconds `kubectl drain` may take per node before the wave stops. */
+    drainTimeoutSeconds: z.number().int().min(30).max(86400).default(600),
 });
 
 export type ClusterConfig = z.output<typeof clusterSchema>;

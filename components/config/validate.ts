@@ -15,6 +15,7 @@ import {
     type TproxyConfig,
 } from "./schema";
 import { removedValueKeys, MINIMUM_CHART_VERSION } from "../cilium/chartVersionRules";
+import { checkWaves, usesWaves } from "../waves/wavePlan";
 import { chartMinorHasRules, NEWEST_CHART_MINOR_WITH_RULES } from "./chartVersion";
 import { closestName, objectKeysAt, unknownKeyMessage, userWords } from "./userWords";
 import { servesNodePortsOn } from "../cilium/nodePortAddresses";
@@ -415,6 +416,15 @@ function checkMigration(
     cilium: z.output<typeof ciliumSchema> | undefined,
     report: Report,
 ): void {
+    if (!usesWaves(migration) && migration.stopAfterWave !== undefined) {
+        report("migration.stopAfterWave", "only applies to the node-by-node migration: set migration.waves or migration.waveSize too");
+    }
+    if (usesWaves(migration)) {
+        const allParsed = nodes !== undefined && nodes.every((n) => n !== undefined);
+        const kpr = cilium === undefined ? undefined : cilium.kubeProxyReplacement === true || cilium.kubeProxyReplacement === "true";
+        checkWaves(migration, allParsed ? nodes.map((n) => n.name) : undefined, kpr, report);
+        return;
+    }
     const canary = migration.canaryNodes;
     if (canary.length === 0) return;
     if (cilium !== undefined && cilium.kubeProxyReplacement !== true && cilium.kubeProxyReplacement !== "true") {
