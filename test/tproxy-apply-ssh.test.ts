@@ -136,32 +136,38 @@ function realBundle(lab: SshLab, changes: Readonly<Record<string, unknown>> = {}
     return { bundle, config, notifyPath };
 }
 
-/** The unit's command lines for KEY (ExecStart, ExecStop), split into argv the way systemd does for unquoted words. */
-function unitCommands(bundle: NodeBundle, key: "ExecStart" | "ExecStop"): string[][] {
+/**
+ * The unit's command lines for KEY (ExecStart, ExecStop), split into argv the way systemd does for
+ * unquoted words, with systemd's "-" prefix (systemd.service(5): the exit code is recorded but a failure
+ * has no further effect) as `ignoreFailure`.
+ */
+function unitCommands(bundle: NodeBundle, key: "ExecStart" | "ExecStop"): { argv: string[]; ignoreFailure: boolean }[] {
     const unit = bundle.files.find((f) => f.kind === "systemd-unit");
     assert.ok(unit, "the bundle has a unit");
     const lines = unit.content.split("\n").filter((l) => l.startsWith(`${key}=`));
     assert.ok(lines.length > 0, `the unit has ${key}`);
     return lines.map((l) => {
-        const argv = l
-            .slice(key.length + 1)
+        const command = l.slice(key.length + 1);
+        const ignoreFailure = command.startsWith("-");
+        const argv = command
+            .slice(ignoreFailure ? 1 : 0)
             .split(/\s+/)
             .filter(Boolean);
         assert.ok(
             argv.every((a) => !/["'\\$;%]/.test(a)),
             `${l}: plain words only, so this split is systemd's`,
         );
-        return argv;
+        return { argv, ignoreFailure };
     });
 }
 
 /** Runs the unit's ExecStart (or ExecStop) lines in the node namespace, as systemd would: in order, no shell. */
 function runUnit(lab: SshLab, bundle: NodeBundle, key: "ExecStart" | "ExecStop"): { status: number; output: string } {
     let output = "";
-    for (const argv of unitCommands(bundle, key)) {
+    for (const { argv, ignoreFailure } of unitCommands(bundle, key)) {
         const r = spawnSync("ip", ["netns", "exec", lab.node.name, ...argv], { encoding: "utf8", timeout: 60_000 });
         output += `${r.stdout}${r.stderr}`;
-        if (r.status !== 0) return { status: r.status ?? -1, output };
+        if (r.status !== 0 && !ignoreFailure) return { status: r.status ?? -1, output };
     }
     return { status: 0, output };
 }

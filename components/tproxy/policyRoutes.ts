@@ -121,7 +121,8 @@ Type=oneshot
 RemainAfterExit=yes
 ExecStart=${boot("start")}
 # Stopping takes the policy routes down and switches diverting off: traffic then passes directly.
-ExecStop=${boot("stop")}
+# "-": after a boot-time revert of a first apply the script is gone and the stop has nothing to do.
+ExecStop=-${boot("stop")}
 
 [Install]
 WantedBy=multi-user.target

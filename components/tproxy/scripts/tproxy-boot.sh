@@ -30,6 +30,21 @@ activation_of() {
     done <"$1/manifest"
 }
 
+# After the boot-time revert of a first apply our unit's file is gone, yet systemd would keep the
+# unit "active (exited)" in memory until the next boot. Stop it and reload once this start job has
+# finished: a stop queued from inside the running start job would replace that job. Its ExecStop is
+# "-"-prefixed (policyRoutes.ts), so the missing script is no failure.
+retire_own_unit_if_gone() {
+    local unit fragment
+    unit=$(sed -n 's#^0::.*/\([^/]*\.service\)$#\1#p' /proc/self/cgroup)
+    [ -n "$unit" ] || return 0
+    fragment=$(systemctl show -P FragmentPath "$unit" 2>/dev/null || true)
+    [ -n "$fragment" ] && [ ! -e "$fragment" ] || return 0
+    ckpr_log "$unit's file is gone with the revert: stopping it once this start has finished"
+    systemd-run --quiet --no-block --on-active=1 /bin/sh -c "systemctl stop '$unit'; systemctl daemon-reload" \
+        || ckpr_log "WARNING: could not schedule the stop of $unit; it stays active (exited) until the next boot"
+}
+
 revert_unconfirmed() {
     local gen mode script
     ckpr_lock "$state"
@@ -50,6 +65,7 @@ revert_unconfirmed() {
     fi
     rm -rf "$state/rollback"
     echo "reverted $gen" >"$state/outcome"
+    if [ "$mode" = boot ]; then retire_own_unit_if_gone; fi
     script=$(activation_of "$state")
     if [ -n "$script" ]; then
         bash "$script" RECONCILE || ckpr_log "WARNING: $script RECONCILE failed after the revert"
