@@ -5,26 +5,10 @@ import type { RecordedResource } from "../tools/mockRuntime";
 import { creationOrder } from "../tools/mockRuntime";
 import { STEP } from "../components/resourceNames";
 import { scriptText } from "../components/commands/scriptFile";
-import { find, runProgram } from "./support/program";
+import { dependenciesOf, find, runProgram } from "./support/program";
 import { rawStack } from "./support/stacks";
 
 const NODES = ["m600", "m601", "storage"];
-
-/** Everything `name` waits for, directly or through its dependencies (Pulumi deletes in the reverse order). */
-function dependenciesOf(resources: readonly RecordedResource[], name: string): Set<string> {
-    const byName = new Map(resources.filter((r) => r.custom).map((r) => [r.name, r]));
-    const seen = new Set<string>();
-    const walk = (n: string) => {
-        for (const dep of byName.get(n)?.dependsOn ?? []) {
-            if (!seen.has(dep)) {
-                seen.add(dep);
-                walk(dep);
-            }
-        }
-    };
-    walk(name);
-    return seen;
-}
 
 test("prod graph: preflight -> snapshot -> release -> gate -> removal -> cleanup -> tproxy -> verification", async () => {
     const { resources, error } = await runProgram("prod");

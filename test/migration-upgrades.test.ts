@@ -3,7 +3,7 @@ import * as assert from "node:assert/strict";
 import type { RecordedResource } from "../tools/mockRuntime";
 import { STEP } from "../components/resourceNames";
 import { scriptText } from "../components/commands/scriptFile";
-import { find, runProgram } from "./support/program";
+import { dependenciesOf, find, runProgram } from "./support/program";
 import { rawStack } from "./support/stacks";
 import { describeStep } from "../tools/planSteps";
 
@@ -11,22 +11,6 @@ import { describeStep } from "../tools/planSteps";
  * The graph of issue 10 points 2 (kubeadm's proxy.disabled) and 4 (Cilium chart upgrades), under
  * Pulumi's mock runtime (test/migration-graph.test.ts style).
  */
-
-/** Everything `name` waits for, directly or through its dependencies (Pulumi deletes in the reverse order). */
-function dependenciesOf(resources: readonly RecordedResource[], name: string): Set<string> {
-    const byName = new Map(resources.filter((r) => r.custom).map((r) => [r.name, r]));
-    const seen = new Set<string>();
-    const walk = (n: string) => {
-        for (const dep of byName.get(n)?.dependsOn ?? []) {
-            if (!seen.has(dep)) {
-                seen.add(dep);
-                walk(dep);
-            }
-        }
-    };
-    walk(name);
-    return seen;
-}
 
 test("kubeadm proxy.disabled is set after kube-proxy's removal and put back before kube-proxy is restored", async () => {
     const { resources, error } = await runProgram("prod");

@@ -33,3 +33,19 @@ export function find(resources: readonly RecordedResource[], type: string, name?
     if (!hit) throw new Error(`no ${type} ${name ?? ""} among: ${resources.map((r) => `${r.type} ${r.name}`).join(", ")}`);
     return hit;
 }
+
+/** Everything `name` waits for, directly or through its dependencies (Pulumi deletes in the reverse order). */
+export function dependenciesOf(resources: readonly RecordedResource[], name: string): Set<string> {
+    const byName = new Map(resources.filter((r) => r.custom).map((r) => [r.name, r]));
+    const seen = new Set<string>();
+    const walk = (n: string) => {
+        for (const dep of byName.get(n)?.dependsOn ?? []) {
+            if (!seen.has(dep)) {
+                seen.add(dep);
+                walk(dep);
+            }
+        }
+    };
+    walk(name);
+    return seen;
+}
