@@ -3,13 +3,12 @@ import { spawnSync } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import * as path from "node:path";
 import { hostToolsMissing } from "./support/hostTools";
-import { SshLab, sleep } from "./support/sshLab";
+import { SshLab, layoutUnder, sleep } from "./support/sshLab";
 import { renderNodeBundle, type NodeBundle } from "../components/tproxy/nodeBundle";
-import { DEFAULT_NODE_LAYOUT, type NodeLayout, type PolicyRouteSpec } from "../components/tproxy/policyRoutes";
+import { policyRouteSpec, type PolicyRouteSpec } from "../components/tproxy/policyRoutes";
 import { applyCommand, confirmCommand, deleteCommand, type RemoteSettings } from "../components/tproxy/remoteScript";
 import { nftRulesetInput, renderNftRuleset } from "../components/tproxy/nftRuleset";
 import { renderKeepalivedNotify } from "../components/tproxy/keepalivedNotify";
-import { policyRouteSpec } from "../components/tproxy/policyRoutes";
 import { validateStackConfig, type MigrationConfig, type RawStackConfig } from "../components/config/validate";
 import { PROJECT, rawStack, withValues } from "./support/stacks";
 
@@ -25,17 +24,6 @@ const TABLE = "kpr_test_tproxy";
 const REVERT_SECONDS = 5;
 const settings: RemoteSettings = { revertAfterSeconds: REVERT_SECONDS, systemd: "off" };
 const routes: PolicyRouteSpec = { mark: 0x1, table: 100, priority: 1000, families: ["ipv4", "ipv6"] };
-
-function layoutUnder(root: string): NodeLayout {
-    return {
-        ...DEFAULT_NODE_LAYOUT,
-        stateDir: path.join(root, "var/lib/cilium-kpr-tproxy"),
-        rulesetPath: path.join(root, "etc/cilium-kpr-tproxy/tproxy.nft"),
-        routesScriptPath: path.join(root, "usr/local/lib/cilium-kpr-tproxy/policy-routes.sh"),
-        unitPath: path.join(root, "etc/systemd/system/cilium-kpr-tproxy.service"),
-        networkdDropInPath: path.join(root, "etc/systemd/networkd.conf.d/50-cilium-kpr-tproxy.conf"),
-    };
-}
 
 /** A small ruleset in the form B1 renders: declare, delete, define (one nft -f transaction). */
 function ruleset(body: string): string {

@@ -3,13 +3,12 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import * as YAML from "yaml";
-import { LAB_NODE_ADDRESS, SshLab } from "./sshLab";
+import { LAB_NODE_ADDRESS, SshLab, layoutUnder } from "./sshLab";
 import { ROOT } from "./stacks";
 import type { MigrationConfig } from "../../components/config/validate";
 import type { NodeConfig } from "../../components/config/schema";
 import { nodeTproxyBundle } from "../../components/tproxy/nodeTproxyBundle";
 import type { NodeBundle } from "../../components/tproxy/nodeBundle";
-import { DEFAULT_NODE_LAYOUT, type NodeLayout } from "../../components/tproxy/policyRoutes";
 import type { RemoteRun } from "../../components/drift/nodeFindings";
 
 /*
@@ -64,17 +63,6 @@ export function sshInClient(lab: SshLab): (args: readonly string[]) => RemoteRun
     return (args) => {
         const r = spawnSync("ip", ["netns", "exec", lab.client.name, "ssh", ...args], { encoding: "utf8", timeout: 120_000, input: "" });
         return { status: r.status ?? 255, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
-    };
-}
-
-export function layoutUnder(root: string): NodeLayout {
-    return {
-        ...DEFAULT_NODE_LAYOUT,
-        stateDir: path.join(root, "var/lib/cilium-kpr-tproxy"),
-        rulesetPath: path.join(root, "etc/cilium-kpr-tproxy/tproxy.nft"),
-        routesScriptPath: path.join(root, "usr/local/lib/cilium-kpr-tproxy/policy-routes.sh"),
-        unitPath: path.join(root, "etc/systemd/system/cilium-kpr-tproxy.service"),
-        networkdDropInPath: path.join(root, "etc/systemd/networkd.conf.d/50-cilium-kpr-tproxy.conf"),
     };
 }
 

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, wr
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { link, NetNs, run } from "./netns";
+import { DEFAULT_NODE_LAYOUT, type NodeLayout } from "../../components/tproxy/policyRoutes";
 
 export interface SshResult {
     readonly status: number;
@@ -186,4 +187,16 @@ export class SshLab {
 
 export function sleep(ms: number): Promise<void> {
     return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The product's node layout moved under a lab root, so a lab node's files never touch the host's /etc. */
+export function layoutUnder(root: string): NodeLayout {
+    return {
+        ...DEFAULT_NODE_LAYOUT,
+        stateDir: path.join(root, "var/lib/cilium-kpr-tproxy"),
+        rulesetPath: path.join(root, "etc/cilium-kpr-tproxy/tproxy.nft"),
+        routesScriptPath: path.join(root, "usr/local/lib/cilium-kpr-tproxy/policy-routes.sh"),
+        unitPath: path.join(root, "etc/systemd/system/cilium-kpr-tproxy.service"),
+        networkdDropInPath: path.join(root, "etc/systemd/networkd.conf.d/50-cilium-kpr-tproxy.conf"),
+    };
 }
