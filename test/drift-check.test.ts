@@ -21,7 +21,7 @@ import {
 import { runDriftCheck, type DriftCheckResult } from "../tools/driftCheck";
 import { exitCode, formatReport, type Finding } from "../components/drift/findings";
 import { applyCommand, confirmCommand, type RemoteSettings } from "../components/tproxy/remoteScript";
-import { KEEPALIVED_NOTIFY_PATH } from "../components/tproxy/keepalivedNotify";
+import { DEFAULT_NODE_LAYOUT } from "../components/tproxy/nodeLayout";
 import { ROOT } from "./support/stacks";
 
 /*
@@ -150,7 +150,7 @@ describe("npm run check against the cluster stand-in and a namespace node", { sk
 
     test("an installed file changed by hand is tproxy-files drift", async (t) => {
         t.after(applyLikeTheProgram);
-        const notify = path.join(lab.root, KEEPALIVED_NOTIFY_PATH);
+        const notify = path.join(lab.root, DEFAULT_NODE_LAYOUT.keepalivedNotifyPath);
         lab.node.sh(`echo '# edited' >> ${notify}`);
         const result = await check();
         expectDrift(result, ["node-a tproxy-files"]);
@@ -158,14 +158,14 @@ describe("npm run check against the cluster stand-in and a namespace node", { sk
     });
 
     test("activation not matching VIP ownership, both ways; the named RECONCILE repairs it", async (t) => {
-        const notify = path.join(lab.root, KEEPALIVED_NOTIFY_PATH);
+        const notify = path.join(lab.root, DEFAULT_NODE_LAYOUT.keepalivedNotifyPath);
         t.after(() => lab.node.try(`ip addr del ${DRIFT_VIP4}/24 dev eth0; ${notify} RECONCILE`));
         // Diverting switched on although this node does not hold the VIP.
         lab.node.sh(`nft add element inet ${DRIFT_TABLE} tproxy_active '{ ipv4 }'`);
         let result = await check();
         expectDrift(result, ["node-a activation"]);
         assert.match(result.findings[0]!.detail, /diverting ipv4 but should divert nothing \(bind mode vip; 192\.0\.2\.10 not held\)/);
-        assert.match(result.findings[0]!.repair!, new RegExp(`${KEEPALIVED_NOTIFY_PATH} RECONCILE`));
+        assert.match(result.findings[0]!.repair!, new RegExp(`${DEFAULT_NODE_LAYOUT.keepalivedNotifyPath} RECONCILE`));
 
         // The VIP arrives but keepalived's notify never ran: diverting is off on the VIP holder.
         lab.node.sh(`nft flush set inet ${DRIFT_TABLE} tproxy_active && ip addr add ${DRIFT_VIP4}/24 dev eth0`);

@@ -111,16 +111,9 @@ function realBundle(lab: SshLab, changes: Readonly<Record<string, unknown>> = {}
         ruleset: renderNftRuleset(nftRulesetInput(config)),
         routes: policyRouteSpec(config.tproxy),
         layout: layoutUnder(lab.root),
-        extraFiles: [
-            {
-                path: notifyPath,
-                mode: "0755",
-                owner: "root:root",
-                kind: "activation-script",
-                content: renderKeepalivedNotify(config, { lockPath: path.join(lab.dir, "notify.lock"), vipWaitSeconds: 1 }),
-            },
-        ],
+        keepalivedNotify: renderKeepalivedNotify(config, { lockPath: path.join(lab.dir, "notify.lock"), vipWaitSeconds: 1 }),
     });
+    assert.ok(bundle.files.some((f) => f.path === notifyPath && f.mode === "0755" && f.owner === "root:root" && f.kind === "activation-script"));
     return { bundle, config, notifyPath };
 }
 
@@ -361,16 +354,9 @@ describe("tproxy apply/confirm/delete over real SSH", { skip }, () => {
             ruleset: renderNftRuleset(nftRulesetInput(config)),
             routes: policyRouteSpec(config.tproxy),
             layout,
-            extraFiles: [
-                {
-                    path: notifyPath,
-                    mode: "0755",
-                    owner: "root:root",
-                    kind: "activation-script",
-                    content: renderKeepalivedNotify(config, { lockPath: path.join(lab.dir, "notify.lock"), vipWaitSeconds: 1 }),
-                },
-            ],
+            keepalivedNotify: renderKeepalivedNotify(config, { lockPath: path.join(lab.dir, "notify.lock"), vipWaitSeconds: 1 }),
         });
+        assert.ok(bundle.files.some((f) => f.path === notifyPath && f.mode === "0755" && f.owner === "root:root" && f.kind === "activation-script"));
         const active = () => lab.node.sh(`nft list set inet ${TABLE} tproxy_active`);
 
         lab.node.sh(`ip addr add ${vip}/32 dev eth0`);

@@ -95,6 +95,7 @@ describe("pinning end to end: a node presenting another host key is refused", { 
                 routesScriptPath: path.join(lab.root, "usr/routes.sh"),
                 unitPath: path.join(lab.root, "etc/kpr-pin-test.service"),
                 networkdDropInPath: path.join(lab.root, "etc/networkd.conf"),
+                keepalivedNotifyPath: path.join(lab.root, "etc/notify.sh"),
                 nftPath: "/usr/sbin/nft",
                 bashPath: "/bin/bash",
             },

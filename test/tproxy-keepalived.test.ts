@@ -5,13 +5,13 @@ import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
     KEEPALIVED_NOTIFY_MODE,
-    KEEPALIVED_NOTIFY_PATH,
     KEEPALIVED_NOTIFY_SOURCE,
     keepalivedSnippet,
     notifyLines,
     renderKeepalivedNotify,
 } from "../components/tproxy/keepalivedNotify";
 import { ACTIVATION_SET, nftRulesetInput, renderNftRuleset } from "../components/tproxy/nftRuleset";
+import { DEFAULT_NODE_LAYOUT } from "../components/tproxy/nodeLayout";
 import { hostToolsMissing } from "./support/hostTools";
 import type { NetNs } from "./support/netns";
 import { LAB, TproxyLab, labConfig, probe, stop, waitFor } from "./support/tproxyLab";
@@ -55,14 +55,14 @@ describe("keepalived notify script (text)", () => {
         assert.match(plain, /script_user root/);
         assert.match(plain, /enable_script_security/);
         for (const state of ["MASTER", "BACKUP", "FAULT", "STOP"]) {
-            assert.ok(plain.includes(`notify_${state.toLowerCase()} "${KEEPALIVED_NOTIFY_PATH} INSTANCE VI_API ${state}"`), state);
+            assert.ok(plain.includes(`notify_${state.toLowerCase()} "${DEFAULT_NODE_LAYOUT.keepalivedNotifyPath} INSTANCE VI_API ${state}"`), state);
         }
         assert.doesNotMatch(plain, /track_script/);
         const tracked = keepalivedSnippet(labConfig({ proxyUnit: "clash.service" }), node);
         assert.match(tracked, /is-failed --quiet clash\.service/);
         assert.match(tracked, /track_script \{\n\s+cilium_kpr_tproxy_proxy\n\s+\}/);
         assert.equal(KEEPALIVED_NOTIFY_MODE & 0o022, 0, "not group/world writable");
-        assert.ok(KEEPALIVED_NOTIFY_PATH.startsWith("/etc/keepalived/"));
+        assert.ok(DEFAULT_NODE_LAYOUT.keepalivedNotifyPath.startsWith("/etc/keepalived/"));
     });
 });
 

@@ -8,16 +8,11 @@ import * as fc from "fast-check";
 import { hostToolsMissing } from "./support/hostTools";
 import { NetNs } from "./support/netns";
 import { tproxySchema } from "../components/config/schema";
-import { renderNodeBundle, type BundleFile } from "../components/tproxy/nodeBundle";
+import { renderBootUnit } from "../components/tproxy/bootUnit";
+import { NODE_FILES, renderNodeBundle, type BundleFile, type NodeBundle, type NodeFile } from "../components/tproxy/nodeBundle";
+import { bootScriptPath, DEFAULT_NODE_LAYOUT } from "../components/tproxy/nodeLayout";
 import { NODE_SCRIPTS_DIR, nodeScript } from "../components/tproxy/nodeScripts";
-import {
-    bootScriptPath,
-    DEFAULT_NODE_LAYOUT,
-    policyRouteArgs,
-    policyRouteSpec,
-    renderPolicyRoutes,
-    type PolicyRouteSpec,
-} from "../components/tproxy/policyRoutes";
+import { policyRouteArgs, policyRouteSpec, renderNetworkdDropIn, type PolicyRouteSpec } from "../components/tproxy/policyRoutes";
 import { applyCommand, confirmCommand, deleteCommand, heredocTerminator, MAX_COMMAND_BYTES, remoteSettings } from "../components/tproxy/remoteScript";
 
 const SPEC: PolicyRouteSpec = { mark: 0x1, table: 100, priority: 1000, families: ["ipv4", "ipv6"] };
@@ -38,7 +33,11 @@ describe("policy route parameters and boot persistence", () => {
 
     test("the unit runs tproxy-boot.sh (revert an unconfirmed apply, routes, table + activation), orders itself before keepalived", () => {
         const notify = "/etc/keepalived/cilium-kpr-tproxy-notify.sh";
-        const { unit, networkdDropIn, script } = renderPolicyRoutes(SPEC, DEFAULT_NODE_LAYOUT, { tableName: "t", activationScriptPath: notify });
+        const unit = renderBootUnit(SPEC, DEFAULT_NODE_LAYOUT, { tableName: "t", activationScriptPath: notify });
+        const networkdDropIn = renderNetworkdDropIn(SPEC);
+        const script = renderNodeBundle({ tableName: "t", ruleset: RULESET, routes: SPEC }).files.find(
+            (f) => f.path === DEFAULT_NODE_LAYOUT.routesScriptPath,
+        )?.content;
         const lines = unit.split("\n");
         const boot = `/bin/bash ${DEFAULT_NODE_LAYOUT.stateDir}/bin/tproxy-boot.sh`;
         const rest = `${DEFAULT_NODE_LAYOUT.stateDir} ${DEFAULT_NODE_LAYOUT.rulesetPath} ${DEFAULT_NODE_LAYOUT.routesScriptPath} ${notify} t 0x1 100 1000 ipv4,ipv6`;
@@ -56,7 +55,7 @@ describe("policy route parameters and boot persistence", () => {
         const after = lines.find((l) => l.startsWith("After="))?.split(/[= ]/) ?? [];
         for (const dep of ["network-online.target", "systemd-networkd.service", "nftables.service"]) assert.ok(after.includes(dep), dep);
         assert.ok(lines.includes("Before=keepalived.service"));
-        const withoutNotify = renderPolicyRoutes(SPEC, DEFAULT_NODE_LAYOUT, { tableName: "t" }).unit;
+        const withoutNotify = renderBootUnit(SPEC, DEFAULT_NODE_LAYOUT, { tableName: "t" });
         assert.match(withoutNotify, / \/usr\/local\/lib\/cilium-kpr-tproxy\/policy-routes\.sh - t 0x1 /);
         assert.match(networkdDropIn, /^\[Network\]\nManageForeignRoutingPolicyRules=no\n$/m);
         assert.equal(script, readFileSync(SCRIPT, "utf8"));
@@ -74,7 +73,7 @@ describe("policy route parameters and boot persistence", () => {
             writeFileSync(layout.routesScriptPath, nodeScript("policy-routes.sh"), { mode: 0o755 });
             mkdirSync(path.join(dir, "state-tproxy", "bin"), { recursive: true });
             writeFileSync(bootScriptPath(layout), nodeScript("tproxy-boot.sh"), { mode: 0o700 });
-            writeFileSync(layout.unitPath, renderPolicyRoutes(SPEC, layout, { tableName: "t" }).unit);
+            writeFileSync(layout.unitPath, renderBootUnit(SPEC, layout, { tableName: "t" }));
             const r = spawnSync("systemd-analyze", ["verify", layout.unitPath], { encoding: "utf8", timeout: 30_000 });
             assert.equal(r.status, 0, r.stderr);
             assert.doesNotMatch(r.stderr, /kpr-tproxy-test\.service/, r.stderr);
@@ -86,26 +85,40 @@ describe("policy route parameters and boot persistence", () => {
 
 describe("node bundle", () => {
     const layout = DEFAULT_NODE_LAYOUT;
-    test("carries ruleset, routes script, unit and drop-in with their modes, plus extra files", () => {
-        const notify: BundleFile = { path: "/etc/keepalived/cilium-kpr-notify.sh", mode: "0700", owner: "root:root", content: "#!/bin/bash\n", kind: "script" };
-        const bundle = renderNodeBundle({ tableName: "t", ruleset: RULESET, routes: SPEC, extraFiles: [notify] });
+    test("carries ruleset, routes script, unit, drop-in and the keepalived notify script with their modes", () => {
+        const notify = "#!/bin/bash\n";
+        const bundle = renderNodeBundle({ tableName: "t", ruleset: RULESET, routes: SPEC, keepalivedNotify: notify });
+        const fourFiles = [
+            [layout.rulesetPath, "0600", "nft-ruleset"],
+            [layout.routesScriptPath, "0755", "script"],
+            [layout.unitPath, "0644", "systemd-unit"],
+            [layout.networkdDropInPath, "0644", "config"],
+        ];
         assert.deepEqual(
             bundle.files.map((f) => [f.path, f.mode, f.kind]),
-            [
-                [layout.rulesetPath, "0600", "nft-ruleset"],
-                [layout.routesScriptPath, "0755", "script"],
-                [layout.unitPath, "0644", "systemd-unit"],
-                [layout.networkdDropInPath, "0644", "config"],
-                [notify.path, "0700", "script"],
-            ],
+            [...fourFiles, [layout.keepalivedNotifyPath, "0755", "activation-script"]],
         );
         assert.equal(bundle.files[0]?.content, RULESET);
+        assert.equal(bundle.files[4]?.content, notify);
+        const unitOf = (b: NodeBundle) => b.files.find((f) => f.kind === "systemd-unit")?.content ?? "";
+        assert.match(unitOf(bundle), new RegExp(` ${layout.routesScriptPath} ${layout.keepalivedNotifyPath} t 0x1 `));
+        // Without the notify script: no activation script, and the unit loads the table with plain nft -f.
+        const bare = renderNodeBundle({ tableName: "t", ruleset: RULESET, routes: SPEC });
+        assert.deepEqual(
+            bare.files.map((f) => [f.path, f.mode, f.kind]),
+            fourFiles,
+        );
+        assert.match(unitOf(bare), new RegExp(` ${layout.routesScriptPath} - t 0x1 `));
     });
 
     test("refuses unsafe or ambiguous files", () => {
         const base = { tableName: "t", ruleset: RULESET, routes: SPEC };
-        const extra = (f: Partial<BundleFile>) =>
-            renderNodeBundle({ ...base, extraFiles: [{ path: "/etc/x", mode: "0644", owner: "root:root", content: "", kind: "file", ...f }] });
+        // One more entry in the list, installed at the layout's (otherwise unused) notify path.
+        const extra = ({ path: at, content, ...f }: Partial<BundleFile>) => {
+            const entry: NodeFile = { path: "keepalivedNotifyPath", mode: "0644", owner: "root:root", content: () => content ?? "", kind: "file", ...f };
+            return renderNodeBundle({ ...base, layout: { ...layout, keepalivedNotifyPath: at ?? "/etc/x" } }, [...NODE_FILES, entry]);
+        };
+        assert.equal(extra({}).files.at(-1)?.path, "/etc/x");
         assert.throws(() => extra({ path: "/etc/a b" }), /must be absolute/);
         assert.throws(() => extra({ path: "/etc/../x" }), /must be absolute/);
         assert.throws(() => extra({ path: "etc/x" }), /must be absolute/);
@@ -187,7 +200,7 @@ describe("remote command texts", () => {
                     content,
                     kind: "file",
                 }));
-                const b = renderNodeBundle({ tableName: "t", ruleset: RULESET, routes: SPEC, extraFiles });
+                const b: NodeBundle = { ...bundle, files: [...bundle.files, ...extraFiles] };
                 const out = mkdtempSync(path.join(dir, "o-"));
                 // The real text, with the final hand-over to the node script replaced by a copy.
                 const text = applyCommand(b, settings).replace(/^\$ckpr_sudo bash .*$/m, `cp -R "$ckpr_stage/." ${out}/`);

@@ -10,7 +10,8 @@ import { adoptionScript } from "./adoption";
 import { planWaves, usesWaves, waveSummary } from "../components/waves/wavePlan";
 import { validateStackConfig } from "../components/config/validate";
 import { migratedNodes } from "../components/config/migratedNodes";
-import { nodeKeepalivedSnippet, nodeTproxyBundle } from "../components/tproxy/nodeTproxyBundle";
+import { keepalivedSnippet } from "../components/tproxy/keepalivedNotify";
+import { nodeTproxyBundle } from "../components/tproxy/nodeBundle";
 
 const USAGE = "usage: npm run plan -- --stack <name> [--out <dir>] [--stack-dir <dir with Pulumi.yaml and Pulumi.<name>.yaml>]";
 
@@ -165,7 +166,7 @@ function writeNodeFiles(outDir: string, project: string, config: Readonly<Record
             mkdirSync(path.dirname(target), { recursive: true });
             writeFileSync(target, file.content, { mode: parseInt(file.mode, 8) & 0o755 });
         }
-        writeFileSync(path.join(dir, "keepalived-snippet.conf"), nodeKeepalivedSnippet(result.config, node));
+        writeFileSync(path.join(dir, "keepalived-snippet.conf"), keepalivedSnippet(result.config, node));
     }
 }
 

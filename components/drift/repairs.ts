@@ -1,6 +1,6 @@
 import type { NodeConfig } from "../config/schema";
 import { STEP } from "../resourceNames";
-import { KEEPALIVED_NOTIFY_PATH } from "../tproxy/keepalivedNotify";
+import { DEFAULT_NODE_LAYOUT } from "../tproxy/nodeLayout";
 
 /** One step of the program as the offline plan computes it (tools/check.ts fills these from the mock run). */
 export interface PlannedStep {
@@ -93,7 +93,7 @@ export function tproxyRepair(ctx: RepairContext, node: string): string {
 export function activationRepair(ctx: RepairContext, node: NodeConfig): string {
     const sudo = node.sshUser === "root" ? "" : "sudo -n ";
     return (
-        `ssh -p ${node.sshPort} ${node.sshUser}@${node.address} ${sudo}${KEEPALIVED_NOTIFY_PATH} RECONCILE ` +
+        `ssh -p ${node.sshPort} ${node.sshUser}@${node.address} ${sudo}${DEFAULT_NODE_LAYOUT.keepalivedNotifyPath} RECONCILE ` +
         `(switches diverting to match the VIPs held now); if it recurs, check that keepalived.conf carries plan/${ctx.stack}/nodes/${node.name}/keepalived-snippet.conf`
     );
 }

@@ -3,14 +3,14 @@ import * as path from "node:path";
 import type { MigrationConfig } from "../config/validate";
 import type { NodeConfig } from "../config/schema";
 import { ACTIVATION_SET } from "./nftRuleset";
+import { DEFAULT_NODE_LAYOUT } from "./nodeLayout";
 import { markText } from "./policyRoutes";
 
 /**
- * Where the notify script is installed. keepalived's enable_script_security refuses a script
- * unless it and every directory above it are root-owned and not group/world-writable:
- * install it as root:root with KEEPALIVED_NOTIFY_MODE into /etc/keepalived (root:root 0755).
+ * How the notify script is installed (at NodeLayout.keepalivedNotifyPath). keepalived's
+ * enable_script_security refuses a script unless it and every directory above it are root-owned
+ * and not group/world-writable.
  */
-export const KEEPALIVED_NOTIFY_PATH = "/etc/keepalived/cilium-kpr-tproxy-notify.sh";
 export const KEEPALIVED_NOTIFY_MODE = 0o755;
 export const KEEPALIVED_NOTIFY_OWNER = "root:root";
 /** Serialises notify calls; the apply step should hold it too while it reloads the table. */
@@ -62,7 +62,7 @@ export function renderKeepalivedNotify(config: MigrationConfig, options: Keepali
 }
 
 /** The notify lines keepalived needs inside the VRRP instance; STATE is passed explicitly. */
-export function notifyLines(config: MigrationConfig, scriptPath = KEEPALIVED_NOTIFY_PATH): string[] {
+export function notifyLines(config: MigrationConfig, scriptPath = DEFAULT_NODE_LAYOUT.keepalivedNotifyPath): string[] {
     const instance = config.tproxy.vrrpInstance;
     return (["master", "backup", "fault", "stop"] as const).map((event) => `notify_${event} "${scriptPath} INSTANCE ${instance} ${event.toUpperCase()}"`);
 }
@@ -80,7 +80,7 @@ export function keepalivedSnippet(config: MigrationConfig, node: NodeConfig): st
     const iface = node.vrrpInterface === undefined ? "" : ` (interface ${node.vrrpInterface})`;
     const lines = [
         `# cilium-kpr tproxy activation for node ${node.name}: merge into /etc/keepalived/keepalived.conf,`,
-        `# then reload keepalived. Needs ${KEEPALIVED_NOTIFY_PATH} installed ${KEEPALIVED_NOTIFY_OWNER} mode ${KEEPALIVED_NOTIFY_MODE.toString(8)}.`,
+        `# then reload keepalived. Needs ${DEFAULT_NODE_LAYOUT.keepalivedNotifyPath} installed ${KEEPALIVED_NOTIFY_OWNER} mode ${KEEPALIVED_NOTIFY_MODE.toString(8)}.`,
         "global_defs {",
         "    script_user root",
         "    enable_script_security",

@@ -1,4 +1,11 @@
-import { DEFAULT_NODE_LAYOUT, renderPolicyRoutes, type NodeLayout, type PolicyRouteSpec } from "./policyRoutes";
+import type { MigrationConfig } from "../config/validate";
+import type { NodeConfig } from "../config/schema";
+import { renderBootUnit } from "./bootUnit";
+import { KEEPALIVED_NOTIFY_MODE, KEEPALIVED_NOTIFY_OWNER, renderKeepalivedNotify } from "./keepalivedNotify";
+import { nftRulesetInput, renderNftRuleset } from "./nftRuleset";
+import { DEFAULT_NODE_LAYOUT, type NodeFilePaths, type NodeLayout } from "./nodeLayout";
+import { nodeScript } from "./nodeScripts";
+import { policyRouteSpec, renderNetworkdDropIn, type PolicyRouteSpec } from "./policyRoutes";
 
 /** How tproxy-apply.sh checks a file before installing it. */
 export type BundleFileKind =
@@ -27,16 +34,62 @@ export interface NodeBundle {
     readonly layout: NodeLayout;
 }
 
+/** The rendered texts and parameters the bundle's files are made of. */
 export interface NodeBundleArgs {
     /** The nft table the ruleset defines (tproxy.tableName). */
     readonly tableName: string;
     /** The ruleset text (`table inet X {}` + `delete table inet X` + definition). */
     readonly ruleset: string;
     readonly routes: PolicyRouteSpec;
+    /** The keepalived notify script; without it the bundle has no activation script and loads the table with plain `nft -f`. */
+    readonly keepalivedNotify?: string;
     readonly layout?: NodeLayout;
-    /** Further files, e.g. the keepalived notify script. */
-    readonly extraFiles?: readonly BundleFile[];
 }
+
+/** What an entry of NODE_FILES renders its content from. */
+export interface NodeFileContext extends NodeBundleArgs {
+    readonly layout: NodeLayout;
+}
+
+/** One file the bundle installs on a node: where (its key in the layout), how, and what. */
+export interface NodeFile {
+    readonly path: keyof NodeFilePaths;
+    readonly kind: BundleFileKind;
+    readonly mode: string;
+    readonly owner: string;
+    /** The file's text; undefined: this bundle does not carry the file. */
+    readonly content: (context: NodeFileContext) => string | undefined;
+}
+
+/**
+ * Every file the node bundle pushes, in manifest order (the order is part of the apply text: keep
+ * it). Adding a file is one entry here, plus its path in NodeLayout: staging, checksums, the
+ * apply's checks, recording and restoring, the drift check and the plan's node files all follow
+ * the manifest built from this list.
+ */
+export const NODE_FILES: readonly NodeFile[] = [
+    { path: "rulesetPath", kind: "nft-ruleset", mode: "0600", owner: "root:root", content: (c) => c.ruleset },
+    { path: "routesScriptPath", kind: "script", mode: "0755", owner: "root:root", content: () => nodeScript("policy-routes.sh") },
+    {
+        path: "unitPath",
+        kind: "systemd-unit",
+        mode: "0644",
+        owner: "root:root",
+        content: (c) =>
+            renderBootUnit(c.routes, c.layout, {
+                tableName: c.tableName,
+                ...(c.keepalivedNotify === undefined ? {} : { activationScriptPath: c.layout.keepalivedNotifyPath }),
+            }),
+    },
+    { path: "networkdDropInPath", kind: "config", mode: "0644", owner: "root:root", content: (c) => renderNetworkdDropIn(c.routes) },
+    {
+        path: "keepalivedNotifyPath",
+        kind: "activation-script",
+        mode: `0${KEEPALIVED_NOTIFY_MODE.toString(8)}`,
+        owner: KEEPALIVED_NOTIFY_OWNER,
+        content: (c) => c.keepalivedNotify,
+    },
+];
 
 const PATH = /^\/[A-Za-z0-9_./-]+$/;
 const MODE = /^0[0-7]{3}$/;
@@ -55,35 +108,45 @@ export function checkBundleFile(file: BundleFile): void {
 }
 
 /**
- * The files for one node: the nft ruleset, policy-routes.sh, the oneshot unit that restores both
- * at boot, the networkd drop-in, and any extra files. Paths are unique; order is stable.
+ * The files for one node, from `files` (NODE_FILES; tests add entries): every entry that has
+ * content, at its layout path. Paths are unique, the ruleset comes first; order is stable.
  */
-export function renderNodeBundle(args: NodeBundleArgs): NodeBundle {
+export function renderNodeBundle(args: NodeBundleArgs, entries: readonly NodeFile[] = NODE_FILES): NodeBundle {
     const layout = args.layout ?? DEFAULT_NODE_LAYOUT;
     if (!TABLE.test(args.tableName)) throw new Error(`nft table name "${args.tableName}" must be an identifier`);
-    const activation = (args.extraFiles ?? []).filter((f) => f.kind === "activation-script");
-    if (activation.length > 1) throw new Error(`more than one activation script: ${activation.map((f) => f.path).join(", ")}`);
-    const routes = renderPolicyRoutes(args.routes, layout, {
-        tableName: args.tableName,
-        ...(activation[0] === undefined ? {} : { activationScriptPath: activation[0].path }),
+    const context: NodeFileContext = { ...args, layout };
+    const files: BundleFile[] = entries.flatMap((entry) => {
+        const content = entry.content(context);
+        return content === undefined ? [] : [{ path: layout[entry.path], mode: entry.mode, owner: entry.owner, content, kind: entry.kind }];
     });
-    const files: BundleFile[] = [
-        { path: layout.rulesetPath, mode: "0600", owner: "root:root", content: args.ruleset, kind: "nft-ruleset" },
-        { path: layout.routesScriptPath, mode: "0755", owner: "root:root", content: routes.script, kind: "script" },
-        { path: layout.unitPath, mode: "0644", owner: "root:root", content: routes.unit, kind: "systemd-unit" },
-        { path: layout.networkdDropInPath, mode: "0644", owner: "root:root", content: routes.networkdDropIn, kind: "config" },
-        ...(args.extraFiles ?? []),
-    ];
+    const activation = files.filter((f) => f.kind === "activation-script");
+    if (activation.length > 1) throw new Error(`more than one activation script: ${activation.map((f) => f.path).join(", ")}`);
     const seen = new Set<string>();
     for (const file of files) {
         checkBundleFile(file);
         if (seen.has(file.path)) throw new Error(`bundle path ${file.path} appears twice`);
         seen.add(file.path);
-        if (file.kind === "nft-ruleset" && file !== files[0]) throw new Error(`extra file ${file.path} cannot be a second nft ruleset`);
+        if (file.kind === "nft-ruleset" && file !== files[0]) throw new Error(`file ${file.path} cannot be a second nft ruleset`);
     }
     // Delete ends with `rm -rf` of the state directory: it must be a dedicated one.
     if (!PATH.test(layout.stateDir) || !/tproxy[^/]*$/.test(layout.stateDir)) {
         throw new Error(`state directory "${layout.stateDir}" must be a plain absolute path whose last component names tproxy`);
     }
     return { files, tableName: args.tableName, routes: args.routes, layout };
+}
+
+/**
+ * Everything pushed to one node for the tproxy, as a pure function of validated config: the
+ * nftables table, policy routes with their boot unit and networkd drop-in, and the keepalived
+ * notify script. `layout` moves it (tests install under a scratch root).
+ */
+export function nodeTproxyBundle(config: MigrationConfig, _node: NodeConfig, layout: NodeLayout = DEFAULT_NODE_LAYOUT): NodeBundle {
+    const { tproxy } = config;
+    return renderNodeBundle({
+        tableName: tproxy.tableName,
+        ruleset: renderNftRuleset(nftRulesetInput(config)),
+        routes: policyRouteSpec(tproxy),
+        keepalivedNotify: renderKeepalivedNotify(config),
+        layout,
+    });
 }

@@ -4,7 +4,7 @@ import type { MigrationConfig } from "../config/validate";
 import type { NodeConfig } from "../config/schema";
 import { nodeCommandOptions, nodeConnection } from "../commands/nodeConnection";
 import { STEP, TYPE } from "../resourceNames";
-import { nodeTproxyBundle } from "./nodeTproxyBundle";
+import { nodeTproxyBundle } from "./nodeBundle";
 import { applyCommand, confirmCommand, deleteCommand, remoteSettings } from "./remoteScript";
 
 export interface NodeTproxyArgs {

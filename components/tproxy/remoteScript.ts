@@ -4,7 +4,8 @@ import { heredocTerminator } from "../commands/remoteScript";
 export { heredocTerminator };
 import type { TproxyConfig } from "../config/schema";
 import type { NodeBundle } from "./nodeBundle";
-import { policyRouteArgs, unitNameOf } from "./policyRoutes";
+import { unitNameOf } from "./nodeLayout";
+import { policyRouteArgs } from "./policyRoutes";
 import { nodeScript, type NodeScriptName } from "./nodeScripts";
 
 /**

@@ -7,8 +7,7 @@ import { LAB_NODE_ADDRESS, SshLab, layoutUnder } from "./sshLab";
 import { ROOT } from "./stacks";
 import type { MigrationConfig } from "../../components/config/validate";
 import type { NodeConfig } from "../../components/config/schema";
-import { nodeTproxyBundle } from "../../components/tproxy/nodeTproxyBundle";
-import type { NodeBundle } from "../../components/tproxy/nodeBundle";
+import { nodeTproxyBundle, type NodeBundle } from "../../components/tproxy/nodeBundle";
 import type { RemoteRun } from "../../components/drift/nodeFindings";
 
 /*
@@ -71,10 +70,7 @@ export function sshInClient(lab: SshLab): (args: readonly string[]) => RemoteRun
  * scratch root instead of /etc, /usr and /var of the machine running the tests.
  */
 export function relocatedBundle(root: string): (config: MigrationConfig, node: NodeConfig) => NodeBundle {
-    return (config, node) => {
-        const bundle = nodeTproxyBundle(config, node);
-        return { ...bundle, layout: layoutUnder(root), files: bundle.files.map((f) => ({ ...f, path: path.join(root, f.path) })) };
-    };
+    return (config, node) => nodeTproxyBundle(config, node, layoutUnder(root));
 }
 
 export function removeDir(dir: string): void {

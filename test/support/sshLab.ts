@@ -3,7 +3,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, wr
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { link, NetNs, run } from "./netns";
-import { DEFAULT_NODE_LAYOUT, type NodeLayout } from "../../components/tproxy/policyRoutes";
+import { NODE_FILES } from "../../components/tproxy/nodeBundle";
+import { DEFAULT_NODE_LAYOUT, type NodeLayout } from "../../components/tproxy/nodeLayout";
 
 export interface SshResult {
     readonly status: number;
@@ -189,14 +190,15 @@ export function sleep(ms: number): Promise<void> {
     return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** The product's node layout moved under a lab root, so a lab node's files never touch the host's /etc. */
+/**
+ * The product's node layout with the state directory and every file of the bundle (NODE_FILES)
+ * moved under a lab root, so a lab node's files never touch the host's /etc.
+ */
 export function layoutUnder(root: string): NodeLayout {
+    const under = (p: string) => path.join(root, p);
     return {
         ...DEFAULT_NODE_LAYOUT,
-        stateDir: path.join(root, "var/lib/cilium-kpr-tproxy"),
-        rulesetPath: path.join(root, "etc/cilium-kpr-tproxy/tproxy.nft"),
-        routesScriptPath: path.join(root, "usr/local/lib/cilium-kpr-tproxy/policy-routes.sh"),
-        unitPath: path.join(root, "etc/systemd/system/cilium-kpr-tproxy.service"),
-        networkdDropInPath: path.join(root, "etc/systemd/networkd.conf.d/50-cilium-kpr-tproxy.conf"),
+        stateDir: under(DEFAULT_NODE_LAYOUT.stateDir),
+        ...Object.fromEntries(NODE_FILES.map((file) => [file.path, under(DEFAULT_NODE_LAYOUT[file.path])])),
     };
 }
