@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The boot unit's ExecStart/ExecStop (rendered by policyRoutes.ts), installed by tproxy-apply.sh
+# The boot unit's ExecStart/ExecStop (rendered by bootUnit.ts), installed by tproxy-apply.sh
 # into STATE_DIR/bin beside tproxy-lib.sh.
 #
 # usage: tproxy-boot.sh start|stop STATE_DIR RULESET ROUTES_SCRIPT ACTIVATION_SCRIPT|- NFT_TABLE MARK TABLE PRIORITY FAMILIES
@@ -33,7 +33,7 @@ activation_of() {
 # After the boot-time revert of a first apply our unit's file is gone, yet systemd would keep the
 # unit "active (exited)" in memory until the next boot. Stop it and reload once this start job has
 # finished: a stop queued from inside the running start job would replace that job. Its ExecStop is
-# "-"-prefixed (policyRoutes.ts), so the missing script is no failure.
+# "-"-prefixed (bootUnit.ts), so the missing script is no failure.
 retire_own_unit_if_gone() {
     local unit fragment
     unit=$(sed -n 's#^0::.*/\([^/]*\.service\)$#\1#p' /proc/self/cgroup)

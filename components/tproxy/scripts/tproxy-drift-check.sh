@@ -4,7 +4,7 @@
 # usage: tproxy-drift-check.sh STAGE NFT_TABLE MARK TABLE PRIORITY FAMILIES VIP4 VIP6 ACTIVATION_SET
 #   STAGE    directory holding this script, tproxy-lib.sh, policy-routes.sh, manifest
 #            ("INDEX KIND MODE OWNER PATH" per line) and files/INDEX: the bundle exactly as
-#            the program would push it now (components/tproxy/nodeTproxyBundle.ts)
+#            the program would push it now (nodeTproxyBundle, components/tproxy/nodeBundle.ts)
 #   VIP4/6   the configured VIPs, "-" for none
 #   ACTIVATION_SET  the set whose elements switch diverting on (ACTIVATION_SET in nftRuleset.ts)
 #
