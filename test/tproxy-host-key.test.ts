@@ -11,7 +11,7 @@ import { applyCommand } from "../components/tproxy/remoteScript";
 import { TYPE } from "../components/resourceNames";
 import { hostToolsMissing } from "./support/hostTools";
 import { runProgram } from "./support/program";
-import { LAB_NODE_ADDRESS, SshLab } from "./support/sshLab";
+import { LAB_NODE_ADDRESS, SshLab, layoutUnder } from "./support/sshLab";
 import { PROJECT, rawStack, withValues } from "./support/stacks";
 
 /*
@@ -84,21 +84,13 @@ describe("pinning end to end: a node presenting another host key is refused", { 
         // The same address now answers with a different host key (a replaced or impersonated node).
         await lab.stop();
         await lab.start("other_host_key");
-        const stateDir = path.join(lab.root, "var/lib/cilium-kpr-tproxy");
+        const layout = layoutUnder(lab.root);
+        const stateDir = layout.stateDir;
         const bundle = renderNodeBundle({
             tableName: "kpr_pin_test",
             ruleset: "table inet kpr_pin_test {}\ndelete table inet kpr_pin_test\ntable inet kpr_pin_test {\n}\n",
             routes: { mark: 0x1, table: 100, priority: 1000, families: ["ipv4"] },
-            layout: {
-                stateDir,
-                rulesetPath: path.join(lab.root, "etc/t.nft"),
-                routesScriptPath: path.join(lab.root, "usr/routes.sh"),
-                unitPath: path.join(lab.root, "etc/kpr-pin-test.service"),
-                networkdDropInPath: path.join(lab.root, "etc/networkd.conf"),
-                keepalivedNotifyPath: path.join(lab.root, "etc/notify.sh"),
-                nftPath: "/usr/sbin/nft",
-                bashPath: "/bin/bash",
-            },
+            layout,
         });
         const refused = lab.ssh(applyCommand(bundle, { revertAfterSeconds: 60, systemd: "off" }), { options: pinned });
         assert.equal(refused.status, 255, `${refused.stdout}${refused.stderr}`);
