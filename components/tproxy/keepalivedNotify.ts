@@ -13,13 +13,11 @@ import { markText } from "./policyRoutes";
  */
 export const KEEPALIVED_NOTIFY_MODE = 0o755;
 export const KEEPALIVED_NOTIFY_OWNER = "root:root";
-/** Serialises notify calls; the apply step should hold it too while it reloads the table. */
-export const KEEPALIVED_NOTIFY_LOCK_PATH = "/run/cilium-kpr-tproxy.lock";
 /** The script as kept in the repo (parameters read from KPR_TPROXY_* environment variables). */
 export const KEEPALIVED_NOTIFY_SOURCE = path.join(__dirname, "scripts", "keepalived-notify.sh");
 
 export interface KeepalivedNotifyOptions {
-    /** Overrides KEEPALIVED_NOTIFY_LOCK_PATH (tests). */
+    /** The lock that serialises notify calls (default NodeLayout.notifyLockPath). */
     readonly lockPath?: string;
     /** Seconds a MASTER call waits for keepalived to add the VIPs (default 5). */
     readonly vipWaitSeconds?: number;
@@ -39,7 +37,7 @@ export function renderKeepalivedNotify(config: MigrationConfig, options: Keepali
         ["VIP4", tproxy.vip4 ?? ""],
         ["VIP6", tproxy.vip6 ?? ""],
         ["PROXY_UNIT", tproxy.proxyUnit ?? ""],
-        ["LOCK_FILE", options.lockPath ?? KEEPALIVED_NOTIFY_LOCK_PATH],
+        ["LOCK_FILE", options.lockPath ?? DEFAULT_NODE_LAYOUT.notifyLockPath],
         ["VIP_WAIT_SECONDS", String(options.vipWaitSeconds ?? 5)],
         // A family diverts only while our policy rule and local route for it are present.
         ["MARK", markText(tproxy.mark)],

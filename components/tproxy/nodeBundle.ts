@@ -146,7 +146,7 @@ export function nodeTproxyBundle(config: MigrationConfig, _node: NodeConfig, lay
         tableName: tproxy.tableName,
         ruleset: renderNftRuleset(nftRulesetInput(config)),
         routes: policyRouteSpec(tproxy),
-        keepalivedNotify: renderKeepalivedNotify(config),
+        keepalivedNotify: renderKeepalivedNotify(config, { lockPath: layout.notifyLockPath }),
         layout,
     });
 }

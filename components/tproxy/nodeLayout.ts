@@ -18,6 +18,8 @@ export interface NodeFilePaths {
 export interface NodeLayout extends NodeFilePaths {
     /** Root-only directory with the lock, the recorded previous state and the revert machinery. */
     readonly stateDir: string;
+    /** Serialises keepalived notify calls; apply and the boot unit reload the table under it (through the notify script). */
+    readonly notifyLockPath: string;
     readonly nftPath: string;
     /** The bash the boot unit runs its script with. */
     readonly bashPath: string;
@@ -30,6 +32,7 @@ export const DEFAULT_NODE_LAYOUT: NodeLayout = {
     unitPath: "/etc/systemd/system/cilium-kpr-tproxy.service",
     networkdDropInPath: "/etc/systemd/networkd.conf.d/50-cilium-kpr-tproxy.conf",
     keepalivedNotifyPath: "/etc/keepalived/cilium-kpr-tproxy-notify.sh",
+    notifyLockPath: "/run/cilium-kpr-tproxy.lock",
     nftPath: "/usr/sbin/nft",
     bashPath: "/bin/bash",
 };
