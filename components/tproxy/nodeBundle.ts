@@ -63,9 +63,11 @@ export interface NodeFile {
 
 /**
  * Every file the node bundle pushes, in manifest order (the order is part of the apply text: keep
- * it). Adding a file is one entry here, plus its path in NodeLayout: staging, checksums, the
- * apply's checks, recording and restoring, the drift check and the plan's node files all follow
- * the manifest built from this list.
+ * it). Adding a file is one entry here, plus its path in NodeLayout (nodeLayout.ts); content
+ * rendered from config comes in through a NodeBundleArgs field that nodeTproxyBundle fills.
+ * Staging, checksums, the apply's check per kind (tproxy-apply.sh), recording and restoring, the
+ * drift check and the plan's node files all follow the manifest built from this list
+ * (test/tproxy-node-files.test.ts walks every entry through them).
  */
 export const NODE_FILES: readonly NodeFile[] = [
     { path: "rulesetPath", kind: "nft-ruleset", mode: "0600", owner: "root:root", content: (c) => c.ruleset },
@@ -97,7 +99,7 @@ const OWNER = /^[a-z_][a-z0-9_-]*:[a-z_][a-z0-9_-]*$/;
 const TABLE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Throws unless a file can be carried safely: plain absolute path, octal mode, user:group, no NUL. */
-export function checkBundleFile(file: BundleFile): void {
+function checkBundleFile(file: BundleFile): void {
     if (!PATH.test(file.path) || file.path.split("/").some((part) => part === "." || part === "..") || file.path.endsWith("/")) {
         throw new Error(`bundle path "${file.path}" must be absolute and contain only letters, digits, '_', '.', '-', '/'`);
     }
