@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import type { NetNs } from "../test/support/netns";
+import type { NetNs } from "../lab/netns";
 
 /*
  * A Python TCP bulk sender and discarding receiver (iperf3 is not installed), so absolute

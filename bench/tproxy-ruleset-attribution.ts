@@ -23,7 +23,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { activationStatements, nftRulesetInput, renderNftRuleset } from "../components/tproxy/nftRuleset";
-import { LAB, TproxyLab, labConfig } from "../test/support/tproxyLab";
+import { LAB, TproxyLab, labConfig } from "../lab/tproxyLab";
 import { chainRules, keepRules } from "./rulesetVariant";
 import { median, sendFor, startReceiver, type Throughput } from "./throughputProbe";
 

@@ -9,7 +9,7 @@
  *    interleaves variants and profiles where the time goes.
  */
 import { nftRulesetInput, outputRules, preroutingRules, renderNftRuleset, activationStatements, type NftRulesetInput } from "../components/tproxy/nftRuleset";
-import { LAB, TproxyLab, labConfig } from "../test/support/tproxyLab";
+import { LAB, TproxyLab, labConfig } from "../lab/tproxyLab";
 import { median, sendFor, startReceiver, type Throughput } from "./throughputProbe";
 
 const SECONDS = 3;

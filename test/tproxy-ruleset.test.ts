@@ -15,9 +15,9 @@ import {
     type NftRulesetInput,
 } from "../components/tproxy/nftRuleset";
 import { DEFAULT_RESERVED_V4, DEFAULT_RESERVED_V6, minimalCover, reservedDestinations } from "../components/tproxy/reservedRanges";
-import { hostToolsMissing } from "./support/hostTools";
-import { NetNs } from "./support/netns";
-import { labConfig } from "./support/tproxyLab";
+import { hostToolsMissing } from "../lab/hostTools";
+import { NetNs } from "../lab/netns";
+import { labConfig } from "../lab/tproxyLab";
 
 function stack(file: string, tproxyOverride?: Record<string, unknown>): MigrationConfig {
     const doc = parse(readFileSync(path.join(__dirname, "..", file), "utf8")) as { config: Record<string, unknown> };

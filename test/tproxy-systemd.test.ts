@@ -9,9 +9,9 @@ import type { NodeBundle } from "../components/tproxy/nodeBundle";
 import { nodeTproxyBundle } from "../components/tproxy/nodeTproxyBundle";
 import { DEFAULT_NODE_LAYOUT, unitNameOf } from "../components/tproxy/policyRoutes";
 import { applyCommand, confirmCommand, deleteCommand, remoteSettings, type RemoteSettings } from "../components/tproxy/remoteScript";
-import { systemdNodesMissing } from "./support/systemdNode";
-import { LabNode, PROXY_UNIT, SystemdLab, WILDCARD_LOG, WILDCARD_PORT } from "./support/systemdLab";
-import { LAB, labConfig, probe, startServer, waitFor } from "./support/tproxyLab";
+import { systemdNodesMissing } from "../lab/systemdNode";
+import { LabNode, PROXY_UNIT, SystemdLab, WILDCARD_LOG, WILDCARD_PORT } from "../lab/systemdLab";
+import { LAB, labConfig, probe, startServer, waitFor } from "../lab/tproxyLab";
 
 /*
  * Issue 9 point 5: the production path on real systemd nodes. Both lab nodes are Debian bookworm

@@ -1,8 +1,8 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import type { MigrationConfig } from "../../components/config/validate";
-import { notifyLines } from "../../components/tproxy/keepalivedNotify";
+import type { MigrationConfig } from "../components/config/validate";
+import { notifyLines } from "../components/tproxy/keepalivedNotify";
 import { link, NetNs, run } from "./netns";
 import { SystemdNode, type BootResult } from "./systemdNode";
 import { LAB, LAB_PYTHON } from "./tproxyLab";

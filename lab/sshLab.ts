@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, wr
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { link, NetNs, run } from "./netns";
-import { DEFAULT_NODE_LAYOUT, type NodeLayout } from "../../components/tproxy/policyRoutes";
+import { DEFAULT_NODE_LAYOUT, type NodeLayout } from "../components/tproxy/policyRoutes";
 
 export interface SshResult {
     readonly status: number;

@@ -9,7 +9,7 @@ import { run } from "./netns";
  * Lab nodes that are real Debian bookworm systems with systemd as PID 1, booted with
  * systemd-nspawn into a network namespace the test created.
  *
- * Root filesystem: built by test/support/node-rootfs.sh with mmdebstrap from Debian's packages
+ * Root filesystem: built by lab/node-rootfs.sh with mmdebstrap from Debian's packages
  * and cached under /var/cache/cilium-kpr (`.ci/run` builds it before `npm test`). Every node is an
  * overlayfs whose read-only lower layer is that cached tree and whose upper layer is the node's own
  * persistent directory: files written and units enabled on the node survive a "reboot".
@@ -51,7 +51,7 @@ export function systemdNodesMissing(): string | false {
         rootfs = `(${String(error)})`;
     }
     if (existsSync(path.join(rootfs, "usr/lib/systemd/systemd"))) return false;
-    const reason = `the systemd lab root filesystem ${rootfs} is not built: run \`bash test/support/node-rootfs.sh build\``;
+    const reason = `the systemd lab root filesystem ${rootfs} is not built: run \`bash lab/node-rootfs.sh build\``;
     if (process.env.CI === "true") throw new Error(`CI=true but this test cannot run: ${reason} (.ci/run must build it)`);
     return reason;
 }
