@@ -9,6 +9,7 @@ import type { NodeBundle } from "../components/tproxy/nodeBundle";
 import { nodeTproxyBundle } from "../components/tproxy/nodeTproxyBundle";
 import { DEFAULT_NODE_LAYOUT, unitNameOf } from "../components/tproxy/policyRoutes";
 import { applyCommand, confirmCommand, deleteCommand, remoteSettings, type RemoteSettings } from "../components/tproxy/remoteScript";
+import { networkState, type NetworkState } from "../lab/networkState";
 import { systemdNodesMissing } from "../lab/systemdNode";
 import { LabNode, PROXY_UNIT, SystemdLab, WILDCARD_LOG, WILDCARD_PORT } from "../lab/systemdLab";
 import { LAB, labConfig, probe, startServer, waitFor } from "../lab/tproxyLab";
@@ -39,11 +40,7 @@ const FAMILIES = [
 ] as const;
 const PROTOS = ["tcp", "udp"] as const;
 
-interface NodeState {
-    readonly ruleset: string;
-    readonly rules4: string;
-    readonly rules6: string;
-    readonly table100: string;
+interface NodeState extends NetworkState {
     readonly files: string;
     readonly units: string;
 }
@@ -54,10 +51,7 @@ interface NodeState {
  */
 function nodeState(node: LabNode): NodeState {
     return {
-        ruleset: node.sh("nft -s list ruleset"),
-        rules4: node.sh("ip -4 rule show"),
-        rules6: node.sh("ip -6 rule show"),
-        table100: node.sh("{ ip -4 route show table 100 || true; ip -6 route show table 100 || true; } 2>/dev/null"),
+        ...networkState((script) => node.sh(script), "-s", 100),
         files: node.sh(
             [
                 "cd / && find etc usr/local var/lib -xdev \\( -path var/lib/systemd -o -path var/lib/dpkg -o -path var/lib/apt -o -path var/lib/cilium-kpr-tproxy \\) -prune -o -printf '%y %p %m %u:%g %l\\n' | sort",
