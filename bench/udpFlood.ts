@@ -1,8 +1,9 @@
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type { NetNs } from "../lab/netns";
+import { startReady } from "../lab/tproxyLab";
 
 /*
  * Small-packet UDP: bench/udp-flood.c, compiled with Debian's gcc into a temporary directory,
@@ -42,28 +43,8 @@ export class UdpFlood {
     }
 
     /** Starts the discarding sink on address:port in `ns`, pinned to `cpu`; resolves once it is bound (bounded). */
-    async startSink(ns: NetNs, address: string, port: number, cpu: number): Promise<ChildProcess> {
-        const child = spawn("ip", ["netns", "exec", ns.name, "taskset", "-c", String(cpu), this.binary, "recv", address, String(port)], {
-            stdio: ["ignore", "pipe", "inherit"],
-        });
-        try {
-            await new Promise<void>((resolve, reject) => {
-                const timer = setTimeout(() => reject(new Error("udp sink not ready in 5 s")), 5000);
-                child.stdout.on("data", () => {
-                    clearTimeout(timer);
-                    resolve();
-                });
-                child.on("exit", (code) => {
-                    clearTimeout(timer);
-                    reject(new Error(`udp sink exited ${String(code)}`));
-                });
-            });
-        } catch (error) {
-            child.kill("SIGKILL");
-            throw error;
-        }
-        child.removeAllListeners("exit");
-        return child;
+    startSink(ns: NetNs, address: string, port: number, cpu: number): Promise<ChildProcess> {
+        return startReady(ns, ["taskset", "-c", String(cpu), this.binary, "recv", address, String(port)]);
     }
 
     /**

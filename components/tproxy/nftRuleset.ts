@@ -91,8 +91,10 @@ export function hex(mark: number): string {
  *   packet costs one lookup in a one-byte set instead of the whole list;
  * - then the cheap register compares (protocol, marks, conntrack direction);
  * - then the destination and source sets, IPv4 together before IPv6 (an ip6 rule on an IPv4
- *   packet fails at its protocol check, but still costs a rule), cluster networks before
- *   reserved ranges (Service, node and Pod traffic is the common bypassed kind);
+ *   packet fails at its protocol check, but still costs a rule); reserved ranges before cluster
+ *   networks: the default reserved ranges include the private ranges (reservedRanges.ts), which
+ *   hold the Service, node and Pod networks of most IPv4 clusters, so there one lookup returns
+ *   both kinds;
  * - the fib lookup, a routing table lookup per packet and the dearest guard, last: the node's own
  *   addresses are in the node networks in practice, so it decides little beyond the VIP itself,
  *   broadcast and multicast.
@@ -105,11 +107,11 @@ export function guardRules(input: NftRulesetInput): string[] {
         `meta mark & ${hex(CILIUM_MARK_MASK)} != 0 return comment "Cilium's marks (mask ${hex(CILIUM_MARK_MASK)})"`,
         `meta mark ${hex(input.bypassMark)} return comment "the proxy's own traffic (SO_MARK bypass mark)"`,
         "ct direction reply return",
-        `ip daddr @${CLUSTER_DST_SET.ipv4} return comment "Service, node and Pod networks"`,
         `ip daddr @${RESERVED_DST_SET.ipv4} return`,
+        `ip daddr @${CLUSTER_DST_SET.ipv4} return comment "Service, node and Pod networks"`,
         `ip saddr @${POD_SRC_SET.ipv4} return comment "Pod-sourced traffic"`,
-        `ip6 daddr @${CLUSTER_DST_SET.ipv6} return comment "Service, node and Pod networks"`,
         `ip6 daddr @${RESERVED_DST_SET.ipv6} return`,
+        `ip6 daddr @${CLUSTER_DST_SET.ipv6} return comment "Service, node and Pod networks"`,
         `ip6 saddr @${POD_SRC_SET.ipv6} return comment "Pod-sourced traffic"`,
         `fib daddr type { local, broadcast, anycast, multicast } return comment "to this node (SSH, kubelet, API, VIP), broadcast, multicast (VRRP)"`,
     ];
