@@ -10,7 +10,7 @@ export default tseslint.config(
         ignores: ["node_modules/**", "policy/node_modules/**", "plan/**", "dist/**"],
     },
     {
-        files: ["index.ts", "components/**/*.ts", "tools/**/*.ts", "test/**/*.ts", "bench/**/*.ts", "policy/**/*.ts"],
+        files: ["index.ts", "components/**/*.ts", "tools/**/*.ts", "test/**/*.ts", "bench/**/*.ts", "lab/**/*.ts", "policy/**/*.ts"],
         extends: [tseslint.configs.recommendedTypeChecked],
         languageOptions: {
             parserOptions: {

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import type { NetNs } from "../test/support/netns";
+import type { NetNs } from "../lab/netns";
+import { startReady } from "../lab/tproxyLab";
 
 /*
  * A Python TCP bulk sender and discarding receiver (iperf3 is not installed), so absolute
@@ -40,26 +41,8 @@ export interface Throughput {
 }
 
 /** Starts the discarding receiver in `ns` on address:port; resolves once it listens (bounded). */
-export async function startReceiver(ns: NetNs, address: string, port: number): Promise<ChildProcess> {
-    const receiver = spawn("ip", ["netns", "exec", ns.name, "python3", "-c", RECEIVER, address, String(port)], { stdio: ["ignore", "pipe", "inherit"] });
-    try {
-        await new Promise<void>((resolve, reject) => {
-            const timer = setTimeout(() => reject(new Error("receiver not ready in 5 s")), 5000);
-            receiver.stdout.on("data", () => {
-                clearTimeout(timer);
-                resolve();
-            });
-            receiver.on("exit", (code) => {
-                clearTimeout(timer);
-                reject(new Error(`receiver exited ${String(code)}`));
-            });
-        });
-    } catch (error) {
-        receiver.kill("SIGKILL");
-        throw error;
-    }
-    receiver.removeAllListeners("exit");
-    return receiver;
+export function startReceiver(ns: NetNs, address: string, port: number): Promise<ChildProcess> {
+    return startReady(ns, ["python3", "-c", RECEIVER, address, String(port)]);
 }
 
 /**

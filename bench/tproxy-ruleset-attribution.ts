@@ -17,15 +17,23 @@
  * rule evaluation serves many bytes; a real NIC's GRO aggregates forwarded TCP the same way, but
  * small-packet traffic (UDP, no GRO) pays the per-packet cost on more packets per byte.
  * Env: BENCH_SECONDS (default 2), BENCH_ROUNDS (default 3). Namespaces and TEST-NET only.
+ *
+ * --small-packets: the same question for 64-byte UDP (bench/udpFlood.ts), where every packet pays
+ * every rule it reaches. For each kind of traffic that leaves the chain at a guard, the table is
+ * loaded with growing prefixes of the prerouting chain up to that guard, against empty chains on
+ * the same hooks; rows are the sender's CPU nanoseconds per forwarded packet (medians over
+ * interleaved rounds) and what each added rule costs. Conntrack on throughout (lab_nat).
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { activationStatements, nftRulesetInput, renderNftRuleset } from "../components/tproxy/nftRuleset";
-import { LAB, TproxyLab, labConfig } from "../test/support/tproxyLab";
+import { LAB, TproxyLab, labConfig } from "../lab/tproxyLab";
 import { chainRules, keepRules } from "./rulesetVariant";
 import { median, sendFor, startReceiver, type Throughput } from "./throughputProbe";
+import { UdpFlood } from "./udpFlood";
+import type { NetNs } from "../lab/netns";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? "2");
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? "3");
@@ -111,7 +119,99 @@ function variants(): Variant[] {
     ];
 }
 
+interface SmallPacketKind {
+    readonly kind: string;
+    readonly forwarder: "nodeA" | "nodeB";
+    readonly destination: string;
+    readonly active: readonly ("ipv4" | "ipv6")[];
+    /** The guard that returns this traffic: the last rule its packets evaluate. */
+    readonly leavesAt: RegExp;
+}
+
+const SMALL_PACKET_KINDS: readonly SmallPacketKind[] = [
+    {
+        kind: "node without the VIP -> internet",
+        forwarder: "nodeB",
+        destination: LAB.destViaB4,
+        active: [],
+        leavesAt: /^meta nfproto != @tproxy_active return/,
+    },
+    {
+        kind: "diverting node, bypassed -> Service",
+        forwarder: "nodeA",
+        destination: LAB.service4,
+        active: ["ipv4", "ipv6"],
+        leavesAt: /^ip daddr @cluster_dst_v4 return/,
+    },
+];
+const UDP_PORT = 5301;
+
+async function smallPacketAttribution(): Promise<void> {
+    const input = nftRulesetInput(labConfig({ bindMode: "vip" }));
+    const full = renderNftRuleset(input);
+    const rules = chainRules(full, "prerouting");
+    const lab = new TproxyLab();
+    const flood = new UdpFlood();
+    try {
+        lab.policyRouting(lab.nodeA);
+        lab.addVips(lab.nodeA);
+        lab.track(await flood.startSink(lab.sink, "0.0.0.0", UDP_PORT, 1));
+        interface Row {
+            readonly kind: SmallPacketKind;
+            readonly label: string;
+            readonly text: string;
+            readonly nsPerPacket: number[];
+        }
+        const rows: Row[] = [];
+        for (const kind of SMALL_PACKET_KINDS) {
+            const exit = rules.findIndex((rule) => kind.leavesAt.test(rule));
+            if (exit < 0) throw new Error(`${kind.kind}: no rule matches ${String(kind.leavesAt)}`);
+            const activation = `${activationStatements(LAB.tableName, kind.active).join("\n")}\n`;
+            rows.push({ kind, label: "empty chains, same hooks", text: `${keepRules(full, () => false)}${activation}`, nsPerPacket: [] });
+            for (let k = 0; k <= exit; k++) {
+                rows.push({
+                    kind,
+                    label: `+ ${rules[k]!.split(" comment ")[0]!.slice(0, 56)}`,
+                    text: `${keepRules(full, (_rule, index, chain) => chain !== "prerouting" || index <= k)}${activation}`,
+                    nsPerPacket: [],
+                });
+            }
+        }
+        const load0 = loadavg();
+        for (let round = 0; round < ROUNDS; round++) {
+            for (const row of rows) {
+                const node: NetNs = lab[row.kind.forwarder];
+                const loaded = lab.nft(node, row.text);
+                if (loaded.status !== 0) throw new Error(`${row.label}: ${loaded.stderr}`);
+                const result = flood.floodFor(lab.client, row.kind.destination, UDP_PORT, SECONDS, 0, node, "up0");
+                row.nsPerPacket.push(1e9 / result.perCpuSecond);
+            }
+        }
+        const load1 = loadavg();
+        console.log(`64-byte UDP, client -> node -> sink; ${ROUNDS} rounds x ${SECONDS} s, interleaved; sender CPU 0, sink CPU 1; conntrack on`);
+        console.log(`load average before ${load0.map((x) => x.toFixed(2)).join(" ")}, after ${load1.map((x) => x.toFixed(2)).join(" ")}`);
+        console.log("ns/pkt: the sender's CPU nanoseconds per forwarded packet (median); +ns: against the row above; % against empty chains");
+        for (const kind of SMALL_PACKET_KINDS) {
+            const own = rows.filter((r) => r.kind === kind);
+            const base = median(own[0]!.nsPerPacket);
+            console.log(`\n${kind.kind} (leaves the chain at prerouting rule ${own.length - 1})`);
+            let previous = base;
+            for (const row of own) {
+                const ns = median(row.nsPerPacket);
+                console.log(
+                    `  ${row.label.padEnd(62)} ${ns.toFixed(0).padStart(6)} ns/pkt  ${(ns - previous >= 0 ? "+" : "") + (ns - previous).toFixed(0).padStart(4)} ns  ${(((ns - base) / base) * 100).toFixed(1).padStart(5)}%`,
+                );
+                previous = ns;
+            }
+        }
+    } finally {
+        flood.dispose();
+        lab.dispose();
+    }
+}
+
 async function main(): Promise<void> {
+    if (process.argv.includes("--small-packets")) return smallPacketAttribution();
     const all = variants();
     const load0 = loadavg();
     const lab = new TproxyLab();

@@ -2,9 +2,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { nftRulesetInput, outputRules, preroutingRules, renderNftRuleset } from "../components/tproxy/nftRuleset";
 import { chainRules, keepRules } from "../bench/rulesetVariant";
-import { labConfig } from "./support/tproxyLab";
-import { hostToolsMissing } from "./support/hostTools";
-import { NetNs } from "./support/netns";
+import { labConfig } from "../lab/tproxyLab";
+import { hostToolsMissing } from "../lab/hostTools";
+import { NetNs } from "../lab/netns";
 
 const input = nftRulesetInput(labConfig({ bindMode: "vip" }));
 const rendered = renderNftRuleset(input);

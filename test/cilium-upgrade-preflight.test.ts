@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CILIUM_NAMESPACE, DEFAULT_RELEASE, Scenario } from "./support/kubeproxyScenario";
 import type { FakeRelease } from "./support/fakeKubeCluster";
-import { hostToolsMissing } from "./support/hostTools";
+import { hostToolsMissing } from "../lab/hostTools";
 import { valueKeyPaths } from "../components/cilium/chartVersionRules";
 import { chartKeySet1190, chartKeyVerdict } from "../components/cilium/chartKeys/chartKeySet";
 

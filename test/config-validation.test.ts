@@ -12,7 +12,7 @@ import { hostKeyProblem as policyHostKeyProblem } from "../policy/invariants";
 import { recordProgramOutcome } from "../tools/mockRuntime";
 import { readStackFile } from "../tools/stackFile";
 import { ecdsaHostKey, ed25519HostKey, keyLine, rsaHostKey } from "./support/hostKeys";
-import { hostToolsMissing } from "./support/hostTools";
+import { hostToolsMissing } from "../lab/hostTools";
 import { runProgram } from "./support/program";
 import { PROJECT, ROOT, rawStack, withValue, withValues } from "./support/stacks";
 

@@ -3,8 +3,8 @@ import { after, before, describe, test } from "node:test";
 import { spawnSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import * as path from "node:path";
-import { hostToolsMissing } from "./support/hostTools";
-import { SshLab } from "./support/sshLab";
+import { hostToolsMissing } from "../lab/hostTools";
+import { SshLab } from "../lab/sshLab";
 import { Scenario, fixture, type JsonObject } from "./support/kubeproxyScenario";
 import {
     DRIFT_NODE,

@@ -14,7 +14,7 @@ import { clusterFindings, type ClusterObservation } from "../components/drift/cl
 import { expectedActivation, staleStateFindings } from "../components/drift/nodeFindings";
 import { exitCode, formatReport, drift, unchecked } from "../components/drift/findings";
 import { ROOT } from "./support/stacks";
-import { hostToolsMissing } from "./support/hostTools";
+import { hostToolsMissing } from "../lab/hostTools";
 import { Scenario } from "./support/kubeproxyScenario";
 
 /* The drift check's decisions and repairs, without a cluster or a node. */

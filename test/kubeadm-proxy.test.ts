@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Scenario, fixture, type JsonObject } from "./support/kubeproxyScenario";
-import { hostToolsMissing } from "./support/hostTools";
+import { hostToolsMissing } from "../lab/hostTools";
 
 /*
  * kubeadm-proxy-disable.sh / -restore.sh / -status.sh against the cluster stand-in. The fixture

@@ -4,7 +4,7 @@ import { CLUSTER_SCRIPTS, readScript } from "../components/kubeproxy/scriptFiles
 import { clusterUidOf } from "../components/commands/clusterIdentity";
 import { STEP, TYPE } from "../components/resourceNames";
 import { DEFAULT_CLUSTER_UID } from "./support/fakeKubeCluster";
-import { hostToolsMissing } from "./support/hostTools";
+import { hostToolsMissing } from "../lab/hostTools";
 import { runProgram } from "./support/program";
 import { MINIMAL_CLUSTER_ENV, Scenario, type JsonObject } from "./support/kubeproxyScenario";
 

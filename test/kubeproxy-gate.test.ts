@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { CILIUM_NAMESPACE, Scenario, agentPodName, fixture, type JsonObject } from "./support/kubeproxyScenario";
-import { hostToolsMissing } from "./support/hostTools";
+import { hostToolsMissing } from "../lab/hostTools";
 
 const skip = hostToolsMissing(["jq", "timeout"]);
 const gateEnv = { CILIUM_NAMESPACE, ROLLOUT_TIMEOUT: 2, EXEC_TIMEOUT: 20 } as const;

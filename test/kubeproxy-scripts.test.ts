@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { hostToolsMissing } from "./support/hostTools";
+import { hostToolsMissing } from "../lab/hostTools";
 import { readFileSync } from "node:fs";
 import {
     CLUSTER_SCRIPTS,

@@ -4,8 +4,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { hostToolsMissing } from "./support/hostTools";
-import { NetNs } from "./support/netns";
+import { hostToolsMissing } from "../lab/hostTools";
+import { NetNs } from "../lab/netns";
 import { readScript, scriptPath } from "../components/kubeproxy/scriptFiles";
 
 /*

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { CILIUM_NAMESPACE, DEFAULT_RELEASE, Scenario, type JsonObject } from "./support/kubeproxyScenario";
-import { hostToolsMissing } from "./support/hostTools";
+import { hostToolsMissing } from "../lab/hostTools";
 
 const skip = hostToolsMissing(["jq", "timeout"]);
 const SNAPSHOT = "cilium-pre-kpr-values";

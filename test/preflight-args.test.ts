@@ -12,8 +12,8 @@ import {
     operatorPreflightEnv,
 } from "../components/preflight/preflightArgs";
 import { validateStackConfig, type MigrationConfig, type RawStackConfig } from "../components/config/validate";
-import { hostToolsMissing } from "./support/hostTools";
-import { NetNs } from "./support/netns";
+import { hostToolsMissing } from "../lab/hostTools";
+import { NetNs } from "../lab/netns";
 import { PROJECT, rawStack, withValues } from "./support/stacks";
 
 function config(raw: RawStackConfig): MigrationConfig {

@@ -5,8 +5,8 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
 import { NODE_PREFLIGHT_SCRIPT } from "../components/preflight/preflightArgs";
-import { hostToolsMissing } from "./support/hostTools";
-import { NetNs } from "./support/netns";
+import { hostToolsMissing } from "../lab/hostTools";
+import { NetNs } from "../lab/netns";
 
 /*
  * node-preflight.sh executed for real inside network namespaces this test creates: the ip rules,

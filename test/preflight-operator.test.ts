@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { test } from "node:test";
 import { OPERATOR_PREFLIGHT_SCRIPT } from "../components/preflight/preflightArgs";
 import type { FakeCall, FakeSettings } from "./support/fakeKubeCluster";
-import { hostToolsMissing } from "./support/hostTools";
+import { hostToolsMissing } from "../lab/hostTools";
 
 /*
  * operator-preflight.sh against the shared stand-in kubectl/helm (test/support/fake-kubectl),

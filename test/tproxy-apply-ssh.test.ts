@@ -2,8 +2,10 @@ import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import * as path from "node:path";
-import { hostToolsMissing } from "./support/hostTools";
-import { SshLab, layoutUnder, sleep } from "./support/sshLab";
+import { setTimeout as sleep } from "node:timers/promises";
+import { hostToolsMissing } from "../lab/hostTools";
+import { networkState, type NetworkState } from "../lab/networkState";
+import { SshLab, layoutUnder } from "../lab/sshLab";
 import { renderNodeBundle, type NodeBundle } from "../components/tproxy/nodeBundle";
 import { policyRouteSpec, type PolicyRouteSpec } from "../components/tproxy/policyRoutes";
 import { applyCommand, confirmCommand, deleteCommand, type RemoteSettings } from "../components/tproxy/remoteScript";
@@ -43,21 +45,14 @@ function bundleFor(lab: SshLab, rules: string, spec: PolicyRouteSpec = routes): 
     return renderNodeBundle({ tableName: TABLE, ruleset: rules, routes: spec, layout: layoutUnder(lab.root) });
 }
 
-interface NodeState {
-    readonly ruleset: string;
-    readonly rules4: string;
-    readonly rules6: string;
-    readonly table100: string;
+interface NodeState extends NetworkState {
     readonly files: string;
 }
 
 /** Everything the apply may touch, as text: `nft -a` shows handles, so re-created rules differ. */
 function nodeState(lab: SshLab): NodeState {
     return {
-        ruleset: lab.node.sh("nft -a list ruleset"),
-        rules4: lab.node.sh("ip -4 rule show"),
-        rules6: lab.node.sh("ip -6 rule show"),
-        table100: lab.node.sh("{ ip -4 route show table 100; ip -6 route show table 100; } 2>/dev/null || true"),
+        ...networkState((script) => lab.node.sh(script), "-a", 100),
         files: lab.node.sh(
             `cd ${lab.root} && find . -path ./var/lib/cilium-kpr-tproxy -prune -o -printf '%p %m %u:%g %s\\n' | sort && find . -type f -not -path './var/lib/*' -exec sha256sum {} + | sort`,
         ),
@@ -268,7 +263,7 @@ describe("tproxy apply/confirm/delete over real SSH", { skip }, () => {
         assert.equal(reverted.ruleset, before.ruleset);
         assert.equal(reverted.rules4, before.rules4);
         assert.equal(reverted.rules6, before.rules6);
-        assert.equal(reverted.table100, before.table100);
+        assert.equal(reverted.routeTable, before.routeTable);
         assert.equal(reverted.files, before.files);
 
         const late = lab.ssh(confirmCommand(bundle, settings));
@@ -300,7 +295,7 @@ describe("tproxy apply/confirm/delete over real SSH", { skip }, () => {
         const reverted = nodeState(lab);
         assert.equal(reverted.rules4, atV1.rules4);
         assert.equal(reverted.rules6, atV1.rules6);
-        assert.equal(reverted.table100, atV1.table100);
+        assert.equal(reverted.routeTable, atV1.routeTable);
         assert.equal(reverted.files, atV1.files);
         assert.equal(lab.node.sh("nft list ruleset"), rulesetAtV1);
         assert.equal(lab.ssh(confirmCommand(v2, settings)).status, 1);

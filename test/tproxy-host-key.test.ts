@@ -9,9 +9,9 @@ import { validateStackConfig, type MigrationConfig } from "../components/config/
 import { renderNodeBundle } from "../components/tproxy/nodeBundle";
 import { applyCommand } from "../components/tproxy/remoteScript";
 import { TYPE } from "../components/resourceNames";
-import { hostToolsMissing } from "./support/hostTools";
+import { hostToolsMissing } from "../lab/hostTools";
 import { runProgram } from "./support/program";
-import { LAB_NODE_ADDRESS, SshLab, layoutUnder } from "./support/sshLab";
+import { LAB_NODE_ADDRESS, SshLab, layoutUnder } from "../lab/sshLab";
 import { PROJECT, rawStack, withValues } from "./support/stacks";
 
 /*

@@ -12,9 +12,9 @@ import {
 } from "../components/tproxy/keepalivedNotify";
 import { ACTIVATION_SET, nftRulesetInput, renderNftRuleset } from "../components/tproxy/nftRuleset";
 import { DEFAULT_NODE_LAYOUT } from "../components/tproxy/nodeLayout";
-import { hostToolsMissing } from "./support/hostTools";
-import type { NetNs } from "./support/netns";
-import { LAB, TproxyLab, labConfig, probe, stop, waitFor } from "./support/tproxyLab";
+import { hostToolsMissing } from "../lab/hostTools";
+import type { NetNs } from "../lab/netns";
+import { LAB, TproxyLab, labConfig, probe, stop, waitFor } from "../lab/tproxyLab";
 
 const config = labConfig({ bindMode: "vip" });
 

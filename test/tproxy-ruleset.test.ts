@@ -15,9 +15,9 @@ import {
     type NftRulesetInput,
 } from "../components/tproxy/nftRuleset";
 import { DEFAULT_RESERVED_V4, DEFAULT_RESERVED_V6, minimalCover, reservedDestinations } from "../components/tproxy/reservedRanges";
-import { hostToolsMissing } from "./support/hostTools";
-import { NetNs } from "./support/netns";
-import { labConfig } from "./support/tproxyLab";
+import { hostToolsMissing } from "../lab/hostTools";
+import { NetNs } from "../lab/netns";
+import { labConfig } from "../lab/tproxyLab";
 
 function stack(file: string, tproxyOverride?: Record<string, unknown>): MigrationConfig {
     const doc = parse(readFileSync(path.join(__dirname, "..", file), "utf8")) as { config: Record<string, unknown> };
@@ -71,19 +71,20 @@ describe("renderNftRuleset (text)", () => {
         assert.match(text, /type route hook output priority mangle \+ 1; policy accept;/);
     });
 
-    it("guards come before the activation check, and that before diverting, in both chains", () => {
+    it("the activation check comes first (a node without the VIP stops there), every guard before diverting, fib last, in both chains", () => {
         for (const chain of ["prerouting", "output"]) {
             const rules = chainBody(text, chain);
             const at = (re: RegExp) => rules.findIndex((r) => re.test(r));
             const order = [
+                /^meta nfproto != @tproxy_active return/,
                 /^meta mark & 0x00000f00 != 0 return/,
                 /^meta mark 0x000000ff return/,
                 /^ct direction reply return/,
-                /^fib daddr type \{ local, broadcast, anycast, multicast \} return/,
                 /^ip saddr @pod_src_v4 return/,
-                /^meta nfproto != @tproxy_active return/,
+                /^fib daddr type \{ local, broadcast, anycast, multicast \} return/,
                 /meta mark set 0x00000001/,
             ].map(at);
+            assert.equal(order[0], 0, `${chain}: the activation check is the first rule`);
             assert.ok(
                 order.every((i) => i >= 0),
                 `${chain}: ${JSON.stringify(order)}`,

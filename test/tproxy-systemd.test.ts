@@ -8,13 +8,14 @@ import { ACTIVATION_SET } from "../components/tproxy/nftRuleset";
 import { nodeTproxyBundle, type NodeBundle } from "../components/tproxy/nodeBundle";
 import { DEFAULT_NODE_LAYOUT, unitNameOf } from "../components/tproxy/nodeLayout";
 import { applyCommand, confirmCommand, deleteCommand, remoteSettings, type RemoteSettings } from "../components/tproxy/remoteScript";
-import { systemdNodesMissing } from "./support/systemdNode";
-import { LabNode, PROXY_UNIT, SystemdLab, WILDCARD_LOG, WILDCARD_PORT } from "./support/systemdLab";
-import { LAB, labConfig, probe, startServer, waitFor } from "./support/tproxyLab";
+import { networkState, type NetworkState } from "../lab/networkState";
+import { systemdNodesMissing } from "../lab/systemdNode";
+import { LabNode, PROXY_UNIT, SystemdLab, WILDCARD_LOG, WILDCARD_PORT } from "../lab/systemdLab";
+import { LAB, labConfig, probe, startServer, waitFor } from "../lab/tproxyLab";
 
 /*
  * Issue 9 point 5: the production path on real systemd nodes. Both lab nodes are Debian bookworm
- * machines with systemd as PID 1 (test/support/systemdNode.ts), running sshd, keepalived, Debian's
+ * machines with systemd as PID 1 (lab/systemdNode.ts), running sshd, keepalived, Debian's
  * nftables.service and systemd-networkd; the bundle is the one the program builds for each node
  * (nodeTproxyBundle, the default on-node layout, systemd "auto") and travels as the program's own
  * apply/confirm/delete command texts over real, host-key-pinned SSH from the LAN client.
@@ -38,11 +39,7 @@ const FAMILIES = [
 ] as const;
 const PROTOS = ["tcp", "udp"] as const;
 
-interface NodeState {
-    readonly ruleset: string;
-    readonly rules4: string;
-    readonly rules6: string;
-    readonly table100: string;
+interface NodeState extends NetworkState {
     readonly files: string;
     readonly units: string;
 }
@@ -53,10 +50,7 @@ interface NodeState {
  */
 function nodeState(node: LabNode): NodeState {
     return {
-        ruleset: node.sh("nft -s list ruleset"),
-        rules4: node.sh("ip -4 rule show"),
-        rules6: node.sh("ip -6 rule show"),
-        table100: node.sh("{ ip -4 route show table 100 || true; ip -6 route show table 100 || true; } 2>/dev/null"),
+        ...networkState((script) => node.sh(script), "-s", 100),
         files: node.sh(
             [
                 "cd / && find etc usr/local var/lib -xdev \\( -path var/lib/systemd -o -path var/lib/dpkg -o -path var/lib/apt -o -path var/lib/cilium-kpr-tproxy \\) -prune -o -printf '%y %p %m %u:%g %l\\n' | sort",

@@ -7,7 +7,7 @@ import { chmodSync, existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSyn
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import * as YAML from "yaml";
-import { hostToolsMissing } from "./support/hostTools";
+import { hostToolsMissing } from "../lab/hostTools";
 import { ROOT } from "./support/stacks";
 import { runProgram } from "./support/program";
 import { TYPE } from "../components/resourceNames";

@@ -3,7 +3,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import * as YAML from "yaml";
-import { LAB_NODE_ADDRESS, SshLab, layoutUnder } from "./sshLab";
+import { LAB_NODE_ADDRESS, SshLab, layoutUnder } from "../../lab/sshLab";
 import { ROOT } from "./stacks";
 import type { MigrationConfig } from "../../components/config/validate";
 import type { NodeConfig } from "../../components/config/schema";

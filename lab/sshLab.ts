@@ -1,17 +1,12 @@
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { link, NetNs, run } from "./netns";
-import { NODE_FILES } from "../../components/tproxy/nodeBundle";
-import { DEFAULT_NODE_LAYOUT, type NodeLayout } from "../../components/tproxy/nodeLayout";
-
-export interface SshResult {
-    readonly status: number;
-    readonly stdout: string;
-    readonly stderr: string;
-    readonly elapsedMs: number;
-}
+import { sshRun, type SshResult } from "./ssh";
+import { NODE_FILES } from "../components/tproxy/nodeBundle";
+import { DEFAULT_NODE_LAYOUT, type NodeLayout } from "../components/tproxy/nodeLayout";
 
 export interface SshOptions {
     /** known_hosts file to pin against (defaults to the lab's real host key). */
@@ -132,43 +127,19 @@ export class SshLab {
 
     /** Runs `command` on the node through a fresh ssh connection from the client namespace. */
     ssh(command: string, options: SshOptions = {}): SshResult {
-        const started = Date.now();
-        const r = spawnSync(
-            "ip",
-            [
-                "netns",
-                "exec",
-                this.client.name,
-                "ssh",
-                "-F",
-                "/dev/null",
-                ...(options.options ?? []).flatMap((o) => ["-o", o]),
-                "-i",
-                this.clientKey,
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                `UserKnownHostsFile=${options.knownHosts ?? this.knownHosts}`,
-                "-o",
-                "GlobalKnownHostsFile=/dev/null",
-                "-o",
-                "UpdateHostKeys=no",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=2",
-                "-o",
-                "ServerAliveInterval=1",
-                "-o",
-                "ServerAliveCountMax=2",
-                `root@${LAB_NODE_ADDRESS}`,
-                command,
-            ],
-            { encoding: "utf8", timeout: options.timeoutMs ?? 60_000, killSignal: "SIGKILL" },
+        return sshRun(
+            {
+                from: this.client,
+                identity: this.clientKey,
+                knownHosts: options.knownHosts ?? this.knownHosts,
+                address: LAB_NODE_ADDRESS,
+                connectTimeoutSeconds: 2,
+                serverAliveCountMax: 2,
+                ...(options.options === undefined ? {} : { options: options.options }),
+                timeoutMs: options.timeoutMs ?? 60_000,
+            },
+            command,
         );
-        return { status: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? "", elapsedMs: Date.now() - started };
     }
 
     dispose(): void {
@@ -184,10 +155,6 @@ export class SshLab {
             }
         }
     }
-}
-
-export function sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /**

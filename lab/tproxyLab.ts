@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { validateStackConfig, type MigrationConfig } from "../../components/config/validate";
+import { validateStackConfig, type MigrationConfig } from "../components/config/validate";
 import { link, NetNs } from "./netns";
 
 /**

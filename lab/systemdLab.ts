@@ -1,9 +1,9 @@
-import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import type { MigrationConfig } from "../../components/config/validate";
-import { notifyLines } from "../../components/tproxy/keepalivedNotify";
+import type { MigrationConfig } from "../components/config/validate";
+import { notifyLines } from "../components/tproxy/keepalivedNotify";
 import { link, NetNs, run } from "./netns";
+import { sshRun, type SshResult } from "./ssh";
 import { SystemdNode, type BootResult } from "./systemdNode";
 import { LAB, LAB_PYTHON } from "./tproxyLab";
 
@@ -128,13 +128,6 @@ export class LabNode {
     try(script: string, timeoutMs?: number): ReturnType<SystemdNode["try"]> {
         return this.machine.try(script, timeoutMs);
     }
-}
-
-export interface SshResult {
-    readonly status: number;
-    readonly stdout: string;
-    readonly stderr: string;
-    readonly elapsedMs: number;
 }
 
 export class SystemdLab {
@@ -321,42 +314,18 @@ export class SystemdLab {
 
     /** `command` on `node` through a fresh, host-key-pinned ssh connection from the client (as remote.Command does). */
     ssh(node: LabNode, command: string, timeoutMs = 60_000): SshResult {
-        const started = Date.now();
-        const r = spawnSync(
-            "ip",
-            [
-                "netns",
-                "exec",
-                this.client.name,
-                "ssh",
-                "-F",
-                "/dev/null",
-                "-i",
-                this.clientKey,
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                `UserKnownHostsFile=${node.knownHosts}`,
-                "-o",
-                "GlobalKnownHostsFile=/dev/null",
-                "-o",
-                "UpdateHostKeys=no",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=3",
-                "-o",
-                "ServerAliveInterval=1",
-                "-o",
-                "ServerAliveCountMax=3",
-                `root@${node.spec.lan4}`,
-                command,
-            ],
-            { encoding: "utf8", timeout: timeoutMs, killSignal: "SIGKILL" },
+        return sshRun(
+            {
+                from: this.client,
+                identity: this.clientKey,
+                knownHosts: node.knownHosts,
+                address: node.spec.lan4,
+                connectTimeoutSeconds: 3,
+                serverAliveCountMax: 3,
+                timeoutMs,
+            },
+            command,
         );
-        return { status: r.status ?? -1, stdout: r.stdout ?? "", stderr: r.stderr ?? "", elapsedMs: Date.now() - started };
     }
 
     async dispose(): Promise<void> {

@@ -2,6 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import * as path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { hostToolsMissing } from "./hostTools";
 import { run } from "./netns";
 
@@ -9,7 +10,7 @@ import { run } from "./netns";
  * Lab nodes that are real Debian bookworm systems with systemd as PID 1, booted with
  * systemd-nspawn into a network namespace the test created.
  *
- * Root filesystem: built by test/support/node-rootfs.sh with mmdebstrap from Debian's packages
+ * Root filesystem: built by lab/node-rootfs.sh with mmdebstrap from Debian's packages
  * and cached under /var/cache/cilium-kpr (`.ci/run` builds it before `npm test`). Every node is an
  * overlayfs whose read-only lower layer is that cached tree and whose upper layer is the node's own
  * persistent directory: files written and units enabled on the node survive a "reboot".
@@ -51,7 +52,7 @@ export function systemdNodesMissing(): string | false {
         rootfs = `(${String(error)})`;
     }
     if (existsSync(path.join(rootfs, "usr/lib/systemd/systemd"))) return false;
-    const reason = `the systemd lab root filesystem ${rootfs} is not built: run \`bash test/support/node-rootfs.sh build\``;
+    const reason = `the systemd lab root filesystem ${rootfs} is not built: run \`bash lab/node-rootfs.sh build\``;
     if (process.env.CI === "true") throw new Error(`CI=true but this test cannot run: ${reason} (.ci/run must build it)`);
     return reason;
 }
@@ -245,8 +246,4 @@ function commandLine(pid: string): string {
     } catch {
         return "";
     }
-}
-
-function sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => setTimeout(resolve, ms));
 }
