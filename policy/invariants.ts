@@ -1,6 +1,5 @@
 import { hostKeyProblem as configHostKeyProblem, hostKeyPlaceholderText } from "../components/config/hostKey";
-import { STEP, TYPE } from "../components/resourceNames";
-import { WAVE_STEP } from "../components/waves/waveSteps";
+import { STEP, TYPE, WAVE_STEP } from "../components/resourceNames";
 
 /*
  * The safety invariants the policy pack enforces, as pure functions over a small view of the
@@ -55,7 +54,7 @@ interface StepRef {
     readonly type: string;
 }
 
-const STALE_RULE_CLEANUP_PREFIX = STEP.staleRuleCleanup("");
+const STALE_RULE_CLEANUP_PREFIX = STEP.staleRuleCleanup.prefix;
 
 /**
  * kube-proxy removal (or its canary exclusion) waits for the KPR gate, the gate for the Cilium release,

@@ -1,9 +1,10 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import type { RecordedResource } from "../tools/mockRuntime";
 import { urnOf } from "../tools/planModel";
+import { STEP, stepOfName, TYPE, WAVE_STEP } from "../components/resourceNames";
 import { runProgram } from "./support/program";
 import { PROJECT, ROOT } from "./support/stacks";
 
@@ -72,4 +73,39 @@ test("every resource keeps its URN, options and explicit dependencies (prod, can
     const added = current.split("\n").filter((l) => !recorded.split("\n").includes(l));
     assert.deepEqual({ missing, added }, { missing: [], added: [] }, "resource identities changed (see the comment at the top of this file)");
     assert.equal(current, recorded);
+});
+
+test("every component type token is spelled once, in components/resourceNames.ts, and the program registers no other", async () => {
+    const literal = /["'`]cilium-kpr:index:/;
+    const sources = (dir: string): string[] =>
+        readdirSync(path.join(ROOT, dir), { withFileTypes: true }).flatMap((e) =>
+            e.isDirectory() ? sources(path.join(dir, e.name)) : e.name.endsWith(".ts") ? [path.join(dir, e.name)] : [],
+        );
+    const spelled = ["index.ts", ...sources("components"), ...sources("policy"), ...sources("tools")].filter((f) =>
+        literal.test(readFileSync(path.join(ROOT, f), "utf8")),
+    );
+    assert.deepEqual(spelled, [path.join("components", "resourceNames.ts")]);
+    const { resources } = await runProgram("prod", { migration: { waves: [["m600"], ["m601", "storage"]] } });
+    const components = new Set(resources.filter((r) => !r.custom).map((r) => r.type));
+    assert.deepEqual([...components].sort(), [TYPE.ciliumRelease, TYPE.migration, TYPE.nodeTproxy].sort());
+});
+
+test("stepOfName finds the step and node of every name the program declares, fixed names before per-node prefixes", async () => {
+    for (const shape of SHAPES) {
+        const { resources } = await runProgram(shape.stack, shape.overrides);
+        for (const r of resources) {
+            const step = stepOfName(r.name);
+            assert.ok(step, `${r.name} is a named step`);
+            const names: Record<string, string | ((node: string) => string)> = step.path === "single" ? STEP : WAVE_STEP;
+            const name = names[step.key]!;
+            assert.equal(typeof name === "function" ? name(step.node!) : name, r.name, `${r.name} resolves to ${JSON.stringify(step)}`);
+        }
+    }
+    assert.deepEqual(stepOfName("preflight-operator"), { path: "single", key: "operatorPreflight" });
+    assert.deepEqual(stepOfName(WAVE_STEP.nodeConfigCrdCheck), { path: "waves", key: "nodeConfigCrdCheck" });
+    assert.deepEqual(stepOfName("tproxy-apply-m600"), { path: "single", key: "tproxyApply", node: "m600" });
+    assert.deepEqual(stepOfName("tproxy-m600"), { path: "single", key: "nodeTproxy", node: "m600" });
+    assert.deepEqual(stepOfName("kpr-gate-m600"), { path: "waves", key: "agentGate", node: "m600" });
+    assert.equal(stepOfName("tproxy-"), undefined);
+    assert.equal(stepOfName("something-else"), undefined);
 });

@@ -4,7 +4,8 @@ import { validateStackConfig, type RawStackConfig } from "../components/config/v
 import { migratedNodes } from "../components/config/migratedNodes";
 import { MIGRATED_LABEL, planWaves } from "../components/waves/wavePlan";
 import { kubeProxyExclusionTerm, pendingNodeConfig } from "../components/waves/pendingNodeConfig";
-import { downActions, upActions, waveSteps, WAVE_STEP } from "../components/waves/waveSteps";
+import { downActions, upActions, waveSteps } from "../components/waves/waveSteps";
+import { WAVE_STEP } from "../components/resourceNames";
 import { PROJECT, rawStack, withValue, withValues } from "./support/stacks";
 
 function issuesOf(raw: RawStackConfig): string[] {

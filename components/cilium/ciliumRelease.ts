@@ -4,6 +4,7 @@ import * as random from "@pulumi/random";
 import type { CiliumSettings } from "../config/schema";
 import { ciliumValues, deepMerge, type HelmValues } from "./values";
 import { upgradePath } from "./upgradePath";
+import { TYPE } from "../resourceNames";
 
 export interface CiliumReleaseArgs {
     readonly cilium: CiliumSettings;
@@ -30,7 +31,7 @@ export class CiliumRelease extends pulumi.ComponentResource {
     readonly values: pulumi.Output<HelmValues>;
 
     constructor(name: string, args: CiliumReleaseArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("cilium-kpr:index:CiliumRelease", name, {}, opts);
+        super(TYPE.ciliumRelease, name, {}, opts);
         const { cilium } = args;
 
         let hashSeed: pulumi.Output<string | undefined> = pulumi.output(undefined);

@@ -3,12 +3,11 @@ import * as k8s from "@pulumi/kubernetes";
 import type * as command from "@pulumi/command";
 import type { MigrationConfig } from "../config/validate";
 import { clusterCommand } from "../commands/clusterCommand";
-import { STEP } from "../resourceNames";
+import { STEP, WAVE_STEP } from "../resourceNames";
 import { staleRuleCleanup } from "../kubeproxy/staleRuleCleanup";
 import { NodeTproxy } from "../tproxy/nodeTproxy";
 import { declaredWaves, MIGRATED_LABEL, planWaves, type Wave } from "./wavePlan";
 import { PENDING_NODE_CONFIG_NAME, pendingNodeConfig } from "./pendingNodeConfig";
-import { WAVE_STEP } from "./waveSteps";
 
 /**
  * The node-by-node migration's resources (components/waves/waveSteps.ts lists them with what each

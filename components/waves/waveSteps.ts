@@ -1,4 +1,5 @@
 import type { Wave } from "./wavePlan";
+import { WAVE_STEP } from "../resourceNames";
 
 /**
  * The node-by-node migration as an ordered list of steps: each step is one Pulumi resource, with
@@ -65,21 +66,6 @@ export interface WaveStep {
     readonly up: readonly Action[];
     readonly down: readonly Action[];
 }
-
-/** Logical names of the wave path's own steps (the per-node cleanup and tproxy keep their single-shot names). */
-export const WAVE_STEP = {
-    nodeConfigCrdCheck: "preflight-cilium-node-config-crd",
-    canaryAdoption: "kpr-canary-adoption",
-    pendingNodeConfig: "cilium-node-config-kpr-pending",
-    kubeProxyLabelAffinity: "kube-proxy-label-affinity",
-    pendingGate: "kpr-pending-gate",
-    drain: (node: string) => `drain-${node}`,
-    handover: (node: string) => `kpr-handover-${node}`,
-    agentGate: (node: string) => `kpr-gate-${node}`,
-    nodeServices: (node: string) => `node-services-${node}`,
-    uncordon: (node: string) => `uncordon-${node}`,
-    wave: (index: number) => `wave-${index}`,
-} as const;
 
 export interface WaveStepOptions {
     readonly drain: boolean;
