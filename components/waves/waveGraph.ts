@@ -161,7 +161,7 @@ export function waveSteps(args: WaveGraphArgs, release: pulumi.Resource, pending
             );
             const cleanup = staleRuleCleanup(node, cluster, sshPrivateKey, { parent, dependsOn: [gate] });
             const tproxy = config.tproxy.enabled
-                ? new NodeTproxy(STEP.nodeTproxy(name), { config, node, privateKey: sshPrivateKey, dependsOn: [cleanup] }, { parent })
+                ? new NodeTproxy(STEP.nodeTproxy(name), { config, node, privateKey: sshPrivateKey }, { parent, dependsOn: [cleanup] })
                 : undefined;
             const services = clusterCommand(
                 WAVE_STEP.nodeServices(name),
