@@ -55,7 +55,9 @@ export type StepKey = keyof typeof STEP;
 export type WaveStepKey = keyof typeof WAVE_STEP;
 
 /** Which step a logical name is, and for a per-node step which node. */
-export type NamedStep = ({ readonly path: "single"; readonly key: StepKey } | { readonly path: "waves"; readonly key: WaveStepKey }) & { readonly node?: string };
+export type NamedStep = ({ readonly path: "single"; readonly key: StepKey } | { readonly path: "waves"; readonly key: WaveStepKey }) & {
+    readonly node?: string;
+};
 
 const ALL_NAMES = [
     ...(Object.keys(STEP) as StepKey[]).map((key) => ({ step: { path: "single", key } as const, name: STEP[key] })),
