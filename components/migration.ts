@@ -22,7 +22,7 @@ import { NodeTproxy } from "./tproxy/nodeTproxy";
 import { migratedNodes, migrationScope } from "./config/migratedNodes";
 import { usesWaves, wavesScope } from "./waves/wavePlan";
 import { waveReleaseValues } from "./waves/pendingNodeConfig";
-import { preReleaseSteps, waveSteps, type WaveGraph } from "./waves/waveGraph";
+import { preReleaseSteps, waveGraph, type WaveGraph } from "./waves/waveGraph";
 
 /** One migrated node's own steps; which exist depends on the path and the config. */
 export interface MigratedNodeSteps {
@@ -95,7 +95,7 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
                 },
                 { ...child, dependsOn: [snapshot] },
             );
-            this.waves = waveSteps(graphArgs, this.cilium.release, pre.pendingNodeConfig);
+            this.waves = waveGraph(graphArgs, this.cilium.release, pre.pendingNodeConfig);
             this.nodes = this.waves.nodes;
             if (!this.waves.complete) {
                 // Stopped after an earlier wave (migration.stopAfterWave): kube-proxy stays for the other nodes.

@@ -68,13 +68,6 @@ test("the graph runs the planned steps in the planned order: each node's chain, 
         const plan = waveSteps(
             WAVES.map((nodes, i) => ({ index: i + 1, nodes })),
             { drain, tproxy: true },
-            {
-                staleRuleCleanup: STEP.staleRuleCleanup,
-                nodeTproxy: STEP.nodeTproxy,
-                release: STEP.ciliumRelease,
-                finalGate: STEP.kprGate,
-                removal: STEP.kubeProxyRemoval,
-            },
         );
         const names = customs(resources);
         for (const step of plan) for (const r of span(step.name)) assert.ok(names.has(r), `${r} is in the program`);

@@ -104,20 +104,12 @@ test("the pending CiliumNodeConfig: cilium.io/v2 in Cilium's namespace, selectin
 });
 
 test("steps: up runs each wave's node steps in order; destroy is the exact reverse, each step's delete", () => {
-    const names = {
-        staleRuleCleanup: (n: string) => `stale-rules-cleanup-${n}`,
-        nodeTproxy: (n: string) => `tproxy-${n}`,
-        release: "cilium",
-        finalGate: "kpr-gate",
-        removal: "kube-proxy-removal",
-    };
     const steps = waveSteps(
         [
             { index: 1, nodes: ["m600"] },
             { index: 2, nodes: ["m601"] },
         ],
         { drain: true, tproxy: true },
-        names,
     );
     assert.deepEqual(
         steps.map((s) => `${s.wave}:${s.name}`),

@@ -94,7 +94,7 @@ export interface WaveGraph {
 }
 
 /** kube-proxy's affinity, the pending gate and every wave, after the release. */
-export function waveSteps(args: WaveGraphArgs, release: pulumi.Resource, pendingNodeConfigResource: pulumi.Resource): WaveGraph {
+export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pendingNodeConfigResource: pulumi.Resource): WaveGraph {
     const { config, sshPrivateKey, parent } = args;
     const { cluster, cilium } = config;
     const kp = cluster.kubeProxy;
