@@ -104,7 +104,7 @@ test("the components hand the caller's dependsOn to the child that must wait, an
     assert.deepEqual(byName(resources, STEP.ciliumRelease, TYPE.helmRelease).dependsOn, [...CALLER, "upgrade-check"]);
     assert.deepEqual(byName(resources, STEP.tproxyApply("m600")).dependsOn, CALLER);
     assert.deepEqual(byName(resources, STEP.tproxyConfirm("m600")).dependsOn, [STEP.tproxyApply("m600")]);
-    // A component's own dependsOn would not hold its children back (pulumi/pulumi#8721); it is not registered with it.
+    // The edge is declared on the child that does the work, where the plan and the policy pack read it.
     assert.deepEqual(byName(resources, STEP.ciliumRelease, TYPE.ciliumRelease).dependsOn, []);
     assert.deepEqual(byName(resources, STEP.nodeTproxy("m600"), TYPE.nodeTproxy).dependsOn, []);
 });

@@ -23,8 +23,8 @@ export interface CiliumReleaseArgs {
  * Retained on delete: destroying the stack must never uninstall the cluster's CNI; the values
  * snapshot's delete is what returns Cilium to its pre-migration values.
  * What must finish before the release changes anything (the values snapshot) comes in
- * `opts.dependsOn` like every step's, and holds back the release: a component's own dependsOn does
- * not hold back its children (pulumi/pulumi#8721), so the component is registered without it.
+ * `opts.dependsOn` like every step's and is declared on the Release, not on the component (see
+ * NodeTproxy: the edge belongs to the resource that does the work).
  */
 export class CiliumRelease extends pulumi.ComponentResource {
     readonly release: k8s.helm.v3.Release;

@@ -18,9 +18,9 @@ export interface NodeTproxyArgs {
  * keepalived notify script. Apply arms a self-revert; confirm, over a fresh SSH connection, disarms it.
  * Every artifact is in the command text, so `pulumi preview` shows it; delete restores the node.
  * What it waits for (this node's stale-rule cleanup, the previous node's confirm) comes in
- * `opts.dependsOn` like every step's, and holds back the apply: a component's own dependsOn does not
- * hold back its children (pulumi/pulumi#8721; sdk/nodejs/runtime/resource.ts prepareResource gathers a
- * resource's own dependsOn only), so the component itself is registered without it.
+ * `opts.dependsOn` like every step's and is declared on the apply, not on the component: the SDK sends
+ * a resource's own dependsOn only (sdk/nodejs/runtime/resource.ts prepareResource), so on the component
+ * the edge would be missing from the apply's recorded dependencies, which the plan and the policy pack read.
  */
 export class NodeTproxy extends pulumi.ComponentResource {
     readonly apply: command.remote.Command;
