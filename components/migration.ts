@@ -2,7 +2,6 @@ import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import type * as command from "@pulumi/command";
 import type { StackConfig } from "./config/stackConfig";
-import { migratedNodes } from "./config/migratedNodes";
 import { CiliumRelease } from "./cilium/ciliumRelease";
 import { releaseIdentityGuard } from "./cilium/releaseIdentity";
 import { withClusterIdentity } from "./commands/clusterCommand";
@@ -20,10 +19,19 @@ import {
 import { staleRuleCleanup, staleRuleVerify } from "./kubeproxy/staleRuleCleanup";
 import { STEP, TYPE } from "./resourceNames";
 import { NodeTproxy } from "./tproxy/nodeTproxy";
-import { clusterCommand } from "./commands/clusterCommand";
+import { migratedNodes, migrationScope } from "./config/migratedNodes";
 import { usesWaves, wavesScope } from "./waves/wavePlan";
 import { waveReleaseValues } from "./waves/pendingNodeConfig";
-import { preReleaseSteps, waveSteps, type WaveGraph } from "./waves/waveGraph";
+import { preReleaseSteps, waveGraph, type WaveGraph } from "./waves/waveGraph";
+
+/** One migrated node's own steps; which exist depends on the path and the config. */
+export interface MigratedNodeSteps {
+    /** kube-proxy's leftovers removed from the node (not without KPR). */
+    readonly cleanup?: command.remote.Command;
+    readonly tproxy?: NodeTproxy;
+    /** Read-only: no kube-proxy state left on the node (single-shot path with KPR). */
+    readonly verify?: command.remote.Command;
+}
 
 /**
  * The whole migration as one resource graph (see ../shared/design.md):
@@ -32,6 +40,9 @@ import { preReleaseSteps, waveSteps, type WaveGraph } from "./waves/waveGraph";
  * With `migration.canaryNodes` the removal is a canary exclusion (kube-proxy kept off those nodes
  * only) and the per-node steps run on the canary nodes only.
  * `pulumi destroy` walks it backwards, and that walk is the rollback.
+ *
+ * This constructor decides the order: every step function and component takes what it waits for
+ * in `opts.dependsOn` from here and keeps it (components/kubeproxy/kubeProxyMigration.ts).
  */
 export class CiliumKprMigration extends pulumi.ComponentResource {
     readonly provider: k8s.Provider;
@@ -41,8 +52,8 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
     readonly kubeProxyRemoval?: command.local.Command;
     /** kubeadm's proxy.disabled, set once kube-proxy is removed from every node (not during a canary). */
     readonly kubeadmProxyDisabled?: command.local.Command;
-    readonly staleRuleCleanups: command.remote.Command[] = [];
-    readonly nodeTproxies: NodeTproxy[] = [];
+    /** Each migrated node's own steps, by node name. */
+    readonly nodes: ReadonlyMap<string, MigratedNodeSteps>;
     readonly verification?: command.local.Command;
     /** The node-by-node path's steps (`migration.waves` / `migration.waveSize`). */
     readonly waves?: WaveGraph;
@@ -79,17 +90,13 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
                 {
                     cilium: config.cilium,
                     provider: this.provider,
-                    dependsOn: [snapshot],
                     extraValues: waveReleaseValues(),
                     upgradePreflight: (values) => ciliumUpgradePreflight(config, values, { ...child, dependsOn: [snapshot] }),
                 },
-                child,
+                { ...child, dependsOn: [snapshot] },
             );
-            this.waves = waveSteps(graphArgs, this.cilium.release, pre.pendingNodeConfig);
-            for (const steps of this.waves.nodes.values()) {
-                this.staleRuleCleanups.push(steps.cleanup);
-                if (steps.tproxy) this.nodeTproxies.push(steps.tproxy);
-            }
+            this.waves = waveGraph(graphArgs, this.cilium.release, pre.pendingNodeConfig);
+            this.nodes = this.waves.nodes;
             if (!this.waves.complete) {
                 // Stopped after an earlier wave (migration.stopAfterWave): kube-proxy stays for the other nodes.
                 this.registerOutputs({ ciliumValues: this.cilium.values });
@@ -97,19 +104,13 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
             }
             // After the last wave: every agent gated, then kube-proxy backed up and deleted (its backup keeps
             // the label affinity, so a restore on destroy brings it back on no migrated node).
-            this.kprGate = clusterCommand(
-                STEP.kprGate,
-                {
-                    cluster: config.cluster,
-                    create: "kubeproxy/scripts/kpr-gate.sh",
-                    environment: { CILIUM_NAMESPACE: config.cilium.namespace },
-                    triggers: [this.cilium.values.apply((v) => JSON.stringify(v)), wavesScope(this.waves.waves)],
-                },
+            this.kprGate = kprGate(
+                { config, values: this.cilium.values, scope: [wavesScope(this.waves.waves)] },
                 { ...child, dependsOn: [this.cilium.release, ...this.waves.lastWave] },
             );
-            this.kubeProxyRemoval = kubeProxyRemoval(config, this.kprGate, child);
-            this.kubeadmProxyDisabled = kubeadmProxyDisabled(config, this.kubeProxyRemoval, child);
-            this.verification = postMigrationVerification(config, [this.kubeProxyRemoval, this.kubeadmProxyDisabled], child);
+            this.kubeProxyRemoval = kubeProxyRemoval(config, { ...child, dependsOn: [this.kprGate] });
+            this.kubeadmProxyDisabled = kubeadmProxyDisabled(config, { ...child, dependsOn: [this.kubeProxyRemoval] });
+            this.verification = postMigrationVerification(config, { ...child, dependsOn: [this.kubeProxyRemoval, this.kubeadmProxyDisabled] });
             this.registerOutputs({ ciliumValues: this.cilium.values });
             return;
         }
@@ -121,62 +122,51 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
             {
                 cilium: config.cilium,
                 provider: this.provider,
-                dependsOn: [snapshot],
                 upgradePreflight: (values) => ciliumUpgradePreflight(config, values, { ...child, dependsOn: [snapshot] }),
             },
-            child,
+            { ...child, dependsOn: [snapshot] },
         );
 
-        const migrated = migratedNodes(config);
-        const cleanups = new Map<string, command.remote.Command>();
-
         // Without KPR there is nothing to take over from kube-proxy: it must stay.
+        const canary = config.migration.canaryNodes.length > 0;
         if (config.cilium.kubeProxyReplacement) {
-            this.kprGate = kprGate({ config, release: this.cilium.release, values: this.cilium.values }, child);
-            this.kubeProxyRemoval =
-                config.migration.canaryNodes.length === 0
-                    ? kubeProxyRemoval(config, this.kprGate, child)
-                    : kubeProxyCanaryExclusion(config, this.kprGate, child);
-            if (config.migration.canaryNodes.length === 0) this.kubeadmProxyDisabled = kubeadmProxyDisabled(config, this.kubeProxyRemoval, child);
-            for (const node of migrated) {
-                const cleanup = staleRuleCleanup(node, config.cluster, sshPrivateKey, { ...child, dependsOn: [this.kubeProxyRemoval] });
-                cleanups.set(node.name, cleanup);
-                this.staleRuleCleanups.push(cleanup);
-            }
+            this.kprGate = kprGate(
+                // A chart upgrade restarts every agent on the new version: check them all again.
+                { config, values: this.cilium.values, scope: [migrationScope(config), `chart ${config.cilium.chartVersion}`] },
+                { ...child, dependsOn: [this.cilium.release] },
+            );
+            const afterGate = { ...child, dependsOn: [this.kprGate] };
+            this.kubeProxyRemoval = canary ? kubeProxyCanaryExclusion(config, afterGate) : kubeProxyRemoval(config, afterGate);
+            if (!canary) this.kubeadmProxyDisabled = kubeadmProxyDisabled(config, { ...child, dependsOn: [this.kubeProxyRemoval] });
         }
 
-        if (config.tproxy.enabled) {
+        const removal = this.kubeProxyRemoval;
+        const nodes = new Map<string, MigratedNodeSteps>();
+        const tproxies: NodeTproxy[] = [];
+        migratedNodes(config).forEach((node, i) => {
+            const cleanup = removal && staleRuleCleanup(node, config.cluster, sshPrivateKey, { ...child, dependsOn: [removal] });
             // Nodes change `nodeConcurrency` at a time (default one): each waits for the node
             // `nodeConcurrency` places before it to be confirmed reachable, so a bad change stops early.
-            migrated.forEach((node, i) => {
-                const cleanup = cleanups.get(node.name);
-                const previous = this.nodeTproxies[i - config.tproxy.nodeConcurrency];
-                this.nodeTproxies.push(
-                    new NodeTproxy(
-                        STEP.nodeTproxy(node.name),
-                        {
-                            config,
-                            node,
-                            privateKey: sshPrivateKey,
-                            dependsOn: [...(cleanup ? [cleanup] : [this.cilium.release]), ...(previous ? [previous.confirm] : [])],
-                        },
-                        child,
-                    ),
-                );
-            });
-        }
-
-        if (this.kubeProxyRemoval) {
+            const previous = tproxies[i - config.tproxy.nodeConcurrency];
+            const tproxy = config.tproxy.enabled
+                ? new NodeTproxy(
+                      STEP.nodeTproxy(node.name),
+                      { config, node, privateKey: sshPrivateKey },
+                      { ...child, dependsOn: [cleanup ?? this.cilium.release, ...(previous ? [previous.confirm] : [])] },
+                  )
+                : undefined;
+            if (tproxy) tproxies.push(tproxy);
             // Each node is checked after its own steps only: waiting for every node's steps would add
             // nodes² dependency edges (500,000 at 500 nodes) to the plan and the state.
-            const nodeChecks = migrated.map((node, i) =>
-                staleRuleVerify(node, sshPrivateKey, {
-                    ...child,
-                    dependsOn: [cleanups.get(node.name), this.nodeTproxies[i]?.confirm].filter((r) => r !== undefined),
-                }),
-            );
-            const clusterSteps = [this.kubeProxyRemoval, ...(this.kubeadmProxyDisabled ? [this.kubeadmProxyDisabled] : [])];
-            this.verification = postMigrationVerification(config, [...clusterSteps, ...nodeChecks], child);
+            const verify = removal && staleRuleVerify(node, sshPrivateKey, { ...child, dependsOn: [cleanup, tproxy?.confirm].filter((r) => r !== undefined) });
+            nodes.set(node.name, { cleanup, tproxy, verify });
+        });
+        this.nodes = nodes;
+
+        if (removal) {
+            const clusterSteps = [removal, ...(this.kubeadmProxyDisabled ? [this.kubeadmProxyDisabled] : [])];
+            const nodeChecks = [...nodes.values()].flatMap((n) => (n.verify ? [n.verify] : []));
+            this.verification = postMigrationVerification(config, { ...child, dependsOn: [...clusterSteps, ...nodeChecks] });
         }
 
         this.registerOutputs({ ciliumValues: this.cilium.values });

@@ -1,6 +1,5 @@
 import { hostKeyProblem as configHostKeyProblem, hostKeyPlaceholderText } from "../components/config/hostKey";
-import { STEP, TYPE } from "../components/resourceNames";
-import { WAVE_STEP } from "../components/waves/waveSteps";
+import { STEP, stepOfName, TYPE, WAVE_STEP } from "../components/resourceNames";
 
 /*
  * The safety invariants the policy pack enforces, as pure functions over a small view of the
@@ -55,8 +54,6 @@ interface StepRef {
     readonly type: string;
 }
 
-const STALE_RULE_CLEANUP_PREFIX = STEP.staleRuleCleanup("");
-
 /**
  * kube-proxy removal (or its canary exclusion) waits for the KPR gate, the gate for the Cilium release,
  * and each node's stale KUBE-* rule cleanup for the removal or exclusion (a cleanup while kube-proxy
@@ -88,10 +85,12 @@ export function orderingViolations(resources: readonly StackResourceView[]): Vio
         ...find({ name: STEP.kubeProxyCanaryExclusion, type: TYPE.localCommand }),
     ];
     const removalNames = `${STEP.kubeProxyRemoval} or ${STEP.kubeProxyCanaryExclusion}`;
-    for (const cleanup of resources.filter((r) => r.name.startsWith(STALE_RULE_CLEANUP_PREFIX))) {
+    for (const cleanup of resources) {
+        const step = stepOfName(cleanup.name);
+        if (step?.key !== "staleRuleCleanup" || step.node === undefined) continue;
         // Node by node (components/waves/): kube-proxy leaves the node in its handover, and the node's gate
         // proves its agent took over; kube-proxy's DaemonSet is removed only after the last wave.
-        const node = cleanup.name.slice(STALE_RULE_CLEANUP_PREFIX.length);
+        const node = step.node;
         const handovers = [
             ...find({ name: WAVE_STEP.handover(node), type: TYPE.localCommand }),
             ...find({ name: WAVE_STEP.agentGate(node), type: TYPE.localCommand }),

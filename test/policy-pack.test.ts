@@ -136,7 +136,7 @@ function canaryStack(): StackResourceView[] {
     return goodStack().map((r) =>
         r.name === STEP.kubeProxyRemoval
             ? { ...r, name: STEP.kubeProxyCanaryExclusion, urn: r.urn.replace(STEP.kubeProxyRemoval, STEP.kubeProxyCanaryExclusion) }
-            : r.name.startsWith(STEP.staleRuleCleanup(""))
+            : r.name.startsWith(STEP.staleRuleCleanup.prefix)
               ? { ...r, dependsOn: r.dependsOn.map((u) => u.replace(STEP.kubeProxyRemoval, STEP.kubeProxyCanaryExclusion)) }
               : r,
     );

@@ -5,14 +5,15 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { validateStackConfig } from "../components/config/validate";
 import { ciliumValues } from "../components/cilium/values";
+import { TYPE } from "../components/resourceNames";
 import { find, runProgram } from "./support/program";
 import { PROJECT, ROOT, rawStack } from "./support/stacks";
 
 test("prod: the Cilium release gets exactly the rendered KPR values and is retained on delete", async () => {
     const { resources, error } = await runProgram("prod");
     assert.equal(error, undefined);
-    const migration = find(resources, "cilium-kpr:index:Migration");
-    const component = find(resources, "cilium-kpr:index:CiliumRelease", "cilium");
+    const migration = find(resources, TYPE.migration);
+    const component = find(resources, TYPE.ciliumRelease, "cilium");
     assert.equal(component.parent, migration.name);
     const release = find(resources, "kubernetes:helm.sh/v3:Release", "cilium");
     assert.equal(release.parent, "cilium", "the release is a child of the Cilium component");

@@ -5,11 +5,11 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileS
 import * as os from "node:os";
 import * as path from "node:path";
 import type { RecordedResource } from "../tools/mockRuntime";
-import { STEP } from "../components/resourceNames";
+import { STEP, TYPE, WAVE_STEP } from "../components/resourceNames";
 import { validateStackConfig } from "../components/config/validate";
 import { pendingNodeConfig } from "../components/waves/pendingNodeConfig";
 import { planWaves } from "../components/waves/wavePlan";
-import { WAVE_STEP, waveSteps } from "../components/waves/waveSteps";
+import { waveSteps } from "../components/waves/waveSteps";
 import { find, runProgram } from "./support/program";
 import { orderingViolations } from "../policy/invariants";
 import { PROJECT, rawStack, ROOT, withValue } from "./support/stacks";
@@ -68,13 +68,6 @@ test("the graph runs the planned steps in the planned order: each node's chain, 
         const plan = waveSteps(
             WAVES.map((nodes, i) => ({ index: i + 1, nodes })),
             { drain, tproxy: true },
-            {
-                staleRuleCleanup: STEP.staleRuleCleanup,
-                nodeTproxy: STEP.nodeTproxy,
-                release: STEP.ciliumRelease,
-                finalGate: STEP.kprGate,
-                removal: STEP.kubeProxyRemoval,
-            },
         );
         const names = customs(resources);
         for (const step of plan) for (const r of span(step.name)) assert.ok(names.has(r), `${r} is in the program`);
@@ -150,7 +143,7 @@ test("a node's cleanup and tproxy keep their URN (name, type, parent) from the s
     for (const node of ["m600", "m601", "storage"]) {
         for (const [type, name] of [
             ["command:remote:Command", STEP.staleRuleCleanup(node)],
-            ["cilium-kpr:index:NodeTproxy", STEP.nodeTproxy(node)],
+            [TYPE.nodeTproxy, STEP.nodeTproxy(node)],
             ["command:remote:Command", STEP.tproxyApply(node)],
         ] as const) {
             const a = find(single.resources, type, name);

@@ -4,7 +4,8 @@ import { validateStackConfig, type RawStackConfig } from "../components/config/v
 import { migratedNodes } from "../components/config/migratedNodes";
 import { MIGRATED_LABEL, planWaves } from "../components/waves/wavePlan";
 import { kubeProxyExclusionTerm, pendingNodeConfig } from "../components/waves/pendingNodeConfig";
-import { downActions, upActions, waveSteps, WAVE_STEP } from "../components/waves/waveSteps";
+import { downActions, upActions, waveSteps } from "../components/waves/waveSteps";
+import { WAVE_STEP } from "../components/resourceNames";
 import { PROJECT, rawStack, withValue, withValues } from "./support/stacks";
 
 function issuesOf(raw: RawStackConfig): string[] {
@@ -103,20 +104,12 @@ test("the pending CiliumNodeConfig: cilium.io/v2 in Cilium's namespace, selectin
 });
 
 test("steps: up runs each wave's node steps in order; destroy is the exact reverse, each step's delete", () => {
-    const names = {
-        staleRuleCleanup: (n: string) => `stale-rules-cleanup-${n}`,
-        nodeTproxy: (n: string) => `tproxy-${n}`,
-        release: "cilium",
-        finalGate: "kpr-gate",
-        removal: "kube-proxy-removal",
-    };
     const steps = waveSteps(
         [
             { index: 1, nodes: ["m600"] },
             { index: 2, nodes: ["m601"] },
         ],
         { drain: true, tproxy: true },
-        names,
     );
     assert.deepEqual(
         steps.map((s) => `${s.wave}:${s.name}`),

@@ -2,16 +2,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { Wave } from "../components/waves/wavePlan";
+import { STEP } from "../components/resourceNames";
 import { downActions, stepsFromWave, upActions, waveSteps, type Action, type NodeActionKind, type WaveStep } from "../components/waves/waveSteps";
 import { canaryCluster, describe as describeAction, initialCluster, replay, servedBy, type ClusterState } from "./support/servingModel";
-
-const NAMES = {
-    staleRuleCleanup: (n: string) => `stale-rules-cleanup-${n}`,
-    nodeTproxy: (n: string) => `tproxy-${n}`,
-    release: "cilium",
-    finalGate: "kpr-gate",
-    removal: "kube-proxy-removal",
-};
 
 /** Random clusters: 1-6 nodes cut into waves in a random order, drain and tproxy on or off. */
 const plans = fc
@@ -34,7 +27,7 @@ const plans = fc
                 current = [];
             }
         });
-        return { nodes, waves, steps: waveSteps(waves, { drain, tproxy }, NAMES) };
+        return { nodes, waves, steps: waveSteps(waves, { drain, tproxy }) };
     });
 
 function migratedCluster(nodes: readonly string[], steps: readonly WaveStep[]): ClusterState {
@@ -200,7 +193,7 @@ test("the model catches each safety-relevant pair of steps run in the wrong orde
 function releaseFirst(steps: readonly WaveStep[]): WaveStep[] {
     const out = [...steps];
     const affinity = out.findIndex((s) => s.name === "kube-proxy-label-affinity");
-    const release = out.findIndex((s) => s.name === NAMES.release);
+    const release = out.findIndex((s) => s.name === STEP.ciliumRelease);
     [out[affinity], out[release]] = [out[release]!, out[affinity]!];
     return out;
 }
@@ -209,7 +202,7 @@ test("a canary stack moving to waves: every node served throughout; without the 
     fc.assert(
         fc.property(plans, ({ nodes, waves }) => {
             const canary = waves[0]!.nodes;
-            const adopted = waveSteps(waves, { drain: false, tproxy: true, adoptedCanary: canary }, NAMES);
+            const adopted = waveSteps(waves, { drain: false, tproxy: true, adoptedCanary: canary });
             for (const steps of [adopted, releaseFirst(adopted)]) {
                 const state = canaryCluster(nodes, canary);
                 const violation = replay(state, upActions(steps));
@@ -218,7 +211,7 @@ test("a canary stack moving to waves: every node served throughout; without the 
                 assert.equal(replay(state, downActions(steps)), undefined);
                 assertBackToKubeProxy(state);
             }
-            const notAdopted = releaseFirst(waveSteps(waves, { drain: false, tproxy: true }, NAMES));
+            const notAdopted = releaseFirst(waveSteps(waves, { drain: false, tproxy: true }));
             const unsafe = replay(canaryCluster(nodes, canary), upActions(notAdopted));
             assert.match(unsafe?.message ?? "", new RegExp(`^(${canary.join("|")}) is served by neither`));
         }),

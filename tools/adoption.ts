@@ -1,4 +1,5 @@
 import type { PlanEntry } from "./planModel";
+import { TYPE } from "../components/resourceNames";
 
 /**
  * The commands that adopt a Cilium release that Helm or GitOps installed, built from the plan's own
@@ -30,7 +31,7 @@ function one(entries: readonly PlanEntry[], what: string, match: (e: PlanEntry) 
 }
 
 export function adoptionScript(entries: readonly PlanEntry[], target: AdoptionTarget): string {
-    const release = one(entries, "Helm release", (e) => e.type === "kubernetes:helm.sh/v3:Release");
+    const release = one(entries, "Helm release", (e) => e.type === TYPE.helmRelease);
     const component = one(entries, "release parent", (e) => e.urn === release.parent);
     const migration = one(entries, "component parent", (e) => e.urn === component.parent);
     const provider = one(entries, "release provider", (e) => e.urn === release.provider);

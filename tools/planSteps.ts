@@ -1,49 +1,63 @@
 import { createHash } from "node:crypto";
 import type { RecordedResource } from "./mockRuntime";
 import { hostKeyFingerprint, type PlanEntry } from "./planModel";
+import { STEP, stepOfName, TYPE, type StepKey, type WaveStepKey } from "../components/resourceNames";
 
-/** What each command step does, by its logical name (see components/resourceNames.ts). */
-const COMMAND_STEPS: readonly [RegExp, (m: RegExpMatchArray) => string][] = [
-    [
-        /^cluster-identity$/,
-        () => "record the cluster's identity (kube-system namespace UID): every later cluster step, destroy included, refuses any other cluster",
-    ],
-    [
-        /^preflight-operator$/,
-        () =>
-            "operator preflight: kubectl/helm/jq present, the context reaches the cluster, kube-proxy mode fits this Cilium version (IPVS + any 1.19.x refused, cilium#44464)",
-    ],
-    [/^preflight-(.+)$/, (m) => `node preflight on ${m[1]}: kernel, bpffs, cgroup v2, nft, iptables backend, our table/priority/mark unused`],
-    [/^cilium-release-identity$/, () => "record the Cilium release's namespace/name; on a later up refuse any other (a new one would install a second Cilium)"],
-    [/^cilium-values-snapshot$/, () => "snapshot the release's pre-migration values into the cluster (destroy: restore them once kube-proxy serves)"],
-    [/^kpr-gate$/, () => "KPR gate: Cilium rollout done and EVERY agent reports KubeProxyReplacement True, socket LB and NodePort"],
-    [
-        /^kube-proxy-removal$/,
-        () => "back up kube-proxy (DaemonSet + ConfigMap) into the cluster, delete it, wait for its pods to go (destroy: restore and wait for rollout)",
-    ],
-    [
-        /^kube-proxy-canary-exclusion$/,
-        () =>
-            "canary: keep kube-proxy's DaemonSet off the canary nodes only (saved affinity), wait for their pods to go (destroy: put the affinity back, wait for rollout)",
-    ],
-    [
-        /^kubeadm-proxy-disabled$/,
-        () =>
-            "set proxy.disabled: true in kube-system/kubeadm-config (backup first; skipped on non-kubeadm clusters); from now on run kubeadm upgrade apply/node with --skip-phases=addon/kube-proxy (destroy: put the proxy block back)",
-    ],
-    [
-        /^stale-rules-cleanup-(.+)$/,
-        (m) =>
-            `remove kube-proxy's leftovers on ${m[1]} (iptables chains, IPVS virtual servers, kube-ipvs0, ipsets, nftables tables; IPv4 and IPv6), verify none remains`,
-    ],
-    [
-        /^tproxy-apply-(.+)$/,
-        (m) => `push and apply the tproxy ruleset, policy routes and keepalived notify script on ${m[1]}, arming a self-revert (destroy: remove them)`,
-    ],
-    [/^tproxy-confirm-(.+)$/, (m) => `confirm ${m[1]} is still reachable over a fresh SSH connection, disarming the revert`],
-    [/^stale-rules-verify-(.+)$/, (m) => `verify no kube-proxy state remains on ${m[1]} (read-only)`],
-    [/^post-migration-verification$/, () => "every agent lists services, the kubernetes Service among them"],
-];
+/** Steps that are not commands, or whose text depends on more than the node (described in describeStep). */
+type DescribedElsewhere = "migration" | "provider" | "ciliumRelease" | "nodeTproxy" | "ciliumUpgradePreflight";
+
+/**
+ * What each step does, by its key in components/resourceNames.ts (a new step there must get its line
+ * here, or the type check fails); `node` is the node of a per-node step.
+ */
+const STEP_TEXT: Readonly<Record<Exclude<StepKey, DescribedElsewhere>, (node: string) => string>> = {
+    clusterIdentity: () => "record the cluster's identity (kube-system namespace UID): every later cluster step, destroy included, refuses any other cluster",
+    operatorPreflight: () =>
+        "operator preflight: kubectl/helm/jq present, the context reaches the cluster, kube-proxy mode fits this Cilium version (IPVS + any 1.19.x refused, cilium#44464)",
+    nodePreflight: (node) => `node preflight on ${node}: kernel, bpffs, cgroup v2, nft, iptables backend, our table/priority/mark unused`,
+    releaseIdentity: () => "record the Cilium release's namespace/name; on a later up refuse any other (a new one would install a second Cilium)",
+    valuesSnapshot: () => "snapshot the release's pre-migration values into the cluster (destroy: restore them once kube-proxy serves)",
+    kprGate: () => "KPR gate: Cilium rollout done and EVERY agent reports KubeProxyReplacement True, socket LB and NodePort",
+    kubeProxyRemoval: () =>
+        "back up kube-proxy (DaemonSet + ConfigMap) into the cluster, delete it, wait for its pods to go (destroy: restore and wait for rollout)",
+    kubeProxyCanaryExclusion: () =>
+        "canary: keep kube-proxy's DaemonSet off the canary nodes only (saved affinity), wait for their pods to go (destroy: put the affinity back, wait for rollout)",
+    kubeadmProxyDisabled: () =>
+        "set proxy.disabled: true in kube-system/kubeadm-config (backup first; skipped on non-kubeadm clusters); from now on run kubeadm upgrade apply/node with --skip-phases=addon/kube-proxy (destroy: put the proxy block back)",
+    staleRuleCleanup: (node) =>
+        `remove kube-proxy's leftovers on ${node} (iptables chains, IPVS virtual servers, kube-ipvs0, ipsets, nftables tables; IPv4 and IPv6), verify none remains`,
+    tproxyApply: (node) =>
+        `push and apply the tproxy ruleset, policy routes and keepalived notify script on ${node}, arming a self-revert (destroy: remove them)`,
+    tproxyConfirm: (node) => `confirm ${node} is still reachable over a fresh SSH connection, disarming the revert`,
+    staleRuleVerify: (node) => `verify no kube-proxy state remains on ${node} (read-only)`,
+    verification: () => "every agent lists services, the kubernetes Service among them",
+};
+
+/** The node-by-node path's steps (components/waves/waveSteps.ts lists what each create and delete does). */
+const WAVE_STEP_TEXT: Readonly<Record<WaveStepKey, (node: string) => string>> = {
+    nodeConfigCrdCheck: () => "preflight: the API server serves CiliumNodeConfig as cilium.io/v2 (read-only)",
+    canaryAdoption: () => "label the nodes the single-shot canary already migrated, before the pending CiliumNodeConfig exists, so their agents keep KPR",
+    pendingNodeConfig: () =>
+        "CiliumNodeConfig keeping kube-proxy-replacement false on every node without the migrated label (destroy: delete it, after the values are restored)",
+    kubeProxyLabelAffinity: () =>
+        "keep kube-proxy's DaemonSet off nodes with the migrated label (required node affinity), wait for its rollout (destroy: put the saved affinity back)",
+    pendingGate: () => "every agent on a node without the migrated label reports KPR False under the pending CiliumNodeConfig (read-only)",
+    drain: (node) => `cordon and drain ${node}, honouring PodDisruptionBudgets (destroy: uncordon it)`,
+    handover: (node) =>
+        `hand ${node} to Cilium: label it, wait for its kube-proxy pod to go, restart its agent (destroy: unlabel, wait for kube-proxy Ready, restart the agent without KPR)`,
+    agentGate: (node) => `${node}'s agent reports KPR True, socket LB and NodePort, and started with KPR "true" (read-only)`,
+    nodeServices: (node) => `${node}'s agent serves the kubernetes Service's ClusterIP and a NodePort (read-only)`,
+    uncordon: (node) => `uncordon ${node} after its wave (destroy: cordon and drain it again)`,
+};
+
+/** The line for a resource named as one of the program's steps, if it is one with a line of its own. */
+function stepText(name: string): string | undefined {
+    const step = stepOfName(name);
+    if (step === undefined) return undefined;
+    const node = step.node ?? "";
+    if (step.path === "waves") return WAVE_STEP_TEXT[step.key](node);
+    return step.key in STEP_TEXT ? STEP_TEXT[step.key as keyof typeof STEP_TEXT](node) : undefined;
+}
 
 /** Which Cilium path the run takes, from the step's environment (see components/cilium/upgradePath.ts). */
 function ciliumUpgradeText(r: RecordedResource): string {
@@ -63,19 +77,13 @@ export function describeStep(r: RecordedResource, waitsFor: readonly string[] = 
             return `kubernetes provider "${r.name}": the cluster and context every cluster step uses`;
         case "random:index/randomBytes:RandomBytes":
             return `generate ${r.name}: kept in state so every agent gets the same value${after}`;
-        case "kubernetes:helm.sh/v3:Release":
+        case TYPE.helmRelease:
             return `Helm release ${String(r.inputs.namespace)}/${String(r.inputs.name)}: chart ${String(r.inputs.chart)} ${String(r.inputs.version)} with KPR values, ${r.inputs.reuseValues === true ? "reuse-values (same chart version only)" : "full values (no reuse-values)"} (retained on destroy)${after}`;
-        case "command:local:Command":
-        case "command:remote:Command": {
-            if (r.name === "cilium-upgrade-preflight") return `${r.name}: ${ciliumUpgradeText(r)}${after}`;
-            for (const [pattern, text] of COMMAND_STEPS) {
-                const m = r.name.match(pattern);
-                if (m) return `${r.name}: ${text(m)}${after}`;
-            }
-            return `${r.name} [${r.type}]${after}`;
+        default: {
+            const isCommand = r.type === TYPE.localCommand || r.type === TYPE.remoteCommand;
+            const text = isCommand && r.name === STEP.ciliumUpgradePreflight ? ciliumUpgradeText(r) : stepText(r.name);
+            return text === undefined ? `${r.name} [${r.type}]${after}` : `${r.name}: ${text}${after}`;
         }
-        default:
-            return `${r.name} [${r.type}]${after}`;
     }
 }
 
@@ -101,7 +109,7 @@ export function stepFileText(entry: PlanEntry, r: RecordedResource, phase: "crea
             ? "# runs: on `pulumi up` when created, and again (as an update) whenever any input other than triggers changes"
             : "# runs: on `pulumi destroy` (and before a replacement), with the command, environment and connection stored at the last successful create/update",
     );
-    if (r.type === "command:remote:Command") {
+    if (r.type === TYPE.remoteCommand) {
         const c = (r.inputs.connection ?? {}) as { host?: string; port?: number; user?: string; hostKey?: unknown; privateKey?: unknown };
         const hostKey = typeof c.hostKey === "string" ? hostKeyFingerprint(c.hostKey) : "NONE (unchecked)";
         lines.push(`# over SSH: ${c.user ?? "root"}@${c.host ?? "?"} port ${c.port ?? 22}`);

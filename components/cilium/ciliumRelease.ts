@@ -4,12 +4,11 @@ import * as random from "@pulumi/random";
 import type { CiliumSettings } from "../config/schema";
 import { ciliumValues, deepMerge, type HelmValues } from "./values";
 import { upgradePath } from "./upgradePath";
+import { TYPE } from "../resourceNames";
 
 export interface CiliumReleaseArgs {
     readonly cilium: CiliumSettings;
     readonly provider: k8s.Provider;
-    /** Steps that must finish before the release changes anything (preflight, values snapshot). */
-    readonly dependsOn?: pulumi.Resource[];
     /** Values merged over the program's own (the node-by-node path adds KPR's health server). */
     readonly extraValues?: HelmValues;
     /**
@@ -23,14 +22,18 @@ export interface CiliumReleaseArgs {
  * The Cilium Helm release with kube-proxy replacement values.
  * Retained on delete: destroying the stack must never uninstall the cluster's CNI; the values
  * snapshot's delete is what returns Cilium to its pre-migration values.
+ * What must finish before the release changes anything (the values snapshot) comes in
+ * `opts.dependsOn` like every step's and is declared on the Release, not on the component (see
+ * NodeTproxy: the edge belongs to the resource that does the work).
  */
 export class CiliumRelease extends pulumi.ComponentResource {
     readonly release: k8s.helm.v3.Release;
     /** Exactly the values the release receives. */
     readonly values: pulumi.Output<HelmValues>;
 
-    constructor(name: string, args: CiliumReleaseArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("cilium-kpr:index:CiliumRelease", name, {}, opts);
+    constructor(name: string, args: CiliumReleaseArgs, opts: pulumi.ComponentResourceOptions = {}) {
+        const { dependsOn, ...own } = opts;
+        super(TYPE.ciliumRelease, name, {}, own);
         const { cilium } = args;
 
         let hashSeed: pulumi.Output<string | undefined> = pulumi.output(undefined);
@@ -62,12 +65,7 @@ export class CiliumRelease extends pulumi.ComponentResource {
                 maxHistory: 10,
                 timeout: 900,
             },
-            {
-                parent: this,
-                provider: args.provider,
-                retainOnDelete: true,
-                dependsOn: [...(args.dependsOn ?? []), ...(upgradeCheck ? [upgradeCheck] : [])],
-            },
+            pulumi.mergeOptions({ parent: this, provider: args.provider, retainOnDelete: true, dependsOn }, { dependsOn: upgradeCheck ? [upgradeCheck] : [] }),
         );
 
         this.registerOutputs({ values: this.values, status: this.release.status });

@@ -20,6 +20,12 @@ export const VALUES_SNAPSHOT_CONFIGMAP = "cilium-kpr-pre-migration-values";
  */
 const DELETE_BEFORE_REPLACE = { deleteBeforeReplace: true } as const;
 
+/*
+ * Every step function here takes what it waits for the same way: in `opts.dependsOn`, given by the
+ * graph (components/migration.ts), and merges its own options over the caller's with
+ * pulumi.mergeOptions (sdk/nodejs/resource.ts: `dependsOn` is always concatenated, never replaced).
+ */
+
 /**
  * Captures the existing release's values before the release is first upgraded. Its delete, on
  * `pulumi destroy`, returns Cilium to those values, and refuses to unless kube-proxy is serving again.
@@ -46,7 +52,7 @@ export function valuesSnapshot(config: MigrationConfig, opts: pulumi.CustomResou
                 }),
             },
         },
-        { ...opts, ...DELETE_BEFORE_REPLACE },
+        pulumi.mergeOptions(opts, DELETE_BEFORE_REPLACE),
     );
 }
 
@@ -84,14 +90,15 @@ export function ciliumUpgradePreflight(config: MigrationConfig, values: pulumi.O
 
 export interface KprGateArgs {
     readonly config: MigrationConfig;
-    /** The Helm release; the gate runs after it and again whenever its values change. */
-    readonly release: pulumi.Resource;
+    /** The release's values: the gate runs again whenever they change (it runs after the release: opts.dependsOn). */
     readonly values: pulumi.Output<unknown>;
+    /** What else the agents were last checked for (which nodes, which chart): a change runs the gate again. */
+    readonly scope: readonly string[];
 }
 
 /**
  * The KPR gate: waits for the Cilium rollout, then requires every agent to report kube-proxy
- * replacement with socket LB and NodePort. Replaced (so re-run) whenever the release's values or chart version change.
+ * replacement with socket LB and NodePort. Replaced (so re-run) whenever the release's values or the scope change.
  */
 export function kprGate(args: KprGateArgs, opts: pulumi.CustomResourceOptions): command.local.Command {
     return clusterCommand(
@@ -100,10 +107,9 @@ export function kprGate(args: KprGateArgs, opts: pulumi.CustomResourceOptions): 
             cluster: args.config.cluster,
             create: "kubeproxy/scripts/kpr-gate.sh",
             environment: scriptEnvironment("kpr-gate", { CILIUM_NAMESPACE: args.config.cilium.namespace }),
-            // A chart upgrade restarts every agent on the new version: check them all again.
-            triggers: [args.values.apply((v) => JSON.stringify(v)), migrationScope(args.config), `chart ${args.config.cilium.chartVersion}`],
+            triggers: [args.values.apply((v) => JSON.stringify(v)), ...args.scope],
         },
-        { ...opts, dependsOn: [args.release] },
+        opts,
     );
 }
 
@@ -113,7 +119,7 @@ export function kprGate(args: KprGateArgs, opts: pulumi.CustomResourceOptions): 
  * restores kube-proxy from the backup and waits for the rollout; because the values rollback depends
  * on it being gone first, kube-proxy serves again before KPR is turned off.
  */
-export function kubeProxyRemoval(config: MigrationConfig, gate: pulumi.Resource, opts: pulumi.CustomResourceOptions): command.local.Command {
+export function kubeProxyRemoval(config: MigrationConfig, opts: pulumi.CustomResourceOptions): command.local.Command {
     const kp = config.cluster.kubeProxy;
     return clusterCommand(
         STEP.kubeProxyRemoval,
@@ -129,7 +135,7 @@ export function kubeProxyRemoval(config: MigrationConfig, gate: pulumi.Resource,
                 ROLLOUT_TIMEOUT: kp.rolloutTimeoutSeconds,
             }),
         },
-        { ...opts, dependsOn: [gate], ...DELETE_BEFORE_REPLACE },
+        pulumi.mergeOptions(opts, DELETE_BEFORE_REPLACE),
     );
 }
 
@@ -139,7 +145,7 @@ export function kubeProxyRemoval(config: MigrationConfig, gate: pulumi.Resource,
  * DaemonSet's affinity back and waits for kube-proxy to serve every node again; it changes nothing
  * once the full removal has deleted the DaemonSet (whose backup then holds the pre-canary affinity).
  */
-export function kubeProxyCanaryExclusion(config: MigrationConfig, gate: pulumi.Resource, opts: pulumi.CustomResourceOptions): command.local.Command {
+export function kubeProxyCanaryExclusion(config: MigrationConfig, opts: pulumi.CustomResourceOptions): command.local.Command {
     const kp = config.cluster.kubeProxy;
     return clusterCommand(
         STEP.kubeProxyCanaryExclusion,
@@ -154,7 +160,7 @@ export function kubeProxyCanaryExclusion(config: MigrationConfig, gate: pulumi.R
                 ROLLOUT_TIMEOUT: kp.rolloutTimeoutSeconds,
             }),
         },
-        { ...opts, dependsOn: [gate], ...DELETE_BEFORE_REPLACE },
+        pulumi.mergeOptions(opts, DELETE_BEFORE_REPLACE),
     );
 }
 
@@ -168,7 +174,7 @@ export const KUBEADM_CONFIG_BACKUP_CONFIGMAP = "kubeadm-config-pre-cilium-kpr-ba
  * kube-proxy is restored. A replacement must delete (restore) before it creates again: the other
  * order would let the old delete undo the new create.
  */
-export function kubeadmProxyDisabled(config: MigrationConfig, removal: pulumi.Resource, opts: pulumi.CustomResourceOptions): command.local.Command {
+export function kubeadmProxyDisabled(config: MigrationConfig, opts: pulumi.CustomResourceOptions): command.local.Command {
     return clusterCommand(
         STEP.kubeadmProxyDisabled,
         {
@@ -177,12 +183,12 @@ export function kubeadmProxyDisabled(config: MigrationConfig, removal: pulumi.Re
             delete: "kubeproxy/scripts/kubeadm-proxy-restore.sh",
             environment: scriptEnvironment("kubeadm-proxy-disable", { KUBEADM_BACKUP_CONFIGMAP: KUBEADM_CONFIG_BACKUP_CONFIGMAP }),
         },
-        { ...opts, dependsOn: [removal], deleteBeforeReplace: true },
+        pulumi.mergeOptions(opts, DELETE_BEFORE_REPLACE),
     );
 }
 
 /** Every agent lists services, the kubernetes Service among them. */
-export function postMigrationVerification(config: MigrationConfig, after: pulumi.Resource[], opts: pulumi.CustomResourceOptions): command.local.Command {
+export function postMigrationVerification(config: MigrationConfig, opts: pulumi.CustomResourceOptions): command.local.Command {
     return clusterCommand(
         STEP.verification,
         {
@@ -191,6 +197,6 @@ export function postMigrationVerification(config: MigrationConfig, after: pulumi
             environment: scriptEnvironment("post-migration-verify", { CILIUM_NAMESPACE: config.cilium.namespace }),
             triggers: [migrationScope(config)],
         },
-        { ...opts, dependsOn: after },
+        opts,
     );
 }

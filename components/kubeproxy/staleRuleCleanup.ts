@@ -28,7 +28,7 @@ export function staleRuleCleanup(
             ),
             addPreviousOutputInEnv: false,
         },
-        { ...opts, ...nodeCommandOptions() },
+        pulumi.mergeOptions(opts, nodeCommandOptions()),
     );
 }
 
@@ -41,6 +41,6 @@ export function staleRuleVerify(node: NodeConfig, privateKey: pulumi.Output<stri
             create: remoteScriptCommand(`verify no kube-proxy state remains on ${node.name}`, scriptText("kubeproxy/scripts/stale-rules-verify.sh"), []),
             addPreviousOutputInEnv: false,
         },
-        { ...opts, ...nodeCommandOptions() },
+        pulumi.mergeOptions(opts, nodeCommandOptions()),
     );
 }

@@ -30,7 +30,7 @@ export function preflight(config: MigrationConfig, privateKey: pulumi.Output<str
                     create: nodePreflightCommand(config, node),
                     addPreviousOutputInEnv: false,
                 },
-                { ...opts, ...nodeCommandOptions() },
+                pulumi.mergeOptions(opts, nodeCommandOptions()),
             ),
     );
     return [operator, ...nodes];

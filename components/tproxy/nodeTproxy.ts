@@ -11,22 +11,25 @@ export interface NodeTproxyArgs {
     readonly config: MigrationConfig;
     readonly node: NodeConfig;
     readonly privateKey: pulumi.Output<string>;
-    /** What must be done first (stale-rule cleanup on this node, the previous node's confirm). */
-    readonly dependsOn: pulumi.Resource[];
 }
 
 /**
  * The tproxy artifacts on one node: nftables table, policy routes with their boot unit, and the
  * keepalived notify script. Apply arms a self-revert; confirm, over a fresh SSH connection, disarms it.
  * Every artifact is in the command text, so `pulumi preview` shows it; delete restores the node.
+ * What it waits for (this node's stale-rule cleanup, the previous node's confirm) comes in
+ * `opts.dependsOn` like every step's and is declared on the apply, not on the component: the SDK sends
+ * a resource's own dependsOn only (sdk/nodejs/runtime/resource.ts prepareResource), so on the component
+ * the edge would be missing from the apply's recorded dependencies, which the plan and the policy pack read.
  */
 export class NodeTproxy extends pulumi.ComponentResource {
     readonly apply: command.remote.Command;
     /** Done once the node proved reachable after the change; the next node waits for it. */
     readonly confirm: command.remote.Command;
 
-    constructor(name: string, args: NodeTproxyArgs, opts?: pulumi.ComponentResourceOptions) {
-        super(TYPE.nodeTproxy, name, {}, opts);
+    constructor(name: string, args: NodeTproxyArgs, opts: pulumi.ComponentResourceOptions = {}) {
+        const { dependsOn, ...own } = opts;
+        super(TYPE.nodeTproxy, name, {}, own);
         const { config, node } = args;
         const bundle = nodeTproxyBundle(config, node);
         const settings = remoteSettings(config.tproxy);
@@ -43,7 +46,7 @@ export class NodeTproxy extends pulumi.ComponentResource {
             {
                 ...nodeCommandOptions(),
                 parent: this,
-                dependsOn: args.dependsOn,
+                dependsOn,
                 // The old delete restores the node as it was before the first apply: it must run before a
                 // replacement applies, or it would tear the new apply down.
                 deleteBeforeReplace: true,

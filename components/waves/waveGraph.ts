@@ -3,12 +3,11 @@ import * as k8s from "@pulumi/kubernetes";
 import type * as command from "@pulumi/command";
 import type { MigrationConfig } from "../config/validate";
 import { clusterCommand } from "../commands/clusterCommand";
-import { STEP } from "../resourceNames";
+import { STEP, WAVE_STEP } from "../resourceNames";
 import { staleRuleCleanup } from "../kubeproxy/staleRuleCleanup";
 import { NodeTproxy } from "../tproxy/nodeTproxy";
 import { declaredWaves, MIGRATED_LABEL, planWaves, type Wave } from "./wavePlan";
 import { PENDING_NODE_CONFIG_NAME, pendingNodeConfig } from "./pendingNodeConfig";
-import { WAVE_STEP } from "./waveSteps";
 
 /**
  * The node-by-node migration's resources (components/waves/waveSteps.ts lists them with what each
@@ -95,7 +94,7 @@ export interface WaveGraph {
 }
 
 /** kube-proxy's affinity, the pending gate and every wave, after the release. */
-export function waveSteps(args: WaveGraphArgs, release: pulumi.Resource, pendingNodeConfigResource: pulumi.Resource): WaveGraph {
+export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pendingNodeConfigResource: pulumi.Resource): WaveGraph {
     const { config, sshPrivateKey, parent } = args;
     const { cluster, cilium } = config;
     const kp = cluster.kubeProxy;
@@ -162,7 +161,7 @@ export function waveSteps(args: WaveGraphArgs, release: pulumi.Resource, pending
             );
             const cleanup = staleRuleCleanup(node, cluster, sshPrivateKey, { parent, dependsOn: [gate] });
             const tproxy = config.tproxy.enabled
-                ? new NodeTproxy(STEP.nodeTproxy(name), { config, node, privateKey: sshPrivateKey, dependsOn: [cleanup] }, { parent })
+                ? new NodeTproxy(STEP.nodeTproxy(name), { config, node, privateKey: sshPrivateKey }, { parent, dependsOn: [cleanup] })
                 : undefined;
             const services = clusterCommand(
                 WAVE_STEP.nodeServices(name),

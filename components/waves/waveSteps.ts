@@ -1,4 +1,5 @@
 import type { Wave } from "./wavePlan";
+import { STEP, WAVE_STEP } from "../resourceNames";
 
 /**
  * The node-by-node migration as an ordered list of steps: each step is one Pulumi resource, with
@@ -66,28 +67,13 @@ export interface WaveStep {
     readonly down: readonly Action[];
 }
 
-/** Logical names of the wave path's own steps (the per-node cleanup and tproxy keep their single-shot names). */
-export const WAVE_STEP = {
-    nodeConfigCrdCheck: "preflight-cilium-node-config-crd",
-    canaryAdoption: "kpr-canary-adoption",
-    pendingNodeConfig: "cilium-node-config-kpr-pending",
-    kubeProxyLabelAffinity: "kube-proxy-label-affinity",
-    pendingGate: "kpr-pending-gate",
-    drain: (node: string) => `drain-${node}`,
-    handover: (node: string) => `kpr-handover-${node}`,
-    agentGate: (node: string) => `kpr-gate-${node}`,
-    nodeServices: (node: string) => `node-services-${node}`,
-    uncordon: (node: string) => `uncordon-${node}`,
-    wave: (index: number) => `wave-${index}`,
-} as const;
-
 export interface WaveStepOptions {
     readonly drain: boolean;
     readonly tproxy: boolean;
 }
 
 /** The steps of one node's handover in the order `up` runs them. */
-export function nodeSteps(node: string, wave: number, opts: WaveStepOptions, names: { staleRuleCleanup: string; nodeTproxy: string }): WaveStep[] {
+export function nodeSteps(node: string, wave: number, opts: WaveStepOptions): WaveStep[] {
     const a = (kind: NodeActionKind): NodeAction => ({ kind, node });
     const steps: WaveStep[] = [];
     // Drain first so the pods with long-lived connections leave before the node's service path changes;
@@ -105,8 +91,8 @@ export function nodeSteps(node: string, wave: number, opts: WaveStepOptions, nam
         down: [a("unlabelAndWaitKubeProxyReady"), a("restartAgent"), a("requireAgentWithoutKpr")],
     });
     steps.push({ name: WAVE_STEP.agentGate(node), wave, up: [a("requireAgentKpr")], down: [] });
-    steps.push({ name: names.staleRuleCleanup, wave, up: [a("removeStaleRules")], down: [] });
-    if (opts.tproxy) steps.push({ name: names.nodeTproxy, wave, up: [a("applyTproxy")], down: [a("removeTproxy")] });
+    steps.push({ name: STEP.staleRuleCleanup(node), wave, up: [a("removeStaleRules")], down: [] });
+    if (opts.tproxy) steps.push({ name: STEP.nodeTproxy(node), wave, up: [a("applyTproxy")], down: [a("removeTproxy")] });
     steps.push({ name: WAVE_STEP.nodeServices(node), wave, up: [a("requireServicesServed")], down: [] });
     if (opts.drain) steps.push({ name: WAVE_STEP.uncordon(node), wave, up: [a("uncordon")], down: [a("cordonAndDrain")] });
     return steps;
@@ -117,11 +103,7 @@ export function nodeSteps(node: string, wave: number, opts: WaveStepOptions, nam
  * here; in the graph they may run side by side (the model checks each node on its own, and no node
  * step acts on another node).
  */
-export function waveSteps(
-    waves: readonly Wave[],
-    opts: WaveStepOptions & { readonly adoptedCanary?: readonly string[] },
-    names: { staleRuleCleanup: (node: string) => string; nodeTproxy: (node: string) => string; release: string; finalGate: string; removal: string },
-): WaveStep[] {
+export function waveSteps(waves: readonly Wave[], opts: WaveStepOptions & { readonly adoptedCanary?: readonly string[] }): WaveStep[] {
     const last = waves.length + 1;
     const canary = opts.adoptedCanary ?? [];
     return [
@@ -132,13 +114,11 @@ export function waveSteps(
         // deleted after the values are restored (the values snapshot depends on it).
         { name: WAVE_STEP.pendingNodeConfig, wave: 0, up: ["createPendingNodeConfig"], down: ["deletePendingNodeConfig"] },
         { name: WAVE_STEP.kubeProxyLabelAffinity, wave: 0, up: ["excludeLabelledFromKubeProxy"], down: ["restoreKubeProxyAffinity"] },
-        { name: names.release, wave: 0, up: ["releaseFinalValues"], down: ["releasePreMigrationValues"] },
+        { name: STEP.ciliumRelease, wave: 0, up: ["releaseFinalValues"], down: ["releasePreMigrationValues"] },
         { name: WAVE_STEP.pendingGate, wave: 0, up: ["requirePendingAgentsWithoutKpr"], down: [] },
-        ...waves.flatMap((w) =>
-            w.nodes.flatMap((node) => nodeSteps(node, w.index, opts, { staleRuleCleanup: names.staleRuleCleanup(node), nodeTproxy: names.nodeTproxy(node) })),
-        ),
-        { name: names.finalGate, wave: last, up: ["requireAllAgentsKpr"], down: [] },
-        { name: names.removal, wave: last, up: ["removeKubeProxy"], down: ["restoreKubeProxy"] },
+        ...waves.flatMap((w) => w.nodes.flatMap((node) => nodeSteps(node, w.index, opts))),
+        { name: STEP.kprGate, wave: last, up: ["requireAllAgentsKpr"], down: [] },
+        { name: STEP.kubeProxyRemoval, wave: last, up: ["removeKubeProxy"], down: ["restoreKubeProxy"] },
     ];
 }
 
