@@ -1,7 +1,9 @@
 import * as path from "node:path";
-import type { Family } from "../config/addresses";
-import type { TproxyConfig } from "../config/schema";
+import { markText, type PolicyRouteSpec } from "../config/policyRouteSpec";
 import { nodeScript } from "./nodeScripts";
+
+// The spec derives from config alone, so the preflight reads it too: ../config/policyRouteSpec.ts.
+export { markText, policyRouteSpec, type PolicyRouteSpec } from "../config/policyRouteSpec";
 
 /** Where the tproxy artifacts live on a node. Tests point every path into a scratch directory. */
 export interface NodeLayout {
@@ -25,27 +27,6 @@ export const DEFAULT_NODE_LAYOUT: NodeLayout = {
     nftPath: "/usr/sbin/nft",
     bashPath: "/bin/bash",
 };
-
-/** fwmark -> table -> `local default dev lo`, one rule and one route per family. */
-export interface PolicyRouteSpec {
-    readonly mark: number;
-    readonly table: number;
-    readonly priority: number;
-    readonly families: readonly Family[];
-}
-
-/** The families the proxy serves: one per configured VIP. */
-export function policyRouteSpec(tproxy: TproxyConfig): PolicyRouteSpec {
-    const families: Family[] = [];
-    if (tproxy.vip4 !== undefined) families.push("ipv4");
-    if (tproxy.vip6 !== undefined) families.push("ipv6");
-    return { mark: tproxy.mark, table: tproxy.routeTable, priority: tproxy.rulePriority, families };
-}
-
-/** Mark as `ip rule` prints it (lowercase hex), which policy-routes.sh compares against. */
-export function markText(mark: number): string {
-    return `0x${mark.toString(16)}`;
-}
 
 /** The positional arguments MARK TABLE PRIORITY FAMILIES of policy-routes.sh. */
 export function policyRouteArgs(spec: PolicyRouteSpec): [string, string, string, string] {
