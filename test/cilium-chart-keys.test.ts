@@ -7,9 +7,9 @@ import fc from "fast-check";
 import * as semver from "semver";
 import { validateStackConfig, type MigrationConfig } from "../components/config/validate";
 import { ciliumValues } from "../components/cilium/values";
-import { REMOVED_KEYS, valueKeyPaths } from "../components/cilium/chartVersionRules";
-import { chartKeySet1190, chartKeyVerdict } from "../components/cilium/chartKeys/chartKeySet";
-import { CONFIG_MAPPINGS, expectedCiliumConfig } from "../components/cilium/chartKeys/expectedCiliumConfig";
+import { REMOVED_KEYS, valueKeyPaths } from "../components/ciliumVersions/ciliumVersions";
+import { chartKeySet1190, chartKeyVerdict } from "../components/ciliumVersions/chartKeys/chartKeySet";
+import { CONFIG_MAPPINGS, expectedCiliumConfig } from "../components/ciliumVersions/chartKeys/expectedCiliumConfig";
 
 const ROOT = join(__dirname, "..");
 const KEYS = chartKeySet1190();
@@ -50,7 +50,7 @@ for (const file of ["Pulumi.prod.yaml", "Pulumi.ipv6-native.yaml"]) {
     });
 }
 
-test("removed keys in chartVersionRules are really absent from the 1.19.0 values", () => {
+test("removed keys in ciliumVersions.ts are really absent from the 1.19.0 values", () => {
     for (const { key, removedIn } of REMOVED_KEYS) {
         if (semver.gt(removedIn, "1.19.0")) continue;
         assert.equal(chartKeyVerdict(KEYS, key), "absent", key);

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import { validateStackConfig, type MigrationConfig, type RawStackConfig } from "../components/config/validate";
 import { ciliumValues } from "../components/cilium/values";
-import { expectedCiliumConfig } from "../components/cilium/chartKeys/expectedCiliumConfig";
+import { expectedCiliumConfig } from "../components/ciliumVersions/chartKeys/expectedCiliumConfig";
 import { operatorPreflightEnv } from "../components/preflight/preflightArgs";
 import { PROJECT, rawStack, withValues } from "./support/stacks";
 

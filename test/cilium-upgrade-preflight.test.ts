@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { CILIUM_NAMESPACE, DEFAULT_RELEASE, Scenario } from "./support/kubeproxyScenario";
 import type { FakeRelease } from "./support/fakeKubeCluster";
 import { hostToolsMissing } from "../lab/hostTools";
-import { valueKeyPaths } from "../components/cilium/chartVersionRules";
-import { chartKeySet1190, chartKeyVerdict } from "../components/cilium/chartKeys/chartKeySet";
+import { valueKeyPaths } from "../components/ciliumVersions/ciliumVersions";
+import { chartKeySet1190, chartKeyVerdict } from "../components/ciliumVersions/chartKeys/chartKeySet";
 
 /*
  * cilium-upgrade-preflight.sh against the cluster stand-in: the release runs DEFAULT_RELEASE

@@ -3,7 +3,7 @@ import * as assert from "node:assert/strict";
 import fc from "fast-check";
 import { validateStackConfig, type MigrationConfig, type RawStackConfig } from "../components/config/validate";
 import { ciliumValues } from "../components/cilium/values";
-import { valueKeyPaths } from "../components/cilium/chartVersionRules";
+import { valueKeyPaths } from "../components/ciliumVersions/ciliumVersions";
 import { PROJECT, rawStack, withValues } from "./support/stacks";
 
 function valid(raw: RawStackConfig): MigrationConfig {

@@ -48,6 +48,10 @@ test("operator env carries the chart version, kube-proxy names, keepalived VIPs 
     const prod = config(rawStack("prod"));
     assert.deepEqual(operatorPreflightEnv(prod), {
         CILIUM_VERSION: "1.19.0",
+        // cilium/cilium#44464's verdict for 1.19.0, from components/ciliumVersions/ciliumVersions.ts.
+        IPVS_HANG: "refuse",
+        IPVS_HANG_MINOR: "1.19",
+        IPVS_SAFE_MINOR: "1.18",
         KUBE_PROXY_NAMESPACE: "kube-system",
         KUBE_PROXY_DAEMONSET: "kube-proxy",
         KUBE_PROXY_CONFIGMAP: "kube-proxy",

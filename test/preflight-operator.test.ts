@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
 import { OPERATOR_PREFLIGHT_SCRIPT } from "../components/preflight/preflightArgs";
+import { operatorPreflightVersionEnv } from "../components/ciliumVersions/ciliumVersions";
 import type { FakeCall, FakeSettings } from "./support/fakeKubeCluster";
 import { hostToolsMissing } from "../lab/hostTools";
 
@@ -89,7 +90,12 @@ function runPreflight(scenario: Scenario, env: Readonly<Record<string, string>>)
 
 const names = (checks: readonly Check[]) => checks.map((c) => c.check).sort();
 const kubeProxy = { daemonSet: "kube-proxy-daemonset.json" } as const;
-const env = (cilium: string, extra: Readonly<Record<string, string>> = {}) => ({ CILIUM_VERSION: cilium, KUBECTL_CONTEXT: "prod-admin", ...extra });
+// The version parameters come from the version module, as the program passes them (preflightArgs.ts).
+const env = (cilium: string, extra: Readonly<Record<string, string>> = {}) => ({
+    ...operatorPreflightVersionEnv(cilium),
+    KUBECTL_CONTEXT: "prod-admin",
+    ...extra,
+});
 
 const skip = hostToolsMissing(["bash", "jq"]);
 
@@ -238,13 +244,25 @@ test("a keepalived VIP that cilium.nodePortAddresses covers is not warned about;
     );
 });
 
+test("the #44464 decision is the IPVS_HANG parameter the version module computes, not a version pattern in the script", { skip }, () => {
+    const ipvs = { ...kubeProxy, configMap: "kube-proxy-configmap-ipvs.json" } as const;
+    const told = runPreflight(ipvs, env("1.19.0", { IPVS_HANG: "none" }));
+    assert.equal(told.status, 0, told.stderr);
+    assert.deepEqual(told.report.failures, []);
+    const refused = runPreflight(ipvs, env("1.18.9", { IPVS_HANG: "refuse" }));
+    assert.equal(refused.status, 1, refused.stderr);
+    assert.deepEqual(names(refused.report.failures), ["ipvs-cilium-44464"]);
+});
+
 test("a missing CILIUM_VERSION or a malformed variable is refused before any call", { skip }, () => {
     for (const bad of [
         {},
-        { CILIUM_VERSION: "latest" },
-        { CILIUM_VERSION: "1.19.0", KUBE_PROXY_NAMESPACE: "kube system" },
-        { CILIUM_VERSION: "1.19.0", KEEPALIVED_VIPS: "1.2.3.4;x" },
-        { CILIUM_VERSION: "1.19.0", NODEPORT_VIPS_SERVED: "1.2.3.4 x" },
+        { ...operatorPreflightVersionEnv("1.19.0"), CILIUM_VERSION: "latest" },
+        { ...operatorPreflightVersionEnv("1.19.0"), KUBE_PROXY_NAMESPACE: "kube system" },
+        { ...operatorPreflightVersionEnv("1.19.0"), KEEPALIVED_VIPS: "1.2.3.4;x" },
+        { ...operatorPreflightVersionEnv("1.19.0"), NODEPORT_VIPS_SERVED: "1.2.3.4 x" },
+        { CILIUM_VERSION: "1.19.0" },
+        { ...operatorPreflightVersionEnv("1.19.0"), IPVS_HANG: "maybe" },
     ]) {
         const r = spawnSync("bash", [OPERATOR_PREFLIGHT_SCRIPT], { encoding: "utf8", env: { PATH: process.env.PATH ?? "", ...bad } });
         assert.equal(r.status, 2, `${JSON.stringify(bad)}: ${r.stderr}`);

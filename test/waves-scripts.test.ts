@@ -9,6 +9,7 @@ import { MIGRATED_LABEL } from "../components/waves/wavePlan";
 import { validateStackConfig } from "../components/config/validate";
 import { scheduleKubeProxy, startAgent, type FakeNodeConfig, type WaveClusterState } from "./support/fakeWaveCluster";
 import { PROJECT, rawStack, withValue } from "./support/stacks";
+import { NODE_CONFIG_CHECK_ENV } from "../components/ciliumVersions/ciliumVersions";
 
 /*
  * The wave scripts (components/waves/scripts/) run for real against the stand-in kubectl of
@@ -130,13 +131,13 @@ function failed(run: { status: number; summary: Record<string, unknown>; stderr:
 
 test("preflight: a cluster without the CiliumNodeConfig CRD, or without its v2, is refused", () => {
     const absent = new WaveLab((s) => (s.crdVersions = null));
-    failed(absent.run("node-config-crd-check"), /no CiliumNodeConfig CRD .*NotFound.*Cilium >= 1\.16/);
+    failed(absent.run("node-config-crd-check", NODE_CONFIG_CHECK_ENV), /no CiliumNodeConfig CRD .*NotFound.*Cilium >= 1\.16/);
     absent.close();
     const alphaOnly = new WaveLab((s) => (s.crdVersions = ["v2alpha1"]));
-    failed(alphaOnly.run("node-config-crd-check"), /does not serve cilium\.io\/v2 \(served: v2alpha1\)/);
+    failed(alphaOnly.run("node-config-crd-check", NODE_CONFIG_CHECK_ENV), /does not serve cilium\.io\/v2 \(served: v2alpha1\)/);
     alphaOnly.close();
     const lab = new WaveLab();
-    assert.deepEqual(ok(lab.run("node-config-crd-check")).versions, ["v2alpha1", "v2"]);
+    assert.deepEqual(ok(lab.run("node-config-crd-check", NODE_CONFIG_CHECK_ENV)).versions, ["v2alpha1", "v2"]);
     lab.close();
 });
 

@@ -1,6 +1,6 @@
 import type { NodeConfig } from "./schema";
 import type { MigrationConfig } from "./validate";
-import { declaredWaves, planWaves, usesWaves } from "../waves/wavePlan";
+import { declaredWaves, planWaves, usesWaves } from "./waveSettings";
 
 /**
  * The nodes this run migrates: on the node-by-node path the nodes of the waves it declares (all, or up

@@ -250,7 +250,7 @@ export const migrationSchema = z.strictObject({
     canaryNodes: z.array(nodeName).default([]),
     /**
      * Node-by-node KPR (components/waves/): lists of node names migrated in this order, the first
-     * list being the canary. Checked against `nodes` in components/waves/wavePlan.ts.
+     * list being the canary. Checked against `nodes` in components/config/waveSettings.ts.
      */
     waves: z.array(z.array(nodeName).min(1, "a wave needs at least one node")).optional(),
     /** Instead of `waves`: every node, in the order of `nodes`, this many at a time (1 = one node at a time). */

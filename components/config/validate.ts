@@ -14,12 +14,18 @@ import {
     type NodeConfig,
     type TproxyConfig,
 } from "./schema";
-import { removedValueKeys, MINIMUM_CHART_VERSION } from "../cilium/chartVersionRules";
-import { checkWaves, usesWaves } from "../waves/wavePlan";
-import { chartMinorHasRules, NEWEST_CHART_MINOR_WITH_RULES } from "./chartVersion";
+import {
+    chartMinorHasRules,
+    KPR_MODES_REMOVED_IN,
+    MINIMUM_CHART_VERSION,
+    NEWEST_CHART_MINOR_WITH_RULES,
+    REMOVED_KPR_MODES,
+    removedValueKeys,
+    servesNodePortsOn,
+    upgradeConfigProblems,
+} from "../ciliumVersions/ciliumVersions";
+import { checkWaves, usesWaves } from "./waveSettings";
 import { closestName, objectKeysAt, unknownKeyMessage, userWords } from "./userWords";
-import { servesNodePortsOn } from "../cilium/nodePortAddresses";
-import { upgradeConfigProblems } from "../cilium/upgradePath";
 
 export interface MigrationConfig {
     readonly cluster: ClusterConfig;
@@ -188,8 +194,6 @@ function joinPath(base: string, path: readonly PropertyKey[]): string {
     return path.reduce<string>((acc, part) => (typeof part === "number" ? `${acc}[${part}]` : `${acc}.${String(part)}`), base);
 }
 
-const REMOVED_KPR_MODES = ["strict", "partial", "probe", "disabled"];
-
 function checkCilium(parsed: z.output<typeof ciliumSchema>, report: Report): CiliumSettings | undefined {
     let ok = true;
     const fail = (path: string, message: string) => {
@@ -216,7 +220,7 @@ function checkCilium(parsed: z.output<typeof ciliumSchema>, report: Report): Cil
     } else {
         kpr = false;
         const why = REMOVED_KPR_MODES.includes(value)
-            ? `"${value}" was removed in Cilium 1.16 (agents reject it); use true (was strict) or false`
+            ? `"${value}" was removed in Cilium ${KPR_MODES_REMOVED_IN} (agents reject it); use true (was strict) or false`
             : `"${value}" must be true or false`;
         fail("kubeProxyReplacement", why);
     }

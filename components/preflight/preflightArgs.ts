@@ -1,11 +1,11 @@
 import * as path from "node:path";
 import type { NodeConfig } from "../config/schema";
 import type { MigrationConfig } from "../config/validate";
-import { markText, policyRouteSpec } from "../tproxy/policyRoutes";
+import { markText, policyRouteSpec } from "../config/policyRouteSpec";
 import { remoteScriptCommand } from "../commands/remoteScript";
 import { scriptText } from "../commands/scriptFile";
 import { clusterEnvironment } from "../commands/clusterCommand";
-import { servesNodePortsOn } from "../cilium/nodePortAddresses";
+import { operatorPreflightVersionEnv, servesNodePortsOn } from "../ciliumVersions/ciliumVersions";
 
 /*
  * Inputs of the two preflight scripts, as pure functions of the validated config.
@@ -48,7 +48,8 @@ export function operatorPreflightEnv(config: MigrationConfig): Readonly<Record<s
     // The tproxy VIPs are the addresses keepalived holds, whether or not the proxy itself is on.
     const vips = [tproxy.vip4, tproxy.vip6].filter((v): v is string => v !== undefined);
     const env: Record<string, string> = {
-        CILIUM_VERSION: cilium.chartVersion,
+        // The target version and what is known to break with it (cilium/cilium#44464).
+        ...operatorPreflightVersionEnv(cilium.chartVersion),
         KUBE_PROXY_NAMESPACE: cluster.kubeProxy.namespace,
         KUBE_PROXY_DAEMONSET: cluster.kubeProxy.daemonSet,
         KUBE_PROXY_CONFIGMAP: cluster.kubeProxy.configMap,

@@ -1,26 +1,7 @@
-import type { Family } from "../config/addresses";
-import type { TproxyConfig } from "../config/schema";
+import { markText, type PolicyRouteSpec } from "../config/policyRouteSpec";
 
-/** fwmark -> table -> `local default dev lo`, one rule and one route per family. */
-export interface PolicyRouteSpec {
-    readonly mark: number;
-    readonly table: number;
-    readonly priority: number;
-    readonly families: readonly Family[];
-}
-
-/** The families the proxy serves: one per configured VIP. */
-export function policyRouteSpec(tproxy: TproxyConfig): PolicyRouteSpec {
-    const families: Family[] = [];
-    if (tproxy.vip4 !== undefined) families.push("ipv4");
-    if (tproxy.vip6 !== undefined) families.push("ipv6");
-    return { mark: tproxy.mark, table: tproxy.routeTable, priority: tproxy.rulePriority, families };
-}
-
-/** Mark as `ip rule` prints it (lowercase hex), which policy-routes.sh compares against. */
-export function markText(mark: number): string {
-    return `0x${mark.toString(16)}`;
-}
+// The spec derives from config alone, so the preflight reads it too: ../config/policyRouteSpec.ts.
+export { markText, policyRouteSpec, type PolicyRouteSpec } from "../config/policyRouteSpec";
 
 /** The positional arguments MARK TABLE PRIORITY FAMILIES of policy-routes.sh. */
 export function policyRouteArgs(spec: PolicyRouteSpec): [string, string, string, string] {

@@ -1,13 +1,13 @@
 import type { CiliumSettings } from "../config/schema";
 import { MIGRATED_LABEL, MIGRATED_LABEL_VALUE } from "./wavePlan";
+import { NODE_CONFIG_API_VERSION } from "../ciliumVersions/ciliumVersions";
 
 /**
  * The CiliumNodeConfig that keeps every node not yet migrated on kube-proxy while the release
  * already carries the final (KPR) values.
  *
  * Checked against Cilium's sources (see README "Per-node migration: how Cilium resolves its config"):
- * - `cilium.io/v2` is served and the storage version (pkg/k8s/apis/cilium.io/v2/cnc_types.go
- *   `+kubebuilder:storageversion`); v2alpha1 is deprecated (cilium/cilium#37403).
+ * - its API version (`cilium.io/v2`, ../ciliumVersions/ciliumVersions.ts NODE_CONFIG_API_VERSION).
  * - `spec.defaults` is "treated the same as the cilium-config ConfigMap"; `spec.nodeSelector` is a
  *   label selector, nil selects no node, empty selects all (cnc_types.go).
  * - The agent's init container resolves cilium-config, then the matching CiliumNodeConfigs over it
@@ -17,8 +17,6 @@ import { MIGRATED_LABEL, MIGRATED_LABEL_VALUE } from "./wavePlan";
  *   every node without `cilium-kpr.io/kpr-migrated=true` is selected.
  */
 export const PENDING_NODE_CONFIG_NAME = "cilium-kpr-kube-proxy-pending";
-export const NODE_CONFIG_API_VERSION = "cilium.io/v2";
-export const NODE_CONFIG_CRD = "ciliumnodeconfigs.cilium.io";
 
 export interface PendingNodeConfig {
     readonly apiVersion: typeof NODE_CONFIG_API_VERSION;

@@ -8,6 +8,7 @@ import { staleRuleCleanup } from "../kubeproxy/staleRuleCleanup";
 import { NodeTproxy } from "../tproxy/nodeTproxy";
 import { declaredWaves, MIGRATED_LABEL, planWaves, type Wave } from "./wavePlan";
 import { PENDING_NODE_CONFIG_NAME, pendingNodeConfig } from "./pendingNodeConfig";
+import { NODE_CONFIG_CHECK_ENV } from "../ciliumVersions/ciliumVersions";
 
 /**
  * The node-by-node migration's resources (components/waves/waveSteps.ts lists them with what each
@@ -38,7 +39,12 @@ export interface PreReleaseSteps {
 /** The steps that must exist before the release is upgraded to its final (KPR) values. */
 export function preReleaseSteps(args: WaveGraphArgs, checks: pulumi.Resource[]): PreReleaseSteps {
     const { config, provider, parent } = args;
-    const crdCheck = clusterCommand(WAVE_STEP.nodeConfigCrdCheck, { cluster: config.cluster, create: "waves/scripts/node-config-crd-check.sh" }, { parent });
+    const crdCheck = clusterCommand(
+        WAVE_STEP.nodeConfigCrdCheck,
+        // Which CiliumNodeConfig version to require comes from the Cilium version module.
+        { cluster: config.cluster, create: "waves/scripts/node-config-crd-check.sh", environment: NODE_CONFIG_CHECK_ENV },
+        { parent },
+    );
     // A canary that already ran (migration.canaryNodes, now wave 1): its nodes get the label before the
     // pending object exists, or their agents would lose KPR at the release upgrade with kube-proxy off them.
     const canary = config.migration.canaryNodes;

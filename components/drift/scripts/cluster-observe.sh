@@ -34,15 +34,9 @@ KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
 KUBE_PROXY_CONFIGMAP="${KUBE_PROXY_CONFIGMAP:-kube-proxy}"
 KUBE_PROXY_POD_SELECTOR="${KUBE_PROXY_POD_SELECTOR:-k8s-app=kube-proxy}"
 EXEC_TIMEOUT="${EXEC_TIMEOUT:-60}"
-need_name CILIUM_NAMESPACE
-need_name CILIUM_DS
-need_name KUBE_PROXY_NAMESPACE
-need_name KUBE_PROXY_DAEMONSET
-need_name KUBE_PROXY_CONFIGMAP
-for selector in AGENT_SELECTOR KUBE_PROXY_POD_SELECTOR; do
-    [[ "${!selector}" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "$selector must be key=value (got '${!selector}')"
-done
-[[ "$EXEC_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "EXEC_TIMEOUT must be a whole number of seconds"
+need_name CILIUM_NAMESPACE CILIUM_DS KUBE_PROXY_NAMESPACE KUBE_PROXY_DAEMONSET KUBE_PROXY_CONFIGMAP
+need_selector AGENT_SELECTOR KUBE_PROXY_POD_SELECTOR
+need_seconds EXEC_TIMEOUT
 
 : >"$workdir/errors.jsonl"
 # get CHECK FILE kubectl-args...: the object(s) as JSON in FILE (empty when --ignore-not-found found
@@ -78,11 +72,9 @@ if get "Cilium agent DaemonSet" "$workdir/cilium-ds.json" -n "$CILIUM_NAMESPACE"
 fi
 : >"$workdir/agents.jsonl"
 if get "Cilium agent pods" "$workdir/agent-pods.json" -n "$CILIUM_NAMESPACE" pods -l "$AGENT_SELECTOR"; then
-    jq -r '.items[] | select(.metadata.deletionTimestamp == null) | "\(.metadata.name) \(.spec.nodeName // "unscheduled")"' \
-        "$workdir/agent-pods.json" >"$workdir/agent-pods.txt"
-    while read -r pod node; do
-        agent_kpr_result "$CILIUM_NAMESPACE" "$pod" "$node" "$EXEC_TIMEOUT" >>"$workdir/agents.jsonl"
-    done <"$workdir/agent-pods.txt"
+    live_agents "$workdir/agent-pods.json" >"$workdir/agent-pods.txt"
+    kpr_of() { agent_kpr_result "$CILIUM_NAMESPACE" "$1" "$2" "$EXEC_TIMEOUT"; }
+    for_each_agent "$workdir/agent-pods.txt" kpr_of >"$workdir/agents.jsonl"
     agents=$(jq -sc . "$workdir/agents.jsonl")
 else
     agents='"unreadable"'

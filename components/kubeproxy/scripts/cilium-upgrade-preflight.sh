@@ -54,20 +54,17 @@ CILIUM_VALUES_JSON="${CILIUM_VALUES_JSON:-}"
 AGENT_SELECTOR="${AGENT_SELECTOR:-k8s-app=cilium}"
 PREFLIGHT_RELEASE="${PREFLIGHT_RELEASE:-cilium-preflight}"
 PREPULL_TIMEOUT="${PREPULL_TIMEOUT:-600}"
-need_name CILIUM_NAMESPACE
-need_name CILIUM_RELEASE
-need_name CILIUM_CHART
-[[ "$AGENT_SELECTOR" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "AGENT_SELECTOR must be key=value (got '${AGENT_SELECTOR}')"
+need_name CILIUM_NAMESPACE CILIUM_RELEASE CILIUM_CHART
+need_selector AGENT_SELECTOR
 need_name PREFLIGHT_RELEASE
 readonly VERSION_RE='^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$'
 [[ "$CILIUM_CHART_VERSION" =~ $VERSION_RE ]] || fail "CILIUM_CHART_VERSION must be an exact chart version (got '${CILIUM_CHART_VERSION}')"
 [[ -z "$UPGRADE_FROM" || "$UPGRADE_FROM" =~ $VERSION_RE ]] || fail "UPGRADE_FROM must be an exact chart version (got '${UPGRADE_FROM}')"
 [[ "$CILIUM_REPOSITORY" =~ ^(https?|oci)://[^[:space:]]+$ ]] || fail "CILIUM_REPOSITORY must be an https:// or oci:// URL"
-[[ "$PREPULL_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "PREPULL_TIMEOUT must be a whole number of seconds"
+need_seconds PREPULL_TIMEOUT
 [[ "$PREFLIGHT_RELEASE" != "$CILIUM_RELEASE" ]] || fail "PREFLIGHT_RELEASE must differ from CILIUM_RELEASE"
 
-kc() { tool "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
-hm() { tool "${helm_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
+KC_NAMESPACE="$CILIUM_NAMESPACE"
 readonly PREFLIGHT_DS=cilium-pre-flight-check # templates/cilium-preflight/daemonset.yaml
 readonly PREFLIGHT_SELECTOR=k8s-app=cilium-pre-flight-check
 

@@ -39,14 +39,13 @@ SNAPSHOT_CONFIGMAP="${SNAPSHOT_CONFIGMAP:-}"
 KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
 KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
 ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-300}"
-for var in CILIUM_NAMESPACE CILIUM_RELEASE CILIUM_CHART CILIUM_DS SNAPSHOT_CONFIGMAP KUBE_PROXY_NAMESPACE KUBE_PROXY_DAEMONSET; do
-    need_name "$var"
-done
+need_name CILIUM_NAMESPACE CILIUM_RELEASE CILIUM_CHART CILIUM_DS SNAPSHOT_CONFIGMAP KUBE_PROXY_NAMESPACE KUBE_PROXY_DAEMONSET
 [[ "$CILIUM_CHART_VERSION" =~ ^v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?$ ]] || fail "CILIUM_CHART_VERSION must be an exact version such as 1.19.0 (got '${CILIUM_CHART_VERSION}')"
 [[ "$CILIUM_REPOSITORY" =~ ^(https?|oci)://[^[:space:]]+$ ]] || fail "CILIUM_REPOSITORY must be an https:// or oci:// URL"
-[[ "$ROLLOUT_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "ROLLOUT_TIMEOUT must be a whole number of seconds"
+need_seconds ROLLOUT_TIMEOUT
+KC_NAMESPACE="$CILIUM_NAMESPACE"
 
-tool "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" get configmap "$SNAPSHOT_CONFIGMAP" -o json --ignore-not-found >"$workdir/snapshot.json"
+kc get configmap "$SNAPSHOT_CONFIGMAP" -o json --ignore-not-found >"$workdir/snapshot.json"
 if [[ ! -s "$workdir/snapshot.json" ]]; then
     log "no snapshot configmap/${SNAPSHOT_CONFIGMAP} in ${CILIUM_NAMESPACE}: nothing to restore (already restored?)"
     jq -cn '{ok: true, restored: false, reason: "no snapshot"}'
@@ -57,7 +56,7 @@ created_by_us "$workdir/snapshot.json" \
     || fail "$(not_ours "$SNAPSHOT_CONFIGMAP" "$CILIUM_NAMESPACE"); not restoring values from it and not deleting it"
 
 delete_snapshot() {
-    tool "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" delete configmap "$SNAPSHOT_CONFIGMAP" --ignore-not-found >&2
+    kc delete configmap "$SNAPSHOT_CONFIGMAP" --ignore-not-found >&2
 }
 
 if [[ "$(jq -r '.data["release-present"] // ""' "$workdir/snapshot.json")" != "true" ]]; then

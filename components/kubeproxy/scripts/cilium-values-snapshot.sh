@@ -26,12 +26,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 CILIUM_NAMESPACE="${CILIUM_NAMESPACE:-}"
 CILIUM_RELEASE="${CILIUM_RELEASE:-cilium}"
 SNAPSHOT_CONFIGMAP="${SNAPSHOT_CONFIGMAP:-}"
-need_name CILIUM_NAMESPACE
-need_name CILIUM_RELEASE
-need_name SNAPSHOT_CONFIGMAP
-
-kc() { tool "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
-hm() { tool "${helm_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
+need_name CILIUM_NAMESPACE CILIUM_RELEASE SNAPSHOT_CONFIGMAP
+KC_NAMESPACE="$CILIUM_NAMESPACE"
 
 report_existing() {
     log "snapshot configmap/${SNAPSHOT_CONFIGMAP} already exists (taken $(jq -r '.data["taken-at"] // "at an unknown time"' "$1")); kept as is"

@@ -13,9 +13,18 @@
 #                          back what this run changed, and says how that went in undo_outcome, which
 #                          ends the error. A failed create leaves nothing in Pulumi's state, so
 #                          `pulumi destroy` could not undo it: a step completes or undoes itself.
-#   need_name VAR          fails unless $VAR is a Kubernetes object name
-#   agent_kpr_result NS POD NODE SECONDS   one Cilium agent's KPR status as a JSON line
+#   need_name VAR...       fails unless each $VAR is a Kubernetes object name
+#   need_seconds VAR...    fails unless each $VAR is a whole number of seconds
+#   need_selector VAR...   fails unless each $VAR is one key=value label selector
 #   kubectl_cmd, helm_cmd  arrays pointed at KUBECTL_CONTEXT when it is set
+#   kc ARGS, hm ARGS       kubectl / helm in namespace $KC_NAMESPACE (the script sets it), through tool
+#   live_agents PODS_JSON  "POD NODE" for every pod of a pod list that is not being deleted
+#   for_each_agent FILE FUNCTION   FUNCTION POD NODE for each line of FILE (from live_agents);
+#                          their stdout, one JSON line per agent, is the function's stdout
+#   agent_exec_to NS POD SECONDS FILE CMD...   runs CMD in the pod's cilium-agent container, its
+#                          stdout in FILE; on failure agent_exec_error says why (kubectl's last line)
+#   KPR_STATUS_JQ          how to read an agent's `cilium-dbg status -o json` (see below)
+#   agent_kpr_result NS POD NODE SECONDS   one Cilium agent's KPR status as a JSON line
 #   tool CMD...            runs CMD (kubectl, helm, timeout kubectl ...) keeping its stderr, so a
 #                          failure is reported in the tool's own words: by tool_error, and by the
 #                          exit trap when the failure ends the script
@@ -63,31 +72,66 @@ fail() {
     exit 1
 }
 need_name() {
-    [[ "${!1:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$1 must be a Kubernetes object name (got '${!1:-}')"
+    local var
+    for var in "$@"; do
+        [[ "${!var:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$var must be a Kubernetes object name (got '${!var:-}')"
+    done
 }
+need_seconds() {
+    local var
+    for var in "$@"; do
+        [[ "${!var:-}" =~ ^[1-9][0-9]*$ ]] || fail "$var must be a whole number of seconds (got '${!var:-}')"
+    done
+}
+need_selector() {
+    local var
+    for var in "$@"; do
+        [[ "${!var:-}" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "$var must be key=value (got '${!var:-}')"
+    done
+}
+
+live_agents() {
+    jq -r '.items[] | select(.metadata.deletionTimestamp == null) | "\(.metadata.name) \(.spec.nodeName // "unscheduled")"' "$1"
+}
+for_each_agent() {
+    local pod node
+    while read -r pod node; do
+        "$2" "$pod" "$node"
+    done <"$1"
+}
+agent_exec_error=""
+agent_exec_to() {
+    local namespace=$1 pod=$2 exec_timeout=$3 out=$4
+    shift 4
+    if timeout "$exec_timeout" "${kubectl_cmd[@]}" -n "$namespace" exec -c cilium-agent "$pod" -- \
+        "$@" >"$out" 2>"$workdir/exec.err" </dev/null; then
+        return 0
+    fi
+    agent_exec_error="$(tail -n 1 "$workdir/exec.err")"
+    return 1
+}
+
+# KPR_STATUS_JQ reads `cilium-dbg status -o json` into {mode, socketLB, nodePort, active}: mode "True"
+# with socket LB and NodePort enabled, false booleans being omitted by the agent. It is the text of
+# KPR_STATUS_JQ in components/ciliumVersions/ciliumVersions.ts, where the version-dependent shapes
+# live (test/cilium-versions.test.ts holds the two equal).
+# shellcheck disable=SC2016 # a jq program: $kpr is jq's variable
+readonly KPR_STATUS_JQ='(if type == "object" then .["kube-proxy-replacement"] else null end) as $kpr | {mode: ($kpr.mode // null), socketLB: ($kpr.features.socketLB.enabled == true), nodePort: ($kpr.features.nodePort.enabled == true)} | .active = (.mode == "True" and .socketLB and .nodePort)'
 
 # agent_kpr_result NAMESPACE POD NODE EXEC_TIMEOUT
 # The per-agent KPR check of kpr-gate.sh (also run by the drift check, components/drift/):
-# prints one JSON line for the agent. `cilium-dbg status -o json` reports, under
-# "kube-proxy-replacement", mode "True" and features.socketLB/nodePort.enabled; Cilium omits
-# false booleans, so an absent field counts as false. ok is true only when all three hold;
-# checked is false when the status could not be read at all (exec failed, or not JSON).
+# prints one JSON line for the agent through KPR_STATUS_JQ. ok is true only when mode, socket LB
+# and NodePort all hold; checked is false when the status could not be read at all (exec failed, or not JSON).
 agent_kpr_result() {
-    local namespace=$1 pod=$2 node=$3 exec_timeout=$4 reason
-    if ! timeout "$exec_timeout" "${kubectl_cmd[@]}" -n "$namespace" exec -c cilium-agent "$pod" -- \
-        cilium-dbg status -o json >"$workdir/status.json" 2>"$workdir/exec.err" </dev/null; then
-        reason="$(tail -n 1 "$workdir/exec.err")"
-        jq -cn --arg pod "$pod" --arg node "$node" --arg reason "cilium-dbg status failed: ${reason}" \
+    local namespace=$1 pod=$2 node=$3 exec_timeout=$4
+    if ! agent_exec_to "$namespace" "$pod" "$exec_timeout" "$workdir/status.json" cilium-dbg status -o json; then
+        jq -cn --arg pod "$pod" --arg node "$node" --arg reason "cilium-dbg status failed: ${agent_exec_error}" \
             '{pod: $pod, node: $node, ok: false, checked: false, problem: $reason}'
         return 0
     fi
-    if ! jq -c --arg pod "$pod" --arg node "$node" '
-        (if type == "object" then .["kube-proxy-replacement"] else null end) as $kpr
-        | {pod: $pod, node: $node, checked: true,
-           mode: ($kpr.mode // "absent"),
-           socketLB: ($kpr.features.socketLB.enabled == true),
-           nodePort: ($kpr.features.nodePort.enabled == true)}
-        | .ok = (.mode == "True" and .socketLB and .nodePort)' \
+    if ! jq -c --arg pod "$pod" --arg node "$node" "(${KPR_STATUS_JQ}) as \$kpr"'
+        | {pod: $pod, node: $node, checked: true, mode: ($kpr.mode // "absent"), socketLB: $kpr.socketLB, nodePort: $kpr.nodePort}
+        | .ok = $kpr.active' \
         "$workdir/status.json" 2>/dev/null; then
         jq -cn --arg pod "$pod" --arg node "$node" \
             '{pod: $pod, node: $node, ok: false, checked: false, problem: "cilium-dbg status did not print JSON"}'
@@ -116,6 +160,9 @@ if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then
     kubectl_cmd+=(--context "$KUBECTL_CONTEXT")
     helm_cmd+=(--kube-context "$KUBECTL_CONTEXT")
 fi
+KC_NAMESPACE=""
+kc() { tool "${kubectl_cmd[@]}" -n "${KC_NAMESPACE:?the script sets KC_NAMESPACE before calling kc}" "$@"; }
+hm() { tool "${helm_cmd[@]}" -n "${KC_NAMESPACE:?the script sets KC_NAMESPACE before calling hm}" "$@"; }
 
 workdir="$(mktemp -d)"
 tool_error=""

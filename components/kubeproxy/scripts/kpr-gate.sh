@@ -24,9 +24,6 @@ set -euo pipefail
 readonly SCRIPT=kpr-gate
 # shellcheck source=SCRIPTDIR/cluster-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
-need_seconds() {
-    [[ "${!1:-}" =~ ^[1-9][0-9]*$ ]] || fail "$1 must be a whole number of seconds (got '${!1:-}')"
-}
 
 CILIUM_NAMESPACE="${CILIUM_NAMESPACE:-}"
 CILIUM_DS="${CILIUM_DS:-cilium}"
@@ -34,14 +31,10 @@ CILIUM_OPERATOR="${CILIUM_OPERATOR:-cilium-operator}"
 AGENT_SELECTOR="${AGENT_SELECTOR:-k8s-app=cilium}"
 ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-300}"
 EXEC_TIMEOUT="${EXEC_TIMEOUT:-60}"
-need_name CILIUM_NAMESPACE
-need_name CILIUM_DS
-need_name CILIUM_OPERATOR
-need_seconds ROLLOUT_TIMEOUT
-need_seconds EXEC_TIMEOUT
-[[ "$AGENT_SELECTOR" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "AGENT_SELECTOR must be key=value (got '${AGENT_SELECTOR}')"
-
-kc() { tool "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" "$@"; }
+need_name CILIUM_NAMESPACE CILIUM_DS CILIUM_OPERATOR
+need_seconds ROLLOUT_TIMEOUT EXEC_TIMEOUT
+need_selector AGENT_SELECTOR
+KC_NAMESPACE="$CILIUM_NAMESPACE"
 
 # A failure says kubectl's own reason (NotFound, OnDelete, ...), not a timeout that never happened.
 rolled_out_or_fail() {
@@ -54,18 +47,15 @@ rolled_out_or_fail "deployment/${CILIUM_OPERATOR}"
 desired="$(kc get daemonset "$CILIUM_DS" -o json | jq '.status.desiredNumberScheduled // 0')"
 kc get pods -l "$AGENT_SELECTOR" -o json >"$workdir/pods.json"
 # Pods already being deleted (left over from the rollout) are not counted and not asked.
-jq -r '.items[] | select(.metadata.deletionTimestamp == null) | "\(.metadata.name) \(.spec.nodeName // "unscheduled")"' \
-    "$workdir/pods.json" >"$workdir/pods.txt"
+live_agents "$workdir/pods.json" >"$workdir/pods.txt"
 count="$(wc -l <"$workdir/pods.txt" | tr -d ' ')"
 if [[ "$desired" -eq 0 ]]; then fail "daemonset/${CILIUM_DS} schedules no pods; nothing proves Cilium serves Services"; fi
 if [[ "$count" -ne "$desired" ]]; then
     fail "found ${count} agent pods (${AGENT_SELECTOR}) but daemonset/${CILIUM_DS} wants ${desired}; every node must be checked"
 fi
 
-: >"$workdir/results.jsonl"
-while read -r pod node; do
-    agent_kpr_result "$CILIUM_NAMESPACE" "$pod" "$node" "$EXEC_TIMEOUT" >>"$workdir/results.jsonl"
-done <"$workdir/pods.txt"
+kpr_of() { agent_kpr_result "$CILIUM_NAMESPACE" "$1" "$2" "$EXEC_TIMEOUT"; }
+for_each_agent "$workdir/pods.txt" kpr_of >"$workdir/results.jsonl"
 
 jq -r 'select(.ok | not)
     | "pod \(.pod) on node \(.node): "

@@ -49,17 +49,16 @@ KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
 KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
 KUBE_PROXY_POD_SELECTOR="${KUBE_PROXY_POD_SELECTOR:-k8s-app=kube-proxy}"
 ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-300}"
-need_name KUBE_PROXY_NAMESPACE
-need_name KUBE_PROXY_DAEMONSET
-[[ "$KUBE_PROXY_POD_SELECTOR" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "KUBE_PROXY_POD_SELECTOR must be key=value"
-[[ "$ROLLOUT_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "ROLLOUT_TIMEOUT must be a whole number of seconds"
+need_name KUBE_PROXY_NAMESPACE KUBE_PROXY_DAEMONSET
+need_selector KUBE_PROXY_POD_SELECTOR
+need_seconds ROLLOUT_TIMEOUT
 read -r -a canary <<<"${CANARY_NODES:-}"
 [[ "${#canary[@]}" -gt 0 ]] || fail "CANARY_NODES must name at least one node"
 for node in "${canary[@]}"; do
     [[ "$node" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "CANARY_NODES: '$node' is not a Kubernetes node name"
 done
 
-kc() { tool "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
+KC_NAMESPACE="$KUBE_PROXY_NAMESPACE"
 
 # A name that is not a Node would exclude nothing and leave kube-proxy where it is.
 for node in "${canary[@]}"; do

@@ -26,11 +26,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
 KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
 ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-300}"
-need_name KUBE_PROXY_NAMESPACE
-need_name KUBE_PROXY_DAEMONSET
-[[ "$ROLLOUT_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "ROLLOUT_TIMEOUT must be a whole number of seconds"
-
-kc() { tool "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
+need_name KUBE_PROXY_NAMESPACE KUBE_PROXY_DAEMONSET
+need_seconds ROLLOUT_TIMEOUT
+KC_NAMESPACE="$KUBE_PROXY_NAMESPACE"
 
 kc get daemonset "$KUBE_PROXY_DAEMONSET" -o json --ignore-not-found >"$workdir/ds.live"
 if [[ ! -s "$workdir/ds.live" ]]; then

@@ -42,18 +42,14 @@ KUBE_PROXY_BACKUP_CONFIGMAP="${KUBE_PROXY_BACKUP_CONFIGMAP:-}"
 KUBE_PROXY_POD_SELECTOR="${KUBE_PROXY_POD_SELECTOR:-k8s-app=kube-proxy}"
 POD_GONE_TIMEOUT="${POD_GONE_TIMEOUT:-180}"
 ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-300}"
-need_name KUBE_PROXY_NAMESPACE
-need_name KUBE_PROXY_DAEMONSET
-need_name KUBE_PROXY_CONFIGMAP
-need_name KUBE_PROXY_BACKUP_CONFIGMAP
-[[ "$KUBE_PROXY_POD_SELECTOR" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "KUBE_PROXY_POD_SELECTOR must be key=value"
-[[ "$POD_GONE_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "POD_GONE_TIMEOUT must be a whole number of seconds"
-[[ "$ROLLOUT_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "ROLLOUT_TIMEOUT must be a whole number of seconds"
+need_name KUBE_PROXY_NAMESPACE KUBE_PROXY_DAEMONSET KUBE_PROXY_CONFIGMAP KUBE_PROXY_BACKUP_CONFIGMAP
+need_selector KUBE_PROXY_POD_SELECTOR
+need_seconds POD_GONE_TIMEOUT ROLLOUT_TIMEOUT
 if [[ "$KUBE_PROXY_BACKUP_CONFIGMAP" == "$KUBE_PROXY_CONFIGMAP" ]]; then
     fail "KUBE_PROXY_BACKUP_CONFIGMAP must differ from KUBE_PROXY_CONFIGMAP"
 fi
 
-kc() { tool "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
+KC_NAMESPACE="$KUBE_PROXY_NAMESPACE"
 
 # Fields the API server sets; recreating an object with them fails or misleads. A DaemonSet
 # that a canary kept off some nodes (kube-proxy-exclude.sh) is saved with the affinity it had

@@ -26,13 +26,9 @@ KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
 KUBE_PROXY_CONFIGMAP="${KUBE_PROXY_CONFIGMAP:-kube-proxy}"
 KUBE_PROXY_BACKUP_CONFIGMAP="${KUBE_PROXY_BACKUP_CONFIGMAP:-}"
 ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-300}"
-need_name KUBE_PROXY_NAMESPACE
-need_name KUBE_PROXY_DAEMONSET
-need_name KUBE_PROXY_CONFIGMAP
-need_name KUBE_PROXY_BACKUP_CONFIGMAP
-[[ "$ROLLOUT_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "ROLLOUT_TIMEOUT must be a whole number of seconds"
-
-kc() { tool "${kubectl_cmd[@]}" -n "$KUBE_PROXY_NAMESPACE" "$@"; }
+need_name KUBE_PROXY_NAMESPACE KUBE_PROXY_DAEMONSET KUBE_PROXY_CONFIGMAP KUBE_PROXY_BACKUP_CONFIGMAP
+need_seconds ROLLOUT_TIMEOUT
+KC_NAMESPACE="$KUBE_PROXY_NAMESPACE"
 
 kc get daemonset "$KUBE_PROXY_DAEMONSET" -o json --ignore-not-found >"$workdir/ds.live"
 kc get configmap "$KUBE_PROXY_CONFIGMAP" -o json --ignore-not-found >"$workdir/cm.live"

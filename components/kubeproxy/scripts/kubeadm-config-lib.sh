@@ -16,6 +16,12 @@
 readonly KUBEADM_API_VERSION=kubeadm.k8s.io/v1beta4
 readonly KUBEADM_PROXY_DISABLED_BLOCK=$'proxy:\n  disabled: true'
 
+# KUBEADM_BACKUP_CONFIGMAP: a ConfigMap name other than kubeadm-config itself (the scripts that write it).
+need_backup_name() {
+    need_name KUBEADM_BACKUP_CONFIGMAP
+    [[ "$KUBEADM_BACKUP_CONFIGMAP" != kubeadm-config ]] || fail "KUBEADM_BACKUP_CONFIGMAP must differ from kubeadm-config"
+}
+
 # The configuration's API version (from its one top-level apiVersion line), or "" if there is none.
 kubeadm_api_version() {
     awk '/^apiVersion: / { n++; v = $2 } END { if (n == 1) print v }' "$1"

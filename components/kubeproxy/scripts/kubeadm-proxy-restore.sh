@@ -28,10 +28,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/kubeadm-config-lib.sh"
 
 KUBEADM_BACKUP_CONFIGMAP="${KUBEADM_BACKUP_CONFIGMAP:-}"
-need_name KUBEADM_BACKUP_CONFIGMAP
-[[ "$KUBEADM_BACKUP_CONFIGMAP" != kubeadm-config ]] || fail "KUBEADM_BACKUP_CONFIGMAP must differ from kubeadm-config"
+need_backup_name
 
-kc() { tool "${kubectl_cmd[@]}" -n kube-system "$@"; }
+KC_NAMESPACE=kube-system
 
 summary() {
     jq -cn --argjson restored "$1" --arg how "$2" --argjson deleted "$3" \

@@ -24,7 +24,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/kubeadm-config-lib.sh"
 KUBEADM_BACKUP_CONFIGMAP="${KUBEADM_BACKUP_CONFIGMAP:-}"
 need_name KUBEADM_BACKUP_CONFIGMAP
 
-kc() { tool "${kubectl_cmd[@]}" -n kube-system "$@"; }
+KC_NAMESPACE=kube-system
 
 kc get configmap kubeadm-config -o json --ignore-not-found >"$workdir/live.json"
 if [[ ! -s "$workdir/live.json" ]]; then

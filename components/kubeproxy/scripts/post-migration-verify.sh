@@ -22,10 +22,10 @@ CILIUM_NAMESPACE="${CILIUM_NAMESPACE:-}"
 CILIUM_DS="${CILIUM_DS:-cilium}"
 AGENT_SELECTOR="${AGENT_SELECTOR:-k8s-app=cilium}"
 EXEC_TIMEOUT="${EXEC_TIMEOUT:-60}"
-need_name CILIUM_NAMESPACE
-need_name CILIUM_DS
-[[ "$AGENT_SELECTOR" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "AGENT_SELECTOR must be key=value (got '${AGENT_SELECTOR}')"
-[[ "$EXEC_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "EXEC_TIMEOUT must be a whole number of seconds"
+need_name CILIUM_NAMESPACE CILIUM_DS
+need_selector AGENT_SELECTOR
+need_seconds EXEC_TIMEOUT
+KC_NAMESPACE="$CILIUM_NAMESPACE"
 
 tool "${kubectl_cmd[@]}" -n default get service kubernetes -o json >"$workdir/service.json"
 # Dual-stack clusters list one ClusterIP per family; every one must be served.
@@ -36,32 +36,32 @@ jq -c '(.spec.clusterIPs // [.spec.clusterIP]) as $ips
 [[ "$(jq 'length' "$workdir/frontends.json")" -gt 0 ]] || fail "service default/kubernetes has no ClusterIP"
 log "expecting frontends $(jq -r 'map("\(.ip):\(.port)") | join(", ")' "$workdir/frontends.json") in every agent"
 
-desired="$(tool "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" get daemonset "$CILIUM_DS" -o json | jq '.status.desiredNumberScheduled // 0')"
-tool "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" get pods -l "$AGENT_SELECTOR" -o json \
-    | jq -r '.items[] | select(.metadata.deletionTimestamp == null) | "\(.metadata.name) \(.spec.nodeName // "unscheduled")"' \
-        >"$workdir/pods.txt"
+desired="$(kc get daemonset "$CILIUM_DS" -o json | jq '.status.desiredNumberScheduled // 0')"
+kc get pods -l "$AGENT_SELECTOR" -o json >"$workdir/pods.json"
+live_agents "$workdir/pods.json" >"$workdir/pods.txt"
 count="$(wc -l <"$workdir/pods.txt" | tr -d ' ')"
 if [[ "$desired" -eq 0 || "$count" -ne "$desired" ]]; then
     fail "found ${count} agent pods but daemonset/${CILIUM_DS} wants ${desired}; every node must be checked"
 fi
 
-: >"$workdir/results.jsonl"
-while read -r pod node; do
-    if ! timeout "$EXEC_TIMEOUT" "${kubectl_cmd[@]}" -n "$CILIUM_NAMESPACE" exec -c cilium-agent "$pod" -- \
-        cilium-dbg service list -o json >"$workdir/services.json" 2>"$workdir/exec.err" </dev/null; then
-        jq -cn --arg pod "$pod" --arg node "$node" --arg reason "cilium-dbg service list failed: $(tail -n 1 "$workdir/exec.err")" \
-            '{pod: $pod, node: $node, ok: false, problem: $reason}' >>"$workdir/results.jsonl"
-        continue
+# One JSON line per agent: the frontends it lacks, or why it could not be asked.
+services_of() {
+    local pod=$1 node=$2
+    if ! agent_exec_to "$CILIUM_NAMESPACE" "$pod" "$EXEC_TIMEOUT" "$workdir/services.json" cilium-dbg service list -o json; then
+        jq -cn --arg pod "$pod" --arg node "$node" --arg reason "cilium-dbg service list failed: ${agent_exec_error}" \
+            '{pod: $pod, node: $node, ok: false, problem: $reason}'
+        return 0
     fi
     if ! jq -c --arg pod "$pod" --arg node "$node" --slurpfile want "$workdir/frontends.json" '
         [.[]? | .spec["frontend-address"]? // empty | {ip, port}] as $have
         | [$want[0][] | select(. as $w | $have | index([$w]) | not) | "\(.ip):\(.port)"] as $missing
         | {pod: $pod, node: $node, services: ($have | length), missing: $missing, ok: ($missing == [])}' \
-        "$workdir/services.json" >>"$workdir/results.jsonl" 2>/dev/null; then
+        "$workdir/services.json" 2>/dev/null; then
         jq -cn --arg pod "$pod" --arg node "$node" \
-            '{pod: $pod, node: $node, ok: false, problem: "cilium-dbg service list did not print a JSON list"}' >>"$workdir/results.jsonl"
+            '{pod: $pod, node: $node, ok: false, problem: "cilium-dbg service list did not print a JSON list"}'
     fi
-done <"$workdir/pods.txt"
+}
+for_each_agent "$workdir/pods.txt" services_of >"$workdir/results.jsonl"
 
 summary="$(jq -sc --slurpfile f "$workdir/frontends.json" '{ok: all(.[]; .ok), frontends: $f[0], pods: .}' "$workdir/results.jsonl")"
 jq -r 'select(.ok | not) | "pod \(.pod) on node \(.node): " + (.problem // "does not serve \(.missing | join(", ")) (lists \(.services) services)")' \

@@ -90,130 +90,162 @@ backend_has_kube_chains() {
     return 1
 }
 
-selected=()
-case "$BACKEND" in
-    auto)
-        for candidate in nft legacy; do
-            has=0
-            backend_has_kube_chains "$candidate" || has=$?
-            if [[ "$has" -eq 0 ]]; then selected+=("$candidate"); fi
+# ---- steps (called in order by the main block at the end) ----------------------------------
+
+# The iptables backends to clean: BACKEND, or under auto every one whose save output holds kube-proxy chains.
+select_backends() {
+    selected=()
+    case "$BACKEND" in
+        auto)
+            for candidate in nft legacy; do
+                has=0
+                backend_has_kube_chains "$candidate" || has=$?
+                if [[ "$has" -eq 0 ]]; then selected+=("$candidate"); fi
+            done
+            ;;
+        *)
+            command -v "iptables-${BACKEND}-save" >/dev/null 2>&1 || die "iptables-${BACKEND}-save is not installed"
+            selected=("$BACKEND")
+            ;;
+    esac
+}
+
+# Scan everything first, and stop before changing anything if this node cannot be cleaned completely.
+stop_unless_cleanable() {
+    kp_ipvs_scan
+    kp_scan_ipsets
+    kp_scan_nft
+    if [[ "${#kp_unverifiable[@]}" -gt 0 ]]; then
+        for reason in "${kp_unverifiable[@]}"; do log "cannot clean: $reason"; done
+        die "nothing was changed: $(printf '%s; ' "${kp_unverifiable[@]}")"
+    fi
+    foreign_vs=("${KP_VS_FOREIGN[@]}")
+    if [[ "${#foreign_vs[@]}" -gt 0 ]]; then log "ipvs: keeping virtual servers that are not kube-proxy's: ${foreign_vs[*]}"; fi
+}
+
+# 1. IPVS virtual servers
+remove_ipvs_virtual_servers() {
+    removed_vs=()
+    for svc in "${KP_VS_OURS[@]}"; do
+        # shellcheck disable=SC2086 # "$svc" is "-t ADDR:PORT": flag and address are two words
+        if out="$("$KP_IPVSADM" -D $svc 2>&1)"; then
+            removed_vs+=("$svc")
+        elif [[ "$out" == *"No such service"* ]]; then
+            log "ipvs: $svc vanished meanwhile"
+        else
+            die "ipvsadm -D $svc failed: $out"
+        fi
+    done
+    if [[ "${#removed_vs[@]}" -gt 0 ]]; then log "ipvs: removed ${#removed_vs[@]} kube-proxy virtual servers"; fi
+}
+
+# 2. iptables
+remove_iptables_chains() {
+    changed=()
+    for backend in "${selected[@]}"; do
+        for family in "${families[@]}"; do
+            plan_for "$family" "$backend"
+            if [[ ! -s "$workdir/plan" ]]; then
+                log "${family}-${backend}: no kube-proxy chains"
+                continue
+            fi
+            chains="$(grep -c '^-X ' "$workdir/plan" || true)"
+            jumps="$(grep -c '^-D ' "$workdir/plan" || true)"
+            log "${family}-${backend}: removing ${chains} kube-proxy chains and ${jumps} jumps into them"
+            if ! "${family}-${backend}-restore" --noflush --wait 10 <"$workdir/plan"; then
+                die "${family}-${backend}-restore refused the removal (rules changed meanwhile?); nothing in the failing table was changed, run again"
+            fi
+            changed+=("${family}-${backend}")
         done
-        ;;
-    *)
-        command -v "iptables-${BACKEND}-save" >/dev/null 2>&1 || die "iptables-${BACKEND}-save is not installed"
-        selected=("$BACKEND")
-        ;;
-esac
+    done
+    if [[ "${#selected[@]}" -eq 0 ]]; then log "no iptables backend holds kube-proxy chains"; fi
+}
 
-# --- scan, and stop before changing anything if this node cannot be cleaned completely --------
-kp_ipvs_scan
-kp_scan_ipsets
-kp_scan_nft
-if [[ "${#kp_unverifiable[@]}" -gt 0 ]]; then
-    for reason in "${kp_unverifiable[@]}"; do log "cannot clean: $reason"; done
-    die "nothing was changed: $(printf '%s; ' "${kp_unverifiable[@]}")"
-fi
-foreign_vs=("${KP_VS_FOREIGN[@]}")
-if [[ "${#foreign_vs[@]}" -gt 0 ]]; then log "ipvs: keeping virtual servers that are not kube-proxy's: ${foreign_vs[*]}"; fi
-
-# --- 1. IPVS virtual servers ------------------------------------------------------------------
-removed_vs=()
-for svc in "${KP_VS_OURS[@]}"; do
-    # shellcheck disable=SC2086 # "$svc" is "-t ADDR:PORT": flag and address are two words
-    if out="$("$KP_IPVSADM" -D $svc 2>&1)"; then
-        removed_vs+=("$svc")
-    elif [[ "$out" == *"No such service"* ]]; then
-        log "ipvs: $svc vanished meanwhile"
+# 3. kube-ipvs0
+remove_ipvs_link() {
+    removed_link=false
+    mapfile -t link_addresses < <(kp_ipvs_link_addresses)
+    if kp_ipvs_link_present; then
+        ip link del kube-ipvs0 || die "could not delete the kube-ipvs0 link"
+        removed_link=true
+        log "kube-ipvs0: deleted with its ${#link_addresses[@]} addresses"
     else
-        die "ipvsadm -D $svc failed: $out"
+        link_addresses=()
     fi
-done
-if [[ "${#removed_vs[@]}" -gt 0 ]]; then log "ipvs: removed ${#removed_vs[@]} kube-proxy virtual servers"; fi
+}
 
-# --- 2. iptables ------------------------------------------------------------------------------
-changed=()
-for backend in "${selected[@]}"; do
-    for family in "${families[@]}"; do
-        plan_for "$family" "$backend"
-        if [[ ! -s "$workdir/plan" ]]; then
-            log "${family}-${backend}: no kube-proxy chains"
-            continue
+# 4. ipsets
+destroy_ipsets() {
+    removed_sets=()
+    for set in "${KP_IPSETS_FOUND[@]}"; do
+        if ! out="$(ipset destroy "$set" 2>&1)"; then
+            # ipset: "The set with the given name does not exist" when it vanished meanwhile.
+            if [[ "$out" == *"does not exist"* ]]; then continue; fi
+            die "ipset destroy $set failed: $out (a rule that is not kube-proxy's may still use it)"
         fi
-        chains="$(grep -c '^-X ' "$workdir/plan" || true)"
-        jumps="$(grep -c '^-D ' "$workdir/plan" || true)"
-        log "${family}-${backend}: removing ${chains} kube-proxy chains and ${jumps} jumps into them"
-        if ! "${family}-${backend}-restore" --noflush --wait 10 <"$workdir/plan"; then
-            die "${family}-${backend}-restore refused the removal (rules changed meanwhile?); nothing in the failing table was changed, run again"
-        fi
-        changed+=("${family}-${backend}")
+        removed_sets+=("$set")
     done
-done
-if [[ "${#selected[@]}" -eq 0 ]]; then log "no iptables backend holds kube-proxy chains"; fi
+    if [[ "${#removed_sets[@]}" -gt 0 ]]; then log "ipsets: destroyed ${removed_sets[*]}"; fi
+}
 
-# --- 3. kube-ipvs0 ----------------------------------------------------------------------------
-removed_link=false
-mapfile -t link_addresses < <(kp_ipvs_link_addresses)
-if kp_ipvs_link_present; then
-    ip link del kube-ipvs0 || die "could not delete the kube-ipvs0 link"
-    removed_link=true
-    log "kube-ipvs0: deleted with its ${#link_addresses[@]} addresses"
-else
-    link_addresses=()
-fi
-
-# --- 4. ipsets --------------------------------------------------------------------------------
-removed_sets=()
-for set in "${KP_IPSETS_FOUND[@]}"; do
-    if ! out="$(ipset destroy "$set" 2>&1)"; then
-        # ipset: "The set with the given name does not exist" when it vanished meanwhile.
-        if [[ "$out" == *"does not exist"* ]]; then continue; fi
-        die "ipset destroy $set failed: $out (a rule that is not kube-proxy's may still use it)"
+# 5. nftables
+delete_nft_tables() {
+    removed_tables=()
+    if [[ "${#KP_NFT_FOUND[@]}" -gt 0 ]]; then
+        : >"$workdir/nft"
+        for table in "${KP_NFT_FOUND[@]}"; do printf 'delete table %s\n' "$table" >>"$workdir/nft"; done
+        # One transaction: both tables go, or neither.
+        out="$(nft -f "$workdir/nft" 2>&1)" || die "nft refused to delete ${KP_NFT_FOUND[*]}: $out"
+        removed_tables=("${KP_NFT_FOUND[@]}")
+        log "nftables: deleted ${removed_tables[*]}"
     fi
-    removed_sets+=("$set")
-done
-if [[ "${#removed_sets[@]}" -gt 0 ]]; then log "ipsets: destroyed ${removed_sets[*]}"; fi
+}
 
-# --- 5. nftables ------------------------------------------------------------------------------
-removed_tables=()
-if [[ "${#KP_NFT_FOUND[@]}" -gt 0 ]]; then
-    : >"$workdir/nft"
-    for table in "${KP_NFT_FOUND[@]}"; do printf 'delete table %s\n' "$table" >>"$workdir/nft"; done
-    # One transaction: both tables go, or neither.
-    out="$(nft -f "$workdir/nft" 2>&1)" || die "nft refused to delete ${KP_NFT_FOUND[*]}: $out"
-    removed_tables=("${KP_NFT_FOUND[@]}")
-    log "nftables: deleted ${removed_tables[*]}"
-fi
-
-# --- verify: re-read everything ---------------------------------------------------------------
-# Every iptables backend, not only the cleaned ones: stale rules in the other backend would
-# still intercept Service traffic.
-leftovers=()
-for backend in nft legacy; do
-    for family in "${families[@]}"; do
-        plan_for "$family" "$backend"
-        if [[ -s "$workdir/plan" ]]; then
-            log "${family}-${backend} still holds kube-proxy rules:"
-            cat "$workdir/plan" >&2
-            leftovers+=("${family}-${backend}")
-        fi
+# Re-read everything; any kube-proxy state left fails the script.
+verify_nothing_left() {
+    # Every iptables backend, not only the cleaned ones: stale rules in the other backend would
+    # still intercept Service traffic.
+    leftovers=()
+    for backend in nft legacy; do
+        for family in "${families[@]}"; do
+            plan_for "$family" "$backend"
+            if [[ -s "$workdir/plan" ]]; then
+                log "${family}-${backend} still holds kube-proxy rules:"
+                cat "$workdir/plan" >&2
+                leftovers+=("${family}-${backend}")
+            fi
+        done
     done
-done
-kp_unverifiable=()
-kp_ipvs_scan
-if [[ "${#KP_VS_OURS[@]}" -gt 0 ]]; then leftovers+=("ipvs (${KP_VS_OURS[*]})"); fi
-if kp_ipvs_link_present; then leftovers+=(kube-ipvs0); fi
-kp_scan_ipsets
-if [[ "${#KP_IPSETS_FOUND[@]}" -gt 0 ]]; then leftovers+=("ipsets (${KP_IPSETS_FOUND[*]})"); fi
-kp_scan_nft
-if [[ "${#KP_NFT_FOUND[@]}" -gt 0 ]]; then leftovers+=("nftables (${KP_NFT_FOUND[*]})"); fi
-for reason in "${kp_unverifiable[@]}"; do leftovers+=("unverifiable: $reason"); done
-if [[ "${#leftovers[@]}" -gt 0 ]]; then
-    die "kube-proxy state remains in: ${leftovers[*]}"
-fi
+    kp_unverifiable=()
+    kp_ipvs_scan
+    if [[ "${#KP_VS_OURS[@]}" -gt 0 ]]; then leftovers+=("ipvs (${KP_VS_OURS[*]})"); fi
+    if kp_ipvs_link_present; then leftovers+=(kube-ipvs0); fi
+    kp_scan_ipsets
+    if [[ "${#KP_IPSETS_FOUND[@]}" -gt 0 ]]; then leftovers+=("ipsets (${KP_IPSETS_FOUND[*]})"); fi
+    kp_scan_nft
+    if [[ "${#KP_NFT_FOUND[@]}" -gt 0 ]]; then leftovers+=("nftables (${KP_NFT_FOUND[*]})"); fi
+    for reason in "${kp_unverifiable[@]}"; do leftovers+=("unverifiable: $reason"); done
+    if [[ "${#leftovers[@]}" -gt 0 ]]; then
+        die "kube-proxy state remains in: ${leftovers[*]}"
+    fi
+}
 
-changed_any=false
-if [[ $((${#changed[@]} + ${#removed_vs[@]} + ${#removed_sets[@]} + ${#removed_tables[@]})) -gt 0 || "$removed_link" = true ]]; then changed_any=true; fi
-printf '{"ok":true,"backend":"%s","cleanedBackends":%s,"changedTables":%s,"removed":{"ipvsVirtualServers":%s,"ipvsInterface":%s,"ipvsInterfaceAddresses":%s,"ipsets":%s,"nftTables":%s},"kept":{"foreignVirtualServers":%s},"ipvs":%s,"changed":%s,"testSeams":%s}\n' \
-    "$BACKEND" "$(json_list "${selected[@]}")" "$(json_list "${changed[@]}")" \
-    "$(json_list "${removed_vs[@]}")" "$removed_link" "$(json_list "${link_addresses[@]}")" "$(json_list "${removed_sets[@]}")" "$(json_list "${removed_tables[@]}")" \
-    "$(json_list "${foreign_vs[@]}")" "$(json_string "$KP_IPVS_STATUS")" "$changed_any" "$(json_list "${kp_seams[@]}")"
+print_summary() {
+    changed_any=false
+    if [[ $((${#changed[@]} + ${#removed_vs[@]} + ${#removed_sets[@]} + ${#removed_tables[@]})) -gt 0 || "$removed_link" = true ]]; then changed_any=true; fi
+    printf '{"ok":true,"backend":"%s","cleanedBackends":%s,"changedTables":%s,"removed":{"ipvsVirtualServers":%s,"ipvsInterface":%s,"ipvsInterfaceAddresses":%s,"ipsets":%s,"nftTables":%s},"kept":{"foreignVirtualServers":%s},"ipvs":%s,"changed":%s,"testSeams":%s}\n' \
+        "$BACKEND" "$(json_list "${selected[@]}")" "$(json_list "${changed[@]}")" \
+        "$(json_list "${removed_vs[@]}")" "$removed_link" "$(json_list "${link_addresses[@]}")" "$(json_list "${removed_sets[@]}")" "$(json_list "${removed_tables[@]}")" \
+        "$(json_list "${foreign_vs[@]}")" "$(json_string "$KP_IPVS_STATUS")" "$changed_any" "$(json_list "${kp_seams[@]}")"
+}
+
+# ---- main ----------------------------------------------------------------------------------
+select_backends
+stop_unless_cleanable
+remove_ipvs_virtual_servers
+remove_iptables_chains
+remove_ipvs_link
+destroy_ipsets
+delete_nft_tables
+verify_nothing_left
+print_summary

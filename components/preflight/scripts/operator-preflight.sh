@@ -9,6 +9,10 @@
 #   KUBECONFIG            (optional) standard kubectl variable.
 #   KUBECTL_CONTEXT       (optional) kubeconfig context, passed as --context.
 #   CILIUM_VERSION        (required) the Cilium chart version the migration installs, e.g. 1.19.0.
+#   IPVS_HANG             (required) what cilium/cilium#44464 means for CILIUM_VERSION: refuse, warn or
+#                         none. IPVS_HANG_MINOR / IPVS_SAFE_MINOR (required): the affected minor and the
+#                         one to migrate with instead. All four come from
+#                         components/ciliumVersions/ciliumVersions.ts (operatorPreflightVersionEnv).
 #   KUBE_PROXY_NAMESPACE  (optional) default kube-system.
 #   KUBE_PROXY_DAEMONSET  (optional) default kube-proxy.
 #   KUBE_PROXY_CONFIGMAP  (optional) default kube-proxy.
@@ -35,9 +39,10 @@
 #   the context exists and its API server answers and is ready            [kube-context] [cluster-unreachable] [cluster-not-ready]
 #   kube-proxy's mode: the ConfigMap's config.conf `mode:` (empty = iptables), else the
 #   DaemonSet's --proxy-mode flag; unknown or unreadable is refused         [kube-proxy-mode]
-#   IPVS mode with any Cilium 1.19.x (pre-releases included) is refused: agents hang in Init,
-#   cilium/cilium#44464, and no 1.19 release with a fix is confirmed      [ipvs-cilium-44464]
-#   IPVS mode with Cilium >= 1.20 is warned about: not confirmed either way [ipvs-cilium-44464-unconfirmed]
+#   IPVS mode with an affected Cilium (IPVS_HANG=refuse: any 1.19.x, pre-releases included) is refused:
+#   agents hang in Init, cilium/cilium#44464, and no 1.19 release with a fix is confirmed [ipvs-cilium-44464]
+#   IPVS mode with a later Cilium (IPVS_HANG=warn: >= 1.20) is warned about: not confirmed either way
+#                                                                         [ipvs-cilium-44464-unconfirmed]
 #   kube-proxy already gone (no DaemonSet, no ConfigMap) is reported, not a failure.
 #
 # Warning "nodeport-on-vip" (cilium/cilium#37691: with KPR, NodePorts are served on one address per device,
@@ -55,6 +60,9 @@ readonly NODEPORT_VIP_ISSUE="cilium/cilium#37691"
 bad_env() { echo "operator-preflight: $1" >&2; exit 2; }
 
 CILIUM_VERSION="${CILIUM_VERSION:-}"
+IPVS_HANG="${IPVS_HANG:-}"
+IPVS_HANG_MINOR="${IPVS_HANG_MINOR:-}"
+IPVS_SAFE_MINOR="${IPVS_SAFE_MINOR:-}"
 KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
 KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
 KUBE_PROXY_CONFIGMAP="${KUBE_PROXY_CONFIGMAP:-kube-proxy}"
@@ -64,6 +72,9 @@ NEEDS_HELM="${NEEDS_HELM:-1}"
 REQUEST_TIMEOUT="${REQUEST_TIMEOUT:-15}"
 readonly k8s_name='^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$'
 [[ $CILIUM_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?$ ]] || bad_env "CILIUM_VERSION must be a chart version like 1.19.2 (got '${CILIUM_VERSION}')"
+[[ $IPVS_HANG =~ ^(refuse|warn|none)$ ]] || bad_env "IPVS_HANG must be refuse, warn or none (got '${IPVS_HANG}')"
+[[ $IPVS_HANG_MINOR =~ ^[0-9]+\.[0-9]+$ ]] || bad_env "IPVS_HANG_MINOR must be a minor version like 1.19 (got '${IPVS_HANG_MINOR}')"
+[[ $IPVS_SAFE_MINOR =~ ^[0-9]+\.[0-9]+$ ]] || bad_env "IPVS_SAFE_MINOR must be a minor version like 1.18 (got '${IPVS_SAFE_MINOR}')"
 [[ $KUBE_PROXY_NAMESPACE =~ $k8s_name ]] || bad_env "KUBE_PROXY_NAMESPACE must be a namespace name (got '${KUBE_PROXY_NAMESPACE}')"
 [[ $KUBE_PROXY_DAEMONSET =~ $k8s_name ]] || bad_env "KUBE_PROXY_DAEMONSET must be an object name (got '${KUBE_PROXY_DAEMONSET}')"
 [[ $KUBE_PROXY_CONFIGMAP =~ $k8s_name ]] || bad_env "KUBE_PROXY_CONFIGMAP must be an object name (got '${KUBE_PROXY_CONFIGMAP}')"
@@ -115,20 +126,20 @@ for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-    fail tools "missing on PATH: ${missing[*]} (install them on the machine that runs pulumi)"
+    fail_check tools "missing on PATH: ${missing[*]} (install them on the machine that runs pulumi)"
     finish
 fi
 if [ "$NEEDS_HELM" = 1 ]; then
-    helm_version=$(helm version --short 2>/dev/null) || { fail tools "helm is on PATH but 'helm version' fails"; helm_version=""; }
+    helm_version=$(helm version --short 2>/dev/null) || { fail_check tools "helm is on PATH but 'helm version' fails"; helm_version=""; }
     # `helm version --short` prints vMAJOR.MINOR.PATCH+gCOMMIT (helm/helm pkg/cmd/version.go formatVersion).
     if [[ $helm_version =~ ^v([0-9]+)\.[0-9]+\.[0-9]+ ]]; then
         helm_major=${BASH_REMATCH[1]}
         case "$helm_major" in
             3 | 4) log "helm $helm_version (Helm $helm_major)" ;;
-            *) fail helm-version "helm $helm_version is Helm $helm_major; the scripts' helm flags are checked against Helm 3 and Helm 4 only: use one of those" ;;
+            *) fail_check helm-version "helm $helm_version is Helm $helm_major; the scripts' helm flags are checked against Helm 3 and Helm 4 only: use one of those" ;;
         esac
     elif [ -n "$helm_version" ]; then
-        fail helm-version "cannot read helm's version from '$helm_version'"
+        fail_check helm-version "cannot read helm's version from '$helm_version'"
     fi
 fi
 
@@ -139,7 +150,7 @@ if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then
     context=$KUBECTL_CONTEXT
 elif ! context=$(kubectl config current-context 2>/dev/null) || [ -z "$context" ]; then
     context=""
-    fail kube-context "no KUBECTL_CONTEXT given and the kubeconfig has no current context"
+    fail_check kube-context "no KUBECTL_CONTEXT given and the kubeconfig has no current context"
     finish
 fi
 log "checking context '$context'"
@@ -152,16 +163,16 @@ kube() { "${kubectl_cmd[@]}" "$@" 2>"$err_file"; }
 kube_error() { sed '/^[[:space:]]*$/d' "$err_file" | tail -n 1; }
 
 if ! version_json=$(kube version -o json); then
-    fail cluster-unreachable "cannot reach the API server of context '$context': $(kube_error)"
+    fail_check cluster-unreachable "cannot reach the API server of context '$context': $(kube_error)"
     finish
 fi
 server_version=$(jq -r '.serverVersion.gitVersion // empty' <<<"$version_json" 2>/dev/null || true)
 if [ -z "$server_version" ]; then
-    fail cluster-unreachable "context '$context' answered without a server version"
+    fail_check cluster-unreachable "context '$context' answered without a server version"
     finish
 fi
 if ! readyz=$(kube get --raw /readyz) || [[ $readyz != ok* ]]; then
-    fail cluster-not-ready "API server of context '$context' is not ready: ${readyz:-$(kube_error)}"
+    fail_check cluster-not-ready "API server of context '$context' is not ready: ${readyz:-$(kube_error)}"
     finish
 fi
 log "reached $server_version through '$context'"
@@ -169,12 +180,12 @@ log "reached $server_version through '$context'"
 # --- the cluster this stack recorded ----------------------------------------------------------
 if [[ -n "${CLUSTER_UID:-}" ]]; then
     if ! ns_json=$(kube get namespace kube-system -o json); then
-        fail wrong-cluster "cannot read namespace kube-system to check which cluster '$context' is: $(kube_error)"
+        fail_check wrong-cluster "cannot read namespace kube-system to check which cluster '$context' is: $(kube_error)"
         finish
     fi
     actual_uid=$(jq -r '.metadata.uid // empty' <<<"$ns_json")
     if [ "$actual_uid" != "$CLUSTER_UID" ]; then
-        fail wrong-cluster "context '$context' reaches the cluster whose kube-system namespace has UID ${actual_uid:-unknown}, but this stack migrates the one with UID $CLUSTER_UID"
+        fail_check wrong-cluster "context '$context' reaches the cluster whose kube-system namespace has UID ${actual_uid:-unknown}, but this stack migrates the one with UID $CLUSTER_UID"
         finish
     fi
 fi
@@ -182,9 +193,9 @@ fi
 # --- kube-proxy mode --------------------------------------------------------------------------
 ds_json="" cm_json="" read_ok=1
 ds_json=$(kube -n "$KUBE_PROXY_NAMESPACE" get daemonset "$KUBE_PROXY_DAEMONSET" --ignore-not-found -o json) \
-    || { read_ok=0; fail kube-proxy-mode "cannot read DaemonSet $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_DAEMONSET: $(kube_error)"; }
+    || { read_ok=0; fail_check kube-proxy-mode "cannot read DaemonSet $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_DAEMONSET: $(kube_error)"; }
 cm_json=$(kube -n "$KUBE_PROXY_NAMESPACE" get configmap "$KUBE_PROXY_CONFIGMAP" --ignore-not-found -o json) \
-    || { read_ok=0; fail kube-proxy-mode "cannot read ConfigMap $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_CONFIGMAP: $(kube_error)"; }
+    || { read_ok=0; fail_check kube-proxy-mode "cannot read ConfigMap $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_CONFIGMAP: $(kube_error)"; }
 
 if [ "$read_ok" = 1 ]; then
     ds_present=0 cm_present=0
@@ -205,20 +216,20 @@ if [ "$read_ok" = 1 ]; then
             kube_proxy_mode=$flag_mode
             mode_source="daemonset $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_DAEMONSET --proxy-mode"
         elif grep -qE '^--config(=|$)' <<<"$ds_words"; then
-            fail kube-proxy-mode "kube-proxy reads a --config file but ConfigMap $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_CONFIGMAP has no config.conf; set cluster.kubeProxy.configMap to the ConfigMap that holds it"
+            fail_check kube-proxy-mode "kube-proxy reads a --config file but ConfigMap $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_CONFIGMAP has no config.conf; set cluster.kubeProxy.configMap to the ConfigMap that holds it"
         else
             kube_proxy_mode=iptables
             mode_source="daemonset $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_DAEMONSET (no --proxy-mode, no --config: iptables)"
         fi
     elif [ "$cm_present" = 1 ]; then
-        fail kube-proxy-mode "ConfigMap $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_CONFIGMAP has no config.conf key, so kube-proxy's mode is unknown"
+        fail_check kube-proxy-mode "ConfigMap $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_CONFIGMAP has no config.conf key, so kube-proxy's mode is unknown"
     fi
 
     case "$kube_proxy_state/$kube_proxy_mode" in
         absent/*) log "kube-proxy is already absent (no DaemonSet $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_DAEMONSET, no ConfigMap $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_CONFIGMAP): nothing to remove" ;;
         */iptables | */ipvs | */nftables) log "kube-proxy $kube_proxy_state, mode $kube_proxy_mode (from $mode_source)" ;;
         */) ;;
-        *) fail kube-proxy-mode "kube-proxy mode '$kube_proxy_mode' (from $mode_source) is not one this migration knows (iptables, ipvs, nftables)" ;;
+        *) fail_check kube-proxy-mode "kube-proxy mode '$kube_proxy_mode' (from $mode_source) is not one this migration knows (iptables, ipvs, nftables)" ;;
     esac
 fi
 
@@ -234,15 +245,15 @@ fi
 # - the one fix proposed (cilium/cilium#46819, Helm gating the flag on hostFirewall.enabled) was closed
 #   unmerged; the maintainer's answer: the flag is deliberately hidden, pass it yourself;
 # - no 1.19.x release note names the issue, so no 1.19 release with a fix is confirmed.
-# So every 1.19.x is refused, and >= 1.20 is only warned about (neither affected nor fixed is confirmed).
+# So every 1.19.x is refused, and >= 1.20 is only warned about (neither affected nor fixed is confirmed):
+# the verdict (IPVS_HANG) is computed from the version in components/ciliumVersions/ciliumVersions.ts.
 # IPVS state (kube-ipvs0, virtual servers) outlives a deleted DaemonSet, so a ConfigMap that still
 # says ipvs is refused as well.
 if [ "$kube_proxy_mode" = ipvs ]; then
-    if [[ $CILIUM_VERSION =~ ^1\.19\.[0-9]+([-+].*)?$ ]]; then
-        fail ipvs-cilium-44464 "kube-proxy runs in IPVS mode and the target Cilium is $CILIUM_VERSION: 1.19 agents hang in Init (build-config cannot reach the API server) with kube-proxy in IPVS mode ($IPVS_ISSUE; no 1.19 release with a fix is confirmed). Either switch kube-proxy to iptables mode first (ConfigMap $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_CONFIGMAP config.conf mode: iptables, restart its DaemonSet, and remove the IPVS state it leaves on each node: kube-ipvs0 and its virtual servers) and re-run, or migrate with Cilium 1.18 until a fixed release is confirmed in $IPVS_ISSUE"
-    elif [[ $CILIUM_VERSION =~ ^([0-9]+)\.([0-9]+)\. ]] && { [ "${BASH_REMATCH[1]}" -gt 1 ] || [ "${BASH_REMATCH[2]}" -ge 20 ]; }; then
-        warn ipvs-cilium-44464-unconfirmed "kube-proxy runs in IPVS mode and the target Cilium is $CILIUM_VERSION: $IPVS_ISSUE (agents hang in Init with kube-proxy in IPVS mode) hit every 1.19 release and no fix is confirmed for $CILIUM_VERSION either; try one node first, or switch kube-proxy to iptables mode before migrating"
-    fi
+    case "$IPVS_HANG" in
+        refuse) fail_check ipvs-cilium-44464 "kube-proxy runs in IPVS mode and the target Cilium is $CILIUM_VERSION: $IPVS_HANG_MINOR agents hang in Init (build-config cannot reach the API server) with kube-proxy in IPVS mode ($IPVS_ISSUE; no $IPVS_HANG_MINOR release with a fix is confirmed). Either switch kube-proxy to iptables mode first (ConfigMap $KUBE_PROXY_NAMESPACE/$KUBE_PROXY_CONFIGMAP config.conf mode: iptables, restart its DaemonSet, and remove the IPVS state it leaves on each node: kube-ipvs0 and its virtual servers) and re-run, or migrate with Cilium $IPVS_SAFE_MINOR until a fixed release is confirmed in $IPVS_ISSUE" ;;
+        warn) warn_check ipvs-cilium-44464-unconfirmed "kube-proxy runs in IPVS mode and the target Cilium is $CILIUM_VERSION: $IPVS_ISSUE (agents hang in Init with kube-proxy in IPVS mode) hit every $IPVS_HANG_MINOR release and no fix is confirmed for $CILIUM_VERSION either; try one node first, or switch kube-proxy to iptables mode before migrating" ;;
+    esac
 fi
 
 # --- NodePort on the keepalived VIP -----------------------------------------------------------
@@ -266,10 +277,10 @@ if [ "${#unserved_vips[@]}" -gt 0 ]; then
             | "\(.metadata.namespace)/\(.metadata.name)"' <<<"$services_json" 2>/dev/null || true)
         if [ "${#nodeport_services[@]}" -gt 0 ]; then
             shown=$(printf '%s, ' "${nodeport_services[@]:0:10}")
-            warn nodeport-on-vip "${#nodeport_services[@]} Service(s) allocate node ports (${shown%, }$( [ "${#nodeport_services[@]}" -le 10 ] || echo ", ...")); after the migration they answer on node addresses but NOT on the keepalived VIP(s) $(IFS=,; echo "${unserved_vips[*]}") ($NODEPORT_VIP_ISSUE): add each VIP (as /32 or /128) and the node networks to cilium.nodePortAddresses, or point clients at node addresses or a load balancer"
+            warn_check nodeport-on-vip "${#nodeport_services[@]} Service(s) allocate node ports (${shown%, }$( [ "${#nodeport_services[@]}" -le 10 ] || echo ", ...")); after the migration they answer on node addresses but NOT on the keepalived VIP(s) $(IFS=,; echo "${unserved_vips[*]}") ($NODEPORT_VIP_ISSUE): add each VIP (as /32 or /128) and the node networks to cilium.nodePortAddresses, or point clients at node addresses or a load balancer"
         fi
     else
-        warn nodeport-on-vip "could not list Services to check for NodePorts on the keepalived VIP(s) ($NODEPORT_VIP_ISSUE): $(kube_error)"
+        warn_check nodeport-on-vip "could not list Services to check for NodePorts on the keepalived VIP(s) ($NODEPORT_VIP_ISSUE): $(kube_error)"
     fi
 fi
 

@@ -7,8 +7,10 @@
 #
 # Expects log MESSAGE (the script's own prefix). Provides:
 #   json_str TEXT, json_bool 0|1, json_list ITEM...   JSON literals
-#   fail CHECK MESSAGE, warn CHECK MESSAGE              collect into failures_json / warnings_json
-#   failure_count                                       how many fail calls so far
+#   fail_check CHECK MESSAGE, warn_check CHECK MESSAGE  collect into failures_json / warnings_json
+#                                                       (the script goes on; unlike the cluster
+#                                                       prelude's fail, which ends the script)
+#   failure_count                                       how many fail_check calls so far
 
 json_str() {
     local s=$1
@@ -28,12 +30,12 @@ json_list() {
 }
 
 failures_json="" warnings_json="" failure_count=0
-fail() {
+fail_check() {
     failure_count=$((failure_count + 1))
     failures_json+="${failures_json:+,}{\"check\":$(json_str "$1"),\"message\":$(json_str "$2")}"
     log "FAIL $1: $2"
 }
-warn() {
+warn_check() {
     warnings_json+="${warnings_json:+,}{\"check\":$(json_str "$1"),\"message\":$(json_str "$2")}"
     log "WARN $1: $2"
 }

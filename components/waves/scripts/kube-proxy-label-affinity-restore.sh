@@ -15,7 +15,6 @@ readonly ORIGINAL_ANNOTATION=cilium-kpr.io/pre-wave-affinity
 KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
 need_name KUBE_PROXY_DAEMONSET
 
-kp() { kc -n "$KUBE_PROXY_NAMESPACE" "$@"; }
 kp get daemonset "$KUBE_PROXY_DAEMONSET" -o json >"$workdir/ds.json" 2>"$workdir/err" \
     || fail "daemonset/$KUBE_PROXY_DAEMONSET in $KUBE_PROXY_NAMESPACE: $(tr '\n' ' ' <"$workdir/err") (restore kube-proxy first)"
 if ! jq -e --arg a "$ORIGINAL_ANNOTATION" '(.metadata.annotations // {}) | has($a)' "$workdir/ds.json" >/dev/null; then

@@ -24,10 +24,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/wave-lib.sh"
 readonly ORIGINAL_ANNOTATION=cilium-kpr.io/pre-wave-affinity
 readonly CANARY_ANNOTATION=cilium-kpr-migration/original-affinity
 KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
-need_name KUBE_PROXY_DAEMONSET
-need_name KUBE_PROXY_NAMESPACE
+need_name KUBE_PROXY_DAEMONSET KUBE_PROXY_NAMESPACE
 
-kp() { kc -n "$KUBE_PROXY_NAMESPACE" "$@"; }
 kp get daemonset "$KUBE_PROXY_DAEMONSET" -o json >"$workdir/ds.json" 2>"$workdir/err" \
     || fail "daemonset/$KUBE_PROXY_DAEMONSET in $KUBE_PROXY_NAMESPACE: $(tr '\n' ' ' <"$workdir/err")"
 [[ "$(jq -r '.spec.updateStrategy.type // "RollingUpdate"' "$workdir/ds.json")" == RollingUpdate ]] \

@@ -18,7 +18,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/wave-lib.sh"
 NODE="${NODE:-}"
 need_name NODE
 DRAIN_TIMEOUT="${DRAIN_TIMEOUT:-600}"
-[[ "$DRAIN_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "DRAIN_TIMEOUT must be a whole number of seconds"
+need_seconds DRAIN_TIMEOUT
 
 was_cordoned="$(kc get node "$NODE" -o json | jq -r '.spec.unschedulable // false')" || fail "node $NODE not found"
 uncordon_again() { [[ "$was_cordoned" == true ]] || kc uncordon "$NODE" >&2; }

@@ -18,7 +18,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/wave-lib.sh"
 
 NODE="${NODE:-}"
 need_name NODE
-PENDING_NODE_CONFIG="${PENDING_NODE_CONFIG:-}"
 need_name PENDING_NODE_CONFIG
 
 agent_exec "$NODE" cilium-dbg status -o json >"$workdir/status.json" 2>"$workdir/err" \

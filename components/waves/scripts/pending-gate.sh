@@ -15,7 +15,6 @@ readonly SCRIPT=pending-gate
 # shellcheck source=SCRIPTDIR/wave-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/wave-lib.sh"
 
-PENDING_NODE_CONFIG="${PENDING_NODE_CONFIG:-}"
 need_name PENDING_NODE_CONFIG
 
 kc get nodes -o json >"$workdir/nodes.json" || fail "could not list nodes"

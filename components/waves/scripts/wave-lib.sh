@@ -5,8 +5,10 @@
 #
 # Expects SCRIPT (name for messages). Provides:
 #   log MSG / fail MSG     progress on stderr / {"ok":false,"error":MSG} as the last stdout line, exit 1
-#   need_name VAR          fails unless $VAR is a Kubernetes object name
+#   need_name VAR...       fails unless each $VAR is a Kubernetes object name
+#   need_seconds VAR...    fails unless each $VAR is a whole number of seconds
 #   kc ARGS                kubectl (with --context when KUBECTL_CONTEXT is set)
+#   kp ARGS                kc in kube-proxy's namespace (KUBE_PROXY_NAMESPACE)
 #   workdir                private temporary directory, removed on exit
 #   on_failure CMD         a function run once by fail (and by an unexpected exit) before it reports:
 #                          a failed create is not recorded in Pulumi state, so a script that has
@@ -29,7 +31,16 @@ fail() {
     exit 1
 }
 need_name() {
-    [[ "${!1:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$1 must be a Kubernetes object name (got '${!1:-}')"
+    local var
+    for var in "$@"; do
+        [[ "${!var:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$var must be a Kubernetes object name (got '${!var:-}')"
+    done
+}
+need_seconds() {
+    local var
+    for var in "$@"; do
+        [[ "${!var:-}" =~ ^[1-9][0-9]*$ ]] || fail "$var must be a whole number of seconds (got '${!var:-}')"
+    done
 }
 
 kubectl_cmd=(kubectl)
@@ -65,7 +76,8 @@ KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
 KUBE_PROXY_POD_SELECTOR="${KUBE_PROXY_POD_SELECTOR:-k8s-app=kube-proxy}"
 WAIT_TIMEOUT="${WAIT_TIMEOUT:-300}"
 MIGRATED_LABEL="${MIGRATED_LABEL:-cilium-kpr.io/kpr-migrated}"
-[[ "$WAIT_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "WAIT_TIMEOUT must be a whole number of seconds"
+need_seconds WAIT_TIMEOUT
+kp() { kc -n "$KUBE_PROXY_NAMESPACE" "$@"; }
 
 agent_pod() {
     kc -n "$CILIUM_NAMESPACE" get pods -l "$CILIUM_POD_SELECTOR" --field-selector "spec.nodeName=$1" -o json \

@@ -1,5 +1,6 @@
 import mappingData from "./configMapping-1.19.json";
-import type { HelmValues } from "../values";
+/** Helm values as the release gets them (components/cilium/values.ts HelmValues). */
+type HelmValues = Readonly<Record<string, unknown>>;
 
 /**
  * A MODEL of how the Cilium 1.19 chart turns the value keys this program sets into the cilium-config
