@@ -285,6 +285,14 @@ test("node check fails on a node served by neither kube-proxy nor a KPR agent, a
         /^storage does not serve NodePort 30001 on its address 172\.25\.4\.12 \(check Service default\/cilium-kpr-node-check-[0-9a-f]{12}\): node-check: line 1: \/dev\/tcp\/172\.25\.4\.12\/30001: Connection refused \(undone: remove_check_service\)$/,
     );
     assert.deepEqual(checkObjects(lab.state()), [], "the check Service is removed when the check fails too");
+
+    // An admission policy that forbids NodePort Services: the step fails with the API server's words.
+    lab.update((s) => (s.denyNodePortServices = "validate.kyverno.svc-fail"));
+    failed(
+        lab.run("node-services", { NODE: "m600", ...QUICK }),
+        /^could not create the check Service default\/cilium-kpr-node-check-[0-9a-f]{12}: .*admission webhook "validate\.kyverno\.svc-fail" denied the request: NodePort Services are not allowed/,
+    );
+    assert.deepEqual(checkObjects(lab.state()), []);
     lab.close();
 });
 

@@ -91,6 +91,12 @@ export interface WaveClusterState {
      * kube-proxy-free guide, "NodePort Devices").
      */
     nodePortUnserved?: string[];
+    /**
+     * A validating admission webhook that denies NodePort Services (as policy engines' "restrict
+     * NodePort" rules do), with the API server's wording: "admission webhook %q denied the request: %s"
+     * (k8s.io/apiserver pkg/admission/plugin/webhook/errors).
+     */
+    denyNodePortServices?: string;
     /** UID of namespace kube-system (the cluster's identity); a default when unset. */
     kubeSystemUid?: string;
     /** Nodes whose agent was restarted while a kube-proxy pod still ran there (terminating or not). */
@@ -382,6 +388,11 @@ export function kubectl(state: WaveClusterState, argv: readonly string[]): strin
             const ns = object.metadata.namespace ?? namespace;
             if (object.kind === "Service") {
                 const svc = object as unknown as FakeService;
+                if (svc.spec.type === "NodePort" && state.denyNodePortServices !== undefined)
+                    throw new Exit(
+                        1,
+                        `Error from server: error when creating "${flags.get("-f")}": admission webhook "${state.denyNodePortServices}" denied the request: NodePort Services are not allowed`,
+                    );
                 if (state.services.some((s) => s.metadata.namespace === ns && s.metadata.name === svc.metadata.name))
                     throw new Exit(
                         1,
