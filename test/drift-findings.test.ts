@@ -37,6 +37,7 @@ const CLEAN: ClusterObservation = {
     kubeProxy: { daemonSet: null, configMap: false, pods: [] },
     agents: [{ pod: "cilium-a", node: "m600", ok: true, checked: true, mode: "True", socketLB: true, nodePort: true }],
     agentsWanted: 1,
+    nodes: null,
     errors: [],
 };
 
@@ -72,7 +73,7 @@ test("kube-proxy back is repaired by the gate then the removal script with the s
 
 test("during a canary: kube-proxy is expected off the canary nodes only; a pod there, or a lost exclusion, is drift repaired by the exclusion", async () => {
     const { config, ctx } = await contextOf(stackWith({ migration: { canaryNodes: ["m601"] } }));
-    const ds = { canaryExclusion: true, desired: 2 };
+    const ds = { canaryExclusion: true, desired: 2, labelAffinity: false };
     const running = [
         { name: "kube-proxy-a", node: "m600" },
         { name: "kube-proxy-c", node: "storage" },
@@ -83,7 +84,11 @@ test("during a canary: kube-proxy is expected off the canary nodes only; a pod t
         config,
         {
             ...CLEAN,
-            kubeProxy: { daemonSet: { canaryExclusion: false, desired: 3 }, configMap: true, pods: [...running, { name: "kube-proxy-b", node: "m601" }] },
+            kubeProxy: {
+                daemonSet: { canaryExclusion: false, desired: 3, labelAffinity: false },
+                configMap: true,
+                pods: [...running, { name: "kube-proxy-b", node: "m601" }],
+            },
         },
         ctx,
     );
@@ -101,7 +106,7 @@ test("without KPR kube-proxy is supposed to stay: nothing in the cluster counts 
     );
     const observed: ClusterObservation = {
         ...CLEAN,
-        kubeProxy: { daemonSet: { canaryExclusion: false, desired: 3 }, configMap: true, pods: [{ name: "kp", node: "m600" }] },
+        kubeProxy: { daemonSet: { canaryExclusion: false, desired: 3, labelAffinity: false }, configMap: true, pods: [{ name: "kp", node: "m600" }] },
     };
     assert.deepEqual(clusterFindings(config, observed, ctx), []);
 });

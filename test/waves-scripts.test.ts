@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { pendingNodeConfig, PENDING_NODE_CONFIG_NAME } from "../components/waves/pendingNodeConfig";
 import { MIGRATED_LABEL } from "../components/waves/wavePlan";
 import { validateStackConfig } from "../components/config/validate";
-import { scheduleKubeProxy, startAgent, type FakeNodeConfig, type WaveClusterState } from "./support/fakeWaveCluster";
+import { connectFromNode, scheduleKubeProxy, startAgent, type FakeNodeConfig, type FakeService, type WaveClusterState } from "./support/fakeWaveCluster";
 import { PROJECT, rawStack, withValue } from "./support/stacks";
 import { NODE_CONFIG_CHECK_ENV } from "../components/ciliumVersions/ciliumVersions";
 
@@ -43,7 +43,12 @@ class WaveLab {
         mkdirSync(this.bin);
         symlinkSync(join(ROOT, "test", "support", "fake-wave-kubectl.sh"), join(this.bin, "kubectl"));
         const state: WaveClusterState = {
-            nodes: Object.fromEntries(NODES.map((n) => [n, { labels: { "kubernetes.io/hostname": n }, unschedulable: false }])),
+            nodes: Object.fromEntries(
+                NODES.map((n, i) => [
+                    n,
+                    { labels: { "kubernetes.io/hostname": n }, unschedulable: false, addresses: [{ type: "InternalIP", address: `172.25.4.${10 + i}` }] },
+                ]),
+            ),
             ciliumNamespace: "default",
             ciliumConfig: { "kube-proxy-replacement": "true", "bpf-lb-sock": "true", "enable-bpf-masquerade": "true" },
             nodeConfigs: [pendingConfig()],
@@ -52,10 +57,21 @@ class WaveLab {
             pods: [],
             generation: 0,
             services: [
-                fixture("kubernetes-service.json"),
-                { metadata: { name: "web", namespace: "default" }, spec: { type: "NodePort", ports: [{ port: 80, nodePort: 30080 }] } },
+                fixture("kubernetes-service.json") as unknown as FakeService,
+                { metadata: { name: "web", namespace: "default" }, spec: { type: "NodePort", ports: [{ port: 80, nodePort: 30000 }] } },
             ],
-            agentServices: JSON.parse(readFileSync(join(FIXTURES, "cilium-services.json"), "utf8")) as unknown[],
+            // The API servers' endpoints, as the API server publishes them for the `kubernetes` Service.
+            endpointSlices: [
+                {
+                    metadata: { name: "kubernetes", namespace: "default", labels: { "kubernetes.io/service-name": "kubernetes" } },
+                    addressType: "IPv4",
+                    endpoints: [
+                        { addresses: ["172.25.4.10"], conditions: { ready: true } },
+                        { addresses: ["172.25.4.11"], conditions: { ready: true } },
+                    ],
+                    ports: [{ name: "https", port: 6443, protocol: "TCP" }],
+                },
+            ],
             resolverOrder: "documented",
             pdbBlocks: [],
             agentNeverReady: [],
@@ -172,8 +188,14 @@ test("a wave on m600: affinity, handover, gate, services; handback returns it to
     assert.equal(ok(lab.run("node-handover", { NODE: "m600" })).changed, false, "idempotent");
 
     assert.match(String(ok(lab.run("node-kpr-gate", { NODE: "m600" })).configSources), /^config-map:default\/cilium-config$/);
-    assert.deepEqual(ok(lab.run("node-services", { NODE: "m600" })), { ok: true, node: "m600", clusterIP: "172.27.0.1", nodePort: 30080 });
-    failed(lab.run("node-services", { NODE: "m601" }), /does not serve NodePort 30080/);
+    assert.deepEqual(ok(lab.run("node-services", { NODE: "m600" })), {
+        ok: true,
+        node: "m600",
+        clusterIP: "172.27.0.1",
+        nodePort: 30001,
+        nodeAddresses: ["172.25.4.10"],
+    });
+    assert.deepEqual(checkObjects(lab.state()), [], "the check Service and its EndpointSlice are gone again");
     assert.deepEqual(ok(lab.run("pending-gate")).checked, ["m601", "storage"]);
 
     failed(lab.run("kube-proxy-label-affinity-restore"), /still labelled cilium-kpr\.io\/kpr-migrated=true \(m600\)/);
@@ -185,6 +207,117 @@ test("a wave on m600: affinity, handover, gate, services; handback returns it to
     assert.equal(ok(lab.run("kube-proxy-label-affinity-restore")).changed, true);
     const affinity = (lab.state().kubeProxy!.spec as { template: { spec: { affinity?: unknown } } }).template.spec.affinity;
     assert.deepEqual(affinity, (fixture("kube-proxy-daemonset.json").spec as { template: { spec: { affinity?: unknown } } }).template.spec.affinity);
+    lab.close();
+});
+
+/** What node-services.sh created and has not removed. */
+function checkObjects(state: WaveClusterState): string[] {
+    return [...state.services.map((s) => `service/${s.metadata.name}`), ...state.endpointSlices.map((e) => `endpointslice/${e.metadata.name}`)].filter((n) =>
+        n.includes("node-check"),
+    );
+}
+
+/** Whether a connection from `node` to the kubernetes ClusterIP completes in the stand-in (see connectFromNode). */
+function served(state: WaveClusterState, node: string): boolean {
+    try {
+        connectFromNode(state, node, "172.27.0.1", 443);
+        return true;
+    } catch {
+        return false;
+    }
+}
+
+const QUICK = { CONNECT_TIMEOUT: "1", WAIT_TIMEOUT: "3" };
+
+test("node check: real connections from the node's agent container, through a check Service it creates and removes", () => {
+    const lab = new WaveLab();
+    ok(lab.run("kube-proxy-label-affinity"));
+    ok(lab.run("node-handover", { NODE: "m600" }));
+    const summary = ok(lab.run("node-services", { NODE: "m600" }));
+    assert.equal(summary.nodePort, 30001, "a NodePort the API server allocated for the check Service (30000 is taken by web)");
+    const calls = readFileSync(`${lab.stateFile}.calls`, "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as string[]);
+    const connects = calls.filter((c) => c.includes("exec")).map((c) => c.slice(c.indexOf("--") + 1));
+    assert.deepEqual(
+        connects.filter((c) => c[0] === "timeout"),
+        [
+            ["timeout", "5", "bash", "-c", 'exec 3<>"/dev/tcp/$1/$2"', "node-check", "172.27.0.1", "443"],
+            ["timeout", "5", "bash", "-c", 'exec 3<>"/dev/tcp/$1/$2"', "node-check", "172.25.4.10", "30001"],
+        ],
+        "one connection to the ClusterIP, one to the node's own address and the check NodePort",
+    );
+    const created = calls.filter((c) => c[0] === "create");
+    assert.equal(created.length, 2, "the check Service, then its EndpointSlice");
+    assert.deepEqual(checkObjects(lab.state()), []);
+    // The Service is named after the node (hashed: node names may be longer than a Service name may be).
+    assert.ok(calls.some((c) => c.join(" ").match(/^-n default delete service cilium-kpr-node-check-[0-9a-f]{12} --ignore-not-found$/)));
+
+    // A node still on kube-proxy is served too: the check is about the node, the KPR gate about its agent.
+    ok(lab.run("node-services", { NODE: "m601" }));
+
+    // A leftover check Service of an interrupted run is replaced, not a reason to fail.
+    lab.update((s) => {
+        const name = calls.find((c) => c[0] === "-n" && c[2] === "delete" && c[3] === "service")![4]!;
+        s.services.push({ metadata: { name, namespace: "default", uid: "uid-leftover" }, spec: { type: "NodePort", ports: [{ port: 443, nodePort: 31999 }] } });
+    });
+    assert.equal(ok(lab.run("node-services", { NODE: "m600" })).nodePort, 30001);
+    assert.deepEqual(checkObjects(lab.state()), []);
+    lab.close();
+});
+
+test("node check fails on a node served by neither kube-proxy nor a KPR agent, and on a NodePort the agent does not serve", () => {
+    const lab = new WaveLab((s) => (s.nodePortUnserved = ["storage"]));
+    ok(lab.run("kube-proxy-label-affinity"));
+    // m601 labelled by hand: kube-proxy leaves it, but its agent was never restarted, so it still runs without KPR.
+    lab.update((s) => {
+        s.nodes.m601!.labels["cilium-kpr.io/kpr-migrated"] = "true";
+        scheduleKubeProxy(s);
+        s.pods = s.pods.filter((p) => p.terminating === undefined);
+    });
+    assert.equal(served(lab.state(), "m601"), false);
+    failed(lab.run("node-services", { NODE: "m601", ...QUICK }), /^m601 does not serve the kubernetes ClusterIP 172\.27\.0\.1:443: no answer within 1s$/);
+    assert.deepEqual(checkObjects(lab.state()), [], "nothing created before the ClusterIP answered");
+
+    ok(lab.run("node-handover", { NODE: "storage" }));
+    failed(
+        lab.run("node-services", { NODE: "storage", ...QUICK }),
+        /^storage does not serve NodePort 30001 on its address 172\.25\.4\.12 \(check Service default\/cilium-kpr-node-check-[0-9a-f]{12}\): node-check: line 1: \/dev\/tcp\/172\.25\.4\.12\/30001: Connection refused \(undone: remove_check_service\)$/,
+    );
+    assert.deepEqual(checkObjects(lab.state()), [], "the check Service is removed when the check fails too");
+
+    // An admission policy that forbids NodePort Services: the step fails with the API server's words.
+    lab.update((s) => (s.denyNodePortServices = "validate.kyverno.svc-fail"));
+    failed(
+        lab.run("node-services", { NODE: "m600", ...QUICK }),
+        /^could not create the check Service default\/cilium-kpr-node-check-[0-9a-f]{12}: .*admission webhook "validate\.kyverno\.svc-fail" denied the request: NodePort Services are not allowed/,
+    );
+    assert.deepEqual(checkObjects(lab.state()), []);
+    lab.close();
+});
+
+test("a failing node check stops the wave with its node still served and the later waves untouched", () => {
+    // Wave 1 = [m600] runs its steps in the graph's order; the node check fails on m600.
+    const lab = new WaveLab((s) => (s.nodePortUnserved = ["m600"]));
+    const agentsBefore = lab.state().pods.filter((p) => p.app === "cilium" && p.nodeName !== "m600");
+    ok(lab.run("kube-proxy-label-affinity"));
+    ok(lab.run("pending-gate"));
+    ok(lab.run("node-handover", { NODE: "m600" }));
+    ok(lab.run("node-kpr-gate", { NODE: "m600" }));
+    failed(lab.run("node-services", { NODE: "m600", ...QUICK }), /^m600 does not serve NodePort 30001 on its address 172\.25\.4\.10/);
+    // The graph starts wave 2 only after m600's node check (test/waves-graph.test.ts), so nothing else runs.
+    const state = lab.state();
+    for (const node of NODES) assert.equal(served(state, node), true, `${node} is served`);
+    assert.equal(lab.agentKpr("m600"), "true", "m600 stays on its KPR agent");
+    assert.deepEqual(lab.kubeProxyOn(), ["m601", "storage"]);
+    assert.equal(lab.labelled("m601") || lab.labelled("storage"), false, "no node of a later wave is labelled");
+    assert.deepEqual(
+        state.pods.filter((p) => p.app === "cilium" && p.nodeName !== "m600"),
+        agentsBefore,
+        "no agent of a later wave was restarted",
+    );
+    assert.deepEqual(checkObjects(state), []);
     lab.close();
 });
 

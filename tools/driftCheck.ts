@@ -18,6 +18,7 @@ import { clusterFindings, clusterObservationSchema, kubeadmFindings } from "../c
 import { lastLine, sshFailure, staleStateFindings, tproxyFindings, type RemoteRun } from "../components/drift/nodeFindings";
 import type { PlannedStep, RepairContext } from "../components/drift/repairs";
 import { knownHostsLine, sshArgs } from "../components/drift/sshTarget";
+import { MIGRATED_LABEL, usesWaves } from "../components/waves/wavePlan";
 
 const ROOT = path.resolve(__dirname, "..");
 export const CLUSTER_OBSERVE_SCRIPT = path.join(ROOT, "components", "drift", "scripts", "cluster-observe.sh");
@@ -129,6 +130,8 @@ function observeCluster(config: MigrationConfig, env: NodeJS.ProcessEnv, ctx: Re
             KUBE_PROXY_NAMESPACE: kp.namespace,
             KUBE_PROXY_DAEMONSET: kp.daemonSet,
             KUBE_PROXY_CONFIGMAP: kp.configMap,
+            // Wave stacks: read each node's migrated label and kube-proxy's label affinity too.
+            ...(usesWaves(config.migration) ? { MIGRATED_LABEL } : {}),
         },
         encoding: "utf8",
         timeout: REMOTE_TIMEOUT_MS,

@@ -2,6 +2,8 @@ import { z } from "zod";
 import type { MigrationConfig } from "../config/validate";
 import { CLUSTER_SCOPE, drift, unchecked, type DriftKind, type Finding } from "./findings";
 import { agentKprRepair, kubeadmProxyRepair, kubeProxyRepair, type RepairContext } from "./repairs";
+import { usesWaves } from "../waves/wavePlan";
+import { waveClusterFindings } from "./waveFindings";
 
 /** What kubectl could not read is "unreadable" in the observation; its words are under errors. */
 const UNREADABLE = z.literal("unreadable");
@@ -20,12 +22,14 @@ const agentSchema = z.object({
 /** The one JSON line components/drift/scripts/cluster-observe.sh prints. */
 export const clusterObservationSchema = z.object({
     kubeProxy: z.object({
-        daemonSet: z.union([z.null(), UNREADABLE, z.object({ canaryExclusion: z.boolean(), desired: z.number() })]),
+        daemonSet: z.union([z.null(), UNREADABLE, z.object({ canaryExclusion: z.boolean(), desired: z.number(), labelAffinity: z.boolean() })]),
         configMap: z.union([z.boolean(), UNREADABLE]),
         pods: z.union([z.array(z.object({ name: z.string(), node: z.string() })), UNREADABLE]),
     }),
     agents: z.union([z.array(agentSchema), UNREADABLE]),
     agentsWanted: z.union([z.number(), UNREADABLE]),
+    /** Wave stacks only (null otherwise): whether each node carries the migrated label. */
+    nodes: z.union([z.null(), UNREADABLE, z.array(z.object({ name: z.string(), migrated: z.boolean() }))]),
     errors: z.array(z.object({ check: z.string(), message: z.string() })),
 });
 export type ClusterObservation = z.output<typeof clusterObservationSchema>;
@@ -37,6 +41,7 @@ const CHECK_KINDS: Readonly<Record<string, DriftKind>> = {
     "kube-proxy pods": "kube-proxy-back",
     "Cilium agent DaemonSet": "agent-kpr",
     "Cilium agent pods": "agent-kpr",
+    "nodes": "wave-label",
 };
 
 /** Cluster-wide drift (and per-node agent drift) from what cluster-observe.sh saw. */
@@ -44,6 +49,12 @@ export function clusterFindings(config: MigrationConfig, obs: ClusterObservation
     // Without KPR kube-proxy stays and agents are not expected to replace it: nothing here to check.
     if (!config.cilium.kubeProxyReplacement) return [];
     const findings: Finding[] = obs.errors.map((e) => unchecked(CLUSTER_SCOPE, CHECK_KINDS[e.check] ?? "kube-proxy-back", `${e.check}: kubectl: ${e.message}`));
+    if (usesWaves(config.migration)) {
+        for (const a of obs.agents === "unreadable" ? [] : obs.agents.filter((x) => !x.checked)) {
+            findings.push(unchecked(a.node, "agent-kpr", `agent pod ${a.pod}: ${a.problem ?? "status unreadable"}`));
+        }
+        return [...findings, ...waveClusterFindings(config, obs, ctx), ...missingAgents(obs)];
+    }
     const canaryNodes = config.migration.canaryNodes;
     const canary = canaryNodes.length > 0;
     const kp = config.cluster.kubeProxy;
@@ -109,17 +120,21 @@ export function clusterFindings(config: MigrationConfig, obs: ClusterObservation
                 );
             }
         }
-        if (obs.agentsWanted !== "unreadable" && obs.agents.length < obs.agentsWanted) {
-            findings.push(
-                unchecked(
-                    CLUSTER_SCOPE,
-                    "agent-kpr",
-                    `found ${obs.agents.length} Cilium agent pods but the DaemonSet wants ${obs.agentsWanted}: some nodes' agents were not asked`,
-                ),
-            );
-        }
+        findings.push(...missingAgents(obs));
     }
     return findings;
+}
+
+/** Fewer agents than the DaemonSet wants: some nodes were not asked, which is not a clean bill. */
+function missingAgents(obs: ClusterObservation): Finding[] {
+    if (obs.agents === "unreadable" || obs.agentsWanted === "unreadable" || obs.agents.length >= obs.agentsWanted) return [];
+    return [
+        unchecked(
+            CLUSTER_SCOPE,
+            "agent-kpr",
+            `found ${obs.agents.length} Cilium agent pods but the DaemonSet wants ${obs.agentsWanted}: some nodes' agents were not asked`,
+        ),
+    ];
 }
 
 /** What kubeadm-proxy-status.sh (the kubeadm-proxy-disabled step's read-only twin) printed, and its exit status. */

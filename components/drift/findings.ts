@@ -10,6 +10,7 @@ export type DriftKind =
     | "tproxy-files" // an installed file differs from what the program would push
     | "activation" // diverting is switched on where the VIP is not held, or off where it is
     | "kubeadm-proxy" // kubeadm's ClusterConfiguration no longer has proxy.disabled: true
+    | "wave-label" // wave path: a migrated node lost the migrated label, or a node of an undeclared wave carries it
     | "node-access"; // the node could not be reached or refused us (only ever "unchecked")
 
 export interface Finding {

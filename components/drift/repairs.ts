@@ -1,5 +1,5 @@
 import type { NodeConfig } from "../config/schema";
-import { STEP } from "../resourceNames";
+import { STEP, WAVE_STEP } from "../resourceNames";
 import { DEFAULT_NODE_LAYOUT } from "../tproxy/nodeLayout";
 
 /** One step of the program as the offline plan computes it (tools/check.ts fills these from the mock run). */
@@ -79,6 +79,46 @@ export function agentKprRepair(ctx: RepairContext): string {
         `pulumi preview --stack ${quoted(ctx.stack)} --refresh --diff (shows whether the release's values were changed outside the program), ` +
         `then ${replace === undefined ? `pulumi up --stack ${quoted(ctx.stack)} --refresh` : `${replace} --refresh`} ` +
         "(re-applies the values and re-runs the gate on every agent); a CiliumNodeConfig overriding kube-proxy-replacement for that node also shows as this"
+    );
+}
+
+/** A wave step's script run by hand with exactly the environment the program gives that step. */
+function waveScriptCommand(ctx: RepairContext, name: string, script: string): string | undefined {
+    const planned = step(ctx, name);
+    if (planned === undefined) return undefined;
+    return [...Object.entries(planned.environment).map(([k, v]) => `${k}=${quoted(v)}`), "bash", script].join(" ");
+}
+
+/**
+ * A migrated node that lost its label (its agent would resolve the pending CiliumNodeConfig, KPR off, at
+ * its next restart) or runs kube-proxy again: the node's own handover script, idempotent, labels it,
+ * waits until kube-proxy has left it and restarts its agent unless it already resolved KPR "true".
+ */
+export function waveHandoverRepair(ctx: RepairContext, node: string): string {
+    return (
+        waveScriptCommand(ctx, WAVE_STEP.handover(node), "components/waves/scripts/node-handover.sh") ??
+        `no handover step for ${node} in this stack (is its wave declared?)`
+    );
+}
+
+/** kube-proxy's DaemonSet lost the label affinity (e.g. kubeadm upgrade rewrote it): the affinity step's script, idempotent. */
+export function waveAffinityRepair(ctx: RepairContext): string {
+    return (
+        waveScriptCommand(ctx, WAVE_STEP.kubeProxyLabelAffinity, "components/waves/scripts/kube-proxy-label-affinity.sh") ??
+        "no kube-proxy-label-affinity step in this stack"
+    );
+}
+
+/**
+ * A node of a wave the stack does not declare (yet) that was labelled or whose agent runs with KPR:
+ * give it back to kube-proxy as the handback does (label off, kube-proxy Ready there, then the agent
+ * restarted so it resolves the pending CiliumNodeConfig).
+ */
+export function waveHandbackRepair(node: string, agentPod: string | undefined, ciliumNamespace: string, label: string): string {
+    return (
+        `kubectl label node ${quoted(node)} ${quoted(`${label}-`)}, wait until its kube-proxy pod is Ready, ` +
+        `then kubectl -n ${quoted(ciliumNamespace)} delete pod ${agentPod === undefined ? `<the Cilium agent on ${quoted(node)}>` : quoted(agentPod)} ` +
+        "(node-handback.sh's steps; or declare its wave and pulumi up)"
     );
 }
 

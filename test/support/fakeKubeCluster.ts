@@ -53,6 +53,8 @@ export interface FakeSettings {
     readonly failures?: readonly { readonly when: readonly string[]; readonly message: string; readonly allow?: number }[];
     /** What `helm version --short` prints; its major picks Helm 3 or Helm 4 behaviour (default v4.2.4+g...). */
     readonly helmVersion?: string;
+    /** Labels a node carries besides kubernetes.io/hostname and kubernetes.io/os (e.g. the wave path's migrated label). */
+    readonly nodeLabels?: Readonly<Record<string, Readonly<Record<string, string>>>>;
     /** Nodes where pulling an image `helm install` brings fails: those pods stay ErrImagePull, never Ready. */
     readonly imagePullFailsOn?: readonly string[];
 }
@@ -573,7 +575,7 @@ function kubectl(cluster: FakeCluster, argv: readonly string[], out: (text: stri
                     if (args.flags.has("ignore-not-found")) return;
                     throw notFound(kind, name);
                 }
-                const objects = selected.map((n) => (kind === "node" ? nodeObject(n) : namespaceObject(settings, n)));
+                const objects = selected.map((n) => (kind === "node" ? nodeObject(n, settings) : namespaceObject(settings, n)));
                 out(
                     output === "name"
                         ? selected.map((n) => `${kind}/${n}`).join("\n")
@@ -763,12 +765,12 @@ function createObject(cluster: FakeCluster, namespace: string, kind: string, nam
     cluster.write(namespace, kind, name, created);
 }
 
-function nodeLabels(node: string): Record<string, string> {
-    return { "kubernetes.io/hostname": node, "kubernetes.io/os": "linux" };
+function nodeLabels(node: string, settings: FakeSettings): Record<string, string> {
+    return { ...settings.nodeLabels?.[node], "kubernetes.io/hostname": node, "kubernetes.io/os": "linux" };
 }
 
-function nodeObject(node: string): JsonObject {
-    return { apiVersion: "v1", kind: "Node", metadata: { name: node, labels: nodeLabels(node) } };
+function nodeObject(node: string, settings: FakeSettings): JsonObject {
+    return { apiVersion: "v1", kind: "Node", metadata: { name: node, labels: nodeLabels(node, settings) } };
 }
 
 /** One node selector requirement (matchExpressions against labels, matchFields against metadata.name). */
@@ -816,10 +818,10 @@ function rejectInvalidNodeAffinity(daemonSet: JsonObject, filename: string): voi
 }
 
 /** Whether the pod template's required node affinity lets a pod onto the node (terms ORed, requirements ANDed). */
-function affinityAdmits(daemonSet: JsonObject, node: string): boolean {
+function affinityAdmits(daemonSet: JsonObject, node: string, settings: FakeSettings): boolean {
     const terms = requiredNodeSelectorTerms(daemonSet);
     if (!Array.isArray(terms) || terms.length === 0) return true;
-    const labels = nodeLabels(node);
+    const labels = nodeLabels(node, settings);
     return terms.some((term) => {
         const expressions = field(term, "matchExpressions");
         const fields = field(term, "matchFields");
@@ -845,7 +847,7 @@ function affinityAdmits(daemonSet: JsonObject, node: string): boolean {
  */
 function scheduleDaemonSet(cluster: FakeCluster, namespace: string, name: string, daemonSet: JsonObject, generation: number): void {
     const settings = cluster.settings();
-    const admitted = settings.nodes.filter((node) => affinityAdmits(daemonSet, node));
+    const admitted = settings.nodes.filter((node) => affinityAdmits(daemonSet, node, settings));
     const owned = cluster.list(namespace, "pod").filter((pod) => ownedBy(pod, name) && field(pod, "metadata", "deletionTimestamp") === undefined);
     for (const pod of owned) if (!admitted.includes(textOf(field(pod, "spec", "nodeName"), ""))) cluster.terminate(namespace, pod);
     const labels = asObject(field(daemonSet, "spec", "template", "metadata", "labels"));

@@ -18,8 +18,14 @@
  *   catch an override that does not take effect. The agent writes `config-sources` and every key
  *   to /tmp/cilium/config-map (resolver.WriteConfigurations).
  * - `cilium-dbg status -o json`: key kube-proxy-replacement, mode "True"/"False", false booleans
- *   omitted; `cilium-dbg service list -o json`: the fixture's ClusterIP services, plus NodePort
- *   frontends only where KPR is on.
+ *   omitted.
+ * - TCP connections opened in an agent container (`timeout N bash -c 'exec 3<>"/dev/tcp/$1/$2"' ...`,
+ *   the agent pod is hostNetwork, so this is the node's network namespace): see connectFromNode.
+ * - Services and EndpointSlices: `create -f` allocates a NodePort (the API server does when none is
+ *   given) and refuses an existing name ("Error from server (AlreadyExists)"); deleting a Service
+ *   deletes the EndpointSlices it owns (ownerReferences, the garbage collector: Kubernetes docs
+ *   "Garbage Collection", cascading deletion); `delete` without --ignore-not-found fails on an absent
+ *   object (kubectl/pkg/cmd/delete).
  * - `kubectl drain` evicts through the Eviction API; a PodDisruptionBudget refusal is retried until
  *   --timeout (kubectl/pkg/drain): `pdbBlocks` lists nodes whose drain never finishes.
  * - `kubectl wait --for=condition=Ready` times out with "error: timed out waiting for the condition
@@ -51,8 +57,20 @@ export interface FakePod {
     terminating?: number;
 }
 
+export interface FakeService {
+    metadata: { name: string; namespace: string; uid?: string; labels?: Record<string, string> };
+    spec: { type?: string; clusterIP?: string; ipFamilies?: string[]; ports?: { name?: string; port: number; nodePort?: number; protocol?: string }[] };
+}
+
+export interface FakeEndpointSlice {
+    metadata: { name: string; namespace: string; labels?: Record<string, string>; ownerReferences?: { kind: string; name: string; uid: string }[] };
+    addressType: string;
+    endpoints: { addresses: string[]; conditions?: { ready?: boolean } }[];
+    ports?: { name?: string; port: number; protocol?: string }[];
+}
+
 export interface WaveClusterState {
-    nodes: Record<string, { labels: Record<string, string>; unschedulable: boolean }>;
+    nodes: Record<string, { labels: Record<string, string>; unschedulable: boolean; addresses?: { type: string; address: string }[] }>;
     ciliumNamespace: string;
     ciliumConfig: Record<string, string>;
     nodeConfigs: FakeNodeConfig[];
@@ -62,11 +80,23 @@ export interface WaveClusterState {
     kubeProxy: Record<string, unknown> | null;
     pods: FakePod[];
     generation: number;
-    services: unknown[];
-    agentServices: unknown[];
+    services: FakeService[];
+    endpointSlices: FakeEndpointSlice[];
     resolverOrder: "documented" | "configMapLast";
     pdbBlocks: string[];
     agentNeverReady: string[];
+    /**
+     * Nodes whose agent serves ClusterIPs but no NodePort on the node's InternalIP, as when that address
+     * is not on one of the agent's `devices` (NodePort is served on those devices' addresses: Cilium's
+     * kube-proxy-free guide, "NodePort Devices").
+     */
+    nodePortUnserved?: string[];
+    /**
+     * A validating admission webhook that denies NodePort Services (as policy engines' "restrict
+     * NodePort" rules do), with the API server's wording: "admission webhook %q denied the request: %s"
+     * (k8s.io/apiserver pkg/admission/plugin/webhook/errors).
+     */
+    denyNodePortServices?: string;
     /** UID of namespace kube-system (the cluster's identity); a default when unset. */
     kubeSystemUid?: string;
     /** Nodes whose agent was restarted while a kube-proxy pod still ran there (terminating or not). */
@@ -158,18 +188,45 @@ function agentStatus(pod: FakePod): unknown {
     };
 }
 
-function nodePortEntries(state: WaveClusterState): unknown[] {
-    return (state.services as { spec: { type?: string; ports?: { nodePort?: number }[] }; metadata: { name: string; namespace: string } }[])
-        .filter((s) => s.spec.type === "NodePort")
-        .flatMap((s) =>
-            (s.spec.ports ?? []).map((p) => ({
-                spec: {
-                    "frontend-address": { ip: "0.0.0.0", port: p.nodePort, protocol: "TCP", scope: "external" },
-                    "backend-addresses": [{ ip: "172.26.1.30", port: 8080, protocol: "TCP", state: "active", weight: 100 }],
-                    "flags": { type: "NodePort", name: s.metadata.name, namespace: s.metadata.namespace },
-                },
-            })),
-        );
+/** The Service's ready endpoints, from the EndpointSlices labelled with its name (kubernetes.io/service-name). */
+function readyEndpoints(state: WaveClusterState, svc: FakeService): number {
+    return state.endpointSlices
+        .filter((e) => e.metadata.namespace === svc.metadata.namespace && e.metadata.labels?.["kubernetes.io/service-name"] === svc.metadata.name)
+        .flatMap((e) => e.endpoints)
+        .filter((e) => e.conditions?.ready !== false).length;
+}
+
+/**
+ * A TCP connection opened on `node` (in its network namespace) to ip:port, as bash's /dev/tcp reports
+ * it. Services are served on the node by kube-proxy while a kube-proxy pod runs there (a terminating one
+ * still runs), or by a KPR agent: one that resolved kube-proxy-replacement "true" and, because the
+ * connection comes from the host's own namespace, socket LB (`bpf-lb-sock`, Cilium's connect() hooks,
+ * bpf/bpf_sock.c). kube-proxy's rules left behind after its pod is gone are not modelled: the fake
+ * serves less than a real node, never more. A Service with no ready endpoint is rejected (kube-proxy
+ * installs a REJECT rule for it). A ClusterIP nobody serves is routed off the node and never answers
+ * (the `timeout` ends it: exit 124); a NodePort nobody serves reaches the host's own stack, where
+ * nothing listens: "Connection refused".
+ */
+export function connectFromNode(state: WaveClusterState, node: string, ip: string, port: number): void {
+    const agent = state.pods.find((p) => p.app === "cilium" && p.nodeName === node && p.terminating === undefined);
+    const kprAgent = agent?.config?.["kube-proxy-replacement"] === "true" && agent.config["bpf-lb-sock"] === "true";
+    const kubeProxy = state.pods.some((p) => p.app === "kube-proxy" && p.nodeName === node);
+    const served = kprAgent || kubeProxy;
+    const refused = new Exit(
+        1,
+        `node-check: connect: Connection refused\nnode-check: line 1: /dev/tcp/${ip}/${port}: Connection refused\ncommand terminated with exit code 1`,
+    );
+    const byClusterIP = state.services.find((s) => s.spec.clusterIP === ip && (s.spec.ports ?? []).some((p) => p.port === port));
+    if (byClusterIP !== undefined) {
+        if (!served) throw new Exit(124, "command terminated with exit code 124");
+        if (readyEndpoints(state, byClusterIP) === 0) throw refused;
+        return;
+    }
+    const own = (state.nodes[node]?.addresses ?? []).some((a) => a.address === ip);
+    if (!own) throw new Exit(1, `error: the fake does not model a connection from ${node} to ${ip}`);
+    const byNodePort = state.services.find((s) => s.spec.type === "NodePort" && (s.spec.ports ?? []).some((p) => p.nodePort === port));
+    const nodePortServed = kubeProxy || (kprAgent && !(state.nodePortUnserved ?? []).includes(node));
+    if (byNodePort === undefined || !nodePortServed || readyEndpoints(state, byNodePort) === 0) throw refused;
 }
 
 interface Parsed {
@@ -181,7 +238,8 @@ interface Parsed {
 /**
  * Flags each verb accepts: a subset of kubectl 1.35's, each one a flag that verb really has
  * (kubernetes/kubectl pkg/cmd/get/get.go -o/-l/--field-selector/-A/--ignore-not-found,
- * label/label.go --overwrite, delete/delete_flags.go --wait, wait/wait.go --for/--timeout,
+ * label/label.go --overwrite, delete/delete_flags.go --wait/--ignore-not-found, create/create.go -f/-o,
+ * wait/wait.go --for/--timeout,
  * exec/exec.go -c, replace/replace.go -f, rollout/rollout_status.go --timeout,
  * drain/drain.go --ignore-daemonsets/--delete-emptydir-data/--timeout). Anything else is refused as
  * kubectl refuses an unknown flag, so a script cannot rely on a flag the stand-in merely ignores.
@@ -189,7 +247,8 @@ interface Parsed {
 const VERB_FLAGS: Readonly<Record<string, readonly string[]>> = {
     get: ["-o", "-l", "--field-selector", "-A", "--ignore-not-found"],
     label: ["--overwrite"],
-    delete: ["--wait"],
+    delete: ["--wait", "--ignore-not-found"],
+    create: ["-f", "-o"],
     wait: ["--for", "--timeout"],
     exec: ["-c"],
     replace: ["-f"],
@@ -199,6 +258,7 @@ const VERB_FLAGS: Readonly<Record<string, readonly string[]>> = {
     uncordon: [],
 };
 const BOOLEAN_FLAGS = new Set(["--overwrite", "-A", "--ignore-not-found", "--ignore-daemonsets", "--delete-emptydir-data"]);
+const CONNECT = `exec 3<>"/dev/tcp/$1/$2"`;
 
 function parse(argv: readonly string[]): { namespace: string | undefined; parsed: Parsed } {
     const positional: string[] = [];
@@ -231,7 +291,13 @@ function parse(argv: readonly string[]): { namespace: string | undefined; parsed
 function nodeObject(state: WaveClusterState, name: string): unknown {
     const node = state.nodes[name];
     if (node === undefined) throw new Exit(1, `Error from server (NotFound): nodes "${name}" not found`);
-    return { apiVersion: "v1", kind: "Node", metadata: { name, labels: { ...node.labels } }, spec: node.unschedulable ? { unschedulable: true } : {} };
+    return {
+        apiVersion: "v1",
+        kind: "Node",
+        metadata: { name, labels: { ...node.labels } },
+        spec: node.unschedulable ? { unschedulable: true } : {},
+        status: { addresses: node.addresses ?? [] },
+    };
 }
 
 function podObject(pod: FakePod): unknown {
@@ -285,8 +351,19 @@ export function kubectl(state: WaveClusterState, argv: readonly string[]): strin
             }
             if (kind === "namespace" && name === "kube-system")
                 return json({ metadata: { name, uid: state.kubeSystemUid ?? "3f6c1d2e-0000-4000-8000-000000000001" } });
-            if (kind === "service" && name === "kubernetes") return json(state.services[0]);
-            if (kind === "services" && flags.has("-A")) return json({ items: state.services });
+            if (kind === "service" && name !== undefined) {
+                const svc = state.services.find((s) => s.metadata.namespace === namespace && s.metadata.name === name);
+                if (svc === undefined) throw new Exit(1, `Error from server (NotFound): services "${name}" not found`);
+                return json(svc);
+            }
+            if (kind === "endpointslices" && name === undefined) {
+                const wanted = /^kubernetes\.io\/service-name=([a-z0-9.-]+)$/.exec(flags.get("-l") ?? "");
+                if (!wanted) throw new Exit(1, "error: the fake lists EndpointSlices by -l kubernetes.io/service-name=NAME only");
+                const items = state.endpointSlices.filter(
+                    (e) => e.metadata.namespace === namespace && e.metadata.labels?.["kubernetes.io/service-name"] === wanted[1],
+                );
+                return json({ items });
+            }
             throw new Exit(1, `error: the fake does not model get ${kind}`);
         }
         case "label": {
@@ -306,8 +383,68 @@ export function kubectl(state: WaveClusterState, argv: readonly string[]): strin
             scheduleKubeProxy(state);
             return `node/${name} labeled\n`;
         }
+        case "create": {
+            const object = JSON.parse(readFileSync(flags.get("-f")!, "utf8")) as { kind?: string; metadata: { name: string; namespace?: string } };
+            const ns = object.metadata.namespace ?? namespace;
+            if (object.kind === "Service") {
+                const svc = object as unknown as FakeService;
+                if (svc.spec.type === "NodePort" && state.denyNodePortServices !== undefined)
+                    throw new Exit(
+                        1,
+                        `Error from server: error when creating "${flags.get("-f")}": admission webhook "${state.denyNodePortServices}" denied the request: NodePort Services are not allowed`,
+                    );
+                if (state.services.some((s) => s.metadata.namespace === ns && s.metadata.name === svc.metadata.name))
+                    throw new Exit(
+                        1,
+                        `Error from server (AlreadyExists): error when creating "${flags.get("-f")}": services "${svc.metadata.name}" already exists`,
+                    );
+                const used = new Set(state.services.flatMap((s) => (s.spec.ports ?? []).map((p) => p.nodePort)));
+                let next = 30000;
+                for (const p of svc.spec.ports ?? []) {
+                    if (svc.spec.type !== "NodePort" || p.nodePort !== undefined) continue;
+                    while (used.has(next)) next++;
+                    p.nodePort = next;
+                    used.add(next);
+                }
+                svc.metadata = { ...svc.metadata, namespace: ns, uid: `uid-${svc.metadata.name}-${++state.generation}` };
+                svc.spec.clusterIP = `172.27.9.${state.generation % 250}`;
+                state.services.push(svc);
+                return flags.get("-o") === "json" ? json(svc) : `service/${svc.metadata.name} created\n`;
+            }
+            if (object.kind === "EndpointSlice") {
+                const slice = object as unknown as FakeEndpointSlice;
+                if (state.endpointSlices.some((e) => e.metadata.namespace === ns && e.metadata.name === slice.metadata.name))
+                    throw new Exit(
+                        1,
+                        `Error from server (AlreadyExists): error when creating "${flags.get("-f")}": endpointslices.discovery.k8s.io "${slice.metadata.name}" already exists`,
+                    );
+                slice.metadata = { ...slice.metadata, namespace: ns };
+                state.endpointSlices.push(slice);
+                return flags.get("-o") === "json" ? json(slice) : `endpointslice.discovery.k8s.io/${slice.metadata.name} created\n`;
+            }
+            throw new Exit(1, `error: the fake does not model create ${String(object.kind)}`);
+        }
         case "delete": {
-            if (kind !== "pod" || name === undefined) throw new Exit(1, "error: the fake deletes pods only");
+            if ((kind === "service" || kind === "endpointslice") && name !== undefined) {
+                if (kind === "service") {
+                    const svc = state.services.find((s) => s.metadata.namespace === namespace && s.metadata.name === name);
+                    if (svc === undefined) {
+                        if (flags.has("--ignore-not-found")) return "";
+                        throw new Exit(1, `Error from server (NotFound): services "${name}" not found`);
+                    }
+                    state.services = state.services.filter((s) => s !== svc);
+                    state.endpointSlices = state.endpointSlices.filter((e) => !(e.metadata.ownerReferences ?? []).some((o) => o.uid === svc.metadata.uid));
+                    return `service "${name}" deleted\n`;
+                }
+                const slice = state.endpointSlices.find((e) => e.metadata.namespace === namespace && e.metadata.name === name);
+                if (slice === undefined) {
+                    if (flags.has("--ignore-not-found")) return "";
+                    throw new Exit(1, `Error from server (NotFound): endpointslices.discovery.k8s.io "${name}" not found`);
+                }
+                state.endpointSlices = state.endpointSlices.filter((e) => e !== slice);
+                return `endpointslice.discovery.k8s.io "${name}" deleted\n`;
+            }
+            if (kind !== "pod" || name === undefined) throw new Exit(1, "error: the fake deletes pods, services and endpointslices only");
             const pod = findPod(state, namespace, name);
             state.pods = state.pods.filter((p) => p !== pod);
             if (pod.app === "cilium" && state.pods.some((p) => p.app === "kube-proxy" && p.nodeName === pod.nodeName))
@@ -328,9 +465,12 @@ export function kubectl(state: WaveClusterState, argv: readonly string[]): strin
             const command = parsed.afterDash.join(" ");
             if (pod.app !== "cilium" || flags.get("-c") !== "cilium-agent") throw new Exit(1, "error: the fake execs in cilium-agent containers only");
             if (command === "cilium-dbg status -o json") return json(agentStatus(pod));
-            if (command === "cilium-dbg service list -o json") {
-                const kpr = pod.config?.["kube-proxy-replacement"] === "true";
-                return json([...state.agentServices, ...(kpr ? nodePortEntries(state) : [])]);
+            const args = parsed.afterDash;
+            if (args.length === 8 && args[0] === "timeout" && /^[1-9][0-9]*$/.test(args[1]!) && args[2] === "bash" && args[3] === "-c" && args[4] === CONNECT) {
+                if (!/^[0-9]+$/.test(args[7]!))
+                    throw new Exit(1, `${args[5]}: line 1: /dev/tcp/${args[6]}/${args[7]}: Invalid argument\ncommand terminated with exit code 1`);
+                connectFromNode(state, pod.nodeName, args[6]!, Number(args[7]));
+                return "";
             }
             const file = /^cat \/tmp\/cilium\/config-map\/([A-Za-z0-9._-]+)$/.exec(command);
             if (file) {

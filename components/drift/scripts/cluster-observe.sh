@@ -18,7 +18,11 @@
 #   KUBE_PROXY_CONFIGMAP      Default kube-proxy.
 #   KUBE_PROXY_POD_SELECTOR   Default k8s-app=kube-proxy.
 #   EXEC_TIMEOUT              seconds allowed for each `kubectl exec`. Default 60.
-# stdout: {kubeProxy:{daemonSet,configMap,pods}, agents:[...], agentsWanted, errors:[{check,message}]};
+#   MIGRATED_LABEL            the wave path's node label (set for wave stacks only): every node's value
+#                             of it is read (needs get/list on nodes) and kube-proxy's DaemonSet is
+#                             checked for the required node affinity NotIn "true" on it.
+# stdout: {kubeProxy:{daemonSet,configMap,pods}, agents:[...], agentsWanted, nodes, errors:[{check,message}]};
+# nodes is null unless MIGRATED_LABEL is set, else [{name, migrated}];
 # an absent object is null, one kubectl could not read is the string "unreadable".
 set -euo pipefail
 
@@ -34,9 +38,11 @@ KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
 KUBE_PROXY_CONFIGMAP="${KUBE_PROXY_CONFIGMAP:-kube-proxy}"
 KUBE_PROXY_POD_SELECTOR="${KUBE_PROXY_POD_SELECTOR:-k8s-app=kube-proxy}"
 EXEC_TIMEOUT="${EXEC_TIMEOUT:-60}"
+MIGRATED_LABEL="${MIGRATED_LABEL:-}"
 need_name CILIUM_NAMESPACE CILIUM_DS KUBE_PROXY_NAMESPACE KUBE_PROXY_DAEMONSET KUBE_PROXY_CONFIGMAP
 need_selector AGENT_SELECTOR KUBE_PROXY_POD_SELECTOR
 need_seconds EXEC_TIMEOUT
+[[ -z "$MIGRATED_LABEL" || "$MIGRATED_LABEL" =~ ^[A-Za-z0-9./_-]+$ ]] || fail "MIGRATED_LABEL must be a label key (got '$MIGRATED_LABEL')"
 
 : >"$workdir/errors.jsonl"
 # get CHECK FILE kubectl-args...: the object(s) as JSON in FILE (empty when --ignore-not-found found
@@ -54,8 +60,14 @@ get() {
 kp_ds='"unreadable"' kp_cm='"unreadable"' kp_pods='"unreadable"'
 if get "kube-proxy DaemonSet" "$workdir/kp-ds.json" -n "$KUBE_PROXY_NAMESPACE" daemonset "$KUBE_PROXY_DAEMONSET" --ignore-not-found; then
     kp_ds=$(if [[ -s "$workdir/kp-ds.json" ]]; then
-        jq -c --arg a "$CANARY_ANNOTATION" '{canaryExclusion: ((.metadata.annotations // {}) | has($a)),
-            desired: (.status.desiredNumberScheduled // 0)}' "$workdir/kp-ds.json"
+        # labelAffinity: every required node selector term keeps kube-proxy off nodes labelled
+        # MIGRATED_LABEL=true (the same test node-handover.sh applies before it labels a node).
+        jq -c --arg a "$CANARY_ANNOTATION" --arg l "$MIGRATED_LABEL" '{canaryExclusion: ((.metadata.annotations // {}) | has($a)),
+            desired: (.status.desiredNumberScheduled // 0),
+            labelAffinity: ((.spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms // []) as $terms
+                | $l != "" and ($terms | length) > 0
+                  and ($terms | all((.matchExpressions // []) | any(.key == $l and .operator == "NotIn" and (.values | index("true"))))))}' \
+            "$workdir/kp-ds.json"
     else echo null; fi)
 fi
 if get "kube-proxy ConfigMap" "$workdir/kp-cm.json" -n "$KUBE_PROXY_NAMESPACE" configmap "$KUBE_PROXY_CONFIGMAP" --ignore-not-found; then
@@ -80,6 +92,15 @@ else
     agents='"unreadable"'
 fi
 
+# The wave path: which nodes carry the migrated label.
+nodes=null
+if [[ -n "$MIGRATED_LABEL" ]]; then
+    nodes='"unreadable"'
+    if get "nodes" "$workdir/nodes.json" nodes; then
+        nodes=$(jq -c --arg l "$MIGRATED_LABEL" '[.items[] | {name: .metadata.name, migrated: ((.metadata.labels // {})[$l] == "true")}]' "$workdir/nodes.json")
+    fi
+fi
+
 jq -cn --argjson ds "$kp_ds" --argjson cm "$kp_cm" --argjson pods "$kp_pods" \
-    --argjson agents "$agents" --argjson wanted "$wanted" --slurpfile errors "$workdir/errors.jsonl" \
-    '{kubeProxy: {daemonSet: $ds, configMap: $cm, pods: $pods}, agents: $agents, agentsWanted: $wanted, errors: $errors}'
+    --argjson agents "$agents" --argjson wanted "$wanted" --argjson nodes "$nodes" --slurpfile errors "$workdir/errors.jsonl" \
+    '{kubeProxy: {daemonSet: $ds, configMap: $cm, pods: $pods}, agents: $agents, agentsWanted: $wanted, nodes: $nodes, errors: $errors}'
