@@ -62,6 +62,18 @@ test("a remote step runs its script with the pinned PATH, whatever PATH the SSH 
     assert.match(stage!, /\/ckpr\.[A-Za-z0-9]{8}$/, "STAGE_DIR is the stage directory");
 });
 
+test("a failing script's stderr comes before its stdout in the step's output, its exit status and stdout unchanged", () => {
+    // pulumi-command puts the step's stdout and stderr, interleaved as written, into the error (remoteCommand.ts).
+    const script = 'echo progress; echo \'{"ok":false}\'; echo "the reason" >&2; exit 3\n';
+    const text = stagedCommand("fails", [{ name: "f.sh", content: script }], []);
+    const combined = spawnSync("sh", ["-c", `exec 2>&1\n${text}`], { encoding: "utf8" });
+    assert.equal(combined.status, 3);
+    assert.equal(combined.stdout, 'the reason\nprogress\n{"ok":false}\n');
+    const apart = spawnSync("sh", ["-c", text], { encoding: "utf8" });
+    assert.equal(apart.stdout, 'progress\n{"ok":false}\n');
+    assert.equal(apart.stderr, "the reason\n");
+});
+
 test("a staged file that does not match its checksum stops the step before its script runs, saying so on stderr", () => {
     const text = remoteCommand({ title: "t", script: "kubeproxy/stale-rules-verify", args: [] });
     const corrupted = text.replace(/^set -euo pipefail$/m, "set -euo pipefail; echo SHOULD-NOT-RUN");
@@ -79,7 +91,7 @@ test("every remote command the program declares is built by the one builder: sta
     assert.equal(error, undefined);
     const remote = resources.filter((r) => r.type === "command:remote:Command");
     assert.ok(remote.length >= 6);
-    const run = new RegExp(`^\\$ckpr_sudo env PATH=${NODE_PATH.replace(/[/.]/g, "\\$&")} bash "\\$ckpr_stage/[a-z-]+\\.sh"( \\S+)* </dev/null$`, "m");
+    const run = new RegExp(`^ckpr_run \\$ckpr_sudo env PATH=${NODE_PATH.replace(/[/.]/g, "\\$&")} bash "\\$ckpr_stage/[a-z-]+\\.sh"( \\S+)* </dev/null$`, "m");
     for (const r of remote) {
         for (const field of ["create", "delete"] as const) {
             const text = r.inputs[field];
@@ -103,12 +115,9 @@ test("every remote command the program declares is built by the one builder: sta
 export function scriptParametersAreTyped(): void {
     const cluster = { kubeProxy: { namespace: "kube-system" } } as Parameters<typeof clusterCommand>[1]["cluster"];
     clusterCommand("ok", { cluster, create: "kubeproxy/kpr-gate", environment: { CILIUM_NAMESPACE: "kube-system" } }, {});
+    const gate = "kubeproxy/kpr-gate";
     // @ts-expect-error -- kubeadm's backup ConfigMap is another script's environment, not kpr-gate.sh's
-    clusterCommand(
-        "wrong-env",
-        { cluster, create: "kubeproxy/kpr-gate", environment: { CILIUM_NAMESPACE: "kube-system", KUBEADM_BACKUP_CONFIGMAP: "backup" } },
-        {},
-    );
+    clusterCommand("wrong-env", { cluster, create: gate, environment: { CILIUM_NAMESPACE: "n", KUBEADM_BACKUP_CONFIGMAP: "b" } }, {});
     // @ts-expect-error -- the delete runs with the create's stored environment: kube-proxy-restore.sh needs its backup ConfigMap
     clusterCommand("delete-env", { cluster, create: "kubeproxy/kpr-gate", delete: "kubeproxy/kube-proxy-restore", environment: { CILIUM_NAMESPACE: "n" } }, {});
     // @ts-expect-error -- a node script is no cluster step

@@ -192,7 +192,7 @@ describe("remote command texts", () => {
                 const b = renderNodeBundle({ tableName: "t", ruleset: RULESET, routes: SPEC, extraFiles });
                 const out = mkdtempSync(path.join(dir, "o-"));
                 // The real text, with the final hand-over to the node script replaced by a copy.
-                const text = applyCommand(b, settings).replace(/^\$ckpr_sudo env PATH=\S+ bash .*$/m, `cp -R "$ckpr_stage/." ${out}/`);
+                const text = applyCommand(b, settings).replace(/^ckpr_run \$ckpr_sudo env PATH=\S+ bash .*$/m, `cp -R "$ckpr_stage/." ${out}/`);
                 const r = spawnSync(POSIX_SH, ["-c", text], { encoding: "utf8" });
                 assert.equal(r.status, 0, r.stderr);
                 b.files.forEach((f, i) => assert.equal(readFileSync(path.join(out, "files", String(i)), "utf8"), f.content));
@@ -203,7 +203,7 @@ describe("remote command texts", () => {
     }
 
     test("a corrupted stage is refused before anything runs", () => {
-        const text = applyCommand(bundle, settings).replace(/^(\$ckpr_sudo env PATH=\S+ bash .*)$/m, "echo SHOULD-NOT-RUN");
+        const text = applyCommand(bundle, settings).replace(/^(ckpr_run \$ckpr_sudo env PATH=\S+ bash .*)$/m, "echo SHOULD-NOT-RUN");
         // Flip one byte of the staged ruleset; the checksum list still names the original.
         const corrupted = text.replace("delete table inet t\n", "delete table inet u\n");
         assert.notEqual(corrupted, text);

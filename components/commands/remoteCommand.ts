@@ -14,14 +14,16 @@ import { scriptFileName, scriptText } from "./scripts";
  *      hang the run), with a pinned PATH (nodes' sbin directories, where nft, ip, iptables and
  *      systemctl live, are not on a non-login SSH PATH everywhere) and stdin closed (nothing the
  *      script runs can eat the command text),
- *   4. exits with the script's status, the script's stdout and stderr being the only output.
+ *   4. exits with the script's status, the script's stderr and stdout being the only output: its
+ *      stderr as it is written, its stdout held back until it ends (see below).
  *
  * How a failure reads: pulumi-command v1.2.1 (provider/pkg/provider/remote/commandOutputs.go,
  * CommandOutputs.run) returns `fmt.Errorf("%w: running %q:\n%s", err, cmd, stdouterrbuf.String())`:
  * the SSH exit error, then this whole text quoted, then the script's stdout and stderr interleaved
- * in the order written (the same output is also logged live, util.LogOutput at diag.Info). The
- * wrapper writes nothing of its own on success, so the script's own output is the first thing after
- * the quoted text; the shorter the text, the sooner the reader gets to it.
+ * in the order written (the same output is also logged live, util.LogOutput at diag.Info). So the
+ * wrapper writes nothing of its own unless a staged file is corrupt, and holds the script's stdout
+ * (progress lines, the JSON summary) back until the script ends: the script's own stderr is the first
+ * thing after the quoted text; the shorter the text, the sooner the reader gets to it.
  */
 
 /**
@@ -124,7 +126,9 @@ export function stagedCommand(title: string, files: readonly StagedFile[], args:
         `(cd "$ckpr_stage" && sha256sum --quiet --strict -c - >&2) <<'${sumsTerminator}' || { echo "cilium-kpr: a staged file does not match its checksum; nothing was run" >&2; exit 1; }`,
         `${sums}${sumsTerminator}`,
         `if [ "$(id -u)" -eq 0 ]; then ckpr_sudo=; else ckpr_sudo="sudo -n"; fi`,
-        ["$ckpr_sudo", "env", `PATH=${NODE_PATH}`, "bash", `"$ckpr_stage/${run.name}"`, ...args.map(argument), "</dev/null"].join(" "),
+        // The script's stdout is held back until it ends, so its stderr (a failure's reason) comes first.
+        `ckpr_run() { ckpr_status=0; "$@" >"$ckpr_stage/.stdout" || ckpr_status=$?; cat "$ckpr_stage/.stdout"; exit "$ckpr_status"; }`,
+        ["ckpr_run", "$ckpr_sudo", "env", `PATH=${NODE_PATH}`, "bash", `"$ckpr_stage/${run.name}"`, ...args.map(argument), "</dev/null"].join(" "),
         "",
     ].join("\n");
     const bytes = Buffer.byteLength(text, "utf8");
