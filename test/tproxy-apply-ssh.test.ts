@@ -8,7 +8,7 @@ import { networkState, type NetworkState } from "../lab/networkState";
 import { SshLab, layoutUnder } from "../lab/sshLab";
 import { renderNodeBundle, type NodeBundle } from "../components/tproxy/nodeBundle";
 import { policyRouteSpec, type PolicyRouteSpec } from "../components/tproxy/policyRoutes";
-import { applyCommand, confirmCommand, deleteCommand, type RemoteSettings } from "../components/tproxy/remoteScript";
+import { applyCommand, confirmCommand, deleteCommand, type RemoteSettings } from "../components/tproxy/tproxyCommands";
 import { nftRulesetInput, renderNftRuleset } from "../components/tproxy/nftRuleset";
 import { renderKeepalivedNotify } from "../components/tproxy/keepalivedNotify";
 import { validateStackConfig, type MigrationConfig, type RawStackConfig } from "../components/config/validate";

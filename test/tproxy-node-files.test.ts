@@ -12,7 +12,7 @@ import { ACTIVATION_SET, nftRulesetInput, renderNftRuleset } from "../components
 import { NODE_FILES, nodeTproxyBundle, renderNodeBundle, type NodeBundle } from "../components/tproxy/nodeBundle";
 import { DEFAULT_NODE_LAYOUT } from "../components/tproxy/nodeLayout";
 import { policyRouteSpec } from "../components/tproxy/policyRoutes";
-import { applyCommand, bundleManifest, confirmCommand, deleteCommand, driftCheckCommand, type RemoteSettings } from "../components/tproxy/remoteScript";
+import { applyCommand, bundleManifest, confirmCommand, deleteCommand, driftCheckCommand, type RemoteSettings } from "../components/tproxy/tproxyCommands";
 
 /*
  * "Adding a node file is one entry in NODE_FILES": everything below walks that list (never a copy

@@ -7,7 +7,7 @@ import type { MigrationConfig } from "../components/config/validate";
 import { ACTIVATION_SET } from "../components/tproxy/nftRuleset";
 import { nodeTproxyBundle, type NodeBundle } from "../components/tproxy/nodeBundle";
 import { DEFAULT_NODE_LAYOUT, unitNameOf } from "../components/tproxy/nodeLayout";
-import { applyCommand, confirmCommand, deleteCommand, remoteSettings, type RemoteSettings } from "../components/tproxy/remoteScript";
+import { applyCommand, confirmCommand, deleteCommand, remoteSettings, type RemoteSettings } from "../components/tproxy/tproxyCommands";
 import { networkState, type NetworkState } from "../lab/networkState";
 import { systemdNodesMissing } from "../lab/systemdNode";
 import { LabNode, PROXY_UNIT, SystemdLab, WILDCARD_LOG, WILDCARD_PORT } from "../lab/systemdLab";

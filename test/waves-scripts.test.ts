@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { pendingNodeConfig, PENDING_NODE_CONFIG_NAME } from "../components/waves/pendingNodeConfig";
 import { MIGRATED_LABEL } from "../components/waves/wavePlan";
 import { validateStackConfig } from "../components/config/validate";
+import { isScriptName, scriptPath } from "../components/commands/scripts";
 import { connectFromNode, scheduleKubeProxy, startAgent, type FakeNodeConfig, type FakeService, type WaveClusterState } from "./support/fakeWaveCluster";
 import { PROJECT, rawStack, withValue } from "./support/stacks";
 import { NODE_CONFIG_CHECK_ENV } from "../components/ciliumVersions/ciliumVersions";
@@ -19,7 +20,6 @@ import { NODE_CONFIG_CHECK_ENV } from "../components/ciliumVersions/ciliumVersio
  */
 
 const ROOT = join(__dirname, "..");
-const SCRIPTS = join(ROOT, "components", "waves", "scripts");
 const FIXTURES = join(ROOT, "test", "fixtures", "kubeproxy", "cluster");
 const NODES = ["m600", "m601", "storage"];
 
@@ -95,7 +95,9 @@ class WaveLab {
     }
 
     run(script: string, env: Record<string, string> = {}): { status: number; summary: Record<string, unknown>; stderr: string } {
-        const result = spawnSync("bash", [join(SCRIPTS, `${script}.sh`)], {
+        const name = `waves/${script}`;
+        assert.ok(isScriptName(name), `${name} is in the script registry`);
+        const result = spawnSync("bash", [scriptPath(name)], {
             encoding: "utf8",
             env: {
                 PATH: `${this.bin}:${process.env.PATH}`,

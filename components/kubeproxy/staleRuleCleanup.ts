@@ -2,8 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { ClusterConfig, NodeConfig } from "../config/schema";
 import { nodeCommandOptions, nodeConnection } from "../commands/nodeConnection";
-import { remoteScriptCommand } from "../commands/remoteScript";
-import { scriptText } from "../commands/scriptFile";
+import { remoteCommand } from "../commands/remoteCommand";
 import { STEP } from "../resourceNames";
 
 /**
@@ -21,11 +20,11 @@ export function staleRuleCleanup(
         STEP.staleRuleCleanup(node.name),
         {
             connection: nodeConnection(node, privateKey),
-            create: remoteScriptCommand(
-                `remove kube-proxy's leftover rules, IPVS state, ipsets and nftables tables on ${node.name}`,
-                scriptText("kubeproxy/scripts/stale-rules-cleanup.sh"),
-                [cluster.kubeProxy.iptablesBackend],
-            ),
+            create: remoteCommand({
+                title: `remove kube-proxy's leftover rules, IPVS state, ipsets and nftables tables on ${node.name}`,
+                script: "kubeproxy/stale-rules-cleanup",
+                args: [cluster.kubeProxy.iptablesBackend],
+            }),
             addPreviousOutputInEnv: false,
         },
         pulumi.mergeOptions(opts, nodeCommandOptions()),
@@ -38,7 +37,7 @@ export function staleRuleVerify(node: NodeConfig, privateKey: pulumi.Output<stri
         STEP.staleRuleVerify(node.name),
         {
             connection: nodeConnection(node, privateKey),
-            create: remoteScriptCommand(`verify no kube-proxy state remains on ${node.name}`, scriptText("kubeproxy/scripts/stale-rules-verify.sh"), []),
+            create: remoteCommand({ title: `verify no kube-proxy state remains on ${node.name}`, script: "kubeproxy/stale-rules-verify", args: [] }),
             addPreviousOutputInEnv: false,
         },
         pulumi.mergeOptions(opts, nodeCommandOptions()),

@@ -16,7 +16,7 @@ export function preflight(config: MigrationConfig, privateKey: pulumi.Output<str
         STEP.operatorPreflight,
         {
             cluster: config.cluster,
-            create: "preflight/scripts/operator-preflight.sh",
+            create: "preflight/operator-preflight",
             environment: operatorPreflightEnv(config),
         },
         opts,

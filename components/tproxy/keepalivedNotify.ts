@@ -1,10 +1,9 @@
-import { readFileSync } from "node:fs";
-import * as path from "node:path";
 import type { MigrationConfig } from "../config/validate";
 import type { NodeConfig } from "../config/schema";
 import { ACTIVATION_SET } from "./nftRuleset";
 import { DEFAULT_NODE_LAYOUT } from "./nodeLayout";
 import { markText } from "./policyRoutes";
+import { scriptPath, scriptText } from "../commands/scripts";
 
 /**
  * How the notify script is installed (at NodeLayout.keepalivedNotifyPath). keepalived's
@@ -14,7 +13,7 @@ import { markText } from "./policyRoutes";
 export const KEEPALIVED_NOTIFY_MODE = 0o755;
 export const KEEPALIVED_NOTIFY_OWNER = "root:root";
 /** The script as kept in the repo (parameters read from KPR_TPROXY_* environment variables). */
-export const KEEPALIVED_NOTIFY_SOURCE = path.join(__dirname, "scripts", "keepalived-notify.sh");
+export const KEEPALIVED_NOTIFY_SOURCE = scriptPath("tproxy/keepalived-notify");
 
 export interface KeepalivedNotifyOptions {
     /** The lock that serialises notify calls (default NodeLayout.notifyLockPath). */
@@ -48,7 +47,7 @@ export function renderKeepalivedNotify(config: MigrationConfig, options: Keepali
         // Config validation already restricts these; refuse anything that would need quoting.
         if (!SAFE_LITERAL.test(value)) throw new Error(`notify script parameter ${name}=${JSON.stringify(value)} is not a plain literal`);
     }
-    const source = readFileSync(KEEPALIVED_NOTIFY_SOURCE, "utf8");
+    const source = scriptText("tproxy/keepalived-notify");
     if (!PARAMETER_BLOCK.test(source)) throw new Error(`${KEEPALIVED_NOTIFY_SOURCE} lost its parameter block`);
     const block = [
         "# BEGIN PARAMETERS (baked in by renderKeepalivedNotify from the validated stack config)",

@@ -4,7 +4,7 @@ import { renderBootUnit } from "./bootUnit";
 import { KEEPALIVED_NOTIFY_MODE, KEEPALIVED_NOTIFY_OWNER, renderKeepalivedNotify } from "./keepalivedNotify";
 import { nftRulesetInput, renderNftRuleset } from "./nftRuleset";
 import { DEFAULT_NODE_LAYOUT, type NodeFilePaths, type NodeLayout } from "./nodeLayout";
-import { nodeScript } from "./nodeScripts";
+import { scriptText } from "../commands/scripts";
 import { policyRouteSpec, renderNetworkdDropIn, type PolicyRouteSpec } from "./policyRoutes";
 
 /** How tproxy-apply.sh checks a file before installing it. */
@@ -71,7 +71,7 @@ export interface NodeFile {
  */
 export const NODE_FILES: readonly NodeFile[] = [
     { path: "rulesetPath", kind: "nft-ruleset", mode: "0600", owner: "root:root", content: (c) => c.ruleset },
-    { path: "routesScriptPath", kind: "script", mode: "0755", owner: "root:root", content: () => nodeScript("policy-routes.sh") },
+    { path: "routesScriptPath", kind: "script", mode: "0755", owner: "root:root", content: () => scriptText("tproxy/policy-routes") },
     {
         path: "unitPath",
         kind: "systemd-unit",

@@ -5,7 +5,7 @@ import type { NodeConfig } from "../config/schema";
 import { nodeCommandOptions, nodeConnection } from "../commands/nodeConnection";
 import { STEP, TYPE } from "../resourceNames";
 import { nodeTproxyBundle } from "./nodeBundle";
-import { applyCommand, confirmCommand, deleteCommand, remoteSettings } from "./remoteScript";
+import { applyCommand, confirmCommand, deleteCommand, remoteSettings } from "./tproxyCommands";
 
 export interface NodeTproxyArgs {
     readonly config: MigrationConfig;

@@ -42,7 +42,7 @@ export function preReleaseSteps(args: WaveGraphArgs, checks: pulumi.Resource[]):
     const crdCheck = clusterCommand(
         WAVE_STEP.nodeConfigCrdCheck,
         // Which CiliumNodeConfig version to require comes from the Cilium version module.
-        { cluster: config.cluster, create: "waves/scripts/node-config-crd-check.sh", environment: NODE_CONFIG_CHECK_ENV },
+        { cluster: config.cluster, create: "waves/node-config-crd-check", environment: NODE_CONFIG_CHECK_ENV },
         { parent },
     );
     // A canary that already ran (migration.canaryNodes, now wave 1): its nodes get the label before the
@@ -55,7 +55,7 @@ export function preReleaseSteps(args: WaveGraphArgs, checks: pulumi.Resource[]):
                       WAVE_STEP.canaryAdoption,
                       {
                           cluster: config.cluster,
-                          create: "waves/scripts/canary-adopt.sh",
+                          create: "waves/canary-adopt",
                           environment: {
                               CANARY_NODES: canary.join(" "),
                               CILIUM_NAMESPACE: config.cilium.namespace,
@@ -116,15 +116,15 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
         WAVE_STEP.kubeProxyLabelAffinity,
         {
             cluster,
-            create: "waves/scripts/kube-proxy-label-affinity.sh",
-            delete: "waves/scripts/kube-proxy-label-affinity-restore.sh",
+            create: "waves/kube-proxy-label-affinity",
+            delete: "waves/kube-proxy-label-affinity-restore",
             environment: common,
         },
         { parent, dependsOn: [pendingNodeConfigResource], ...DELETE_FIRST },
     );
     const pendingGate = clusterCommand(
         WAVE_STEP.pendingGate,
-        { cluster, create: "waves/scripts/pending-gate.sh", environment: { ...common, PENDING_NODE_CONFIG: PENDING_NODE_CONFIG_NAME } },
+        { cluster, create: "waves/pending-gate", environment: { ...common, PENDING_NODE_CONFIG: PENDING_NODE_CONFIG_NAME } },
         { parent, dependsOn: [release, affinity, pendingNodeConfigResource] },
     );
 
@@ -142,8 +142,8 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
                       WAVE_STEP.drain(name),
                       {
                           cluster,
-                          create: "waves/scripts/node-drain.sh",
-                          delete: "waves/scripts/node-uncordon.sh",
+                          create: "waves/node-drain",
+                          delete: "waves/node-uncordon",
                           environment: { ...env, DRAIN_TIMEOUT: String(config.migration.drainTimeoutSeconds) },
                       },
                       { parent, dependsOn: previous, ...DELETE_FIRST },
@@ -151,14 +151,14 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
                 : undefined;
             const handover = clusterCommand(
                 WAVE_STEP.handover(name),
-                { cluster, create: "waves/scripts/node-handover.sh", delete: "waves/scripts/node-handback.sh", environment: env },
+                { cluster, create: "waves/node-handover", delete: "waves/node-handback", environment: env },
                 { parent, dependsOn: drain ? [drain] : previous, ...DELETE_FIRST },
             );
             const gate = clusterCommand(
                 WAVE_STEP.agentGate(name),
                 {
                     cluster,
-                    create: "waves/scripts/node-kpr-gate.sh",
+                    create: "waves/node-kpr-gate",
                     environment: { ...env, PENDING_NODE_CONFIG: PENDING_NODE_CONFIG_NAME },
                     // A new handover (a restarted agent) is checked again.
                     triggers: [handover.id],
@@ -171,7 +171,7 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
                 : undefined;
             const services = clusterCommand(
                 WAVE_STEP.nodeServices(name),
-                { cluster, create: "waves/scripts/node-services.sh", environment: env, triggers: [handover.id] },
+                { cluster, create: "waves/node-services", environment: env, triggers: [handover.id] },
                 { parent, dependsOn: [tproxy ? tproxy.confirm : cleanup] },
             );
             const uncordon = config.migration.drain
@@ -179,8 +179,8 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
                       WAVE_STEP.uncordon(name),
                       {
                           cluster,
-                          create: "waves/scripts/node-uncordon.sh",
-                          delete: "waves/scripts/node-drain.sh",
+                          create: "waves/node-uncordon",
+                          delete: "waves/node-drain",
                           environment: { ...env, DRAIN_TIMEOUT: String(config.migration.drainTimeoutSeconds) },
                       },
                       { parent, dependsOn: [services], ...DELETE_FIRST },
