@@ -108,7 +108,7 @@ export function writeSyntheticStack(dir: string, nodeCount: number): string {
     return stack;
 }
 
-interface RunResult {
+export interface RunResult {
     readonly ms: number;
     /** Custom resources, as the plan's header counts them. */
     readonly resources: number;
@@ -176,7 +176,7 @@ function parseCounts(text: string, option: string, max: number): number[] {
  * backwards in even ones, so a load change during the bench does not fall on one size only.
  * Returns each size's results in round order.
  */
-function interleavedRuns(sizes: readonly number[], runs: number, run: (nodes: number) => RunResult = timedPlanRun): Map<number, RunResult[]> {
+export function interleavedRuns(sizes: readonly number[], runs: number, run: (nodes: number) => RunResult = timedPlanRun): Map<number, RunResult[]> {
     const results = new Map<number, RunResult[]>(sizes.map((n) => [n, []]));
     for (let round = 0; round < runs; round++) {
         for (const nodes of round % 2 === 0 ? sizes : [...sizes].reverse()) {
@@ -190,7 +190,7 @@ function interleavedRuns(sizes: readonly number[], runs: number, run: (nodes: nu
     return results;
 }
 
-interface SizeRow {
+export interface SizeRow {
     readonly nodes: number;
     readonly resources: number;
     readonly declared: number;

@@ -9,7 +9,8 @@ import { readStackFile, StackFileError } from "../tools/stackFile";
 import { stepFileText } from "../tools/planSteps";
 import { hostKeyFingerprint, type PlanEntry } from "../tools/planModel";
 import { ADOPTION_PARENT_NAME } from "../tools/adoption";
-import type { RecordedResource } from "../tools/mockRuntime";
+import { recordProgramOutcome, type RecordedResource } from "../tools/mockRuntime";
+import { directoryMaker } from "../tools/plan";
 import { ROOT } from "./support/stacks";
 
 function tempDir(t: { after(fn: () => void): void }): string {
@@ -260,4 +261,41 @@ test("the README's adoption commands are the ones the plan generates for prod", 
     const section = readme.slice(readme.indexOf("### Adopting a Cilium release"));
     const block = /```sh\n([\s\S]*?)```/.exec(section)![1]!;
     assert.equal(commands(block), commands(readFileSync(path.join(out, "adoption.sh"), "utf8")));
+});
+
+test("directoryMaker makes each directory under the plan directory once, parents first, and nothing outside it", (t) => {
+    const root = tempDir(t);
+    const mkdir = directoryMaker(root);
+    mkdir(path.join(root, "nodes", "node-0001", "etc", "nftables.d"));
+    assert.ok(existsSync(path.join(root, "nodes", "node-0001", "etc", "nftables.d")));
+    // A second request for a directory, or a parent of one, made is answered from memory: a plain
+    // (non-recursive) mkdir of an existing directory would throw EEXIST.
+    mkdir(path.join(root, "nodes", "node-0001", "etc", "nftables.d"));
+    mkdir(path.join(root, "nodes", "node-0001"));
+    mkdir(path.join(root, "nodes", "node-0001", "etc", "systemd"));
+    assert.deepEqual(readdirSync(path.join(root, "nodes", "node-0001", "etc")).sort(), ["nftables.d", "systemd"]);
+    assert.throws(() => mkdir(path.join(root, "..", "elsewhere")), /outside the plan directory/);
+    assert.throws(() => mkdir("/tmp"), /outside the plan directory/);
+});
+
+test("recording with errorStackFrames 0 formats no stacks while the program runs and restores the limit after", async () => {
+    const before = Error.stackTraceLimit;
+    let inside: number | undefined;
+    let stack: string | undefined;
+    const outcome = await recordProgramOutcome({ project: "p", stack: "s", config: {}, errorStackFrames: 0 }, () => {
+        inside = Error.stackTraceLimit;
+        stack = new Error("x").stack;
+        throw new Error("the program's own message");
+    });
+    assert.equal(inside, 0);
+    assert.equal(stack, "Error: x");
+    assert.equal(Error.stackTraceLimit, before);
+    // The plan prints a failed program's message: it still arrives whole.
+    assert.equal((outcome.error as Error).message, "the program's own message");
+
+    // Unset leaves stacks alone (the tests' own recordings keep their stack traces).
+    await recordProgramOutcome({ project: "p", stack: "s", config: {} }, () => {
+        inside = Error.stackTraceLimit;
+    });
+    assert.equal(inside, before);
 });

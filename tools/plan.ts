@@ -161,7 +161,7 @@ function planText(
  * first: a 200-node plan writes ~2,600 files into ~1,200 directories, and a recursive mkdirSync per
  * file made ~4,400 mkdir calls, half of them failing.
  */
-function directoryMaker(root: string): (dir: string) => void {
+export function directoryMaker(root: string): (dir: string) => void {
     const made = new Set<string>([root]);
     const make = (dir: string): void => {
         if (made.has(dir)) return;
