@@ -71,7 +71,13 @@ test("the bench refuses a malformed --nodes list", () => {
 });
 
 /** A plan run that took `ms` wall (and CPU) time with `rssMiB` peak memory. */
-const fakeRun = (ms: number, rssMiB: number, resources = 26): RunResult => ({ ms, cpuMs: ms / 2, resources, declared: resources + 6, maxRssKiB: rssMiB * 1024 });
+const fakeRun = (ms: number, rssMiB: number, resources = 26): RunResult => ({
+    ms,
+    cpuMs: ms / 2,
+    resources,
+    declared: resources + 6,
+    maxRssKiB: rssMiB * 1024,
+});
 
 test("rounds are interleaved: every size once per round, the direction alternating", () => {
     const order: number[] = [];

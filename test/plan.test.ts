@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import fs from "node:fs";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -263,17 +264,19 @@ test("the README's adoption commands are the ones the plan generates for prod", 
     assert.equal(commands(block), commands(readFileSync(path.join(out, "adoption.sh"), "utf8")));
 });
 
-test("directoryMaker makes each directory under the plan directory once, parents first, and nothing outside it", (t) => {
+test("directoryMaker makes each directory under the plan directory with one mkdir, parents first, and nothing outside it", (t) => {
     const root = tempDir(t);
+    const mkdirs = t.mock.method(fs, "mkdirSync");
     const mkdir = directoryMaker(root);
     mkdir(path.join(root, "nodes", "node-0001", "etc", "nftables.d"));
     assert.ok(existsSync(path.join(root, "nodes", "node-0001", "etc", "nftables.d")));
-    // A second request for a directory, or a parent of one, made is answered from memory: a plain
-    // (non-recursive) mkdir of an existing directory would throw EEXIST.
+    const made = () => mkdirs.mock.calls.map((c) => path.relative(root, String(c.arguments[0])));
+    assert.deepEqual(made(), ["nodes", "nodes/node-0001", "nodes/node-0001/etc", "nodes/node-0001/etc/nftables.d"]);
+    // Directories already made (or their parents) cost no further system call.
     mkdir(path.join(root, "nodes", "node-0001", "etc", "nftables.d"));
     mkdir(path.join(root, "nodes", "node-0001"));
     mkdir(path.join(root, "nodes", "node-0001", "etc", "systemd"));
-    assert.deepEqual(readdirSync(path.join(root, "nodes", "node-0001", "etc")).sort(), ["nftables.d", "systemd"]);
+    assert.deepEqual(made().slice(4), ["nodes/node-0001/etc/systemd"]);
     assert.throws(() => mkdir(path.join(root, "..", "elsewhere")), /outside the plan directory/);
     assert.throws(() => mkdir("/tmp"), /outside the plan directory/);
 });
