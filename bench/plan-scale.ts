@@ -1,11 +1,15 @@
 /*
- * node --import tsx bench/plan-scale.ts [--nodes 3,50,500] [--runs 3]
+ * node --import tsx bench/plan-scale.ts [--nodes 3,200,500] [--runs 5]
  * How the offline plan's cost grows with cluster size. For each size it generates a stack from
  * Pulumi.prod.yaml with that many synthetic nodes, then runs the real command
  * (`node --import tsx tools/plan.ts --stack-dir <tmp> --out <tmp>`) in a fresh process per run:
  * index.ts is imported once per process, so the mock runtime cannot be reused in-process.
  * A run's wall time therefore includes node/tsx start-up and module loading, a constant that the
  * smallest size shows; "marginal ms/node" subtracts it. Temp dirs are removed after each run.
+ * Runs are interleaved (one run of every size per round, alternating direction) so load that comes
+ * and goes on a shared machine hits every size alike; "paired x" is the median over rounds of a
+ * size's time over the smallest size's time in the same round. CPU time (user + system, the plan
+ * process's own) is printed beside wall time: it moves less with other processes' load.
  */
 import { createHash } from "node:crypto";
 import { closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -21,9 +25,9 @@ const BASE_STACK = "prod";
 /** Node addresses sit at <network>.(16..255).(10..249); this many fit. */
 const MAX_NODES = 240 * 240;
 const RUN_TIMEOUT_MS = 15 * 60 * 1000;
-/** Preloaded into the plan process: reports its peak resident memory on stderr when it exits. */
-const MAX_RSS_MARKER = "plan-scale max RSS KiB:";
-const REPORT_MAX_RSS = `data:text/javascript,process.on("exit",()=>process.stderr.write("\\n${MAX_RSS_MARKER} "+process.resourceUsage().maxRSS+"\\n"))`;
+/** Preloaded into the plan process: reports its peak resident memory and CPU time on stderr when it exits. */
+const USAGE_MARKER = "plan-scale usage:";
+const REPORT_USAGE = `data:text/javascript,process.on("exit",()=>{const u=process.resourceUsage();process.stderr.write("\\n${USAGE_MARKER} "+u.maxRSS+" "+(u.userCPUTime+u.systemCPUTime)+"\\n")})`;
 
 interface StackDocument {
     config: Record<string, unknown>;
@@ -104,13 +108,15 @@ export function writeSyntheticStack(dir: string, nodeCount: number): string {
     return stack;
 }
 
-interface RunResult {
+export interface RunResult {
     readonly ms: number;
     /** Custom resources, as the plan's header counts them. */
     readonly resources: number;
     /** Every resource the program declared, components included (resources.json). */
     readonly declared: number;
     readonly maxRssKiB: number;
+    /** User + system CPU time of the plan process (all its threads). */
+    readonly cpuMs: number;
 }
 
 /** One timed `tools/plan.ts` run in a fresh process against a generated stack. */
@@ -129,7 +135,7 @@ function timedPlanRun(nodeCount: number): RunResult {
         try {
             ({ status, error } = spawnSync(
                 process.execPath,
-                ["--import", "tsx", "--import", REPORT_MAX_RSS, path.join(REPO_ROOT, "tools", "plan.ts"), "--stack", stack, "--stack-dir", dir, "--out", out],
+                ["--import", "tsx", "--import", REPORT_USAGE, path.join(REPO_ROOT, "tools", "plan.ts"), "--stack", stack, "--stack-dir", dir, "--out", out],
                 { cwd: REPO_ROOT, stdio: ["ignore", stdoutFd, stderrFd], timeout: RUN_TIMEOUT_MS },
             ));
         } finally {
@@ -143,9 +149,9 @@ function timedPlanRun(nodeCount: number): RunResult {
         const header = /^Migration plan for stack \S+ \((\d+) resources\)/m.exec(readFileSync(stdoutPath, "utf8"));
         if (header === null) throw new Error(`plan for ${nodeCount} nodes printed no header`);
         const declared = (JSON.parse(readFileSync(path.join(out, "resources.json"), "utf8")) as unknown[]).length;
-        const rss = new RegExp(`^${MAX_RSS_MARKER} (\\d+)$`, "m").exec(readFileSync(stderrPath, "utf8"));
-        if (rss === null) throw new Error(`plan for ${nodeCount} nodes did not report its memory`);
-        return { ms, resources: Number(header[1]), declared, maxRssKiB: Number(rss[1]) };
+        const usage = new RegExp(`^${USAGE_MARKER} (\\d+) (\\d+)$`, "m").exec(readFileSync(stderrPath, "utf8"));
+        if (usage === null) throw new Error(`plan for ${nodeCount} nodes did not report its memory and CPU time`);
+        return { ms, resources: Number(header[1]), declared, maxRssKiB: Number(usage[1]), cpuMs: Number(usage[2]) / 1000 };
     } finally {
         rmSync(dir, { recursive: true, force: true });
     }
@@ -165,34 +171,90 @@ function parseCounts(text: string, option: string, max: number): number[] {
     return counts;
 }
 
+/**
+ * Every size `runs` times, interleaved: each round runs every size once, forwards in odd rounds and
+ * backwards in even ones, so a load change during the bench does not fall on one size only.
+ * Returns each size's results in round order.
+ */
+export function interleavedRuns(sizes: readonly number[], runs: number, run: (nodes: number) => RunResult = timedPlanRun): Map<number, RunResult[]> {
+    const results = new Map<number, RunResult[]>(sizes.map((n) => [n, []]));
+    for (let round = 0; round < runs; round++) {
+        for (const nodes of round % 2 === 0 ? sizes : [...sizes].reverse()) {
+            const result = run(nodes);
+            results.get(nodes)!.push(result);
+            process.stderr.write(
+                `  round ${round + 1}: ${nodes} nodes ${result.ms.toFixed(0)} ms wall, ${result.cpuMs.toFixed(0)} ms CPU, ${(result.maxRssKiB / 1024).toFixed(0)} MiB\n`,
+            );
+        }
+    }
+    return results;
+}
+
+export interface SizeRow {
+    readonly nodes: number;
+    readonly resources: number;
+    readonly declared: number;
+    readonly median: number;
+    readonly min: number;
+    readonly cpuMedian: number;
+    /** Median over rounds of this size's wall time over the smallest size's in the same round. */
+    readonly pairedRatio: number;
+    readonly rssMiB: number;
+}
+
+export function sizeRows(results: ReadonlyMap<number, readonly RunResult[]>): SizeRow[] {
+    const sizes = [...results.keys()].sort((a, b) => a - b);
+    const smallest = results.get(sizes[0]!)!;
+    return sizes.map((nodes) => {
+        const runs = results.get(nodes)!;
+        if (new Set(runs.map((r) => r.resources)).size !== 1) throw new Error(`resource count changed between runs for ${nodes} nodes`);
+        const times = runs.map((r) => r.ms);
+        return {
+            nodes,
+            resources: runs[0]!.resources,
+            declared: runs[0]!.declared,
+            median: median(times),
+            min: Math.min(...times),
+            cpuMedian: median(runs.map((r) => r.cpuMs)),
+            pairedRatio: median(runs.map((r, round) => r.ms / smallest[round]!.ms)),
+            rssMiB: Math.max(...runs.map((r) => r.maxRssKiB)) / 1024,
+        };
+    });
+}
+
+/** Issue 11 item 9's figures: 200 nodes against 3 (time, interleaved medians) and the peak memory of each size. */
+export function issueFigures(rows: readonly SizeRow[]): string {
+    const small = rows.find((r) => r.nodes === 3),
+        large = rows.find((r) => r.nodes === 200);
+    const lines: string[] = [];
+    if (small !== undefined && large !== undefined) {
+        lines.push(
+            `200 vs 3 nodes: ${(large.median / small.median).toFixed(2)}x the wall time (medians), ${large.pairedRatio.toFixed(2)}x paired per round, ` +
+                `${(large.cpuMedian / small.cpuMedian).toFixed(2)}x the CPU time (goal: at most 4x)`,
+        );
+    }
+    lines.push(`peak RSS: ${rows.map((r) => `${r.nodes} nodes ${r.rssMiB.toFixed(0)} MiB`).join(", ")} (goal: at most 384 MiB at 200 nodes)`);
+    return lines.join("\n") + "\n";
+}
+
 function main(): number {
-    const { values } = parseArgs({ options: { nodes: { type: "string", default: "3,50,500" }, runs: { type: "string", default: "3" } } });
+    const { values } = parseArgs({ options: { nodes: { type: "string", default: "3,200,500" }, runs: { type: "string", default: "5" } } });
     let sizes: number[], runs: number;
     try {
         sizes = [...new Set(parseCounts(values.nodes, "nodes", MAX_NODES))].sort((a, b) => a - b);
         [runs] = parseCounts(values.runs, "runs", 100) as [number];
     } catch (err) {
-        process.stderr.write(`${(err as Error).message}\nusage: node --import tsx bench/plan-scale.ts [--nodes 3,50,500] [--runs 3]\n`);
+        process.stderr.write(`${(err as Error).message}\nusage: node --import tsx bench/plan-scale.ts [--nodes 3,200,500] [--runs 5]\n`);
         return 2;
     }
 
-    process.stdout.write(`offline plan (tools/plan.ts, fresh process per run) on Pulumi.${BASE_STACK}.yaml with N synthetic nodes, ${runs} run(s) each\n`);
-    const rows: { nodes: number; resources: number; declared: number; median: number; min: number; rssMiB: number }[] = [];
-    for (const nodes of sizes) {
-        const results: RunResult[] = [];
-        for (let i = 0; i < runs; i++) results.push(timedPlanRun(nodes));
-        const times = results.map((r) => r.ms);
-        if (new Set(results.map((r) => r.resources)).size !== 1) throw new Error(`resource count changed between runs for ${nodes} nodes`);
-        rows.push({
-            nodes,
-            resources: results[0]!.resources,
-            declared: results[0]!.declared,
-            median: median(times),
-            min: Math.min(...times),
-            rssMiB: Math.max(...results.map((r) => r.maxRssKiB)) / 1024,
-        });
-        process.stderr.write(`  ${nodes} nodes: ${times.map((t) => t.toFixed(0)).join(", ")} ms\n`);
-    }
+    process.stdout.write(
+        `offline plan (tools/plan.ts, fresh process per run) on Pulumi.${BASE_STACK}.yaml with N synthetic nodes, ${runs} interleaved round(s), load ${os
+            .loadavg()
+            .map((l) => l.toFixed(1))
+            .join(" ")} on ${os.cpus().length} CPUs\n`,
+    );
+    const rows = sizeRows(interleavedRuns(sizes, runs));
 
     const first = rows[0]!;
     const columns = [
@@ -201,11 +263,14 @@ function main(): number {
         "declared",
         "median ms",
         "min ms",
+        "CPU ms",
         "ms/node",
         "marginal ms/node",
         "x nodes",
         "x resources",
         "x time",
+        "paired x",
+        "x CPU",
         "peak RSS MiB",
     ];
     const cells = rows.map((r) => [
@@ -214,11 +279,14 @@ function main(): number {
         String(r.declared),
         r.median.toFixed(0),
         r.min.toFixed(0),
+        r.cpuMedian.toFixed(0),
         (r.median / r.nodes).toFixed(1),
         r === first ? "-" : ((r.median - first.median) / (r.nodes - first.nodes)).toFixed(2),
         (r.nodes / first.nodes).toFixed(1),
         (r.resources / first.resources).toFixed(1),
         (r.median / first.median).toFixed(2),
+        r.pairedRatio.toFixed(2),
+        (r.cpuMedian / first.cpuMedian).toFixed(2),
         r.rssMiB.toFixed(0),
     ]);
     const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)));
@@ -226,9 +294,11 @@ function main(): number {
     process.stdout.write(line(columns));
     for (const row of cells) process.stdout.write(line(row));
     process.stdout.write(
-        "resources: custom resources in the plan; declared: every resource incl. components; " +
-            "marginal ms/node: (median - smallest median) / (nodes - smallest nodes), i.e. cost without start-up; x: factor vs the smallest size; peak RSS: the plan process's, worst run\n",
+        "resources: custom resources in the plan; declared: every resource incl. components; CPU ms: median user + system time of the plan process; " +
+            "marginal ms/node: (median - smallest median) / (nodes - smallest nodes), i.e. cost without start-up; x: factor vs the smallest size (of medians); " +
+            "paired x: median over rounds of the factor within a round; peak RSS: the plan process's, worst run\n",
     );
+    process.stdout.write(issueFigures(rows));
     return 0;
 }
 

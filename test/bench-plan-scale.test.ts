@@ -6,7 +6,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { validateStackConfig } from "../components/config/validate";
 import { rawStackConfig, readStackFile } from "../tools/stackFile";
-import { syntheticHostKey, writeSyntheticStack } from "../bench/plan-scale";
+import { interleavedRuns, issueFigures, sizeRows, syntheticHostKey, writeSyntheticStack, type RunResult } from "../bench/plan-scale";
 import { PROJECT, ROOT, rawStack } from "./support/stacks";
 
 test("the 500-node synthetic stack passes validateStackConfig with 500 distinct nodes and prod's other settings", (t) => {
@@ -50,12 +50,14 @@ test("the bench with --nodes 3 --runs 1 exits 0 and prints a row for 3 nodes", (
     const run = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "plan-scale.ts"), "--nodes", "3", "--runs", "1"], {
         cwd: ROOT,
         encoding: "utf8",
-        timeout: 20_000,
+        // One plan process: ~1.5 s of CPU, several times that in wall time on a loaded shared machine.
+        timeout: 60_000,
     });
     assert.equal(run.status, 0, run.stderr);
     // nodes, resources (custom), declared, median ms, min ms, ...: prod's 3-node plan has 26 custom resources
     // (22 + cluster-identity, cilium-release-identity, cilium-upgrade-preflight and kubeadm-proxy-disabled).
     assert.match(run.stdout, /^\s*3\s+26\s+\d+\s+\d+\s+\d+\s/m);
+    assert.match(run.stdout, /^peak RSS: 3 nodes \d+ MiB \(goal: at most 384 MiB at 200 nodes\)$/m);
 });
 
 test("the bench refuses a malformed --nodes list", () => {
@@ -66,4 +68,57 @@ test("the bench refuses a malformed --nodes list", () => {
     });
     assert.equal(run.status, 2);
     assert.match(run.stderr, /--nodes must be whole numbers/);
+});
+
+/** A plan run that took `ms` wall (and CPU) time with `rssMiB` peak memory. */
+const fakeRun = (ms: number, rssMiB: number, resources = 26): RunResult => ({
+    ms,
+    cpuMs: ms / 2,
+    resources,
+    declared: resources + 6,
+    maxRssKiB: rssMiB * 1024,
+});
+
+test("rounds are interleaved: every size once per round, the direction alternating", () => {
+    const order: number[] = [];
+    const results = interleavedRuns([3, 200, 500], 3, (nodes) => {
+        order.push(nodes);
+        return fakeRun(nodes, 100);
+    });
+    assert.deepEqual(order, [3, 200, 500, 500, 200, 3, 3, 200, 500]);
+    assert.deepEqual(
+        [...results].map(([nodes, runs]) => [nodes, runs.length]),
+        [
+            [3, 3],
+            [200, 3],
+            [500, 3],
+        ],
+    );
+});
+
+test("sizeRows pairs each round with the smallest size's run of the same round, and keeps the worst peak memory", () => {
+    // Round 2 is slow for everyone (load): the paired factor stays 4 while the medians' factor moves.
+    const results = new Map<number, RunResult[]>([
+        [3, [fakeRun(1000, 200), fakeRun(3000, 210), fakeRun(1100, 205)]],
+        [200, [fakeRun(4000, 400), fakeRun(12000, 380), fakeRun(4400, 390)]],
+    ]);
+    const [small, large] = sizeRows(results);
+    assert.equal(small!.pairedRatio, 1);
+    assert.equal(large!.pairedRatio, 4);
+    assert.equal(large!.median, 4400);
+    assert.equal(large!.cpuMedian, 2200);
+    assert.equal(large!.rssMiB, 400);
+    assert.throws(() => sizeRows(new Map([[3, [fakeRun(1, 1, 26), fakeRun(1, 1, 27)]]])), /resource count changed/);
+});
+
+test("issueFigures prints issue 11 item 9's figures: 200 vs 3 nodes and the peak memory of every size", () => {
+    const results = new Map<number, RunResult[]>([
+        [3, [fakeRun(1000, 200)]],
+        [200, [fakeRun(3500, 370)]],
+        [500, [fakeRun(8000, 700)]],
+    ]);
+    const text = issueFigures(sizeRows(results));
+    assert.match(text, /^200 vs 3 nodes: 3\.50x the wall time \(medians\), 3\.50x paired per round, 3\.50x the CPU time \(goal: at most 4x\)$/m);
+    assert.match(text, /^peak RSS: 3 nodes 200 MiB, 200 nodes 370 MiB, 500 nodes 700 MiB \(goal: at most 384 MiB at 200 nodes\)$/m);
+    assert.doesNotMatch(issueFigures(sizeRows(new Map([[3, [fakeRun(1000, 200)]]]))), /200 vs 3/);
 });

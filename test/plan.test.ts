@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import fs from "node:fs";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -9,7 +10,8 @@ import { readStackFile, StackFileError } from "../tools/stackFile";
 import { stepFileText } from "../tools/planSteps";
 import { hostKeyFingerprint, type PlanEntry } from "../tools/planModel";
 import { ADOPTION_PARENT_NAME } from "../tools/adoption";
-import type { RecordedResource } from "../tools/mockRuntime";
+import { recordProgramOutcome, type RecordedResource } from "../tools/mockRuntime";
+import { directoryMaker } from "../tools/plan";
 import { ROOT } from "./support/stacks";
 
 function tempDir(t: { after(fn: () => void): void }): string {
@@ -260,4 +262,43 @@ test("the README's adoption commands are the ones the plan generates for prod", 
     const section = readme.slice(readme.indexOf("### Adopting a Cilium release"));
     const block = /```sh\n([\s\S]*?)```/.exec(section)![1]!;
     assert.equal(commands(block), commands(readFileSync(path.join(out, "adoption.sh"), "utf8")));
+});
+
+test("directoryMaker makes each directory under the plan directory with one mkdir, parents first, and nothing outside it", (t) => {
+    const root = tempDir(t);
+    const mkdirs = t.mock.method(fs, "mkdirSync");
+    const mkdir = directoryMaker(root);
+    mkdir(path.join(root, "nodes", "node-0001", "etc", "nftables.d"));
+    assert.ok(existsSync(path.join(root, "nodes", "node-0001", "etc", "nftables.d")));
+    const made = () => mkdirs.mock.calls.map((c) => path.relative(root, String(c.arguments[0])));
+    assert.deepEqual(made(), ["nodes", "nodes/node-0001", "nodes/node-0001/etc", "nodes/node-0001/etc/nftables.d"]);
+    // Directories already made (or their parents) cost no further system call.
+    mkdir(path.join(root, "nodes", "node-0001", "etc", "nftables.d"));
+    mkdir(path.join(root, "nodes", "node-0001"));
+    mkdir(path.join(root, "nodes", "node-0001", "etc", "systemd"));
+    assert.deepEqual(made().slice(4), ["nodes/node-0001/etc/systemd"]);
+    assert.throws(() => mkdir(path.join(root, "..", "elsewhere")), /outside the plan directory/);
+    assert.throws(() => mkdir("/tmp"), /outside the plan directory/);
+});
+
+test("recording with errorStackFrames 0 formats no stacks while the program runs and restores the limit after", async () => {
+    const before = Error.stackTraceLimit;
+    let inside: number | undefined;
+    let stack: string | undefined;
+    const outcome = await recordProgramOutcome({ project: "p", stack: "s", config: {}, errorStackFrames: 0 }, () => {
+        inside = Error.stackTraceLimit;
+        stack = new Error("x").stack;
+        throw new Error("the program's own message");
+    });
+    assert.equal(inside, 0);
+    assert.equal(stack, "Error: x");
+    assert.equal(Error.stackTraceLimit, before);
+    // The plan prints a failed program's message: it still arrives whole.
+    assert.equal((outcome.error as Error).message, "the program's own message");
+
+    // Unset leaves stacks alone (the tests' own recordings keep their stack traces).
+    await recordProgramOutcome({ project: "p", stack: "s", config: {} }, () => {
+        inside = Error.stackTraceLimit;
+    });
+    assert.equal(inside, before);
 });
