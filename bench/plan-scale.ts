@@ -15,6 +15,7 @@ import { spawnSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import * as ipaddr from "ipaddr.js";
 import * as YAML from "yaml";
+import { inputBytesTable, type NodeInputBytes } from "./inputBytes";
 
 const REPO_ROOT = path.resolve(__dirname, "..");
 const BASE_STACK = "prod";
@@ -151,6 +152,26 @@ function timedPlanRun(nodeCount: number): RunResult {
     }
 }
 
+/** Resource-input bytes per node of a generated stack (bench/inputBytes.ts in its own process; not timed). */
+function measuredInputBytes(nodeCount: number): NodeInputBytes {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "plan-scale-bytes-"));
+    try {
+        const stack = writeSyntheticStack(dir, nodeCount);
+        const run = spawnSync(process.execPath, ["--import", "tsx", path.join(REPO_ROOT, "bench", "inputBytes.ts"), "--stack", stack, "--stack-dir", dir], {
+            cwd: REPO_ROOT,
+            encoding: "utf8",
+            timeout: RUN_TIMEOUT_MS,
+            maxBuffer: 1 << 20,
+        });
+        if (run.error !== undefined || run.status !== 0) {
+            throw new Error(`input bytes for ${nodeCount} nodes failed (${run.error?.message ?? `exit ${String(run.status)}`}):\n${run.stderr}`);
+        }
+        return JSON.parse(run.stdout) as NodeInputBytes;
+    } finally {
+        rmSync(dir, { recursive: true, force: true });
+    }
+}
+
 function median(values: readonly number[]): number {
     const sorted = [...values].sort((a, b) => a - b);
     const mid = Math.floor(sorted.length / 2);
@@ -229,6 +250,7 @@ function main(): number {
         "resources: custom resources in the plan; declared: every resource incl. components; " +
             "marginal ms/node: (median - smallest median) / (nodes - smallest nodes), i.e. cost without start-up; x: factor vs the smallest size; peak RSS: the plan process's, worst run\n",
     );
+    process.stdout.write(`\n${inputBytesTable(sizes.map((nodes) => ({ nodes, bytes: measuredInputBytes(nodes) })))}`);
     return 0;
 }
 
