@@ -3,6 +3,7 @@ import * as assert from "node:assert/strict";
 import * as util from "node:util";
 import type { RecordedResource } from "../tools/mockRuntime";
 import { creationOrder } from "../tools/mockRuntime";
+import { textsDigest } from "../components/commands/triggerDigest";
 import { STEP } from "../components/resourceNames";
 import { scriptText } from "../components/commands/scriptFile";
 import { dependenciesOf, find, runProgram } from "./support/program";
@@ -200,6 +201,10 @@ test("a node's confirm re-runs whenever its apply runs again, also when only the
         const confirm = find(resources, "command:remote:Command", STEP.tproxyConfirm(node));
         // pulumi-command 1.2.1 remote/commandController.go Update: any input change re-runs `create` (no
         // `update` command), which arms the revert again; only a changed trigger replaces (re-runs) the confirm.
-        assert.deepEqual(confirm.inputs.triggers, [apply.inputs.create, apply.inputs.delete]);
+        // The trigger is a digest of both texts (state keeps every input), so it changes when either does.
+        const [create, del] = [apply.inputs.create as string, apply.inputs.delete as string];
+        assert.deepEqual(confirm.inputs.triggers, [textsDigest([create, del])]);
+        assert.notEqual(textsDigest([create, `${del}\n`]), textsDigest([create, del]), "a changed delete text changes the trigger");
+        assert.notEqual(textsDigest([`${create}\n`, del]), textsDigest([create, del]), "a changed create text changes the trigger");
     }
 });

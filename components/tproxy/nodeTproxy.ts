@@ -3,6 +3,7 @@ import * as command from "@pulumi/command";
 import type { MigrationConfig } from "../config/validate";
 import type { NodeConfig } from "../config/schema";
 import { nodeCommandOptions, nodeConnection } from "../commands/nodeConnection";
+import { outputsDigest } from "../commands/triggerDigest";
 import { STEP, TYPE } from "../resourceNames";
 import { nodeTproxyBundle } from "./nodeTproxyBundle";
 import { applyCommand, confirmCommand, deleteCommand, remoteSettings } from "./remoteScript";
@@ -57,8 +58,9 @@ export class NodeTproxy extends pulumi.ComponentResource {
                 create: confirmCommand(bundle, settings),
                 // Re-confirm whenever the apply ran again: any change of the apply's inputs re-runs its
                 // create (pulumi-command 1.2.1 remote/commandController.go Update: no `update` command, so
-                // `create` runs), which arms the revert again. The connection is an input of both.
-                triggers: [this.apply.create, this.apply.delete],
+                // `create` runs), which arms the revert again. The connection is an input of both. A digest,
+                // not the texts: triggers are stored in state like any input.
+                triggers: [outputsDigest([this.apply.create, this.apply.delete])],
                 addPreviousOutputInEnv: false,
             },
             { ...nodeCommandOptions(), parent: this, dependsOn: [this.apply] },
