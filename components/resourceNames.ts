@@ -8,6 +8,8 @@ export const STEP = {
     clusterIdentity: "cluster-identity",
     operatorPreflight: "preflight-operator",
     nodePreflight: (node: string) => `preflight-${node}`,
+    nodeStore: (node: string) => `node-store-${node}`,
+    nodeStoreCheck: (node: string) => `node-store-check-${node}`,
     releaseIdentity: "cilium-release-identity",
     valuesSnapshot: "cilium-values-snapshot",
     ciliumUpgradePreflight: "cilium-upgrade-preflight",
@@ -31,4 +33,5 @@ export const TYPE = {
     helmRelease: "kubernetes:helm.sh/v3:Release",
     localCommand: "command:local:Command",
     remoteCommand: "command:remote:Command",
+    copyToRemote: "command:remote:CopyToRemote",
 } as const;

@@ -1,0 +1,58 @@
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import type { NodeConfig } from "../config/schema";
+import { STEP } from "../resourceNames";
+import { nodeCommandOptions, nodeConnection } from "./nodeConnection";
+import { NODE_STORE_DIR, storeCheckCommand, storeRemoveCommand, writeLocalStore, type StoreSet } from "./nodeStore";
+
+/** Where the program writes the sets it copies (gitignored): the engine hashes them at registration. */
+export const LOCAL_STORE_ROOT = path.resolve(__dirname, "..", "..", ".cilium-kpr", "node-store");
+
+export interface NodeStoreSteps {
+    readonly copy: command.remote.CopyToRemote;
+    /** Every node step depends on this: it exists once the store holds the set, and is deleted last. */
+    readonly check: command.remote.Command;
+}
+
+/**
+ * Fills one node's store (nodeStore.ts) and checks it. CopyToRemote (pulumi-command 1.2.1
+ * remote/copyController.go) copies again only when the archive's hash or the remote path changes, not
+ * when the connection does, so the connection's address, port and user are triggers: a moved node is a
+ * replacement, which copies. Its delete runs nothing; the check's delete removes the store, after every
+ * node step's delete (they depend on the check).
+ */
+export function nodeStoreSteps(
+    node: NodeConfig,
+    privateKey: pulumi.Output<string>,
+    set: StoreSet,
+    opts: pulumi.CustomResourceOptions,
+    localRoot: string = LOCAL_STORE_ROOT,
+): NodeStoreSteps {
+    const connection = nodeConnection(node, privateKey);
+    const copy = new command.remote.CopyToRemote(
+        STEP.nodeStore(node.name),
+        {
+            connection,
+            source: new pulumi.asset.FileArchive(writeLocalStore(localRoot, set)),
+            remotePath: NODE_STORE_DIR,
+            triggers: [node.address, String(node.sshPort), node.sshUser],
+        },
+        { ...opts, ...nodeCommandOptions() },
+    );
+    const check = new command.remote.Command(
+        STEP.nodeStoreCheck(node.name),
+        {
+            connection,
+            create: storeCheckCommand(set),
+            delete: storeRemoveCommand(),
+            // A replaced copy (a moved node) replaces the check: the old one's delete removes the store on the
+            // old host (a delete runs with the connection stored in state), the new one checks the new host.
+            triggers: [copy.id],
+            addPreviousOutputInEnv: false,
+        },
+        // The old delete removes the store: it must run before the replacement checks the new copy.
+        { ...opts, ...nodeCommandOptions(), dependsOn: [copy], deleteBeforeReplace: true },
+    );
+    return { copy, check };
+}
