@@ -20,6 +20,8 @@ import {
 import { staleRuleCleanup, staleRuleVerify } from "./kubeproxy/staleRuleCleanup";
 import { STEP, TYPE } from "./resourceNames";
 import { NodeTproxy } from "./tproxy/nodeTproxy";
+import { nodeStoreSteps } from "./commands/nodeStoreSteps";
+import { nodeStoreSet } from "./nodeStoreContents";
 import { clusterCommand } from "./commands/clusterCommand";
 import { usesWaves, wavesScope } from "./waves/wavePlan";
 import { waveReleaseValues } from "./waves/pendingNodeConfig";
@@ -63,15 +65,18 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
             child,
         );
 
+        // Each node's store (commands/nodeStore.ts) holds the scripts its steps fetch by digest; every node
+        // step depends on it, so destroy removes it after their deletes.
+        const stores = new Map(config.nodes.map((node) => [node.name, nodeStoreSteps(node, sshPrivateKey, nodeStoreSet(config, node), child)]));
         // A failed preflight stops the run before the release changes anything.
-        const checks = preflight(config, sshPrivateKey, child);
+        const checks = preflight(config, sshPrivateKey, child, stores);
         const identity = releaseIdentityGuard(config.cilium, child);
 
         if (usesWaves(config.migration)) {
             // Node by node (components/waves/): the pending CiliumNodeConfig exists before the values snapshot,
             // so destroy restores the values before it deletes that object, and before the release gets its
             // final values, so no agent of an unmigrated node starts with KPR.
-            const graphArgs = { config, provider: this.provider, sshPrivateKey, parent: this };
+            const graphArgs = { config, provider: this.provider, sshPrivateKey, parent: this, stores };
             const pre = preReleaseSteps(graphArgs, checks);
             const snapshot = valuesSnapshot(config, { ...child, dependsOn: [...checks, identity, pre.pendingNodeConfig] });
             this.cilium = new CiliumRelease(
@@ -139,7 +144,7 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
                     : kubeProxyCanaryExclusion(config, this.kprGate, child);
             if (config.migration.canaryNodes.length === 0) this.kubeadmProxyDisabled = kubeadmProxyDisabled(config, this.kubeProxyRemoval, child);
             for (const node of migrated) {
-                const cleanup = staleRuleCleanup(node, config.cluster, sshPrivateKey, { ...child, dependsOn: [this.kubeProxyRemoval] });
+                const cleanup = staleRuleCleanup(node, config.cluster, sshPrivateKey, { ...child, dependsOn: [this.kubeProxyRemoval] }, stores.get(node.name));
                 cleanups.set(node.name, cleanup);
                 this.staleRuleCleanups.push(cleanup);
             }
@@ -159,6 +164,7 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
                             node,
                             privateKey: sshPrivateKey,
                             dependsOn: [...(cleanup ? [cleanup] : [this.cilium.release]), ...(previous ? [previous.confirm] : [])],
+                            store: stores.get(node.name),
                         },
                         child,
                     ),
@@ -170,10 +176,15 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
             // Each node is checked after its own steps only: waiting for every node's steps would add
             // nodes² dependency edges (500,000 at 500 nodes) to the plan and the state.
             const nodeChecks = migrated.map((node, i) =>
-                staleRuleVerify(node, sshPrivateKey, {
-                    ...child,
-                    dependsOn: [cleanups.get(node.name), this.nodeTproxies[i]?.confirm].filter((r) => r !== undefined),
-                }),
+                staleRuleVerify(
+                    node,
+                    sshPrivateKey,
+                    {
+                        ...child,
+                        dependsOn: [cleanups.get(node.name), this.nodeTproxies[i]?.confirm].filter((r) => r !== undefined),
+                    },
+                    stores.get(node.name),
+                ),
             );
             const clusterSteps = [this.kubeProxyRemoval, ...(this.kubeadmProxyDisabled ? [this.kubeadmProxyDisabled] : [])];
             this.verification = postMigrationVerification(config, [...clusterSteps, ...nodeChecks], child);

@@ -38,6 +38,8 @@ test("storeSet names each distinct content by its sha256, sorted, with one diges
         [sha256Hex(A), sha256Hex(B)].sort(),
     );
     assert.equal(set.digest, storeSet([A, B]).digest, "order and duplicates do not matter");
+    assert.equal(set.manifest, set.entries.map((e) => `${e.sha256}  ${e.sha256}\n`).join(""), "the manifest is sha256sum -c input");
+    assert.equal(set.digest, sha256Hex(set.manifest), "the set is named by its manifest's digest");
     assert.notEqual(set.digest, storeSet([A, `${B} `]).digest, "any content change changes the set");
 });
 
@@ -46,11 +48,9 @@ test("writeLocalStore writes the set once, under its digest, and replaces a dire
     const set = storeSet([A, B]);
     const dir = writeLocalStore(root, set);
     assert.equal(dir, `${path.join(root, set.digest)}/`, "a trailing slash: CopyToRemote copies the contents");
-    assert.deepEqual(
-        readdirSync(dir).sort(),
-        set.entries.map((e) => e.sha256),
-    );
+    assert.deepEqual(readdirSync(dir).sort(), [...set.entries.map((e) => e.sha256), set.digest].sort());
     for (const e of set.entries) assert.equal(readFileSync(path.join(dir, e.sha256), "utf8"), e.content);
+    assert.equal(readFileSync(path.join(dir, set.digest), "utf8"), set.manifest, "the manifest is stored under the set's digest");
     const mtime = statSync(path.join(dir, sha256Hex(A))).mtimeMs;
     assert.equal(writeLocalStore(root, set), dir);
     assert.equal(statSync(path.join(dir, sha256Hex(A))).mtimeMs, mtime, "an intact set is reused, not rewritten");
@@ -71,18 +71,21 @@ test("the CopyToRemote stand-in copies a directory's contents like the provider 
     const dir = scratch(t);
     const home = path.join(dir, "home");
     mkdirSync(home);
-    const src = writeLocalStore(path.join(dir, "local"), storeSet([A, B]));
+    const first = storeSet([A, B]);
+    const src = writeLocalStore(path.join(dir, "local"), first);
     const archive = (p: string, hash: string) => ({ kind: "fileArchive" as const, path: p, hash });
     const inputs: CopyInputs = { source: archive(src, "h1"), remotePath: NODE_STORE_DIR };
     createCopy({ home }, inputs);
     const store = path.join(home, NODE_STORE_DIR);
-    assert.deepEqual(readdirSync(store).sort(), [sha256Hex(A), sha256Hex(B)].sort(), "dir/ -> dest/x for x in dir, parents made");
+    assert.deepEqual(readdirSync(store).sort(), [sha256Hex(A), sha256Hex(B), first.digest].sort(), "dir/ -> dest/x for x in dir, parents made");
     assert.equal(statSync(store).mode & 0o777, 0o755, "sftp-server mkdir: 0777 & ~umask 022");
     assert.equal(statSync(path.join(store, sha256Hex(A))).mode & 0o777, 0o644, "sftp-server open: 0666 & ~umask 022");
 
     // Without the trailing slash the provider copies the directory itself into dest.
-    createCopy({ home }, { ...inputs, source: archive(src.replace(/\/$/, ""), "h1") });
-    assert.ok(existsSync(path.join(store, path.basename(src.replace(/\/$/, "")), sha256Hex(A))));
+    createCopy({ home }, { remotePath: "other", source: archive(src.replace(/\/$/, ""), "h1") });
+    assert.ok(existsSync(path.join(home, "other", first.digest, sha256Hex(A))));
+    // ... and fails where that directory's name is taken by a file (here: the set's manifest).
+    assert.throws(() => createCopy({ home }, { ...inputs, source: archive(src.replace(/\/$/, ""), "h1") }), /exists but is not a directory/);
 
     // A later set adds files; nothing is removed (no delete, overwrite only).
     const newer = writeLocalStore(path.join(dir, "local"), storeSet([A, "#!/usr/bin/env bash\necho c\n"]));
@@ -141,10 +144,7 @@ test("ckpr_fetch stages a stored file by digest and fails naming it when the sto
     assert.equal(fetched.stdout, A);
     const missing = stage("b.sh", sha256Hex(B));
     assert.equal(missing.status, 1);
-    assert.equal(
-        missing.stderr.trim(),
-        `cilium-kpr: b.sh (sha256 ${sha256Hex(B)}) is not in the node store ${home}/${NODE_STORE_DIR} (pulumi up copies it there: node-store step)`,
-    );
+    assert.equal(missing.stderr.trim(), `cilium-kpr: b.sh (sha256 ${sha256Hex(B)}) is missing from the node store ${home}/${NODE_STORE_DIR} (node-store step)`);
     assert.throws(() => storeFetchLine("abc", "a.sh"), /not a sha256/);
     assert.throws(() => storeFetchLine(sha256Hex(A), "../a.sh"), /plain relative path/);
     assert.throws(() => storeFetchFunction("../x"), /without "\.\."/);

@@ -13,6 +13,11 @@ const COMMAND_STEPS: readonly [RegExp, (m: RegExpMatchArray) => string][] = [
         () =>
             "operator preflight: kubectl/helm/jq present, the context reaches the cluster, kube-proxy mode fits this Cilium version (IPVS + any 1.19.x refused, cilium#44464)",
     ],
+    [
+        /^node-store-check-(.+)$/,
+        (m) => `check that ${m[1]}'s node store holds every script its steps fetch by sha256 (destroy: remove the store, after every node step)`,
+    ],
+    [/^node-store-(.+)$/, (m) => `copy the node scripts (one file per sha256) into ${m[1]}'s node store over SFTP; adds files, never removes any`],
     [/^preflight-(.+)$/, (m) => `node preflight on ${m[1]}: kernel, bpffs, cgroup v2, nft, iptables backend, our table/priority/mark unused`],
     [/^cilium-release-identity$/, () => "record the Cilium release's namespace/name; on a later up refuse any other (a new one would install a second Cilium)"],
     [/^cilium-values-snapshot$/, () => "snapshot the release's pre-migration values into the cluster (destroy: restore them once kube-proxy serves)"],
@@ -66,7 +71,8 @@ export function describeStep(r: RecordedResource, waitsFor: readonly string[] = 
         case "kubernetes:helm.sh/v3:Release":
             return `Helm release ${String(r.inputs.namespace)}/${String(r.inputs.name)}: chart ${String(r.inputs.chart)} ${String(r.inputs.version)} with KPR values, ${r.inputs.reuseValues === true ? "reuse-values (same chart version only)" : "full values (no reuse-values)"} (retained on destroy)${after}`;
         case "command:local:Command":
-        case "command:remote:Command": {
+        case "command:remote:Command":
+        case "command:remote:CopyToRemote": {
             if (r.name === "cilium-upgrade-preflight") return `${r.name}: ${ciliumUpgradeText(r)}${after}`;
             for (const [pattern, text] of COMMAND_STEPS) {
                 const m = r.name.match(pattern);

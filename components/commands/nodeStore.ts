@@ -29,8 +29,12 @@ export interface StoreEntry {
 
 /** A set of files as the store holds them, and one digest over the whole set. */
 export interface StoreSet {
-    /** sha256 over the sorted file digests: names the local directory the copy reads. */
+    /**
+     * sha256 of the set's manifest, which the store holds under this name too (so it is content-addressed
+     * like the rest): the manifest lists every member as `sha256sum -c` reads it, "<sha256>  <sha256>".
+     */
     readonly digest: string;
+    readonly manifest: string;
     /** One entry per distinct content, sorted by digest. */
     readonly entries: readonly StoreEntry[];
 }
@@ -44,14 +48,21 @@ export function storeSet(contents: readonly string[]): StoreSet {
     const byDigest = new Map<string, string>();
     for (const content of contents) byDigest.set(sha256Hex(content), content);
     const entries = [...byDigest].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([sha256, content]) => ({ sha256, content }));
-    return { digest: sha256Hex(entries.map((e) => e.sha256).join("\n")), entries };
+    const manifest = entries.map((e) => `${e.sha256}  ${e.sha256}\n`).join("");
+    return { digest: sha256Hex(manifest), manifest, entries };
+}
+
+/** Every file of the set's local directory: the members and the manifest. */
+function filesOf(set: StoreSet): StoreEntry[] {
+    return [...set.entries, { sha256: set.digest, content: set.manifest }].sort((a, b) => (a.sha256 < b.sha256 ? -1 : a.sha256 > b.sha256 ? 1 : 0));
 }
 
 /** True when `dir` holds exactly the set's files, each with its content. */
 function holdsExactly(dir: string, set: StoreSet): boolean {
+    const files = filesOf(set);
     const present = readdirSync(dir).sort();
-    if (present.join("\n") !== set.entries.map((e) => e.sha256).join("\n")) return false;
-    return set.entries.every((e) => sha256Hex(readFileSync(path.join(dir, e.sha256), "utf8")) === e.sha256);
+    if (present.join("\n") !== files.map((e) => e.sha256).join("\n")) return false;
+    return files.every((e) => sha256Hex(readFileSync(path.join(dir, e.sha256), "utf8")) === e.sha256);
 }
 
 /**
@@ -69,7 +80,7 @@ export function writeLocalStore(root: string, set: StoreSet): string {
     const tmp = path.join(root, `.tmp-${set.digest}-${randomBytes(6).toString("hex")}`);
     mkdirSync(tmp, { mode: 0o700 });
     try {
-        for (const e of set.entries) writeFileSync(path.join(tmp, e.sha256), e.content, { mode: 0o644 });
+        for (const e of filesOf(set)) writeFileSync(path.join(tmp, e.sha256), e.content, { mode: 0o644 });
         if (existsSync(dir)) {
             if (holdsExactly(dir, set)) return `${dir}/`;
             rmSync(dir, { recursive: true, force: true });
@@ -99,13 +110,14 @@ export function storeDirWord(storeDir: string): string {
 }
 
 /**
- * Shell lines defining `ckpr_fetch SHA256 NAME`: copies the store's file into "$ckpr_stage/NAME". The
- * caller verifies the staged copies' sha256 afterwards, so a store file changed under us is refused.
+ * Shell lines defining `ckpr_fetch SHA256 NAME`: copies the store's file into "$ckpr_stage/NAME" and
+ * checks the copy's sha256 there, so a store file changed under us is refused, never run.
  */
 export function storeFetchFunction(storeDir: string): string {
     return [
         `ckpr_store=${storeDirWord(storeDir)}`,
-        `ckpr_fetch() { cp -- "$ckpr_store/$1" "$ckpr_stage/$2" 2>/dev/null || { echo "cilium-kpr: $2 (sha256 $1) is not in the node store $ckpr_store (pulumi up copies it there: node-store step)" >&2; exit 1; }; }`,
+        `ckpr_fetch() { cp -- "$ckpr_store/$1" "$ckpr_stage/$2" 2>/dev/null || { echo "cilium-kpr: $2 (sha256 $1) is missing from the node store $ckpr_store (node-store step)" >&2; exit 1; }`,
+        `  printf '%s  %s\\n' "$1" "$2" | (cd "$ckpr_stage" && sha256sum --quiet --strict -c -); }`,
     ].join("\n");
 }
 
@@ -121,12 +133,14 @@ export function storeFetchLine(sha256: string, name: string): string {
  * has that digest. Runs as the SSH user (the store is the SSH user's), reads only.
  */
 export function storeCheckCommand(set: StoreSet, storeDir: string = NODE_STORE_DIR): string {
-    for (const e of set.entries) if (!SHA256.test(e.sha256)) throw new Error(`"${e.sha256}" is not a sha256 digest`);
+    if (!SHA256.test(set.digest)) throw new Error(`"${set.digest}" is not a sha256 digest`);
     return [
-        `# cilium-kpr: check the node store (set ${set.digest.slice(0, 16)}, ${set.entries.length} files)`,
+        `# cilium-kpr: check the node store holds set ${set.digest} (${set.entries.length} files, each named by its sha256)`,
         "set -eu",
         `cd ${storeDirWord(storeDir)}`,
-        `for f in ${set.entries.map((e) => e.sha256).join(" ")}; do printf '%s  %s\\n' "$f" "$f"; done | sha256sum --quiet --strict -c -`,
+        // The manifest first (it is named by its own digest), then every member it lists.
+        `printf '%s  %s\\n' ${set.digest} ${set.digest} | sha256sum --quiet --strict -c -`,
+        `sha256sum --quiet --strict -c ${set.digest}`,
         `echo "node store holds set ${set.digest}"`,
         "",
     ].join("\n");
@@ -148,4 +162,22 @@ export function storeRemoveCommand(storeDir: string = NODE_STORE_DIR): string {
         "echo 'node store removed'",
         "",
     ].join("\n");
+}
+
+/** What a node step's text needs to fetch from the store: the set copied there, and where it is. */
+export interface StoreRef {
+    readonly set: StoreSet;
+    readonly dir: string;
+}
+
+export function storeRef(set: StoreSet, dir: string = NODE_STORE_DIR): StoreRef {
+    storeDirWord(dir);
+    return { set, dir };
+}
+
+/** True when the store holds this exact content (so a step fetches it instead of carrying it). */
+export function storeHolds(store: StoreRef | undefined, content: string): boolean {
+    if (store === undefined) return false;
+    const sha = sha256Hex(content);
+    return store.set.entries.some((e) => e.sha256 === sha);
 }

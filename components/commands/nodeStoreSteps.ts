@@ -4,12 +4,14 @@ import * as command from "@pulumi/command";
 import type { NodeConfig } from "../config/schema";
 import { STEP } from "../resourceNames";
 import { nodeCommandOptions, nodeConnection } from "./nodeConnection";
-import { NODE_STORE_DIR, storeCheckCommand, storeRemoveCommand, writeLocalStore, type StoreSet } from "./nodeStore";
+import { NODE_STORE_DIR, storeCheckCommand, storeRef, storeRemoveCommand, writeLocalStore, type StoreRef, type StoreSet } from "./nodeStore";
 
 /** Where the program writes the sets it copies (gitignored): the engine hashes them at registration. */
 export const LOCAL_STORE_ROOT = path.resolve(__dirname, "..", "..", ".cilium-kpr", "node-store");
 
 export interface NodeStoreSteps {
+    /** What the node's step texts fetch from. */
+    readonly ref: StoreRef;
     readonly copy: command.remote.CopyToRemote;
     /** Every node step depends on this: it exists once the store holds the set, and is deleted last. */
     readonly check: command.remote.Command;
@@ -54,5 +56,16 @@ export function nodeStoreSteps(
         // The old delete removes the store: it must run before the replacement checks the new copy.
         { ...opts, ...nodeCommandOptions(), dependsOn: [copy], deleteBeforeReplace: true },
     );
-    return { copy, check };
+    return { ref: storeRef(set), copy, check };
+}
+
+/** A node step's options: its own, plus a dependency on the node's store (merged, never replaced). */
+export function afterStore(opts: pulumi.CustomResourceOptions, store: NodeStoreSteps | undefined): pulumi.CustomResourceOptions {
+    if (store === undefined) return opts;
+    const deps = opts.dependsOn;
+    if (deps !== undefined && !Array.isArray(deps) && !pulumi.Resource.isInstance(deps)) {
+        throw new Error("afterStore needs dependsOn as a resource or an array of resources");
+    }
+    const list: pulumi.Input<pulumi.Resource>[] = deps === undefined ? [] : Array.isArray(deps) ? deps : [deps];
+    return { ...opts, dependsOn: [...list, store.check] };
 }

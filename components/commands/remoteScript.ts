@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { storeFetchFunction, storeFetchLine, storeHolds, type StoreRef } from "./nodeStore";
 
 /** A heredoc terminator that no line of `content` equals (checked, not assumed). */
 export function heredocTerminator(label: string, content: string): string {
@@ -27,7 +28,8 @@ const NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
  * with a fixed PATH and stdin closed, so nothing the script runs can eat the script text. A non-root
  * SSH user goes through `sudo -n` (no password prompt can hang the run). The exit status is the script's.
  */
-export function remoteScriptCommand(title: string, script: string, args: readonly string[]): string {
+export function remoteScriptCommand(title: string, script: string, args: readonly string[], store?: StoreRef): string {
+    if (store !== undefined && storeHolds(store, script)) return storedScriptCommand(title, script, args, store);
     const terminator = heredocTerminator("SCRIPT", script);
     const body = script.endsWith("\n") ? script : `${script}\n`;
     return [
@@ -40,6 +42,26 @@ export function remoteScriptCommand(title: string, script: string, args: readonl
         `${body}${terminator}`,
         `if [ "$(id -u)" -eq 0 ]; then ckpr_sudo=; else ckpr_sudo="sudo -n"; fi`,
         `$ckpr_sudo env PATH=${NODE_PATH} bash "$ckpr_script" ${args.map(shellWord).join(" ")} </dev/null`.trimEnd(),
+        "",
+    ].join("\n");
+}
+
+/**
+ * The same, with the script fetched from the node store by its sha256 (nodeStore.ts) into a private
+ * stage directory and checked there, so the text carries a digest instead of the script.
+ */
+function storedScriptCommand(title: string, script: string, args: readonly string[], store: StoreRef): string {
+    const sha = createHash("sha256").update(script, "utf8").digest("hex");
+    return [
+        `# cilium-kpr: ${title}`,
+        "set -eu",
+        "umask 077",
+        `ckpr_stage=$(mktemp -d "\${TMPDIR:-/tmp}/ckpr.XXXXXXXX")`,
+        `trap 'rm -rf "$ckpr_stage"' EXIT`,
+        storeFetchFunction(store.dir),
+        storeFetchLine(sha, "script.sh"),
+        `if [ "$(id -u)" -eq 0 ]; then ckpr_sudo=; else ckpr_sudo="sudo -n"; fi`,
+        `$ckpr_sudo env PATH=${NODE_PATH} bash "$ckpr_stage/script.sh" ${args.map(shellWord).join(" ")} </dev/null`.trimEnd(),
         "",
     ].join("\n");
 }

@@ -3,6 +3,7 @@ import * as command from "@pulumi/command";
 import type { ClusterConfig, NodeConfig } from "../config/schema";
 import { nodeCommandOptions, nodeConnection } from "../commands/nodeConnection";
 import { remoteScriptCommand } from "../commands/remoteScript";
+import { afterStore, type NodeStoreSteps } from "../commands/nodeStoreSteps";
 import { scriptText } from "../commands/scriptFile";
 import { STEP } from "../resourceNames";
 
@@ -16,6 +17,7 @@ export function staleRuleCleanup(
     cluster: ClusterConfig,
     privateKey: pulumi.Output<string>,
     opts: pulumi.CustomResourceOptions,
+    store?: NodeStoreSteps,
 ): command.remote.Command {
     return new command.remote.Command(
         STEP.staleRuleCleanup(node.name),
@@ -25,22 +27,33 @@ export function staleRuleCleanup(
                 `remove kube-proxy's leftover rules, IPVS state, ipsets and nftables tables on ${node.name}`,
                 scriptText("kubeproxy/scripts/stale-rules-cleanup.sh"),
                 [cluster.kubeProxy.iptablesBackend],
+                store?.ref,
             ),
             addPreviousOutputInEnv: false,
         },
-        { ...opts, ...nodeCommandOptions() },
+        { ...afterStore(opts, store), ...nodeCommandOptions() },
     );
 }
 
 /** Read-only: fails while any kube-proxy state (chains, IPVS, kube-ipvs0, ipsets, nftables tables) remains on the node. */
-export function staleRuleVerify(node: NodeConfig, privateKey: pulumi.Output<string>, opts: pulumi.CustomResourceOptions): command.remote.Command {
+export function staleRuleVerify(
+    node: NodeConfig,
+    privateKey: pulumi.Output<string>,
+    opts: pulumi.CustomResourceOptions,
+    store?: NodeStoreSteps,
+): command.remote.Command {
     return new command.remote.Command(
         STEP.staleRuleVerify(node.name),
         {
             connection: nodeConnection(node, privateKey),
-            create: remoteScriptCommand(`verify no kube-proxy state remains on ${node.name}`, scriptText("kubeproxy/scripts/stale-rules-verify.sh"), []),
+            create: remoteScriptCommand(
+                `verify no kube-proxy state remains on ${node.name}`,
+                scriptText("kubeproxy/scripts/stale-rules-verify.sh"),
+                [],
+                store?.ref,
+            ),
             addPreviousOutputInEnv: false,
         },
-        { ...opts, ...nodeCommandOptions() },
+        { ...afterStore(opts, store), ...nodeCommandOptions() },
     );
 }

@@ -3,6 +3,7 @@ import type { NodeConfig } from "../config/schema";
 import type { MigrationConfig } from "../config/validate";
 import { markText, policyRouteSpec } from "../tproxy/policyRoutes";
 import { remoteScriptCommand } from "../commands/remoteScript";
+import type { StoreRef } from "../commands/nodeStore";
 import { scriptText } from "../commands/scriptFile";
 import { clusterEnvironment } from "../commands/clusterCommand";
 import { servesNodePortsOn } from "../cilium/nodePortAddresses";
@@ -67,6 +68,6 @@ export function nodePreflightScript(): string {
 }
 
 /** The node preflight as a remote.Command `create` (reads only; changes nothing). */
-export function nodePreflightCommand(config: MigrationConfig, node: NodeConfig, script: string = nodePreflightScript()): string {
-    return remoteScriptCommand(`preflight for node ${node.name} (reads only; changes nothing)`, script, nodePreflightArgs(config, node));
+export function nodePreflightCommand(config: MigrationConfig, node: NodeConfig, script: string = nodePreflightScript(), store?: StoreRef): string {
+    return remoteScriptCommand(`preflight for node ${node.name} (reads only; changes nothing)`, script, nodePreflightArgs(config, node), store);
 }

@@ -6,6 +6,7 @@ import type { TproxyConfig } from "../config/schema";
 import type { NodeBundle } from "./nodeBundle";
 import { policyRouteArgs, unitNameOf } from "./policyRoutes";
 import { nodeScript, type NodeScriptName } from "./nodeScripts";
+import { storeFetchFunction, storeFetchLine, storeHolds, type StoreRef } from "../commands/nodeStore";
 
 /**
  * The command texts handed to @pulumi/command remote.Command (create / confirm / delete).
@@ -74,8 +75,19 @@ function stageFile(file: StagedFile, label: string): string {
     return lines.join("\n");
 }
 
-function program(title: string, staged: readonly StagedFile[], script: NodeScriptName, args: readonly string[]): string {
-    const sums = staged.map((f) => `${sha256(f.content)}  ${f.name}`).join("\n") + "\n";
+/**
+ * A file the node store holds (storeHolds) is fetched from it by digest instead of carried in the text;
+ * either way the staged copy is checked against the same sha256 below.
+ */
+function stageLine(file: StagedFile, label: string, store: StoreRef | undefined): string {
+    return storeHolds(store, file.content) ? storeFetchLine(sha256(file.content), file.name) : stageFile(file, label);
+}
+
+function program(title: string, staged: readonly StagedFile[], script: NodeScriptName, args: readonly string[], store?: StoreRef): string {
+    // Fetched files are checked as they are fetched (storeFetchFunction); the rest here.
+    const inline = staged.filter((f) => !storeHolds(store, f.content));
+    const sums = inline.map((f) => `${sha256(f.content)}  ${f.name}`).join("\n") + "\n";
+    const fetches = store !== undefined && staged.some((f) => storeHolds(store, f.content));
     const text = [
         `# cilium-kpr tproxy: ${title} (generated from components/tproxy/scripts; runs as root)`,
         "set -eu",
@@ -83,9 +95,11 @@ function program(title: string, staged: readonly StagedFile[], script: NodeScrip
         `ckpr_stage=$(mktemp -d "\${TMPDIR:-/tmp}/ckpr-tproxy.XXXXXXXX")`,
         `trap 'rm -rf "$ckpr_stage"' EXIT`,
         `mkdir "$ckpr_stage/files"`,
-        ...staged.map((f, i) => stageFile(f, `F${i}`)),
-        `(cd "$ckpr_stage" && sha256sum --quiet --strict -c -) <<'${heredocTerminator("SUMS", sums)}'`,
-        `${sums}${heredocTerminator("SUMS", sums)}`,
+        ...(fetches ? [storeFetchFunction(store.dir)] : []),
+        ...staged.map((f, i) => stageLine(f, `F${i}`, store)),
+        ...(inline.length === 0
+            ? []
+            : [`(cd "$ckpr_stage" && sha256sum --quiet --strict -c -) <<'${heredocTerminator("SUMS", sums)}'`, `${sums}${heredocTerminator("SUMS", sums)}`]),
         `if [ "$(id -u)" -eq 0 ]; then ckpr_sudo=; else ckpr_sudo="sudo -n"; fi`,
         `$ckpr_sudo bash "$ckpr_stage/${script}" "$ckpr_stage" ${args.map(shWord).join(" ")} </dev/null`,
         "",
@@ -107,42 +121,58 @@ function checkSettings(settings: RemoteSettings): void {
     }
 }
 
+const APPLY_SCRIPTS: readonly NodeScriptName[] = ["tproxy-lib.sh", "tproxy-apply.sh", "tproxy-revert.sh", "tproxy-boot.sh", "policy-routes.sh"];
+const CONFIRM_SCRIPTS: readonly NodeScriptName[] = ["tproxy-lib.sh", "tproxy-confirm.sh", "policy-routes.sh"];
+const DELETE_SCRIPTS: readonly NodeScriptName[] = ["tproxy-lib.sh", "tproxy-remove.sh", "policy-routes.sh"];
+
+/**
+ * What the node store holds for the tproxy steps: their scripts and the bundle's files except the nft
+ * ruleset, which stays in the apply's text so `pulumi preview` shows its changes line by line.
+ */
+export function tproxyStoreContents(bundle: NodeBundle): string[] {
+    const scriptNames = [...new Set([...APPLY_SCRIPTS, ...CONFIRM_SCRIPTS, ...DELETE_SCRIPTS])];
+    return [...scriptNames.map(nodeScript), ...bundle.files.filter((f) => f.kind !== "nft-ruleset").map((f) => f.content)];
+}
+
 /** The manifest tproxy-apply.sh reads: "INDEX KIND MODE OWNER PATH" per file. */
 export function bundleManifest(bundle: NodeBundle): string {
     return bundle.files.map((f, i) => `${i} ${f.kind} ${f.mode} ${f.owner} ${f.path}\n`).join("");
 }
 
 /** remote.Command `create`/`update`: stage, record, check, arm the revert, apply. */
-export function applyCommand(bundle: NodeBundle, settings: RemoteSettings): string {
+export function applyCommand(bundle: NodeBundle, settings: RemoteSettings, store?: StoreRef): string {
     checkSettings(settings);
     const staged: StagedFile[] = [
-        ...scripts("tproxy-lib.sh", "tproxy-apply.sh", "tproxy-revert.sh", "tproxy-boot.sh", "policy-routes.sh"),
+        ...scripts(...APPLY_SCRIPTS),
         { name: "manifest", content: bundleManifest(bundle) },
         ...bundle.files.map((f, i) => ({ name: `files/${i}`, content: f.content })),
     ];
-    return program("apply", staged, "tproxy-apply.sh", [
-        bundle.layout.stateDir,
-        settings.systemd,
-        unitNameOf(bundle.layout),
-        bundle.tableName,
-        ...policyRouteArgs(bundle.routes),
-        String(settings.revertAfterSeconds),
-    ]);
+    return program(
+        "apply",
+        staged,
+        "tproxy-apply.sh",
+        [
+            bundle.layout.stateDir,
+            settings.systemd,
+            unitNameOf(bundle.layout),
+            bundle.tableName,
+            ...policyRouteArgs(bundle.routes),
+            String(settings.revertAfterSeconds),
+        ],
+        store,
+    );
 }
 
 /** A separate remote.Command over a fresh SSH connection: verifies the applied state, disarms the revert. */
-export function confirmCommand(bundle: NodeBundle, settings: RemoteSettings): string {
+export function confirmCommand(bundle: NodeBundle, settings: RemoteSettings, store?: StoreRef): string {
     checkSettings(settings);
-    return program("confirm", scripts("tproxy-lib.sh", "tproxy-confirm.sh", "policy-routes.sh"), "tproxy-confirm.sh", [
-        bundle.layout.stateDir,
-        settings.systemd,
-    ]);
+    return program("confirm", scripts(...CONFIRM_SCRIPTS), "tproxy-confirm.sh", [bundle.layout.stateDir, settings.systemd], store);
 }
 
 /** remote.Command `delete`: restores the node as it was before the first apply. */
-export function deleteCommand(bundle: NodeBundle, settings: RemoteSettings): string {
+export function deleteCommand(bundle: NodeBundle, settings: RemoteSettings, store?: StoreRef): string {
     checkSettings(settings);
-    return program("delete", scripts("tproxy-lib.sh", "tproxy-remove.sh", "policy-routes.sh"), "tproxy-remove.sh", [bundle.layout.stateDir, settings.systemd]);
+    return program("delete", scripts(...DELETE_SCRIPTS), "tproxy-remove.sh", [bundle.layout.stateDir, settings.systemd], store);
 }
 
 /**
