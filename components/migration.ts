@@ -106,7 +106,7 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
                 STEP.kprGate,
                 {
                     cluster: config.cluster,
-                    create: "kubeproxy/scripts/kpr-gate.sh",
+                    create: "kubeproxy/kpr-gate",
                     environment: { CILIUM_NAMESPACE: config.cilium.namespace },
                     triggers: [this.cilium.values.apply((v) => JSON.stringify(v)), wavesScope(this.waves.waves)],
                 },

@@ -1,10 +1,9 @@
 import type { MigrationConfig } from "./config/validate";
 import type { NodeConfig } from "./config/schema";
 import { storeSet, type StoreSet } from "./commands/nodeStore";
-import { scriptText } from "./commands/scriptFile";
-import { nodePreflightScript } from "./preflight/preflightArgs";
+import { scriptText } from "./commands/scripts";
 import { nodeTproxyBundle } from "./tproxy/nodeTproxyBundle";
-import { tproxyStoreContents } from "./tproxy/remoteScript";
+import { tproxyStoreContents } from "./tproxy/tproxyCommands";
 
 /**
  * Everything one node's store holds (commands/nodeStore.ts): the scripts of every node step, and the
@@ -13,9 +12,9 @@ import { tproxyStoreContents } from "./tproxy/remoteScript";
  */
 export function nodeStoreSet(config: MigrationConfig, node: NodeConfig): StoreSet {
     return storeSet([
-        nodePreflightScript(),
-        scriptText("kubeproxy/scripts/stale-rules-cleanup.sh"),
-        scriptText("kubeproxy/scripts/stale-rules-verify.sh"),
+        scriptText("preflight/node-preflight"),
+        scriptText("kubeproxy/stale-rules-cleanup"),
+        scriptText("kubeproxy/stale-rules-verify"),
         ...(config.tproxy.enabled ? tproxyStoreContents(nodeTproxyBundle(config, node)) : []),
     ]);
 }

@@ -20,7 +20,7 @@ import {
 } from "./support/driftLab";
 import { runDriftCheck, type DriftCheckResult } from "../tools/driftCheck";
 import { exitCode, formatReport, type Finding } from "../components/drift/findings";
-import { applyCommand, confirmCommand, type RemoteSettings } from "../components/tproxy/remoteScript";
+import { applyCommand, confirmCommand, type RemoteSettings } from "../components/tproxy/tproxyCommands";
 import { KEEPALIVED_NOTIFY_PATH } from "../components/tproxy/keepalivedNotify";
 import { ROOT } from "./support/stacks";
 

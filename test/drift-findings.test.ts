@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { plannedSteps, runDriftCheck, type PlannedCommand } from "../tools/driftCheck";
 import { readStackFile, rawStackConfig, type StackFile } from "../tools/stackFile";
 import { validateStackConfig, type MigrationConfig } from "../components/config/validate";
-import { scriptText } from "../components/commands/scriptFile";
+import { scriptText } from "../components/commands/scripts";
 import { STEP } from "../components/resourceNames";
 import { CLUSTER_STEP_SCRIPTS, kubeProxyRepair, tproxyRepair, type RepairContext } from "../components/drift/repairs";
 import { clusterFindings, type ClusterObservation } from "../components/drift/clusterFindings";
@@ -56,7 +56,7 @@ test("the repair URNs are the offline plan's (tools/plan.ts resources.json), and
     }
     for (const [name, script] of Object.entries(CLUSTER_STEP_SCRIPTS)) {
         if (name === STEP.kubeProxyCanaryExclusion) continue;
-        assert.equal(steps.get(name)?.create, scriptText(path.relative(path.join(ROOT, "components"), path.join(ROOT, script))), name);
+        assert.equal(steps.get(name)?.create, scriptText(script), name);
     }
     assert.match(tproxyRepair(ctx, "m601"), /--replace '[^']+::tproxy-apply-m601' --replace '[^']+::tproxy-confirm-m601'$/);
 });

@@ -1,12 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { CLUSTER_SCRIPTS, readScript } from "../components/kubeproxy/scriptFiles";
 import { clusterUidOf } from "../components/commands/clusterIdentity";
 import { STEP, TYPE } from "../components/resourceNames";
 import { DEFAULT_CLUSTER_UID } from "./support/fakeKubeCluster";
 import { hostToolsMissing } from "./support/hostTools";
 import { runProgram } from "./support/program";
-import { MINIMAL_CLUSTER_ENV, Scenario, type JsonObject } from "./support/kubeproxyScenario";
+import { CLUSTER_SCRIPTS, MINIMAL_CLUSTER_ENV, readScript, Scenario, type JsonObject } from "./support/kubeproxyScenario";
 
 /*
  * A destroy runs each step's stored delete with the operator's current environment plus the stored

@@ -2,9 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { CILIUM_NAMESPACE, DEFAULT_RELEASE, Scenario, type JsonObject } from "./support/kubeproxyScenario";
+import { CILIUM_NAMESPACE, CLUSTER_SCRIPTS, DEFAULT_RELEASE, Scenario, scriptPath, type JsonObject } from "./support/kubeproxyScenario";
 import { DEFAULT_CLUSTER_UID, HELM_GLOBAL, KUBECTL_GLOBAL, KUBECTL_VERBS, helmVerbs } from "./support/fakeKubeCluster";
-import { CLUSTER_SCRIPTS, scriptPath } from "../components/kubeproxy/scriptFiles";
 import { OPERATOR_PREFLIGHT_SCRIPT } from "../components/preflight/preflightArgs";
 
 /*

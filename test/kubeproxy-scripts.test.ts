@@ -7,24 +7,26 @@ import { hostToolsMissing } from "./support/hostTools";
 import { readFileSync } from "node:fs";
 import {
     CLUSTER_SCRIPTS,
-    CLUSTER_SCRIPT_PRELUDE,
-    KUBEADM_SCRIPT_PRELUDE,
+    KUBEPROXY_PRELUDES,
+    MINIMAL_CLUSTER_ENV,
     NODE_SCRIPTS,
-    NODE_SCRIPT_PRELUDE,
     SCRIPTS_DIR,
+    Scenario,
     readScript,
     scriptPath,
-} from "../components/kubeproxy/scriptFiles";
-import { MINIMAL_CLUSTER_ENV, Scenario } from "./support/kubeproxyScenario";
+} from "./support/kubeproxyScenario";
+
+const CLUSTER_SCRIPT_PRELUDE = "cluster-lib";
 
 const ALL = [...CLUSTER_SCRIPTS, ...NODE_SCRIPTS];
 
-test("every script in the folder is listed in scriptFiles.ts, and every listed one exists", () => {
+test("every script in the folder is listed in the script registry (components/commands/scripts.ts), and every listed one exists", () => {
     const files = readdirSync(SCRIPTS_DIR)
         .filter((f) => f.endsWith(".sh"))
         .map((f) => f.slice(0, -3))
         .sort();
-    assert.deepEqual(files, [...ALL, CLUSTER_SCRIPT_PRELUDE, NODE_SCRIPT_PRELUDE, KUBEADM_SCRIPT_PRELUDE].sort());
+    assert.deepEqual(files, [...ALL, ...KUBEPROXY_PRELUDES].sort());
+    assert.deepEqual(KUBEPROXY_PRELUDES.sort(), ["cluster-lib", "kube-proxy-state", "kubeadm-config-lib"]);
 });
 
 test("cluster scripts source the shared prelude as files, and carry it inlined (no source line) when embedded", () => {

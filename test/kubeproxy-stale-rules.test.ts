@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hostToolsMissing } from "./support/hostTools";
 import { NetNs } from "./support/netns";
-import { readScript, scriptPath } from "../components/kubeproxy/scriptFiles";
+import { readScript, scriptPath } from "./support/kubeproxyScenario";
 
 /*
  * The node-side cleanup, for real, inside a network namespace of its own (iptables state is

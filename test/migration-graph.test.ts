@@ -5,7 +5,7 @@ import type { RecordedResource } from "../tools/mockRuntime";
 import { creationOrder } from "../tools/mockRuntime";
 import { textsDigest } from "../components/commands/triggerDigest";
 import { STEP } from "../components/resourceNames";
-import { scriptText } from "../components/commands/scriptFile";
+import { scriptText } from "../components/commands/scripts";
 import { dependenciesOf, find, runProgram } from "./support/program";
 import { rawStack } from "./support/stacks";
 
@@ -67,10 +67,10 @@ test("destroy order: node tproxy artifacts go first, kube-proxy is restored befo
         assert.ok(dependenciesOf(resources, STEP.tproxyApply(node)).has(STEP.kubeProxyRemoval), `${node}'s tproxy is removed before kube-proxy returns`);
     }
     const removal = find(resources, "command:local:Command", STEP.kubeProxyRemoval);
-    assert.equal(removal.inputs.create, scriptText("kubeproxy/scripts/kube-proxy-remove.sh"));
-    assert.equal(removal.inputs.delete, scriptText("kubeproxy/scripts/kube-proxy-restore.sh"), "destroy restores kube-proxy");
+    assert.equal(removal.inputs.create, scriptText("kubeproxy/kube-proxy-remove"));
+    assert.equal(removal.inputs.delete, scriptText("kubeproxy/kube-proxy-restore"), "destroy restores kube-proxy");
     const snapshot = find(resources, "command:local:Command", STEP.valuesSnapshot);
-    assert.equal(snapshot.inputs.delete, scriptText("kubeproxy/scripts/cilium-values-restore.sh"), "destroy restores Cilium's values");
+    assert.equal(snapshot.inputs.delete, scriptText("kubeproxy/cilium-values-restore"), "destroy restores Cilium's values");
     assert.equal((snapshot.inputs.environment as Record<string, string>).CILIUM_CHART_VERSION, "1.19.0");
     assert.equal(find(resources, "kubernetes:helm.sh/v3:Release").retainOnDelete, true, "the CNI is never uninstalled");
     for (const node of NODES) {
@@ -125,8 +125,8 @@ test("canary (migration.canaryNodes [m600]): kube-proxy is kept off m600 only, a
     assert.ok(!names.includes(STEP.kubeProxyRemoval), "the DaemonSet is not deleted");
     const exclusion = find(resources, "command:local:Command", STEP.kubeProxyCanaryExclusion);
     assert.deepEqual([...exclusion.dependsOn], [STEP.kprGate], "the exclusion waits for the KPR gate");
-    assert.equal(exclusion.inputs.create, scriptText("kubeproxy/scripts/kube-proxy-exclude.sh"));
-    assert.equal(exclusion.inputs.delete, scriptText("kubeproxy/scripts/kube-proxy-include.sh"), "destroy brings kube-proxy back to m600");
+    assert.equal(exclusion.inputs.create, scriptText("kubeproxy/kube-proxy-exclude"));
+    assert.equal(exclusion.inputs.delete, scriptText("kubeproxy/kube-proxy-include"), "destroy brings kube-proxy back to m600");
     assert.equal((exclusion.inputs.environment as Record<string, string>).CANARY_NODES, "m600");
 
     for (const step of [STEP.staleRuleCleanup, STEP.tproxyApply, STEP.tproxyConfirm, STEP.staleRuleVerify]) {

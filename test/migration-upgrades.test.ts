@@ -2,7 +2,7 @@ import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import type { RecordedResource } from "../tools/mockRuntime";
 import { STEP } from "../components/resourceNames";
-import { scriptText } from "../components/commands/scriptFile";
+import { scriptText } from "../components/commands/scripts";
 import { dependenciesOf, find, runProgram } from "./support/program";
 import { rawStack } from "./support/stacks";
 import { describeStep } from "../tools/planSteps";
@@ -17,8 +17,8 @@ test("kubeadm proxy.disabled is set after kube-proxy's removal and put back befo
     assert.equal(error, undefined);
     const step = find(resources, "command:local:Command", STEP.kubeadmProxyDisabled);
     assert.deepEqual([...step.dependsOn], [STEP.kubeProxyRemoval], "runs once kube-proxy is gone");
-    assert.equal(step.inputs.create, scriptText("kubeproxy/scripts/kubeadm-proxy-disable.sh"));
-    assert.equal(step.inputs.delete, scriptText("kubeproxy/scripts/kubeadm-proxy-restore.sh"), "destroy restores kubeadm's proxy block");
+    assert.equal(step.inputs.create, scriptText("kubeproxy/kubeadm-proxy-disable"));
+    assert.equal(step.inputs.delete, scriptText("kubeproxy/kubeadm-proxy-restore"), "destroy restores kubeadm's proxy block");
     assert.equal((step.inputs.environment as Record<string, string>).KUBEADM_BACKUP_CONFIGMAP, "kubeadm-config-pre-cilium-kpr-backup");
     assert.equal(step.deleteBeforeReplace, true, "a replacement restores before it disables again (else the old delete undoes the new create)");
     // Destroy walks dependencies backwards: the step is deleted before the removal's delete restores kube-proxy.
@@ -48,7 +48,7 @@ test("same chart version: the release may reuse values, and the upgrade prefligh
     assert.ok(release.dependsOn.includes(STEP.ciliumUpgradePreflight), "the release waits for the upgrade preflight");
     const step = find(resources, "command:local:Command", STEP.ciliumUpgradePreflight);
     assert.ok(step.dependsOn.includes(STEP.valuesSnapshot));
-    assert.equal(step.inputs.create, scriptText("kubeproxy/scripts/cilium-upgrade-preflight.sh"));
+    assert.equal(step.inputs.create, scriptText("kubeproxy/cilium-upgrade-preflight"));
     assert.equal(step.inputs.delete, undefined, "nothing it creates outlives it");
     const env = step.inputs.environment as Record<string, string>;
     assert.equal(env.UPGRADE_FROM, "", "same-version path");

@@ -144,7 +144,15 @@ test("ckpr_fetch stages a stored file by digest and fails naming it when the sto
     assert.equal(fetched.stdout, A);
     const missing = stage("b.sh", sha256Hex(B));
     assert.equal(missing.status, 1);
-    assert.equal(missing.stderr.trim(), `cilium-kpr: b.sh (sha256 ${sha256Hex(B)}) is missing from the node store ${home}/${NODE_STORE_DIR} (node-store step)`);
+    const refusal = `cilium-kpr: b.sh (sha256 ${sha256Hex(B)}) is missing from the node store ${home}/${NODE_STORE_DIR} or differs (node-store step); nothing was run`;
+    assert.match(missing.stderr, /cp: cannot stat .*No such file or directory/, "cp says what is missing");
+    assert.equal(missing.stderr.trim().split("\n").pop(), refusal);
+    // A store file that no longer matches its name is refused, not staged for running.
+    writeFileSync(path.join(home, NODE_STORE_DIR, sha256Hex(B)), A);
+    const changed = stage("b.sh", sha256Hex(B));
+    assert.equal(changed.status, 1);
+    assert.match(changed.stderr, /b\.sh: FAILED/);
+    assert.equal(changed.stderr.trim().split("\n").pop(), refusal);
     assert.throws(() => storeFetchLine("abc", "a.sh"), /not a sha256/);
     assert.throws(() => storeFetchLine(sha256Hex(A), "../a.sh"), /plain relative path/);
     assert.throws(() => storeFetchFunction("../x"), /without "\.\."/);

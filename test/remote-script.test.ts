@@ -3,7 +3,7 @@ import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import fc from "fast-check";
-import { heredocTerminator, remoteScriptCommand, shellWord } from "../components/commands/remoteScript";
+import { heredocTerminator, shellWord, stagedCommand } from "../components/commands/remoteCommand";
 import { find, runProgram } from "./support/program";
 import { rawStack } from "./support/stacks";
 
@@ -17,7 +17,7 @@ test("the command text runs the embedded script byte-exactly, with its arguments
             "if read -r line; then echo \"stdin:$line\"; else echo 'stdin:closed'; fi",
             "sha256sum \"$0\" | cut -d' ' -f1",
         ].join("\n") + "\n";
-    const text = remoteScriptCommand("test", script, ["auto", "172.25.4.1", "0x1"]);
+    const text = stagedCommand("test", [{ name: "test.sh", content: script }], ["auto", "172.25.4.1", "0x1"]);
     // sshd hands the text to the login shell as `sh -c TEXT`; feed it stdin that the script must not see.
     const result = spawnSync("sh", ["-c", text], { input: "must-not-be-read\n", encoding: "utf8" });
     assert.equal(result.status, 0, result.stderr);
@@ -28,7 +28,7 @@ test("the command text runs the embedded script byte-exactly, with its arguments
 });
 
 test("a non-root SSH user runs the script through sudo -n; root runs it directly", () => {
-    const text = remoteScriptCommand("t", "id -u\n", []);
+    const text = stagedCommand("t", [{ name: "t.sh", content: "id -u\n" }], []);
     // Stand in for sudo with a function that records it was used; run the text as root (0) and as uid 1000.
     for (const [uid, expectSudo] of [
         ["0", false],

@@ -6,7 +6,7 @@ import { hostToolsMissing } from "./support/hostTools";
 import { SshLab, layoutUnder, sleep } from "./support/sshLab";
 import { renderNodeBundle, type NodeBundle } from "../components/tproxy/nodeBundle";
 import { policyRouteSpec, type PolicyRouteSpec } from "../components/tproxy/policyRoutes";
-import { applyCommand, confirmCommand, deleteCommand, type RemoteSettings } from "../components/tproxy/remoteScript";
+import { applyCommand, confirmCommand, deleteCommand, type RemoteSettings } from "../components/tproxy/tproxyCommands";
 import { nftRulesetInput, renderNftRuleset } from "../components/tproxy/nftRuleset";
 import { renderKeepalivedNotify } from "../components/tproxy/keepalivedNotify";
 import { validateStackConfig, type MigrationConfig, type RawStackConfig } from "../components/config/validate";

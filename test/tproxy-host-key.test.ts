@@ -7,7 +7,7 @@ import type * as command from "@pulumi/command";
 import { nodeConnection } from "../components/commands/nodeConnection";
 import { validateStackConfig, type MigrationConfig } from "../components/config/validate";
 import { renderNodeBundle } from "../components/tproxy/nodeBundle";
-import { applyCommand } from "../components/tproxy/remoteScript";
+import { applyCommand } from "../components/tproxy/tproxyCommands";
 import { TYPE } from "../components/resourceNames";
 import { hostToolsMissing } from "./support/hostTools";
 import { runProgram } from "./support/program";

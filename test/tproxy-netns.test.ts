@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
-import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { hostToolsMissing } from "./support/hostTools";
@@ -9,7 +8,7 @@ import { PROJECT, rawStack, withValues } from "./support/stacks";
 import { LAB, TproxyLab, labConfig, probe, recordReceived, startServer, stop, waitFor } from "./support/tproxyLab";
 import { validateStackConfig } from "../components/config/validate";
 import { activationStatements, nftRulesetInput, renderNftRuleset } from "../components/tproxy/nftRuleset";
-import { NODE_SCRIPTS_DIR } from "../components/tproxy/nodeScripts";
+import { scriptPath } from "../components/commands/scripts";
 import { policyRouteArgs, policyRouteSpec } from "../components/tproxy/policyRoutes";
 
 /*
@@ -271,7 +270,7 @@ describe("IPv6-only native-routing stack: Pod destinations go direct", { skip: h
             ].join("\n"),
         );
         const { tproxy } = config;
-        node.sh(`bash ${path.join(NODE_SCRIPTS_DIR, "policy-routes.sh")} up ${policyRouteArgs(policyRouteSpec(tproxy)).join(" ")}`);
+        node.sh(`bash ${scriptPath("tproxy/policy-routes")} up ${policyRouteArgs(policyRouteSpec(tproxy)).join(" ")}`);
         const ruleset = renderNftRuleset(nftRulesetInput(config));
         const loaded = node.try("nft -f -", `${ruleset}${activationStatements(tproxy.tableName, ["ipv6"]).join("\n")}\n`);
         assert.equal(loaded.status, 0, loaded.stderr);

@@ -9,7 +9,8 @@ import { hostToolsMissing } from "./support/hostTools";
 import { NetNs } from "./support/netns";
 import { tproxySchema } from "../components/config/schema";
 import { renderNodeBundle, type BundleFile } from "../components/tproxy/nodeBundle";
-import { NODE_SCRIPTS_DIR, nodeScript } from "../components/tproxy/nodeScripts";
+import { scriptPath, scriptText } from "../components/commands/scripts";
+import { heredocTerminator, MAX_COMMAND_BYTES } from "../components/commands/remoteCommand";
 import {
     bootScriptPath,
     DEFAULT_NODE_LAYOUT,
@@ -18,11 +19,12 @@ import {
     renderPolicyRoutes,
     type PolicyRouteSpec,
 } from "../components/tproxy/policyRoutes";
-import { applyCommand, confirmCommand, deleteCommand, heredocTerminator, MAX_COMMAND_BYTES, remoteSettings } from "../components/tproxy/remoteScript";
+import { applyCommand, confirmCommand, deleteCommand, remoteSettings } from "../components/tproxy/tproxyCommands";
 
 const SPEC: PolicyRouteSpec = { mark: 0x1, table: 100, priority: 1000, families: ["ipv4", "ipv6"] };
 const RULESET = "table inet t {}\ndelete table inet t\ntable inet t {\n}\n";
-const SCRIPT = path.join(NODE_SCRIPTS_DIR, "policy-routes.sh");
+const SCRIPT = scriptPath("tproxy/policy-routes");
+const NODE_SCRIPTS_DIR = path.dirname(SCRIPT);
 /** The texts run under the login shell of a node's user: check them with a strict POSIX shell when there is one. */
 const POSIX_SH = existsSync("/bin/dash") || existsSync("/usr/bin/dash") ? "dash" : "sh";
 
@@ -71,9 +73,9 @@ describe("policy route parameters and boot persistence", () => {
                 routesScriptPath: path.join(dir, "policy-routes.sh"),
                 stateDir: path.join(dir, "state-tproxy"),
             };
-            writeFileSync(layout.routesScriptPath, nodeScript("policy-routes.sh"), { mode: 0o755 });
+            writeFileSync(layout.routesScriptPath, scriptText("tproxy/policy-routes"), { mode: 0o755 });
             mkdirSync(path.join(dir, "state-tproxy", "bin"), { recursive: true });
-            writeFileSync(bootScriptPath(layout), nodeScript("tproxy-boot.sh"), { mode: 0o700 });
+            writeFileSync(bootScriptPath(layout), scriptText("tproxy/tproxy-boot"), { mode: 0o700 });
             writeFileSync(layout.unitPath, renderPolicyRoutes(SPEC, layout, { tableName: "t" }).unit);
             const r = spawnSync("systemd-analyze", ["verify", layout.unitPath], { encoding: "utf8", timeout: 30_000 });
             assert.equal(r.status, 0, r.stderr);
@@ -190,18 +192,18 @@ describe("remote command texts", () => {
                 const b = renderNodeBundle({ tableName: "t", ruleset: RULESET, routes: SPEC, extraFiles });
                 const out = mkdtempSync(path.join(dir, "o-"));
                 // The real text, with the final hand-over to the node script replaced by a copy.
-                const text = applyCommand(b, settings).replace(/^\$ckpr_sudo bash .*$/m, `cp -R "$ckpr_stage/." ${out}/`);
+                const text = applyCommand(b, settings).replace(/^\$ckpr_sudo env PATH=\S+ bash .*$/m, `cp -R "$ckpr_stage/." ${out}/`);
                 const r = spawnSync(POSIX_SH, ["-c", text], { encoding: "utf8" });
                 assert.equal(r.status, 0, r.stderr);
                 b.files.forEach((f, i) => assert.equal(readFileSync(path.join(out, "files", String(i)), "utf8"), f.content));
-                assert.equal(readFileSync(path.join(out, "tproxy-apply.sh"), "utf8"), nodeScript("tproxy-apply.sh"));
+                assert.equal(readFileSync(path.join(out, "tproxy-apply.sh"), "utf8"), scriptText("tproxy/tproxy-apply"));
                 return true;
             },
         );
     }
 
     test("a corrupted stage is refused before anything runs", () => {
-        const text = applyCommand(bundle, settings).replace(/^(\$ckpr_sudo bash .*)$/m, "echo SHOULD-NOT-RUN");
+        const text = applyCommand(bundle, settings).replace(/^(\$ckpr_sudo env PATH=\S+ bash .*)$/m, "echo SHOULD-NOT-RUN");
         // Flip one byte of the staged ruleset; the checksum list still names the original.
         const corrupted = text.replace("delete table inet t\n", "delete table inet u\n");
         assert.notEqual(corrupted, text);

@@ -8,7 +8,7 @@ import { ACTIVATION_SET } from "../components/tproxy/nftRuleset";
 import type { NodeBundle } from "../components/tproxy/nodeBundle";
 import { nodeTproxyBundle } from "../components/tproxy/nodeTproxyBundle";
 import { DEFAULT_NODE_LAYOUT, unitNameOf } from "../components/tproxy/policyRoutes";
-import { applyCommand, confirmCommand, deleteCommand, remoteSettings, type RemoteSettings } from "../components/tproxy/remoteScript";
+import { applyCommand, confirmCommand, deleteCommand, remoteSettings, type RemoteSettings } from "../components/tproxy/tproxyCommands";
 import { systemdNodesMissing } from "./support/systemdNode";
 import { LabNode, PROXY_UNIT, SystemdLab, WILDCARD_LOG, WILDCARD_PORT } from "./support/systemdLab";
 import { LAB, labConfig, probe, startServer, waitFor } from "./support/tproxyLab";

@@ -9,11 +9,12 @@ import { validateStackConfig, ConfigValidationError, type MigrationConfig } from
 import type { NodeConfig } from "../components/config/schema";
 import { migratedNodes } from "../components/config/migratedNodes";
 import { clusterEnvironment } from "../components/commands/clusterCommand";
+import { scriptEnvironment, scriptPath } from "../components/commands/scripts";
 import { STEP } from "../components/resourceNames";
 import { nodeTproxyBundle } from "../components/tproxy/nodeTproxyBundle";
 import type { NodeBundle } from "../components/tproxy/nodeBundle";
 import { ACTIVATION_SET } from "../components/tproxy/nftRuleset";
-import { driftCheckCommand } from "../components/tproxy/remoteScript";
+import { driftCheckCommand } from "../components/tproxy/tproxyCommands";
 import { CLUSTER_SCOPE, unchecked, type Finding } from "../components/drift/findings";
 import { clusterFindings, clusterObservationSchema, kubeadmFindings } from "../components/drift/clusterFindings";
 import { lastLine, sshFailure, staleStateFindings, tproxyFindings, type RemoteRun } from "../components/drift/nodeFindings";
@@ -21,9 +22,9 @@ import type { PlannedStep, RepairContext } from "../components/drift/repairs";
 import { knownHostsLine, sshArgs } from "../components/drift/sshTarget";
 
 const ROOT = path.resolve(__dirname, "..");
-export const CLUSTER_OBSERVE_SCRIPT = path.join(ROOT, "components", "drift", "scripts", "cluster-observe.sh");
+export const CLUSTER_OBSERVE_SCRIPT = scriptPath("drift/cluster-observe");
 /** The read-only twin of the kubeadm-proxy-disabled step's script. */
-const KUBEADM_STATUS_SCRIPT = path.join(ROOT, "components", "kubeproxy", "scripts", "kubeadm-proxy-status.sh");
+const KUBEADM_STATUS_SCRIPT = scriptPath("kubeproxy/kubeadm-proxy-status");
 /** Names a file holding the nodes' SSH private key (instead of the stack's secret config). */
 export const SSH_KEY_FILE_ENV = "CILIUM_KPR_SSH_KEY_FILE";
 /**
@@ -126,10 +127,12 @@ function observeCluster(config: MigrationConfig, env: NodeJS.ProcessEnv, ctx: Re
         env: {
             ...env,
             ...clusterEnvironment(config.cluster),
-            CILIUM_NAMESPACE: config.cilium.namespace,
-            KUBE_PROXY_NAMESPACE: kp.namespace,
-            KUBE_PROXY_DAEMONSET: kp.daemonSet,
-            KUBE_PROXY_CONFIGMAP: kp.configMap,
+            ...scriptEnvironment("drift/cluster-observe", {
+                CILIUM_NAMESPACE: config.cilium.namespace,
+                KUBE_PROXY_NAMESPACE: kp.namespace,
+                KUBE_PROXY_DAEMONSET: kp.daemonSet,
+                KUBE_PROXY_CONFIGMAP: kp.configMap,
+            }),
         },
         encoding: "utf8",
         timeout: REMOTE_TIMEOUT_MS,

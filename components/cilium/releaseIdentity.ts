@@ -1,7 +1,8 @@
 import type * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { CiliumSettings } from "../config/schema";
-import { scriptText } from "../commands/scriptFile";
+import { scriptText } from "../commands/scripts";
+import type { ReleaseIdentityEnv } from "../commands/scriptParams";
 import { STEP } from "../resourceNames";
 
 /**
@@ -14,8 +15,8 @@ export function releaseIdentityGuard(cilium: CiliumSettings, opts: pulumi.Custom
         STEP.releaseIdentity,
         {
             interpreter: ["/bin/bash", "-c"],
-            create: scriptText("cilium/scripts/release-identity.sh"),
-            environment: { CILIUM_NAMESPACE: cilium.namespace, CILIUM_RELEASE: cilium.releaseName },
+            create: scriptText("cilium/release-identity"),
+            environment: { CILIUM_NAMESPACE: cilium.namespace, CILIUM_RELEASE: cilium.releaseName } satisfies ReleaseIdentityEnv,
             // The update compares with what the last run printed.
             addPreviousOutputInEnv: true,
         },

@@ -1,7 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { ClusterConfig } from "../config/schema";
-import { scriptText } from "./scriptFile";
+import type { ClusterScriptName, ScriptEnv } from "./scriptParams";
+import { scriptText } from "./scripts";
 
 /**
  * The cluster a step runs against: the configured kubeconfig/context and, once recorded, the
@@ -31,21 +32,44 @@ export function withClusterIdentity<C extends { readonly cluster: ClusterConfig 
     return { ...config, cluster };
 }
 
-export interface ClusterCommandArgs {
+/** A script's environment, each value possibly known only at deployment time. */
+export type EnvInputs<N extends ClusterScriptName> = { readonly [K in keyof ScriptEnv<N>]: pulumi.Input<ScriptEnv<N>[K]> };
+
+/**
+ * A cluster step: the script it runs on create (and update) and on delete, by registry name
+ * (components/commands/scripts.ts), and one environment, typed by those scripts: the delete runs
+ * with what was stored at create, so the environment must be the create's and the delete's at once.
+ * The kubectl target (KUBECONFIG, KUBECTL_CONTEXT, CLUSTER_UID) comes from `cluster`.
+ */
+export interface ClusterCommandArgs<C extends ClusterScriptName, D extends ClusterScriptName> {
     readonly cluster: ClusterTarget;
-    /** Script (path under components/) run on create and on update. */
-    readonly create: string;
-    /** Script run by `pulumi destroy` (with the environment stored in state). */
-    readonly delete?: string;
-    readonly environment?: Readonly<Record<string, pulumi.Input<string>>>;
+    /** Run on create and on update. */
+    readonly create: C;
+    /** Run by `pulumi destroy` (with the environment stored in state). */
+    readonly delete?: D;
+    readonly environment: EnvInputs<C> & EnvInputs<D>;
     /** Any change replaces the resource, so the create script runs again. */
     readonly triggers?: pulumi.Input<unknown>[];
     /** Give the script its previous stdout as PULUMI_COMMAND_STDOUT when an update re-runs it. */
     readonly previousOutputInEnv?: boolean;
 }
 
+/** The process environment of a typed script environment: numbers as their decimal text, unset fields left out. */
+function environmentOf(env: object): Record<string, pulumi.Input<string>> {
+    const out: Record<string, pulumi.Input<string>> = {};
+    for (const [key, value] of Object.entries(env) as [string, pulumi.Input<string | number> | undefined][]) {
+        if (value === undefined) continue;
+        out[key] = typeof value === "string" ? value : typeof value === "number" ? String(value) : pulumi.output(value).apply(String);
+    }
+    return out;
+}
+
 /** A local.Command that runs one of the repository's cluster scripts with bash on the operator's machine. */
-export function clusterCommand(name: string, args: ClusterCommandArgs, opts: pulumi.CustomResourceOptions): command.local.Command {
+export function clusterCommand<C extends ClusterScriptName, D extends ClusterScriptName = C>(
+    name: string,
+    args: ClusterCommandArgs<C, D>,
+    opts: pulumi.CustomResourceOptions,
+): command.local.Command {
     return new command.local.Command(
         name,
         {
@@ -55,7 +79,7 @@ export function clusterCommand(name: string, args: ClusterCommandArgs, opts: pul
             environment: {
                 ...clusterEnvironment(args.cluster),
                 ...(args.cluster.identity === undefined ? {} : { CLUSTER_UID: args.cluster.identity }),
-                ...args.environment,
+                ...environmentOf(args.environment),
             },
             triggers: args.triggers,
             addPreviousOutputInEnv: args.previousOutputInEnv ?? false,

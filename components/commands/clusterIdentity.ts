@@ -18,6 +18,6 @@ export function clusterUidOf(stdout: string): string {
  * and refuses a different cluster (see the script).
  */
 export function clusterIdentity(cluster: ClusterConfig, opts: pulumi.CustomResourceOptions): pulumi.Output<string> {
-    const step = clusterCommand(STEP.clusterIdentity, { cluster, create: "kubeproxy/scripts/cluster-identity.sh", previousOutputInEnv: true }, opts);
+    const step = clusterCommand(STEP.clusterIdentity, { cluster, create: "kubeproxy/cluster-identity", environment: {}, previousOutputInEnv: true }, opts);
     return step.stdout.apply(clusterUidOf);
 }

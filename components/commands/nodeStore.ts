@@ -116,8 +116,8 @@ export function storeDirWord(storeDir: string): string {
 export function storeFetchFunction(storeDir: string): string {
     return [
         `ckpr_store=${storeDirWord(storeDir)}`,
-        `ckpr_fetch() { cp -- "$ckpr_store/$1" "$ckpr_stage/$2" 2>/dev/null || { echo "cilium-kpr: $2 (sha256 $1) is missing from the node store $ckpr_store (node-store step)" >&2; exit 1; }`,
-        `  printf '%s  %s\\n' "$1" "$2" | (cd "$ckpr_stage" && sha256sum --quiet --strict -c -); }`,
+        `ckpr_fetch() { cp -- "$ckpr_store/$1" "$ckpr_stage/$2" && printf '%s  %s\\n' "$1" "$2" | (cd "$ckpr_stage" && sha256sum --quiet --strict -c - >&2) ||`,
+        `  { echo "cilium-kpr: $2 (sha256 $1) is missing from the node store $ckpr_store or differs (node-store step); nothing was run" >&2; exit 1; }; }`,
     ].join("\n");
 }
 

@@ -1,4 +1,7 @@
+import * as path from "node:path";
 import type { NodeConfig } from "../config/schema";
+import { scriptPath } from "../commands/scripts";
+import type { ClusterScriptName } from "../commands/scriptParams";
 import { STEP } from "../resourceNames";
 import { KEEPALIVED_NOTIFY_PATH } from "../tproxy/keepalivedNotify";
 
@@ -19,11 +22,16 @@ export interface RepairContext {
  * The repository script each cluster step runs as its create (test/drift-repairs.test.ts checks
  * this against the command text the program really embeds).
  */
-export const CLUSTER_STEP_SCRIPTS: Readonly<Record<string, string>> = {
-    [STEP.kprGate]: "components/kubeproxy/scripts/kpr-gate.sh",
-    [STEP.kubeProxyRemoval]: "components/kubeproxy/scripts/kube-proxy-remove.sh",
-    [STEP.kubeProxyCanaryExclusion]: "components/kubeproxy/scripts/kube-proxy-exclude.sh",
+export const CLUSTER_STEP_SCRIPTS: Readonly<Record<string, ClusterScriptName>> = {
+    [STEP.kprGate]: "kubeproxy/kpr-gate",
+    [STEP.kubeProxyRemoval]: "kubeproxy/kube-proxy-remove",
+    [STEP.kubeProxyCanaryExclusion]: "kubeproxy/kube-proxy-exclude",
 };
+
+/** A script's file relative to the repository root, as an operator runs it from there. */
+function repositoryPath(name: ClusterScriptName): string {
+    return path.relative(path.resolve(__dirname, "..", ".."), scriptPath(name));
+}
 
 function quoted(word: string): string {
     return /^[A-Za-z0-9_.:/@%+=,-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
@@ -46,7 +54,7 @@ export function clusterScriptCommand(ctx: RepairContext, name: string): string |
     const script = CLUSTER_STEP_SCRIPTS[name];
     if (planned === undefined || script === undefined) return undefined;
     const env = Object.entries(planned.environment).map(([k, v]) => `${k}=${quoted(v)}`);
-    return [...env, "bash", script].join(" ");
+    return [...env, "bash", repositoryPath(script)].join(" ");
 }
 
 /**

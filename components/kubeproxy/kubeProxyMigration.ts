@@ -3,7 +3,6 @@ import type * as command from "@pulumi/command";
 import type { MigrationConfig } from "../config/validate";
 import { clusterCommand } from "../commands/clusterCommand";
 import { STEP } from "../resourceNames";
-import { scriptEnvironment } from "./scriptFiles";
 import { migrationScope } from "../config/migratedNodes";
 import { upgradePath } from "../cilium/upgradePath";
 
@@ -30,20 +29,18 @@ export function valuesSnapshot(config: MigrationConfig, opts: pulumi.CustomResou
         STEP.valuesSnapshot,
         {
             cluster,
-            create: "kubeproxy/scripts/cilium-values-snapshot.sh",
-            delete: "kubeproxy/scripts/cilium-values-restore.sh",
+            create: "kubeproxy/cilium-values-snapshot",
+            delete: "kubeproxy/cilium-values-restore",
             // One environment serves both scripts: delete runs with what was stored at create.
             environment: {
-                ...scriptEnvironment("cilium-values-restore", {
-                    CILIUM_NAMESPACE: cilium.namespace,
-                    CILIUM_RELEASE: cilium.releaseName,
-                    CILIUM_CHART: cilium.chart,
-                    CILIUM_CHART_VERSION: cilium.chartVersion,
-                    CILIUM_REPOSITORY: cilium.repository,
-                    SNAPSHOT_CONFIGMAP: VALUES_SNAPSHOT_CONFIGMAP,
-                    KUBE_PROXY_NAMESPACE: cluster.kubeProxy.namespace,
-                    KUBE_PROXY_DAEMONSET: cluster.kubeProxy.daemonSet,
-                }),
+                CILIUM_NAMESPACE: cilium.namespace,
+                CILIUM_RELEASE: cilium.releaseName,
+                CILIUM_CHART: cilium.chart,
+                CILIUM_CHART_VERSION: cilium.chartVersion,
+                CILIUM_REPOSITORY: cilium.repository,
+                SNAPSHOT_CONFIGMAP: VALUES_SNAPSHOT_CONFIGMAP,
+                KUBE_PROXY_NAMESPACE: cluster.kubeProxy.namespace,
+                KUBE_PROXY_DAEMONSET: cluster.kubeProxy.daemonSet,
             },
         },
         { ...opts, ...DELETE_BEFORE_REPLACE },
@@ -65,16 +62,14 @@ export function ciliumUpgradePreflight(config: MigrationConfig, values: pulumi.O
         STEP.ciliumUpgradePreflight,
         {
             cluster: config.cluster,
-            create: "kubeproxy/scripts/cilium-upgrade-preflight.sh",
+            create: "kubeproxy/cilium-upgrade-preflight",
             environment: {
-                ...scriptEnvironment("cilium-upgrade-preflight", {
-                    CILIUM_NAMESPACE: cilium.namespace,
-                    CILIUM_RELEASE: cilium.releaseName,
-                    CILIUM_CHART: cilium.chart,
-                    CILIUM_CHART_VERSION: cilium.chartVersion,
-                    CILIUM_REPOSITORY: cilium.repository,
-                    UPGRADE_FROM: path.kind === "chart-upgrade" ? path.from : "",
-                }),
+                CILIUM_NAMESPACE: cilium.namespace,
+                CILIUM_RELEASE: cilium.releaseName,
+                CILIUM_CHART: cilium.chart,
+                CILIUM_CHART_VERSION: cilium.chartVersion,
+                CILIUM_REPOSITORY: cilium.repository,
+                UPGRADE_FROM: path.kind === "chart-upgrade" ? path.from : "",
                 CILIUM_VALUES_JSON: values.apply((v) => JSON.stringify(v)),
             },
         },
@@ -98,8 +93,8 @@ export function kprGate(args: KprGateArgs, opts: pulumi.CustomResourceOptions): 
         STEP.kprGate,
         {
             cluster: args.config.cluster,
-            create: "kubeproxy/scripts/kpr-gate.sh",
-            environment: scriptEnvironment("kpr-gate", { CILIUM_NAMESPACE: args.config.cilium.namespace }),
+            create: "kubeproxy/kpr-gate",
+            environment: { CILIUM_NAMESPACE: args.config.cilium.namespace },
             // A chart upgrade restarts every agent on the new version: check them all again.
             triggers: [args.values.apply((v) => JSON.stringify(v)), migrationScope(args.config), `chart ${args.config.cilium.chartVersion}`],
         },
@@ -119,15 +114,15 @@ export function kubeProxyRemoval(config: MigrationConfig, gate: pulumi.Resource,
         STEP.kubeProxyRemoval,
         {
             cluster: config.cluster,
-            create: "kubeproxy/scripts/kube-proxy-remove.sh",
-            delete: "kubeproxy/scripts/kube-proxy-restore.sh",
-            environment: scriptEnvironment("kube-proxy-remove", {
+            create: "kubeproxy/kube-proxy-remove",
+            delete: "kubeproxy/kube-proxy-restore",
+            environment: {
                 KUBE_PROXY_NAMESPACE: kp.namespace,
                 KUBE_PROXY_DAEMONSET: kp.daemonSet,
                 KUBE_PROXY_CONFIGMAP: kp.configMap,
                 KUBE_PROXY_BACKUP_CONFIGMAP: kp.backupConfigMap,
                 ROLLOUT_TIMEOUT: kp.rolloutTimeoutSeconds,
-            }),
+            },
         },
         { ...opts, dependsOn: [gate], ...DELETE_BEFORE_REPLACE },
     );
@@ -145,14 +140,14 @@ export function kubeProxyCanaryExclusion(config: MigrationConfig, gate: pulumi.R
         STEP.kubeProxyCanaryExclusion,
         {
             cluster: config.cluster,
-            create: "kubeproxy/scripts/kube-proxy-exclude.sh",
-            delete: "kubeproxy/scripts/kube-proxy-include.sh",
-            environment: scriptEnvironment("kube-proxy-exclude", {
+            create: "kubeproxy/kube-proxy-exclude",
+            delete: "kubeproxy/kube-proxy-include",
+            environment: {
                 CANARY_NODES: config.migration.canaryNodes.join(" "),
                 KUBE_PROXY_NAMESPACE: kp.namespace,
                 KUBE_PROXY_DAEMONSET: kp.daemonSet,
                 ROLLOUT_TIMEOUT: kp.rolloutTimeoutSeconds,
-            }),
+            },
         },
         { ...opts, dependsOn: [gate], ...DELETE_BEFORE_REPLACE },
     );
@@ -173,9 +168,9 @@ export function kubeadmProxyDisabled(config: MigrationConfig, removal: pulumi.Re
         STEP.kubeadmProxyDisabled,
         {
             cluster: config.cluster,
-            create: "kubeproxy/scripts/kubeadm-proxy-disable.sh",
-            delete: "kubeproxy/scripts/kubeadm-proxy-restore.sh",
-            environment: scriptEnvironment("kubeadm-proxy-disable", { KUBEADM_BACKUP_CONFIGMAP: KUBEADM_CONFIG_BACKUP_CONFIGMAP }),
+            create: "kubeproxy/kubeadm-proxy-disable",
+            delete: "kubeproxy/kubeadm-proxy-restore",
+            environment: { KUBEADM_BACKUP_CONFIGMAP: KUBEADM_CONFIG_BACKUP_CONFIGMAP },
         },
         { ...opts, dependsOn: [removal], deleteBeforeReplace: true },
     );
@@ -187,8 +182,8 @@ export function postMigrationVerification(config: MigrationConfig, after: pulumi
         STEP.verification,
         {
             cluster: config.cluster,
-            create: "kubeproxy/scripts/post-migration-verify.sh",
-            environment: scriptEnvironment("post-migration-verify", { CILIUM_NAMESPACE: config.cilium.namespace }),
+            create: "kubeproxy/post-migration-verify",
+            environment: { CILIUM_NAMESPACE: config.cilium.namespace },
             triggers: [migrationScope(config)],
         },
         { ...opts, dependsOn: after },

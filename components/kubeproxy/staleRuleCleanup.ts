@@ -2,9 +2,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { ClusterConfig, NodeConfig } from "../config/schema";
 import { nodeCommandOptions, nodeConnection } from "../commands/nodeConnection";
-import { remoteScriptCommand } from "../commands/remoteScript";
+import { remoteCommand } from "../commands/remoteCommand";
 import { afterStore, type NodeStoreSteps } from "../commands/nodeStoreSteps";
-import { scriptText } from "../commands/scriptFile";
 import { STEP } from "../resourceNames";
 
 /**
@@ -23,12 +22,12 @@ export function staleRuleCleanup(
         STEP.staleRuleCleanup(node.name),
         {
             connection: nodeConnection(node, privateKey),
-            create: remoteScriptCommand(
-                `remove kube-proxy's leftover rules, IPVS state, ipsets and nftables tables on ${node.name}`,
-                scriptText("kubeproxy/scripts/stale-rules-cleanup.sh"),
-                [cluster.kubeProxy.iptablesBackend],
-                store?.ref,
-            ),
+            create: remoteCommand({
+                title: `remove kube-proxy's leftover rules, IPVS state, ipsets and nftables tables on ${node.name}`,
+                script: "kubeproxy/stale-rules-cleanup",
+                args: [cluster.kubeProxy.iptablesBackend],
+                store: store?.ref,
+            }),
             addPreviousOutputInEnv: false,
         },
         { ...afterStore(opts, store), ...nodeCommandOptions() },
@@ -46,12 +45,12 @@ export function staleRuleVerify(
         STEP.staleRuleVerify(node.name),
         {
             connection: nodeConnection(node, privateKey),
-            create: remoteScriptCommand(
-                `verify no kube-proxy state remains on ${node.name}`,
-                scriptText("kubeproxy/scripts/stale-rules-verify.sh"),
-                [],
-                store?.ref,
-            ),
+            create: remoteCommand({
+                title: `verify no kube-proxy state remains on ${node.name}`,
+                script: "kubeproxy/stale-rules-verify",
+                args: [],
+                store: store?.ref,
+            }),
             addPreviousOutputInEnv: false,
         },
         { ...afterStore(opts, store), ...nodeCommandOptions() },

@@ -4,7 +4,7 @@ import type { MigrationConfig } from "../config/validate";
 import { clusterCommand } from "../commands/clusterCommand";
 import { nodeCommandOptions, nodeConnection } from "../commands/nodeConnection";
 import { STEP } from "../resourceNames";
-import { nodePreflightCommand, nodePreflightScript, operatorPreflightEnv } from "./preflightArgs";
+import { nodePreflightCommand, operatorPreflightEnv } from "./preflightArgs";
 import { afterStore, type NodeStoreSteps } from "../commands/nodeStoreSteps";
 
 /**
@@ -22,7 +22,7 @@ export function preflight(
         STEP.operatorPreflight,
         {
             cluster: config.cluster,
-            create: "preflight/scripts/operator-preflight.sh",
+            create: "preflight/operator-preflight",
             environment: operatorPreflightEnv(config),
         },
         opts,
@@ -33,7 +33,7 @@ export function preflight(
                 STEP.nodePreflight(node.name),
                 {
                     connection: nodeConnection(node, privateKey),
-                    create: nodePreflightCommand(config, node, nodePreflightScript(), stores.get(node.name)?.ref),
+                    create: nodePreflightCommand(config, node, undefined, stores.get(node.name)?.ref),
                     addPreviousOutputInEnv: false,
                 },
                 { ...afterStore(opts, stores.get(node.name)), ...nodeCommandOptions() },

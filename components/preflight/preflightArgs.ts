@@ -1,10 +1,10 @@
-import * as path from "node:path";
 import type { NodeConfig } from "../config/schema";
 import type { MigrationConfig } from "../config/validate";
 import { markText, policyRouteSpec } from "../tproxy/policyRoutes";
-import { remoteScriptCommand } from "../commands/remoteScript";
 import type { StoreRef } from "../commands/nodeStore";
-import { scriptText } from "../commands/scriptFile";
+import { remoteCommand, stagedCommand } from "../commands/remoteCommand";
+import { scriptFileName, scriptPath, scriptText } from "../commands/scripts";
+import type { NodePreflightArgs, OperatorPreflightEnv } from "../commands/scriptParams";
 import { clusterEnvironment } from "../commands/clusterCommand";
 import { servesNodePortsOn } from "../cilium/nodePortAddresses";
 
@@ -14,20 +14,8 @@ import { servesNodePortsOn } from "../cilium/nodePortAddresses";
  * operator-preflight.sh runs locally and takes environment variables.
  */
 
-export const PREFLIGHT_SCRIPTS_DIR = path.join(__dirname, "scripts");
-export const NODE_PREFLIGHT_SCRIPT = path.join(PREFLIGHT_SCRIPTS_DIR, "node-preflight.sh");
-export const OPERATOR_PREFLIGHT_SCRIPT = path.join(PREFLIGHT_SCRIPTS_DIR, "operator-preflight.sh");
-
-/** NODE TPROXY MARK TABLE PRIORITY FAMILIES IPTABLES_BACKEND, in the order node-preflight.sh reads them. */
-export type NodePreflightArgs = readonly [
-    node: string,
-    tproxy: "0" | "1",
-    mark: string,
-    table: string,
-    priority: string,
-    families: string,
-    iptablesBackend: "auto" | "nft" | "legacy",
-];
+export const NODE_PREFLIGHT_SCRIPT = scriptPath("preflight/node-preflight");
+export const OPERATOR_PREFLIGHT_SCRIPT = scriptPath("preflight/operator-preflight");
 
 export function nodePreflightArgs(config: MigrationConfig, node: NodeConfig): NodePreflightArgs {
     const { tproxy } = config;
@@ -44,11 +32,11 @@ export function nodePreflightArgs(config: MigrationConfig, node: NodeConfig): No
 }
 
 /** The environment of operator-preflight.sh (only non-secret values; the kubeconfig is a path). */
-export function operatorPreflightEnv(config: MigrationConfig): Readonly<Record<string, string>> {
+export function operatorPreflightEnv(config: MigrationConfig): OperatorPreflightEnv {
     const { cluster, cilium, tproxy } = config;
     // The tproxy VIPs are the addresses keepalived holds, whether or not the proxy itself is on.
     const vips = [tproxy.vip4, tproxy.vip6].filter((v): v is string => v !== undefined);
-    const env: Record<string, string> = {
+    const env: OperatorPreflightEnv = {
         CILIUM_VERSION: cilium.chartVersion,
         KUBE_PROXY_NAMESPACE: cluster.kubeProxy.namespace,
         KUBE_PROXY_DAEMONSET: cluster.kubeProxy.daemonSet,
@@ -64,10 +52,14 @@ export function operatorPreflightEnv(config: MigrationConfig): Readonly<Record<s
 
 /** The text of node-preflight.sh as embedded (its shared prelude inlined). */
 export function nodePreflightScript(): string {
-    return scriptText("preflight/scripts/node-preflight.sh");
+    return scriptText("preflight/node-preflight");
 }
 
 /** The node preflight as a remote.Command `create` (reads only; changes nothing). */
-export function nodePreflightCommand(config: MigrationConfig, node: NodeConfig, script: string = nodePreflightScript(), store?: StoreRef): string {
-    return remoteScriptCommand(`preflight for node ${node.name} (reads only; changes nothing)`, script, nodePreflightArgs(config, node), store);
+export function nodePreflightCommand(config: MigrationConfig, node: NodeConfig, script?: string, store?: StoreRef): string {
+    const title = `preflight for node ${node.name} (reads only; changes nothing)`;
+    const args = nodePreflightArgs(config, node);
+    // `script` replaces the file's text in tests only.
+    if (script !== undefined) return stagedCommand(title, [{ name: scriptFileName("preflight/node-preflight"), content: script }], args);
+    return remoteCommand({ title, script: "preflight/node-preflight", args, store });
 }

@@ -1,9 +1,8 @@
-import { readFileSync } from "node:fs";
-import * as path from "node:path";
 import type { MigrationConfig } from "../config/validate";
 import type { NodeConfig } from "../config/schema";
 import { ACTIVATION_SET } from "./nftRuleset";
 import { markText } from "./policyRoutes";
+import { scriptPath, scriptText } from "../commands/scripts";
 
 /**
  * Where the notify script is installed. keepalived's enable_script_security refuses a script
@@ -16,7 +15,7 @@ export const KEEPALIVED_NOTIFY_OWNER = "root:root";
 /** Serialises notify calls; the apply step should hold it too while it reloads the table. */
 export const KEEPALIVED_NOTIFY_LOCK_PATH = "/run/cilium-kpr-tproxy.lock";
 /** The script as kept in the repo (parameters read from KPR_TPROXY_* environment variables). */
-export const KEEPALIVED_NOTIFY_SOURCE = path.join(__dirname, "scripts", "keepalived-notify.sh");
+export const KEEPALIVED_NOTIFY_SOURCE = scriptPath("tproxy/keepalived-notify");
 
 export interface KeepalivedNotifyOptions {
     /** Overrides KEEPALIVED_NOTIFY_LOCK_PATH (tests). */
@@ -50,7 +49,7 @@ export function renderKeepalivedNotify(config: MigrationConfig, options: Keepali
         // Config validation already restricts these; refuse anything that would need quoting.
         if (!SAFE_LITERAL.test(value)) throw new Error(`notify script parameter ${name}=${JSON.stringify(value)} is not a plain literal`);
     }
-    const source = readFileSync(KEEPALIVED_NOTIFY_SOURCE, "utf8");
+    const source = scriptText("tproxy/keepalived-notify");
     if (!PARAMETER_BLOCK.test(source)) throw new Error(`${KEEPALIVED_NOTIFY_SOURCE} lost its parameter block`);
     const block = [
         "# BEGIN PARAMETERS (baked in by renderKeepalivedNotify from the validated stack config)",

@@ -7,7 +7,7 @@ import { outputsDigest } from "../commands/triggerDigest";
 import { afterStore, type NodeStoreSteps } from "../commands/nodeStoreSteps";
 import { STEP, TYPE } from "../resourceNames";
 import { nodeTproxyBundle } from "./nodeTproxyBundle";
-import { applyCommand, confirmCommand, deleteCommand, remoteSettings } from "./remoteScript";
+import { applyCommand, confirmCommand, deleteCommand, remoteSettings } from "./tproxyCommands";
 
 export interface NodeTproxyArgs {
     readonly config: MigrationConfig;

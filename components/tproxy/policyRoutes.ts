@@ -1,7 +1,7 @@
 import * as path from "node:path";
 import type { Family } from "../config/addresses";
 import type { TproxyConfig } from "../config/schema";
-import { nodeScript } from "./nodeScripts";
+import { scriptText } from "../commands/scripts";
 
 /** Where the tproxy artifacts live on a node. Tests point every path into a scratch directory. */
 export interface NodeLayout {
@@ -78,7 +78,7 @@ export interface BootUnitTargets {
     readonly activationScriptPath?: string;
 }
 
-/** tproxy-boot.sh, which tproxy-apply.sh installs into the state directory beside tproxy-lib.sh. */
+/** tproxy-boot.sh, which tproxy-apply.sh installs into the state directory. */
 export function bootScriptPath(layout: NodeLayout): string {
     return path.posix.join(layout.stateDir, "bin", "tproxy-boot.sh");
 }
@@ -135,5 +135,5 @@ WantedBy=multi-user.target
 [Network]
 ManageForeignRoutingPolicyRules=no
 `;
-    return { script: nodeScript("policy-routes.sh"), unit, networkdDropIn };
+    return { script: scriptText("tproxy/policy-routes"), unit, networkdDropIn };
 }

@@ -42,7 +42,11 @@ export interface PreReleaseSteps {
 /** The steps that must exist before the release is upgraded to its final (KPR) values. */
 export function preReleaseSteps(args: WaveGraphArgs, checks: pulumi.Resource[]): PreReleaseSteps {
     const { config, provider, parent } = args;
-    const crdCheck = clusterCommand(WAVE_STEP.nodeConfigCrdCheck, { cluster: config.cluster, create: "waves/scripts/node-config-crd-check.sh" }, { parent });
+    const crdCheck = clusterCommand(
+        WAVE_STEP.nodeConfigCrdCheck,
+        { cluster: config.cluster, create: "waves/node-config-crd-check", environment: {} },
+        { parent },
+    );
     // A canary that already ran (migration.canaryNodes, now wave 1): its nodes get the label before the
     // pending object exists, or their agents would lose KPR at the release upgrade with kube-proxy off them.
     const canary = config.migration.canaryNodes;
@@ -53,7 +57,7 @@ export function preReleaseSteps(args: WaveGraphArgs, checks: pulumi.Resource[]):
                       WAVE_STEP.canaryAdoption,
                       {
                           cluster: config.cluster,
-                          create: "waves/scripts/canary-adopt.sh",
+                          create: "waves/canary-adopt",
                           environment: {
                               CANARY_NODES: canary.join(" "),
                               CILIUM_NAMESPACE: config.cilium.namespace,
@@ -114,15 +118,15 @@ export function waveSteps(args: WaveGraphArgs, release: pulumi.Resource, pending
         WAVE_STEP.kubeProxyLabelAffinity,
         {
             cluster,
-            create: "waves/scripts/kube-proxy-label-affinity.sh",
-            delete: "waves/scripts/kube-proxy-label-affinity-restore.sh",
+            create: "waves/kube-proxy-label-affinity",
+            delete: "waves/kube-proxy-label-affinity-restore",
             environment: common,
         },
         { parent, dependsOn: [pendingNodeConfigResource], ...DELETE_FIRST },
     );
     const pendingGate = clusterCommand(
         WAVE_STEP.pendingGate,
-        { cluster, create: "waves/scripts/pending-gate.sh", environment: { ...common, PENDING_NODE_CONFIG: PENDING_NODE_CONFIG_NAME } },
+        { cluster, create: "waves/pending-gate", environment: { ...common, PENDING_NODE_CONFIG: PENDING_NODE_CONFIG_NAME } },
         { parent, dependsOn: [release, affinity, pendingNodeConfigResource] },
     );
 
@@ -140,8 +144,8 @@ export function waveSteps(args: WaveGraphArgs, release: pulumi.Resource, pending
                       WAVE_STEP.drain(name),
                       {
                           cluster,
-                          create: "waves/scripts/node-drain.sh",
-                          delete: "waves/scripts/node-uncordon.sh",
+                          create: "waves/node-drain",
+                          delete: "waves/node-uncordon",
                           environment: { ...env, DRAIN_TIMEOUT: String(config.migration.drainTimeoutSeconds) },
                       },
                       { parent, dependsOn: previous, ...DELETE_FIRST },
@@ -149,14 +153,14 @@ export function waveSteps(args: WaveGraphArgs, release: pulumi.Resource, pending
                 : undefined;
             const handover = clusterCommand(
                 WAVE_STEP.handover(name),
-                { cluster, create: "waves/scripts/node-handover.sh", delete: "waves/scripts/node-handback.sh", environment: env },
+                { cluster, create: "waves/node-handover", delete: "waves/node-handback", environment: env },
                 { parent, dependsOn: drain ? [drain] : previous, ...DELETE_FIRST },
             );
             const gate = clusterCommand(
                 WAVE_STEP.agentGate(name),
                 {
                     cluster,
-                    create: "waves/scripts/node-kpr-gate.sh",
+                    create: "waves/node-kpr-gate",
                     environment: { ...env, PENDING_NODE_CONFIG: PENDING_NODE_CONFIG_NAME },
                     // A new handover (a restarted agent) is checked again.
                     triggers: [handover.id],
@@ -170,7 +174,7 @@ export function waveSteps(args: WaveGraphArgs, release: pulumi.Resource, pending
                 : undefined;
             const services = clusterCommand(
                 WAVE_STEP.nodeServices(name),
-                { cluster, create: "waves/scripts/node-services.sh", environment: env, triggers: [handover.id] },
+                { cluster, create: "waves/node-services", environment: env, triggers: [handover.id] },
                 { parent, dependsOn: [tproxy ? tproxy.confirm : cleanup] },
             );
             const uncordon = config.migration.drain
@@ -178,8 +182,8 @@ export function waveSteps(args: WaveGraphArgs, release: pulumi.Resource, pending
                       WAVE_STEP.uncordon(name),
                       {
                           cluster,
-                          create: "waves/scripts/node-uncordon.sh",
-                          delete: "waves/scripts/node-drain.sh",
+                          create: "waves/node-uncordon",
+                          delete: "waves/node-drain",
                           environment: { ...env, DRAIN_TIMEOUT: String(config.migration.drainTimeoutSeconds) },
                       },
                       { parent, dependsOn: [services], ...DELETE_FIRST },

@@ -1,8 +1,9 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { readScript, scriptPath, type ClusterScriptEnv, type ClusterScriptName, scriptEnvironment } from "../../components/kubeproxy/scriptFiles";
+import { dirname, join } from "node:path";
+import { SCRIPT_NAMES, scriptEnvironment, scriptKind, scriptPath as registeredPath, scriptText } from "../../components/commands/scripts";
+import type { ClusterScriptName as RegisteredClusterScript, ScriptEnv, ScriptName } from "../../components/commands/scriptParams";
 import type { FakeCall, FakeRelease, FakeSettings } from "./fakeKubeCluster";
 
 /*
@@ -41,6 +42,34 @@ export interface ScriptRun {
     /** The last stdout line parsed as JSON (every script ends with one). */
     readonly summary: JsonObject;
     readonly seconds: number;
+}
+
+/*
+ * kube-proxy's scripts (components/kubeproxy/scripts) by their file name, as the script registry
+ * (components/commands/scripts.ts) lists them under "kubeproxy/<name>".
+ */
+type InKubeproxy<N> = N extends `kubeproxy/${infer S}` ? S : never;
+export type ClusterScriptName = InKubeproxy<RegisteredClusterScript>;
+export type ClusterScriptEnv = { readonly [S in ClusterScriptName]: ScriptEnv<Extract<`kubeproxy/${S}`, RegisteredClusterScript>> };
+export const SCRIPTS_DIR = dirname(registeredPath("kubeproxy/kpr-gate"));
+function inFolder(kind: ReturnType<typeof scriptKind>): string[] {
+    return SCRIPT_NAMES.filter((n) => n.startsWith("kubeproxy/") && scriptKind(n) === kind).map((n) => n.slice("kubeproxy/".length));
+}
+export const CLUSTER_SCRIPTS = inFolder("env") as ClusterScriptName[];
+export const NODE_SCRIPTS = inFolder("args");
+export const KUBEPROXY_PRELUDES = inFolder("prelude");
+function registered(name: string): ScriptName {
+    const full = `kubeproxy/${name}`;
+    if (!(SCRIPT_NAMES as string[]).includes(full)) throw new Error(`no script ${full} in the registry`);
+    return full as ScriptName;
+}
+/** The file of a kube-proxy script. */
+export function scriptPath(name: string): string {
+    return registeredPath(registered(name));
+}
+/** The text a resource embeds (preludes inlined). */
+export function readScript(name: string): string {
+    return scriptText(registered(name));
 }
 
 /** The least environment each cluster script accepts, with the scenario's names. */
@@ -192,7 +221,7 @@ export class Scenario {
                 HOME: this.dir,
                 TMPDIR: this.dir,
                 FAKE_CLUSTER_DIR: this.dir,
-                ...scriptEnvironment(name, env),
+                ...scriptEnvironment(registered(name) as RegisteredClusterScript, env),
             },
         });
         const lines = result.stdout.trim().split("\n");

@@ -2,7 +2,7 @@
 # shellcheck shell=bash disable=SC2034
 # cluster-lib.sh: the prelude every cluster-side script shares. Run as a file, a script sources
 # it; embedded as command text, the source line is replaced by this text
-# (components/commands/scriptFile.ts), so each command stays one self-contained script.
+# (components/commands/scripts.ts), so each command stays one self-contained script.
 #
 # Expects SCRIPT, the script's name for messages. Provides:
 #   log MESSAGE            progress on stderr

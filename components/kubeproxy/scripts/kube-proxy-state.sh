@@ -2,7 +2,7 @@
 # shellcheck shell=bash disable=SC2034
 # kube-proxy-state.sh: what kube-proxy leaves on a node in each of its modes, and how to find it.
 # Sourced by stale-rules-cleanup.sh and stale-rules-verify.sh; embedded as command text, the source
-# line is replaced by this text (components/commands/scriptFile.ts). Plain bash, no jq on nodes.
+# line is replaced by this text (components/commands/scripts.ts). Plain bash, no jq on nodes.
 #
 # Expects log MESSAGE. Reads only; nothing here changes the node.
 #

@@ -2,7 +2,7 @@
 # shellcheck shell=bash disable=SC2034
 # kubeadm-config-lib.sh: what the kubeadm-config scripts share (kubeadm-proxy-disable.sh,
 # kubeadm-proxy-restore.sh, kubeadm-proxy-status.sh). Sourced as a file, inlined when embedded
-# (components/commands/scriptFile.ts). Needs cluster-lib.sh first (fail, log).
+# (components/commands/scripts.ts). Needs cluster-lib.sh first (fail, log).
 #
 # The kubeadm-config ConfigMap (kube-system) holds the cluster's ClusterConfiguration as YAML text
 # under the key ClusterConfiguration. kubeadm writes it by marshalling the v1beta4 struct

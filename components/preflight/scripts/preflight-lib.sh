@@ -2,7 +2,7 @@
 # shellcheck shell=bash disable=SC2034
 # preflight-lib.sh: the JSON report helpers both preflight scripts share. Run as a file, a script
 # sources it; embedded as command text, the source line is replaced by this text
-# (components/commands/scriptFile.ts). Plain bash: nodes need not have jq, and the operator's
+# (components/commands/scripts.ts). Plain bash: nodes need not have jq, and the operator's
 # report must print even when jq is the missing tool.
 #
 # Expects log MESSAGE (the script's own prefix). Provides:

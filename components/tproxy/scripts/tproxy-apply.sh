@@ -2,7 +2,7 @@
 # Applies a staged node bundle with a self-arming revert.
 #
 # usage: tproxy-apply.sh STAGE STATE_DIR SYSTEMD UNIT NFT_TABLE MARK TABLE PRIORITY FAMILIES REVERT_SECONDS
-#   STAGE    directory holding this script, tproxy-lib.sh, tproxy-revert.sh, policy-routes.sh,
+#   STAGE    directory holding this script, tproxy-revert.sh, tproxy-boot.sh, policy-routes.sh,
 #            manifest ("INDEX KIND MODE OWNER PATH" per line) and files/INDEX
 #   SYSTEMD  auto (use systemd when it runs the node) or off
 #
@@ -14,8 +14,8 @@ set -euo pipefail
 trap '' HUP
 if [ "$#" -ne 10 ]; then echo "usage: $0 STAGE STATE_DIR SYSTEMD UNIT NFT_TABLE MARK TABLE PRIORITY FAMILIES REVERT_SECONDS" >&2; exit 2; fi
 stage=$1 state=$2 systemd=$3 unit=$4 nft_table=$5 mark=$6 rt=$7 prio=$8 families=$9 revert_after=${10}
-# shellcheck source=tproxy-lib.sh
-. "$stage/tproxy-lib.sh"
+# shellcheck source=SCRIPTDIR/tproxy-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/tproxy-lib.sh"
 if ! [[ $revert_after =~ ^[1-9][0-9]*$ ]]; then ckpr_die "REVERT_SECONDS must be a positive number"; fi
 [[ $nft_table =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || ckpr_die "NFT_TABLE must be an identifier"
 [[ $unit =~ ^[A-Za-z0-9@_.-]+\.service$ ]] || ckpr_die "UNIT must be a .service name"
@@ -59,7 +59,7 @@ while read -r i kind mode owner path; do
     idx+=("$i"); kinds+=("$kind"); modes+=("$mode"); owners+=("$owner"); paths+=("$path")
 done <"$manifest"
 [ -n "$ruleset" ] || ckpr_die "the bundle has no nft-ruleset"
-for s in tproxy-lib.sh tproxy-revert.sh tproxy-boot.sh policy-routes.sh; do bash -n "$stage/$s" || ckpr_die "bash -n rejects $s"; done
+for s in tproxy-revert.sh tproxy-boot.sh policy-routes.sh; do bash -n "$stage/$s" || ckpr_die "bash -n rejects $s"; done
 
 # ---- anything to do? ---------------------------------------------------------------------
 same_file() {
@@ -109,7 +109,7 @@ ckpr_capture_bookkeeping "$state/rollback" "$state"
 
 # ---- arm the revert ------------------------------------------------------------------------
 mkdir -p "$state/bin"
-for s in tproxy-lib.sh tproxy-revert.sh tproxy-boot.sh policy-routes.sh; do
+for s in tproxy-revert.sh tproxy-boot.sh policy-routes.sh; do
     install -m 0700 "$stage/$s" "$state/bin/$s.new" && mv -f "$state/bin/$s.new" "$state/bin/$s"
 done
 gen="$(date -u +%Y%m%d%H%M%S)-$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n')"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The boot unit's ExecStart/ExecStop (rendered by policyRoutes.ts), installed by tproxy-apply.sh
-# into STATE_DIR/bin beside tproxy-lib.sh.
+# into STATE_DIR/bin (tproxy-lib.sh inlined, see components/commands/scripts.ts).
 #
 # usage: tproxy-boot.sh start|stop STATE_DIR RULESET ROUTES_SCRIPT ACTIVATION_SCRIPT|- NFT_TABLE MARK TABLE PRIORITY FAMILIES
 #
@@ -18,8 +18,8 @@ if [ "$#" -ne 10 ]; then
     exit 2
 fi
 action=$1 state=$2 ruleset=$3 routes=$4 activation=$5 nft_table=$6 mark=$7 rt=$8 prio=$9 families=${10}
-# shellcheck source=tproxy-lib.sh
-. "$(dirname "$0")/tproxy-lib.sh"
+# shellcheck source=SCRIPTDIR/tproxy-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/tproxy-lib.sh"
 
 # The restored configuration's activation script (from the manifest), if any.
 activation_of() {

@@ -7,8 +7,8 @@
 set -euo pipefail
 if [ "$#" -ne 3 ]; then echo "usage: $0 STAGE STATE_DIR SYSTEMD" >&2; exit 2; fi
 stage=$1 state=$2 systemd=$3
-# shellcheck source=tproxy-lib.sh
-. "$stage/tproxy-lib.sh"
+# shellcheck source=SCRIPTDIR/tproxy-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/tproxy-lib.sh"
 : "$systemd"
 
 [ -d "$state" ] || ckpr_die "$state does not exist: nothing was applied on this node"

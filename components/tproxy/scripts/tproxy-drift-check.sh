@@ -2,7 +2,7 @@
 # Read-only drift check of one node's tproxy (run by tools/check.ts, never by the program).
 #
 # usage: tproxy-drift-check.sh STAGE NFT_TABLE MARK TABLE PRIORITY FAMILIES VIP4 VIP6 ACTIVATION_SET
-#   STAGE    directory holding this script, tproxy-lib.sh, policy-routes.sh, manifest
+#   STAGE    directory holding this script, policy-routes.sh, manifest
 #            ("INDEX KIND MODE OWNER PATH" per line) and files/INDEX: the bundle exactly as
 #            the program would push it now (components/tproxy/nodeTproxyBundle.ts)
 #   VIP4/6   the configured VIPs, "-" for none
@@ -21,8 +21,8 @@
 set -euo pipefail
 if [ "$#" -ne 9 ]; then echo "usage: $0 STAGE NFT_TABLE MARK TABLE PRIORITY FAMILIES VIP4 VIP6 ACTIVATION_SET" >&2; exit 2; fi
 stage=$1 nft_table=$2 mark=$3 rt=$4 prio=$5 families=$6 vip4=$7 vip6=$8 activation_set=$9
-# shellcheck source=tproxy-lib.sh
-. "$stage/tproxy-lib.sh"
+# shellcheck source=SCRIPTDIR/tproxy-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/tproxy-lib.sh"
 [[ $nft_table =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || ckpr_die "NFT_TABLE must be an identifier"
 [[ $activation_set =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || ckpr_die "ACTIVATION_SET must be an identifier"
 
@@ -48,10 +48,10 @@ done <"$stage/manifest"
 [ -n "$ruleset" ] || ckpr_die "the staged bundle has no nft-ruleset"
 
 # ---- the table ---------------------------------------------------------------------------
-# shellcheck disable=SC2016 # $1..$3 expand in the inner bash
+# shellcheck disable=SC2016 # $1 and $2 expand in the inner bash
 if ! nft list table inet "$nft_table" >/dev/null 2>&1; then
     record table missing
-elif ! unshare --net bash -c '. "$1" && nft -f "$2" && ckpr_table_shape "$3"' _ "$stage/tproxy-lib.sh" "$ruleset" "$nft_table" \
+elif ! unshare --net bash -c "$(declare -f ckpr_table_shape)"'; nft -f "$1" && ckpr_table_shape "$2"' _ "$ruleset" "$nft_table" \
     >"$scratch/expected" 2>"$scratch/expected.err"; then
     record table unchecked "could not render the expected table in a scratch namespace: $(tail -n 1 "$scratch/expected.err")"
 else

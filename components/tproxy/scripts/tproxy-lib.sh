@@ -1,9 +1,9 @@
 # shellcheck shell=bash
-# Shared by tproxy-apply.sh, tproxy-confirm.sh, tproxy-revert.sh and tproxy-remove.sh (sourced, never run).
+# Shared by the tproxy-*.sh scripts: sourced as a file, inlined into each when embedded (components/commands/scripts.ts).
 #
 # State directory (root only, 0700):
 #   lock              flock(1) target; every action holds it while it touches the node
-#   bin/              this library, tproxy-revert.sh, tproxy-boot.sh and policy-routes.sh as of the last
+#   bin/              tproxy-revert.sh, tproxy-boot.sh and policy-routes.sh as of the last
 #                     apply (the armed revert runs them; the boot unit runs tproxy-boot.sh)
 #   live              "NFT_TABLE MARK TABLE PRIORITY FAMILIES UNIT" of what is applied now
 #   manifest          "KIND MODE OWNER PATH" of the files installed now

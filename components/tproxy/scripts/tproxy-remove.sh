@@ -8,9 +8,10 @@
 set -euo pipefail
 trap '' HUP
 if [ "$#" -ne 3 ]; then echo "usage: $0 STAGE STATE_DIR SYSTEMD" >&2; exit 2; fi
-stage=$1 state=$2 systemd=$3
-# shellcheck source=tproxy-lib.sh
-. "$stage/tproxy-lib.sh"
+# STAGE ($1) holds policy-routes.sh, which ckpr_restore finds beside this script (ckpr_lib_dir).
+state=$2 systemd=$3
+# shellcheck source=SCRIPTDIR/tproxy-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/tproxy-lib.sh"
 
 if [ ! -d "$state" ]; then
     ckpr_log "$state does not exist: nothing to remove"

@@ -7,8 +7,8 @@
 set -euo pipefail
 if [ "$#" -lt 3 ] || [ "$#" -gt 4 ]; then echo "usage: $0 STATE_DIR GEN SYSTEMD [DELAY_SECONDS]" >&2; exit 2; fi
 state=$1 gen=$2 systemd=$3 delay=${4:-}
-# shellcheck source=tproxy-lib.sh
-. "$(dirname "$0")/tproxy-lib.sh"
+# shellcheck source=SCRIPTDIR/tproxy-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/tproxy-lib.sh"
 
 if [ -n "$delay" ]; then
     [[ $delay =~ ^[0-9]+$ ]] || ckpr_die "DELAY_SECONDS must be a number"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck shell=bash disable=SC2034
 # wave-lib.sh: the prelude the node-by-node (wave) cluster scripts share. Sourced as a file when
-# run directly; inlined in place of the source line when embedded (components/commands/scriptFile.ts).
+# run directly; inlined in place of the source line when embedded (components/commands/scripts.ts).
 #
 # Expects SCRIPT (name for messages). Provides:
 #   log MSG / fail MSG     progress on stderr / {"ok":false,"error":MSG} as the last stdout line, exit 1

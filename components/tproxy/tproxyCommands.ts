@@ -1,0 +1,117 @@
+import type { TproxyConfig } from "../config/schema";
+import { remoteCommand, type StagedFile } from "../commands/remoteCommand";
+import { STAGE_DIR, type SystemdUse } from "../commands/scriptParams";
+import type { NodeBundle } from "./nodeBundle";
+import type { StoreRef } from "../commands/nodeStore";
+import { scriptText } from "../commands/scripts";
+import { policyRouteArgs, unitNameOf } from "./policyRoutes";
+
+/**
+ * The command texts handed to @pulumi/command remote.Command (create / confirm / delete), and the
+ * drift check's: each stages the tproxy scripts (components/tproxy/scripts, tproxy-lib.sh inlined)
+ * and, for apply and the drift check, the bundle and its manifest, through the one remote-command
+ * builder (components/commands/remoteCommand.ts). Everything a node receives is therefore visible
+ * in `pulumi preview`; nothing secret is ever part of a bundle.
+ */
+
+export interface RemoteSettings {
+    /** Seconds after which an unconfirmed apply reverts itself. */
+    readonly revertAfterSeconds: number;
+    /** "auto": use systemd (systemd-run timer, unit enablement) when it runs the node. "off": never. */
+    readonly systemd: SystemdUse;
+}
+
+export function remoteSettings(tproxy: TproxyConfig): RemoteSettings {
+    return { revertAfterSeconds: tproxy.revertAfterSeconds, systemd: "auto" };
+}
+
+/** The manifest and the bundle's files, staged as tproxy-apply.sh and tproxy-drift-check.sh read them. */
+function bundleFiles(bundle: NodeBundle): StagedFile[] {
+    return [{ name: "manifest", content: bundleManifest(bundle) }, ...bundle.files.map((f, i) => ({ name: `files/${i}`, content: f.content }))];
+}
+
+function checkSettings(settings: RemoteSettings): void {
+    if (!Number.isInteger(settings.revertAfterSeconds) || settings.revertAfterSeconds < 1) {
+        throw new Error(`revertAfterSeconds ${settings.revertAfterSeconds} must be a positive whole number`);
+    }
+}
+
+/**
+ * What the node store holds for the tproxy steps: their scripts and the bundle's files but the nft
+ * ruleset, which stays in the apply's text so `pulumi preview` shows its changes line by line.
+ */
+export function tproxyStoreContents(bundle: NodeBundle): string[] {
+    const scripts = [
+        "tproxy/tproxy-apply",
+        "tproxy/tproxy-confirm",
+        "tproxy/tproxy-remove",
+        "tproxy/tproxy-revert",
+        "tproxy/tproxy-boot",
+        "tproxy/policy-routes",
+    ] as const;
+    return [...scripts.map((name) => scriptText(name)), ...bundle.files.filter((f) => f.kind !== "nft-ruleset").map((f) => f.content)];
+}
+
+/** The manifest tproxy-apply.sh reads: "INDEX KIND MODE OWNER PATH" per file. */
+export function bundleManifest(bundle: NodeBundle): string {
+    return bundle.files.map((f, i) => `${i} ${f.kind} ${f.mode} ${f.owner} ${f.path}\n`).join("");
+}
+
+/** remote.Command `create`/`update`: stage, record, check, arm the revert, apply. */
+export function applyCommand(bundle: NodeBundle, settings: RemoteSettings, store?: StoreRef): string {
+    checkSettings(settings);
+    return remoteCommand({
+        title: "tproxy apply",
+        script: "tproxy/tproxy-apply",
+        companions: ["tproxy/tproxy-revert", "tproxy/tproxy-boot", "tproxy/policy-routes"],
+        files: bundleFiles(bundle),
+        store,
+        args: [
+            STAGE_DIR,
+            bundle.layout.stateDir,
+            settings.systemd,
+            unitNameOf(bundle.layout),
+            bundle.tableName,
+            ...policyRouteArgs(bundle.routes),
+            String(settings.revertAfterSeconds),
+        ],
+    });
+}
+
+/** A separate remote.Command over a fresh SSH connection: verifies the applied state, disarms the revert. */
+export function confirmCommand(bundle: NodeBundle, settings: RemoteSettings, store?: StoreRef): string {
+    checkSettings(settings);
+    return remoteCommand({
+        title: "tproxy confirm",
+        script: "tproxy/tproxy-confirm",
+        companions: ["tproxy/policy-routes"],
+        store,
+        args: [STAGE_DIR, bundle.layout.stateDir, settings.systemd],
+    });
+}
+
+/** remote.Command `delete`: restores the node as it was before the first apply. */
+export function deleteCommand(bundle: NodeBundle, settings: RemoteSettings, store?: StoreRef): string {
+    checkSettings(settings);
+    return remoteCommand({
+        title: "tproxy delete",
+        script: "tproxy/tproxy-remove",
+        companions: ["tproxy/policy-routes"],
+        store,
+        args: [STAGE_DIR, bundle.layout.stateDir, settings.systemd],
+    });
+}
+
+/**
+ * Read-only, for the drift check (tools/check.ts), never a resource: stages the bundle exactly as
+ * the program would push it now and reports, per artifact, how the node differs from it.
+ */
+export function driftCheckCommand(bundle: NodeBundle, vips: { readonly vip4?: string; readonly vip6?: string }, activationSet: string): string {
+    return remoteCommand({
+        title: "tproxy drift check (read-only)",
+        script: "tproxy/tproxy-drift-check",
+        companions: ["tproxy/policy-routes"],
+        files: bundleFiles(bundle),
+        args: [STAGE_DIR, bundle.tableName, ...policyRouteArgs(bundle.routes), vips.vip4 ?? "-", vips.vip6 ?? "-", activationSet],
+    });
+}

@@ -1,0 +1,128 @@
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import * as path from "node:path";
+import { clusterCommand } from "../components/commands/clusterCommand";
+import { NODE_PATH, remoteCommand, stagedCommand } from "../components/commands/remoteCommand";
+import { SCRIPT_NAMES, preludesOf, scriptKind, scriptNameOf, scriptPath, scriptText } from "../components/commands/scripts";
+import { STAGE_DIR } from "../components/commands/scriptParams";
+import { runProgram } from "./support/program";
+
+const COMPONENTS = path.join(__dirname, "..", "components");
+
+test("every script under components/*/scripts is in the registry, and every registered script exists", () => {
+    const files = readdirSync(COMPONENTS)
+        .filter((folder) => statSync(path.join(COMPONENTS, folder)).isDirectory())
+        .flatMap((folder) => {
+            const dir = path.join(COMPONENTS, folder, "scripts");
+            return statSync(dir, { throwIfNoEntry: false })?.isDirectory() ? readdirSync(dir).map((f) => path.join(dir, f)) : [];
+        });
+    assert.ok(files.length >= 40, `${files.length} script files`);
+    for (const file of files) assert.ok(scriptNameOf(file), `${path.relative(COMPONENTS, file)} is registered`);
+    assert.deepEqual(new Set(files.map((f) => scriptNameOf(f))), new Set(SCRIPT_NAMES));
+    for (const name of SCRIPT_NAMES) assert.ok(statSync(scriptPath(name)).isFile(), name);
+});
+
+test("no embedded script still sources a file: every prelude it sources as a file is inlined once", () => {
+    // `source x` or `. x` in command position, also inside a quoted `bash -c '. "$1" ...'` (how
+    // tproxy-drift-check.sh once read tproxy-lib.sh).
+    const sourcesAFile = /(^\s*|[;&|({'"]\s*|\b(then|do|else)\s+)(source\s+\S|\.\s+(["$~]|[\w./-]+\.sh\b))/m;
+    let inlined = 0;
+    for (const name of SCRIPT_NAMES) {
+        const text = scriptText(name);
+        const line = text.split("\n").find((l) => !/^\s*#/.test(l) && sourcesAFile.test(l));
+        assert.equal(line, undefined, `${name} embeds a line that sources a file: ${line}`);
+        for (const prelude of preludesOf(name)) {
+            assert.equal(scriptKind(prelude), "prelude", `${name} sources ${prelude}`);
+            // The prelude's first line of code (after its header comments) appears exactly once.
+            const marker = scriptText(prelude)
+                .split("\n")
+                .find((l) => l.trim() !== "" && !l.startsWith("#"))!;
+            assert.equal(text.split(marker).length, 2, `${name}: ${prelude} inlined once`);
+            inlined++;
+        }
+    }
+    assert.ok(inlined >= 30, `${inlined} prelude inclusions`);
+});
+
+test("embedded scripts parse as bash (bash -n)", () => {
+    for (const name of SCRIPT_NAMES.filter((n) => scriptKind(n) !== "prelude")) {
+        const r = spawnSync("bash", ["-n", "-c", scriptText(name)], { encoding: "utf8" });
+        assert.equal(r.status, 0, `${name}: ${r.stderr}`);
+    }
+});
+
+test("a remote step runs its script with the pinned PATH, whatever PATH the SSH session has", () => {
+    const text = stagedCommand("path", [{ name: "p.sh", content: 'printf "%s\\n" "$PATH" "$1"\n' }], [STAGE_DIR]);
+    const r = spawnSync("sh", ["-c", text], { encoding: "utf8", env: { PATH: "/usr/bin:/bin" } });
+    assert.equal(r.status, 0, r.stderr);
+    const [pathSeen, stage] = r.stdout.split("\n");
+    assert.equal(pathSeen, NODE_PATH);
+    assert.match(stage!, /\/ckpr\.[A-Za-z0-9]{8}$/, "STAGE_DIR is the stage directory");
+});
+
+test("a staged file that does not match its checksum stops the step before its script runs, saying so on stderr", () => {
+    const text = remoteCommand({ title: "t", script: "kubeproxy/stale-rules-verify", args: [] });
+    const corrupted = text.replace(/^set -euo pipefail$/m, "set -euo pipefail; echo SHOULD-NOT-RUN");
+    assert.notEqual(corrupted, text);
+    const r = spawnSync("sh", ["-c", corrupted], { encoding: "utf8" });
+    assert.notEqual(r.status, 0);
+    assert.doesNotMatch(r.stdout, /SHOULD-NOT-RUN/);
+    assert.match(r.stderr, /stale-rules-verify\.sh: FAILED/);
+    assert.match(r.stderr, /a staged file does not match its checksum; nothing was run/);
+    assert.equal(r.stdout, "", "stdout stays the script's");
+});
+
+test("every remote command the program declares is built by the one builder: staged, checked, PATH pinned, sudo -n, stdin closed", async () => {
+    const { resources, error } = await runProgram("prod");
+    assert.equal(error, undefined);
+    // The node store's check reads the SSH user's own store as that user and stages nothing (commands/nodeStore.ts).
+    const storeChecks = resources.filter((r) => r.type === "command:remote:Command" && r.name.startsWith("node-store-check-"));
+    assert.equal(storeChecks.length, 3);
+    for (const r of storeChecks) {
+        assert.match(String(r.inputs.create), /^sha256sum --quiet --strict -c [0-9a-f]{64}$/m, `${r.name} checks every stored file`);
+        assert.doesNotMatch(`${String(r.inputs.create)}${String(r.inputs.delete)}`, /sudo/, `${r.name} runs as the SSH user`);
+    }
+    const remote = resources.filter((r) => r.type === "command:remote:Command" && !storeChecks.includes(r));
+    assert.ok(remote.length >= 6);
+    const run = new RegExp(`^\\$ckpr_sudo env PATH=${NODE_PATH.replace(/[/.]/g, "\\$&")} bash "\\$ckpr_stage/[a-z-]+\\.sh"( \\S+)* </dev/null$`, "m");
+    for (const r of remote) {
+        for (const field of ["create", "delete"] as const) {
+            const text = r.inputs[field];
+            if (text === undefined) continue;
+            assert.equal(typeof text, "string", `${r.name}.${field}`);
+            // Inline files are checked against the SUMS heredoc, files fetched from the node store as they are fetched.
+            const checksInline = /^\(cd "\$ckpr_stage" && sha256sum --quiet --strict -c - >&2\) <<'CKPR_SUMS_[0-9A-F_]+' \|\| \{ echo .* >&2; exit 1; \}$/m;
+            const checksFetched =
+                /^ckpr_fetch\(\) \{ cp -- "\$ckpr_store\/\$1" "\$ckpr_stage\/\$2" && printf '%s {2}%s\\n' "\$1" "\$2" \| \(cd "\$ckpr_stage" && sha256sum --quiet --strict -c - >&2\) \|\|$/m;
+            const staged = (text as string).match(/^(cat >|base64 -d >|ckpr_fetch [0-9a-f]{64} )/gm) ?? [];
+            assert.ok(staged.length > 0, `${r.name}.${field} stages its script`);
+            if (staged.some((s) => !s.startsWith("ckpr_fetch"))) assert.match(text as string, checksInline, `${r.name}.${field} checks what it staged`);
+            if (staged.some((s) => s.startsWith("ckpr_fetch"))) assert.match(text as string, checksFetched, `${r.name}.${field} checks what it fetched`);
+            assert.match(text as string, /ckpr_sudo="sudo -n"/, `${r.name}.${field}`);
+            assert.match(text as string, run, `${r.name}.${field} runs its script with the pinned PATH and stdin closed`);
+        }
+    }
+});
+
+/*
+ * Compile-time checks, run by `tsc --noEmit -p .` (the first step of `npm test`): each
+ * `@ts-expect-error` line must be a type error, or tsc fails. Never called.
+ */
+export function scriptParametersAreTyped(): void {
+    const cluster = { kubeProxy: { namespace: "kube-system" } } as Parameters<typeof clusterCommand>[1]["cluster"];
+    clusterCommand("ok", { cluster, create: "kubeproxy/kpr-gate", environment: { CILIUM_NAMESPACE: "kube-system" } }, {});
+    const gate = "kubeproxy/kpr-gate";
+    // @ts-expect-error -- kubeadm's backup ConfigMap is another script's environment, not kpr-gate.sh's
+    clusterCommand("wrong-env", { cluster, create: gate, environment: { CILIUM_NAMESPACE: "n", KUBEADM_BACKUP_CONFIGMAP: "b" } }, {});
+    // @ts-expect-error -- the delete runs with the create's stored environment: kube-proxy-restore.sh needs its backup ConfigMap
+    clusterCommand("delete-env", { cluster, create: "kubeproxy/kpr-gate", delete: "kubeproxy/kube-proxy-restore", environment: { CILIUM_NAMESPACE: "n" } }, {});
+    // @ts-expect-error -- a node script is no cluster step
+    clusterCommand("node-script", { cluster, create: "tproxy/tproxy-apply", environment: {} }, {});
+    remoteCommand({ title: "ok", script: "kubeproxy/stale-rules-cleanup", args: ["nft"] });
+    // @ts-expect-error -- stale-rules-cleanup.sh takes the iptables backend, not another script's arguments
+    remoteCommand({ title: "wrong-args", script: "kubeproxy/stale-rules-cleanup", args: [STAGE_DIR, "/var/lib/x", "auto"] });
+    // @ts-expect-error -- a cluster script does not run on a node
+    remoteCommand({ title: "cluster-script", script: "kubeproxy/kpr-gate", args: [] });
+}
