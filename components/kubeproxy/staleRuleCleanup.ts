@@ -4,6 +4,7 @@ import type { ClusterConfig, NodeConfig } from "../config/schema";
 import { nodeCommandOptions, nodeConnection } from "../commands/nodeConnection";
 import { remoteCommand } from "../commands/remoteCommand";
 import { afterStore, type NodeStoreSteps } from "../commands/nodeStoreSteps";
+import type { StoreRef } from "../commands/nodeStore";
 import { STEP } from "../resourceNames";
 
 /**
@@ -45,14 +46,17 @@ export function staleRuleVerify(
         STEP.staleRuleVerify(node.name),
         {
             connection: nodeConnection(node, privateKey),
-            create: remoteCommand({
-                title: `verify no kube-proxy state remains on ${node.name}`,
-                script: "kubeproxy/stale-rules-verify",
-                args: [],
-                store: store?.ref,
-            }),
+            create: staleRuleVerifyCommand(node.name, store?.ref),
             addPreviousOutputInEnv: false,
         },
         { ...afterStore(opts, store), ...nodeCommandOptions() },
     );
+}
+
+/**
+ * The verify's command text. Without a store it carries the script itself: the drift check
+ * (tools/driftCheck.ts) runs it that way, so it works on a node whatever its store holds.
+ */
+export function staleRuleVerifyCommand(nodeName: string, store?: StoreRef): string {
+    return remoteCommand({ title: `verify no kube-proxy state remains on ${nodeName}`, script: "kubeproxy/stale-rules-verify", args: [], store });
 }
