@@ -8,6 +8,7 @@
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { STEP } from "../components/resourceNames";
+import { WAVE_STEP } from "../components/waves/waveSteps";
 import { validateStackConfig } from "../components/config/validate";
 import { recordProgram } from "../tools/mockRuntime";
 import { rawStackConfig, readStackFile } from "../tools/stackFile";
@@ -19,8 +20,10 @@ export interface RecordedInputs {
     readonly inputs: Record<string, unknown>;
 }
 
-/** The per-node step kinds: every STEP name that is built from a node name, e.g. "tproxyApply". */
-const NODE_STEP_KINDS = Object.entries(STEP).flatMap(([kind, name]) => (typeof name === "function" ? [{ kind, name }] : []));
+/** The per-node step kinds: every STEP (and wave path WAVE_STEP) name built from a node name, e.g. "tproxyApply". */
+const NODE_STEP_KINDS = [...Object.entries(STEP), ...Object.entries(WAVE_STEP).filter(([kind]) => kind !== "wave")].flatMap(([kind, name]) =>
+    typeof name === "function" ? [{ kind, name: name as (node: string) => string }] : [],
+);
 
 export interface NodeInputBytes {
     /** Nodes that own at least one step (a waves stack may leave configured nodes out). */
