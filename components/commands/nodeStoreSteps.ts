@@ -48,12 +48,14 @@ export function nodeStoreSteps(
             connection,
             create: storeCheckCommand(set),
             delete: storeRemoveCommand(),
-            // A replaced copy (a moved node) replaces the check: the old one's delete removes the store on the
-            // old host (a delete runs with the connection stored in state), the new one checks the new host.
-            triggers: [copy.id],
+            // No trigger on the copy: a replaced copy on the same host (`pulumi up --replace` to restore a damaged
+            // store) would replace the check too, and its delete would remove the store the copy just filled. A
+            // moved node updates the check (the connection is an input), which then checks the new host; the old
+            // host keeps its store.
             addPreviousOutputInEnv: false,
         },
-        // The old delete removes the store: it must run before the replacement checks the new copy.
+        // Delete-first like every step with a delete (policy pack): a replaced check removes the store, then the
+        // new check refuses until the copy is replaced too (README "The node store").
         { ...opts, ...nodeCommandOptions(), dependsOn: [copy], deleteBeforeReplace: true },
     );
     return { ref: storeRef(set), copy, check };
