@@ -19,6 +19,7 @@ import { spawnSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import * as ipaddr from "ipaddr.js";
 import * as YAML from "yaml";
+import { inputBytesTable, type NodeInputBytes } from "./inputBytes";
 
 const REPO_ROOT = path.resolve(__dirname, "..");
 const BASE_STACK = "prod";
@@ -152,6 +153,26 @@ function timedPlanRun(nodeCount: number): RunResult {
         const usage = new RegExp(`^${USAGE_MARKER} (\\d+) (\\d+)$`, "m").exec(readFileSync(stderrPath, "utf8"));
         if (usage === null) throw new Error(`plan for ${nodeCount} nodes did not report its memory and CPU time`);
         return { ms, resources: Number(header[1]), declared, maxRssKiB: Number(usage[1]), cpuMs: Number(usage[2]) / 1000 };
+    } finally {
+        rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+/** Resource-input bytes per node of a generated stack (bench/inputBytes.ts in its own process; not timed). */
+function measuredInputBytes(nodeCount: number): NodeInputBytes {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "plan-scale-bytes-"));
+    try {
+        const stack = writeSyntheticStack(dir, nodeCount);
+        const run = spawnSync(process.execPath, ["--import", "tsx", path.join(REPO_ROOT, "bench", "inputBytes.ts"), "--stack", stack, "--stack-dir", dir], {
+            cwd: REPO_ROOT,
+            encoding: "utf8",
+            timeout: RUN_TIMEOUT_MS,
+            maxBuffer: 1 << 20,
+        });
+        if (run.error !== undefined || run.status !== 0) {
+            throw new Error(`input bytes for ${nodeCount} nodes failed (${run.error?.message ?? `exit ${String(run.status)}`}):\n${run.stderr}`);
+        }
+        return JSON.parse(run.stdout) as NodeInputBytes;
     } finally {
         rmSync(dir, { recursive: true, force: true });
     }
@@ -299,6 +320,7 @@ function main(): number {
             "paired x: median over rounds of the factor within a round; peak RSS: the plan process's, worst run\n",
     );
     process.stdout.write(issueFigures(rows));
+    process.stdout.write(`\n${inputBytesTable(sizes.map((nodes) => ({ nodes, bytes: measuredInputBytes(nodes) })))}`);
     return 0;
 }
 

@@ -20,6 +20,8 @@ import { staleRuleCleanup, staleRuleVerify } from "./kubeproxy/staleRuleCleanup"
 import { STEP, TYPE } from "./resourceNames";
 import { NodeTproxy } from "./tproxy/nodeTproxy";
 import { migratedNodes, migrationScope } from "./config/migratedNodes";
+import { nodeStoreSteps } from "./commands/nodeStoreSteps";
+import { nodeStoreSet } from "./nodeStoreContents";
 import { usesWaves, wavesScope } from "./waves/wavePlan";
 import { waveReleaseValues } from "./waves/pendingNodeConfig";
 import { preReleaseSteps, waveGraph, type WaveGraph } from "./waves/waveGraph";
@@ -74,15 +76,18 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
             child,
         );
 
+        // Each node's store (commands/nodeStore.ts) holds the scripts its steps fetch by digest; every node
+        // step depends on it, so destroy removes it after their deletes.
+        const stores = new Map(config.nodes.map((node) => [node.name, nodeStoreSteps(node, sshPrivateKey, nodeStoreSet(config, node), child)]));
         // A failed preflight stops the run before the release changes anything.
-        const checks = preflight(config, sshPrivateKey, child);
+        const checks = preflight(config, sshPrivateKey, child, stores);
         const identity = releaseIdentityGuard(config.cilium, child);
 
         if (usesWaves(config.migration)) {
             // Node by node (components/waves/): the pending CiliumNodeConfig exists before the values snapshot,
             // so destroy restores the values before it deletes that object, and before the release gets its
             // final values, so no agent of an unmigrated node starts with KPR.
-            const graphArgs = { config, provider: this.provider, sshPrivateKey, parent: this };
+            const graphArgs = { config, provider: this.provider, sshPrivateKey, parent: this, stores };
             const pre = preReleaseSteps(graphArgs, checks);
             const snapshot = valuesSnapshot(config, { ...child, dependsOn: [...checks, identity, pre.pendingNodeConfig] });
             this.cilium = new CiliumRelease(
@@ -144,21 +149,21 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
         const nodes = new Map<string, MigratedNodeSteps>();
         const tproxies: NodeTproxy[] = [];
         migratedNodes(config).forEach((node, i) => {
-            const cleanup = removal && staleRuleCleanup(node, config.cluster, sshPrivateKey, { ...child, dependsOn: [removal] });
+            const cleanup = removal && staleRuleCleanup(node, config.cluster, sshPrivateKey, { ...child, dependsOn: [removal] }, stores.get(node.name));
             // Nodes change `nodeConcurrency` at a time (default one): each waits for the node
             // `nodeConcurrency` places before it to be confirmed reachable, so a bad change stops early.
             const previous = tproxies[i - config.tproxy.nodeConcurrency];
             const tproxy = config.tproxy.enabled
                 ? new NodeTproxy(
                       STEP.nodeTproxy(node.name),
-                      { config, node, privateKey: sshPrivateKey },
+                      { config, node, privateKey: sshPrivateKey, store: stores.get(node.name) },
                       { ...child, dependsOn: [cleanup ?? this.cilium.release, ...(previous ? [previous.confirm] : [])] },
                   )
                 : undefined;
             if (tproxy) tproxies.push(tproxy);
             // Each node is checked after its own steps only: waiting for every node's steps would add
             // nodes² dependency edges (500,000 at 500 nodes) to the plan and the state.
-            const verify = removal && staleRuleVerify(node, sshPrivateKey, { ...child, dependsOn: [cleanup, tproxy?.confirm].filter((r) => r !== undefined) });
+            const verify = removal && staleRuleVerify(node, sshPrivateKey, { ...child, dependsOn: [cleanup, tproxy?.confirm].filter((r) => r !== undefined) }, stores.get(node.name));
             nodes.set(node.name, { cleanup, tproxy, verify });
         });
         this.nodes = nodes;

@@ -21,6 +21,8 @@ export const STEP = {
     clusterIdentity: "cluster-identity",
     operatorPreflight: "preflight-operator",
     nodePreflight: perNode("preflight-"),
+    nodeStore: perNode("node-store-"),
+    nodeStoreCheck: perNode("node-store-check-"),
     releaseIdentity: "cilium-release-identity",
     valuesSnapshot: "cilium-values-snapshot",
     ciliumUpgradePreflight: "cilium-upgrade-preflight",
@@ -87,4 +89,5 @@ export const TYPE = {
     helmRelease: "kubernetes:helm.sh/v3:Release",
     localCommand: "command:local:Command",
     remoteCommand: "command:remote:Command",
+    copyToRemote: "command:remote:CopyToRemote",
 } as const;

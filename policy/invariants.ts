@@ -221,9 +221,9 @@ export function hostKeyProblem(hostKey: unknown): string | undefined {
     return placeholder === undefined ? undefined : `is a placeholder ("${placeholder}"), not a key from ssh-keyscan`;
 }
 
-/** Every remote.Command pins its node's host key (connection.hostKey, and the jump host's when there is one). */
+/** Every remote.Command and CopyToRemote pins its node's host key (connection.hostKey, and the jump host's when there is one). */
 export function hostKeyViolations(r: ResourceView): Violation[] {
-    if (r.type !== TYPE.remoteCommand) return [];
+    if (r.type !== TYPE.remoteCommand && r.type !== TYPE.copyToRemote) return [];
     const connection = asRecord(r.props.connection);
     if (connection === undefined) return [{ urn: r.urn, message: "has no connection" }];
     const violations: Violation[] = [];

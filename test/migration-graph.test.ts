@@ -3,6 +3,7 @@ import * as assert from "node:assert/strict";
 import * as util from "node:util";
 import type { RecordedResource } from "../tools/mockRuntime";
 import { creationOrder } from "../tools/mockRuntime";
+import { textsDigest } from "../components/commands/triggerDigest";
 import { STEP } from "../components/resourceNames";
 import { scriptText } from "../components/commands/scripts";
 import { dependenciesOf, find, runProgram } from "./support/program";
@@ -29,14 +30,14 @@ test("prod graph: preflight -> snapshot -> release -> gate -> removal -> cleanup
         "nothing changes before every preflight passed and the release identity is unchanged",
     );
     for (const node of NODES) {
-        assert.deepEqual([...deps(STEP.staleRuleCleanup(node))], [STEP.kubeProxyRemoval]);
+        assert.deepEqual([...deps(STEP.staleRuleCleanup(node))], [STEP.kubeProxyRemoval, STEP.nodeStoreCheck(node)]);
         assert.ok(deps(STEP.tproxyApply(node)).includes(STEP.staleRuleCleanup(node)));
     }
     assert.ok(deps(STEP.tproxyApply("m601")).includes(STEP.tproxyConfirm("m600")), "one node at a time");
     for (const node of NODES) {
         assert.deepEqual(
             [...deps(STEP.staleRuleVerify(node))].sort(),
-            [STEP.staleRuleCleanup(node), STEP.tproxyConfirm(node)].sort(),
+            [STEP.staleRuleCleanup(node), STEP.tproxyConfirm(node), STEP.nodeStoreCheck(node)].sort(),
             "a node's check waits for its own steps only (edges grow with nodes, not nodes²)",
         );
     }
@@ -132,7 +133,10 @@ test("canary (migration.canaryNodes [m600]): kube-proxy is kept off m600 only, a
         assert.ok(names.includes(step("m600")), `${step("m600")} exists`);
         for (const other of ["m601", "storage"]) assert.ok(!names.includes(step(other)), `${step(other)} must wait for the full migration`);
     }
-    assert.deepEqual([...resources.find((r) => r.custom && r.name === STEP.staleRuleCleanup("m600"))!.dependsOn], [STEP.kubeProxyCanaryExclusion]);
+    assert.deepEqual(
+        [...resources.find((r) => r.custom && r.name === STEP.staleRuleCleanup("m600"))!.dependsOn],
+        [STEP.kubeProxyCanaryExclusion, STEP.nodeStoreCheck("m600")],
+    );
     // Preflight still covers every node: the full migration follows on the same stack.
     for (const node of NODES) assert.ok(names.includes(STEP.nodePreflight(node)));
     const verification = dependenciesOf(resources, STEP.verification);
@@ -187,6 +191,8 @@ test("every step whose delete undoes its create is replaced delete-first (the en
             // kubeadm's proxy.disabled is set only once kube-proxy is gone for good, never during a canary.
             ...(canaryNodes.length === 0 ? [STEP.kubeadmProxyDisabled] : []),
             ...(canaryNodes.length === 0 ? NODES : canaryNodes).map(STEP.tproxyApply),
+            // Every node's store: its delete removes the store once every node step's delete ran.
+            ...NODES.map(STEP.nodeStoreCheck),
         ].sort();
         assert.deepEqual(names, expected, "the steps with a delete");
         for (const r of withDelete) assert.equal(r.deleteBeforeReplace, true, `${r.name}: a replacement must run the old delete before the new create`);
@@ -200,6 +206,10 @@ test("a node's confirm re-runs whenever its apply runs again, also when only the
         const confirm = find(resources, "command:remote:Command", STEP.tproxyConfirm(node));
         // pulumi-command 1.2.1 remote/commandController.go Update: any input change re-runs `create` (no
         // `update` command), which arms the revert again; only a changed trigger replaces (re-runs) the confirm.
-        assert.deepEqual(confirm.inputs.triggers, [apply.inputs.create, apply.inputs.delete]);
+        // The trigger is a digest of both texts (state keeps every input), so it changes when either does.
+        const [create, del] = [apply.inputs.create as string, apply.inputs.delete as string];
+        assert.deepEqual(confirm.inputs.triggers, [textsDigest([create, del])]);
+        assert.notEqual(textsDigest([create, `${del}\n`]), textsDigest([create, del]), "a changed delete text changes the trigger");
+        assert.notEqual(textsDigest([`${create}\n`, del]), textsDigest([create, del]), "a changed create text changes the trigger");
     }
 });

@@ -85,7 +85,8 @@ test("the plan's order reflects the engine: providers, property dependencies, an
         for (const dep of e.waitsFor) assert.ok(entries.find((x) => x.urn === dep)!.wave! < e.wave!, `${e.name} comes after ${dep}`);
     }
     assert.match(stdout, /A step whose create fails is not recorded in state/);
-    assert.match(stdout, /\[wave 2\] preflight-m601/);
+    // Wave 2 the node's store copy, wave 3 its check, then the node preflight that fetches its script from the store.
+    assert.match(stdout, /\[wave 4\] preflight-m601/);
 });
 
 test("adoption.sh names only URNs of the plan, with the right types, and an import that lands on the release's URN", (t) => {

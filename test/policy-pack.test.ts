@@ -226,6 +226,11 @@ test("host keys: unset, malformed, mismatched, truncated, ssh-rsa and placeholde
         /^connection\.proxy\.hostKey is not set/,
     );
     assert.match(hostKeyViolations({ ...cleanup, props: {} })[0]!.message, /has no connection/);
+    // The node store's copy connects the same way (commands/nodeStoreSteps.ts): pinned too.
+    assert.match(
+        hostKeyViolations({ ...cleanup, type: TYPE.copyToRemote, props: { connection: { ...conn, hostKey: undefined } } })[0]!.message,
+        /^connection\.hostKey is not set/,
+    );
     // Only remote commands are checked: a local command has no host to pin.
     assert.deepEqual(hostKeyViolations({ ...cleanup, type: TYPE.localCommand, props: {} }), []);
 });
@@ -386,7 +391,8 @@ test("prod as committed: every remote command is refused for its placeholder hos
     const { resources, error } = await runProgram("prod");
     assert.equal(error, undefined);
     const views = viewsOf(resources, "prod");
-    const remote = views.filter((v) => v.type === TYPE.remoteCommand);
+    // The node store's copies (CopyToRemote) connect to the nodes too.
+    const remote = views.filter((v) => v.type === TYPE.remoteCommand || v.type === TYPE.copyToRemote);
     const v = allViolations(views);
     assert.equal(v.length, remote.length);
     assert.ok(

@@ -89,7 +89,14 @@ test("a staged file that does not match its checksum stops the step before its s
 test("every remote command the program declares is built by the one builder: staged, checked, PATH pinned, sudo -n, stdin closed", async () => {
     const { resources, error } = await runProgram("prod");
     assert.equal(error, undefined);
-    const remote = resources.filter((r) => r.type === "command:remote:Command");
+    // The node store's check reads the SSH user's own store as that user and stages nothing (commands/nodeStore.ts).
+    const storeChecks = resources.filter((r) => r.type === "command:remote:Command" && r.name.startsWith("node-store-check-"));
+    assert.equal(storeChecks.length, 3);
+    for (const r of storeChecks) {
+        assert.match(String(r.inputs.create), /^sha256sum --quiet --strict -c [0-9a-f]{64}$/m, `${r.name} checks every stored file`);
+        assert.doesNotMatch(`${String(r.inputs.create)}${String(r.inputs.delete)}`, /sudo/, `${r.name} runs as the SSH user`);
+    }
+    const remote = resources.filter((r) => r.type === "command:remote:Command" && !storeChecks.includes(r));
     assert.ok(remote.length >= 6);
     const run = new RegExp(`^ckpr_run \\$ckpr_sudo env PATH=${NODE_PATH.replace(/[/.]/g, "\\$&")} bash "\\$ckpr_stage/[a-z-]+\\.sh"( \\S+)* </dev/null$`, "m");
     for (const r of remote) {
@@ -97,11 +104,14 @@ test("every remote command the program declares is built by the one builder: sta
             const text = r.inputs[field];
             if (text === undefined) continue;
             assert.equal(typeof text, "string", `${r.name}.${field}`);
-            assert.match(
-                text as string,
-                /^\(cd "\$ckpr_stage" && sha256sum --quiet --strict -c - >&2\) <<'CKPR_SUMS_[0-9A-F_]+' \|\| \{ echo .* >&2; exit 1; \}$/m,
-                `${r.name}.${field} checks what it staged`,
-            );
+            // Inline files are checked against the SUMS heredoc, files fetched from the node store as they are fetched.
+            const checksInline = /^\(cd "\$ckpr_stage" && sha256sum --quiet --strict -c - >&2\) <<'CKPR_SUMS_[0-9A-F_]+' \|\| \{ echo .* >&2; exit 1; \}$/m;
+            const checksFetched =
+                /^ckpr_fetch\(\) \{ cp -- "\$ckpr_store\/\$1" "\$ckpr_stage\/\$2" && printf '%s {2}%s\\n' "\$1" "\$2" \| \(cd "\$ckpr_stage" && sha256sum --quiet --strict -c - >&2\) \|\|$/m;
+            const staged = (text as string).match(/^(cat >|base64 -d >|ckpr_fetch [0-9a-f]{64} )/gm) ?? [];
+            assert.ok(staged.length > 0, `${r.name}.${field} stages its script`);
+            if (staged.some((s) => !s.startsWith("ckpr_fetch"))) assert.match(text as string, checksInline, `${r.name}.${field} checks what it staged`);
+            if (staged.some((s) => s.startsWith("ckpr_fetch"))) assert.match(text as string, checksFetched, `${r.name}.${field} checks what it fetched`);
             assert.match(text as string, /ckpr_sudo="sudo -n"/, `${r.name}.${field}`);
             assert.match(text as string, run, `${r.name}.${field} runs its script with the pinned PATH and stdin closed`);
         }

@@ -26,9 +26,9 @@ test("every remote command the program declares pins the configured host key of 
     const validated = validateStackConfig(PROJECT, rawStack("prod"));
     assert.ok(validated.ok);
     const byAddress = new Map(validated.config.nodes.map((n) => [n.address, n]));
-    const remote = resources.filter((r) => r.type === TYPE.remoteCommand);
-    // Preflight, stale-rule cleanup and verify, tproxy apply and confirm: five per node.
-    assert.equal(remote.length, 5 * validated.config.nodes.length, remote.map((r) => r.name).join(" "));
+    const remote = resources.filter((r) => r.type === TYPE.remoteCommand || r.type === TYPE.copyToRemote);
+    // Preflight, stale-rule cleanup and verify, tproxy apply and confirm, the node store's copy and check: seven per node.
+    assert.equal(remote.length, 7 * validated.config.nodes.length, remote.map((r) => r.name).join(" "));
     for (const r of remote) {
         const connection = r.inputs.connection as { host?: unknown; hostKey?: unknown };
         const node = byAddress.get(String(connection.host));

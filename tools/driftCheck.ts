@@ -13,6 +13,7 @@ import { scriptEnvironment, scriptPath } from "../components/commands/scripts";
 import { STEP } from "../components/resourceNames";
 import { nodeTproxyBundle, type NodeBundle } from "../components/tproxy/nodeBundle";
 import { ACTIVATION_SET } from "../components/tproxy/nftRuleset";
+import { staleRuleVerifyCommand } from "../components/kubeproxy/staleRuleCleanup";
 import { driftCheckCommand } from "../components/tproxy/tproxyCommands";
 import { CLUSTER_SCOPE, unchecked, type Finding } from "../components/drift/findings";
 import { clusterFindings, clusterObservationSchema, kubeadmFindings } from "../components/drift/clusterFindings";
@@ -191,7 +192,8 @@ export async function runDriftCheck(options: DriftCheckOptions): Promise<DriftCh
             writeFileSync(knownHosts, knownHostsLine(node), { mode: 0o600 });
             const run = (command: string): RemoteRun => runSsh(sshArgs(node, { knownHosts, privateKey: key.path }, command));
 
-            const staleCheck = steps.get(STEP.staleRuleVerify(node.name))?.create;
+            // The program's own verify, carrying its script (the step itself fetches it from the node store).
+            const staleCheck = steps.get(STEP.staleRuleVerify(node.name))?.create === undefined ? undefined : staleRuleVerifyCommand(node.name);
             if (staleCheck !== undefined) {
                 const result = run(staleCheck);
                 const refused = sshFailure(node, result);

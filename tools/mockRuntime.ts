@@ -59,6 +59,13 @@ function outputsIn(value: unknown, found: OutputWithResources[] = []): OutputWit
     return found;
 }
 
+function containsAsset(value: unknown): boolean {
+    if (Array.isArray(value)) return value.some(containsAsset);
+    if (pulumi.asset.Asset.isInstance(value) || pulumi.asset.Archive.isInstance(value)) return true;
+    if (value !== null && typeof value === "object") return Object.values(value).some(containsAsset);
+    return false;
+}
+
 function unwrapSecrets(value: unknown): unknown {
     if (isSecretWrapper(value)) return unwrapSecrets(value.value);
     if (Array.isArray(value)) return value.map(unwrapSecrets);
@@ -129,6 +136,7 @@ async function recordUnderMocks(run: MockRun, program: () => unknown): Promise<{
     const keys = new WeakMap<pulumi.Resource, string>();
     const nameOf = (key: string) => key.slice(key.indexOf("::") + 2);
     const order: RecordedResource[] = [];
+    const pendingAssets: Promise<void>[] = [];
 
     const prefixed: Record<string, string> = {};
     for (const [k, v] of Object.entries(run.config)) prefixed[`${run.project}:${k}`] = v;
@@ -145,6 +153,15 @@ async function recordUnderMocks(run: MockRun, program: () => unknown): Promise<{
                     const raw = args.inputs as Record<string, unknown>;
                     recorded.inputs = unwrapSecrets(raw) as Record<string, unknown>;
                     recorded.secretInputs = Object.keys(raw).filter((k) => isSecretWrapper(raw[k]));
+                    if (containsAsset(raw)) {
+                        // Assets and archives as the engine stores them ({sig, path|text|uri|assets}; the engine adds
+                        // the hash: pulumi/pulumi sdk/go/common/resource/asset/asset.go Asset.Serialize).
+                        pendingAssets.push(
+                            pulumi.runtime.serializeProperty(args.name, raw, new Set(), { keepOutputValues: false }).then((serialized: unknown) => {
+                                recorded.inputs = unwrapSecrets(serialized) as Record<string, unknown>;
+                            }),
+                        );
+                    }
                 }
                 return { id: `${args.name}-id`, state: mockOutputs(args.type, args.name, args.inputs as Record<string, unknown>) };
             },
@@ -208,6 +225,7 @@ async function recordUnderMocks(run: MockRun, program: () => unknown): Promise<{
         }
         return {};
     });
+    await Promise.all(pendingAssets);
     await pulumi.runtime.disconnect();
     return failure === undefined ? { resources: order } : { resources: order, error: failure };
 }

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import * as path from "node:path";
 import { STAGE_DIR, type NodeScriptName, type ScriptArgs, type ScriptName, type StageDir } from "./scriptParams";
 import { scriptFileName, scriptText } from "./scripts";
+import { storeFetchFunction, storeFetchLine, storeHolds, type StoreRef } from "./nodeStore";
 
 /*
  * The one builder of the command text every remote (node, over SSH) step runs: remote.Command's
@@ -103,7 +104,7 @@ function argument(arg: string | StageDir): string {
  * remoteCommand below, which takes the script by its registry name; this is for tests and tools
  * that run a text of their own.
  */
-export function stagedCommand(title: string, files: readonly StagedFile[], args: readonly (string | StageDir)[]): string {
+export function stagedCommand(title: string, files: readonly StagedFile[], args: readonly (string | StageDir)[], store?: StoreRef): string {
     const run = files[0];
     if (run === undefined) throw new Error(`the ${title} command stages no script`);
     const names = new Set<string>();
@@ -113,7 +114,11 @@ export function stagedCommand(title: string, files: readonly StagedFile[], args:
         names.add(f.name);
     }
     const dirs = [...new Set(files.map((f) => path.posix.dirname(f.name)).filter((d) => d !== "."))].sort();
-    const sums = files.map((f) => `${sha256(f.content)}  ${f.name}`).join("\n") + "\n";
+    // A file the node store holds is fetched from it by digest (and checked as it is fetched) instead of
+    // carried in the text: Pulumi state then keeps a digest, not the file (commands/nodeStore.ts).
+    const inline = files.filter((f) => !storeHolds(store, f.content));
+    const fetched = store !== undefined && inline.length < files.length;
+    const sums = inline.map((f) => `${sha256(f.content)}  ${f.name}`).join("\n") + "\n";
     const sumsTerminator = heredocTerminator("SUMS", sums);
     const text = [
         `# cilium-kpr: ${title.replace(/\n/g, " ")} (runs ${run.name} as root; its files are staged and checked first)`,
@@ -122,9 +127,14 @@ export function stagedCommand(title: string, files: readonly StagedFile[], args:
         `ckpr_stage=$(mktemp -d "\${TMPDIR:-/tmp}/ckpr.XXXXXXXX")`,
         `trap 'rm -rf "$ckpr_stage"' EXIT`,
         ...(dirs.length > 0 ? [`mkdir -p ${dirs.map((d) => `"$ckpr_stage/${d}"`).join(" ")}`] : []),
-        ...files.map((f, i) => stageFile(f, i === 0 ? "SCRIPT" : `F${i}`)),
-        `(cd "$ckpr_stage" && sha256sum --quiet --strict -c - >&2) <<'${sumsTerminator}' || { echo "cilium-kpr: a staged file does not match its checksum; nothing was run" >&2; exit 1; }`,
-        `${sums}${sumsTerminator}`,
+        ...(fetched ? [storeFetchFunction(store.dir)] : []),
+        ...files.map((f, i) => (storeHolds(store, f.content) ? storeFetchLine(sha256(f.content), f.name) : stageFile(f, i === 0 ? "SCRIPT" : `F${i}`))),
+        ...(inline.length === 0
+            ? []
+            : [
+                  `(cd "$ckpr_stage" && sha256sum --quiet --strict -c - >&2) <<'${sumsTerminator}' || { echo "cilium-kpr: a staged file does not match its checksum; nothing was run" >&2; exit 1; }`,
+                  `${sums}${sumsTerminator}`,
+              ]),
         `if [ "$(id -u)" -eq 0 ]; then ckpr_sudo=; else ckpr_sudo="sudo -n"; fi`,
         // The script's stdout is held back until it ends, so its stderr (a failure's reason) comes first.
         `ckpr_run() { ckpr_status=0; "$@" >"$ckpr_stage/.stdout" || ckpr_status=$?; cat "$ckpr_stage/.stdout"; exit "$ckpr_status"; }`,
@@ -148,11 +158,13 @@ export interface RemoteStep<N extends NodeScriptName> {
     readonly companions?: readonly ScriptName[];
     /** Further files staged beside it, by path relative to the stage directory (e.g. a manifest). */
     readonly files?: readonly StagedFile[];
+    /** The node's store: every file it holds is fetched from there by sha256 instead of carried (nodeStore.ts). */
+    readonly store?: StoreRef;
 }
 
 /** The command text of a remote step (see the top of this file for what it does). */
 export function remoteCommand<N extends NodeScriptName>(step: RemoteStep<N>): string {
     const scripts = [step.script, ...(step.companions ?? [])].map((name) => ({ name: scriptFileName(name), content: scriptText(name) }));
     // ScriptArgs<N> is a tuple of words and STAGE_DIR for every node script (scriptParams.ts).
-    return stagedCommand(step.title, [...scripts, ...(step.files ?? [])], step.args as readonly (string | StageDir)[]);
+    return stagedCommand(step.title, [...scripts, ...(step.files ?? [])], step.args as readonly (string | StageDir)[], step.store);
 }

@@ -1,6 +1,7 @@
 import type { NodeConfig } from "../config/schema";
 import type { MigrationConfig } from "../config/validate";
 import { markText, policyRouteSpec } from "../config/policyRouteSpec";
+import type { StoreRef } from "../commands/nodeStore";
 import { remoteCommand, stagedCommand } from "../commands/remoteCommand";
 import { scriptFileName, scriptPath, scriptText } from "../commands/scripts";
 import type { NodePreflightArgs, OperatorPreflightEnv } from "../commands/scriptParams";
@@ -56,10 +57,10 @@ export function nodePreflightScript(): string {
 }
 
 /** The node preflight as a remote.Command `create` (reads only; changes nothing). */
-export function nodePreflightCommand(config: MigrationConfig, node: NodeConfig, script?: string): string {
+export function nodePreflightCommand(config: MigrationConfig, node: NodeConfig, script?: string, store?: StoreRef): string {
     const title = `preflight for node ${node.name} (reads only; changes nothing)`;
     const args = nodePreflightArgs(config, node);
     // `script` replaces the file's text in tests only.
     if (script !== undefined) return stagedCommand(title, [{ name: scriptFileName("preflight/node-preflight"), content: script }], args);
-    return remoteCommand({ title, script: "preflight/node-preflight", args });
+    return remoteCommand({ title, script: "preflight/node-preflight", args, store });
 }

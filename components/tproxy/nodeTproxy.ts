@@ -3,6 +3,8 @@ import * as command from "@pulumi/command";
 import type { MigrationConfig } from "../config/validate";
 import type { NodeConfig } from "../config/schema";
 import { nodeCommandOptions, nodeConnection } from "../commands/nodeConnection";
+import { outputsDigest } from "../commands/triggerDigest";
+import { afterStore, type NodeStoreSteps } from "../commands/nodeStoreSteps";
 import { STEP, TYPE } from "../resourceNames";
 import { nodeTproxyBundle } from "./nodeBundle";
 import { applyCommand, confirmCommand, deleteCommand, remoteSettings } from "./tproxyCommands";
@@ -11,6 +13,8 @@ export interface NodeTproxyArgs {
     readonly config: MigrationConfig;
     readonly node: NodeConfig;
     readonly privateKey: pulumi.Output<string>;
+    /** The node's store (commands/nodeStoreSteps.ts): the texts fetch their scripts from it. */
+    readonly store?: NodeStoreSteps;
 }
 
 /**
@@ -39,14 +43,15 @@ export class NodeTproxy extends pulumi.ComponentResource {
             STEP.tproxyApply(node.name),
             {
                 connection,
-                create: applyCommand(bundle, settings),
-                delete: deleteCommand(bundle, settings),
+                create: applyCommand(bundle, settings, args.store?.ref),
+                // Fetches the store's copy of the scripts it was created with: the store keeps every version.
+                delete: deleteCommand(bundle, settings, args.store?.ref),
                 addPreviousOutputInEnv: false,
             },
             {
                 ...nodeCommandOptions(),
+                ...afterStore({ dependsOn }, args.store),
                 parent: this,
-                dependsOn,
                 // The old delete restores the node as it was before the first apply: it must run before a
                 // replacement applies, or it would tear the new apply down.
                 deleteBeforeReplace: true,
@@ -57,11 +62,12 @@ export class NodeTproxy extends pulumi.ComponentResource {
             STEP.tproxyConfirm(node.name),
             {
                 connection,
-                create: confirmCommand(bundle, settings),
+                create: confirmCommand(bundle, settings, args.store?.ref),
                 // Re-confirm whenever the apply ran again: any change of the apply's inputs re-runs its
                 // create (pulumi-command 1.2.1 remote/commandController.go Update: no `update` command, so
-                // `create` runs), which arms the revert again. The connection is an input of both.
-                triggers: [this.apply.create, this.apply.delete],
+                // `create` runs), which arms the revert again. The connection is an input of both. A digest,
+                // not the texts: triggers are stored in state like any input.
+                triggers: [outputsDigest([this.apply.create, this.apply.delete])],
                 addPreviousOutputInEnv: false,
             },
             { ...nodeCommandOptions(), parent: this, dependsOn: [this.apply] },

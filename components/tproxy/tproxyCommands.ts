@@ -2,6 +2,8 @@ import type { TproxyConfig } from "../config/schema";
 import { remoteCommand, type StagedFile } from "../commands/remoteCommand";
 import { STAGE_DIR, type SystemdUse } from "../commands/scriptParams";
 import type { NodeBundle } from "./nodeBundle";
+import type { StoreRef } from "../commands/nodeStore";
+import { scriptText } from "../commands/scripts";
 import { policyRouteArgs } from "./policyRoutes";
 import { unitNameOf } from "./nodeLayout";
 
@@ -35,19 +37,36 @@ function checkSettings(settings: RemoteSettings): void {
     }
 }
 
+/**
+ * What the node store holds for the tproxy steps: their scripts and the bundle's files but the nft
+ * ruleset, which stays in the apply's text so `pulumi preview` shows its changes line by line.
+ */
+export function tproxyStoreContents(bundle: NodeBundle): string[] {
+    const scripts = [
+        "tproxy/tproxy-apply",
+        "tproxy/tproxy-confirm",
+        "tproxy/tproxy-remove",
+        "tproxy/tproxy-revert",
+        "tproxy/tproxy-boot",
+        "tproxy/policy-routes",
+    ] as const;
+    return [...scripts.map((name) => scriptText(name)), ...bundle.files.filter((f) => f.kind !== "nft-ruleset").map((f) => f.content)];
+}
+
 /** The manifest tproxy-apply.sh reads: "INDEX KIND MODE OWNER PATH" per file. */
 export function bundleManifest(bundle: NodeBundle): string {
     return bundle.files.map((f, i) => `${i} ${f.kind} ${f.mode} ${f.owner} ${f.path}\n`).join("");
 }
 
 /** remote.Command `create`/`update`: stage, record, check, arm the revert, apply. */
-export function applyCommand(bundle: NodeBundle, settings: RemoteSettings): string {
+export function applyCommand(bundle: NodeBundle, settings: RemoteSettings, store?: StoreRef): string {
     checkSettings(settings);
     return remoteCommand({
         title: "tproxy apply",
         script: "tproxy/tproxy-apply",
         companions: ["tproxy/tproxy-revert", "tproxy/tproxy-boot", "tproxy/policy-routes"],
         files: bundleFiles(bundle),
+        store,
         args: [
             STAGE_DIR,
             bundle.layout.stateDir,
@@ -61,23 +80,25 @@ export function applyCommand(bundle: NodeBundle, settings: RemoteSettings): stri
 }
 
 /** A separate remote.Command over a fresh SSH connection: verifies the applied state, disarms the revert. */
-export function confirmCommand(bundle: NodeBundle, settings: RemoteSettings): string {
+export function confirmCommand(bundle: NodeBundle, settings: RemoteSettings, store?: StoreRef): string {
     checkSettings(settings);
     return remoteCommand({
         title: "tproxy confirm",
         script: "tproxy/tproxy-confirm",
         companions: ["tproxy/policy-routes"],
+        store,
         args: [STAGE_DIR, bundle.layout.stateDir, settings.systemd],
     });
 }
 
 /** remote.Command `delete`: restores the node as it was before the first apply. */
-export function deleteCommand(bundle: NodeBundle, settings: RemoteSettings): string {
+export function deleteCommand(bundle: NodeBundle, settings: RemoteSettings, store?: StoreRef): string {
     checkSettings(settings);
     return remoteCommand({
         title: "tproxy delete",
         script: "tproxy/tproxy-remove",
         companions: ["tproxy/policy-routes"],
+        store,
         args: [STAGE_DIR, bundle.layout.stateDir, settings.systemd],
     });
 }

@@ -6,6 +6,7 @@ import { clusterCommand } from "../commands/clusterCommand";
 import { STEP, WAVE_STEP } from "../resourceNames";
 import { staleRuleCleanup } from "../kubeproxy/staleRuleCleanup";
 import { NodeTproxy } from "../tproxy/nodeTproxy";
+import type { NodeStoreSteps } from "../commands/nodeStoreSteps";
 import { declaredWaves, MIGRATED_LABEL, planWaves, type Wave } from "./wavePlan";
 import { PENDING_NODE_CONFIG_NAME, pendingNodeConfig } from "./pendingNodeConfig";
 import { NODE_CONFIG_CHECK_ENV } from "../ciliumVersions/ciliumVersions";
@@ -27,6 +28,8 @@ export interface WaveGraphArgs {
     readonly provider: k8s.Provider;
     readonly sshPrivateKey: pulumi.Output<string>;
     readonly parent: pulumi.Resource;
+    /** Each node's store (commands/nodeStoreSteps.ts), by node name. */
+    readonly stores?: ReadonlyMap<string, NodeStoreSteps>;
 }
 
 export interface PreReleaseSteps {
@@ -165,9 +168,10 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
                 },
                 { parent, dependsOn: [handover] },
             );
-            const cleanup = staleRuleCleanup(node, cluster, sshPrivateKey, { parent, dependsOn: [gate] });
+            const store = args.stores?.get(name);
+            const cleanup = staleRuleCleanup(node, cluster, sshPrivateKey, { parent, dependsOn: [gate] }, store);
             const tproxy = config.tproxy.enabled
-                ? new NodeTproxy(STEP.nodeTproxy(name), { config, node, privateKey: sshPrivateKey }, { parent, dependsOn: [cleanup] })
+                ? new NodeTproxy(STEP.nodeTproxy(name), { config, node, privateKey: sshPrivateKey, store }, { parent, dependsOn: [cleanup] })
                 : undefined;
             const services = clusterCommand(
                 WAVE_STEP.nodeServices(name),

@@ -1,0 +1,53 @@
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as path from "node:path";
+import { inputBytes, inputBytesTable, nodeInputBytes, type NodeInputBytes } from "../bench/inputBytes";
+import { STEP } from "../components/resourceNames";
+import { ROOT } from "./support/stacks";
+
+test("nodeInputBytes attributes each custom resource to the node its STEP name carries, the rest to the cluster", () => {
+    const r = (name: string, inputs: Record<string, unknown>, custom = true) => ({ name, inputs, custom });
+    const resources = [
+        r(STEP.tproxyApply("a"), { create: "x".repeat(100) }),
+        r(STEP.tproxyApply("b"), { create: "x".repeat(300) }),
+        r(STEP.nodePreflight("a"), { create: "y" }),
+        r(STEP.nodeTproxy("a"), {}, false),
+        r(STEP.kprGate, { create: "z".repeat(50) }),
+    ];
+    const bytes = nodeInputBytes(resources, ["a", "b", "c"]);
+    const apply = (n: number) => inputBytes({ create: "x".repeat(n) });
+    assert.equal(bytes.nodes, 2, "node c owns no step");
+    assert.equal(bytes.perKind.tproxyApply, (apply(100) + apply(300)) / 2);
+    assert.equal(bytes.perKind.nodePreflight, inputBytes({ create: "y" }) / 2);
+    assert.equal(bytes.maxNode, apply(300));
+    assert.equal(bytes.perNode, (apply(100) + apply(300) + inputBytes({ create: "y" })) / 2);
+    assert.equal(bytes.cluster, inputBytes({ create: "z".repeat(50) }));
+    assert.match(
+        inputBytesTable([{ nodes: 3, bytes }]),
+        /^nodes\s+with steps\s+KB\/node\s+max KB\/node\s+tproxyApply KB\s+nodePreflight KB\s+cluster KB\s+MB total\n\s+3\s+2\s+/,
+    );
+});
+
+test("bench/inputBytes.ts measures Pulumi.prod.yaml's node steps from the inputs the program registers", () => {
+    const run = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "inputBytes.ts"), "--stack", "prod"], {
+        cwd: ROOT,
+        encoding: "utf8",
+        timeout: 60_000,
+    });
+    assert.equal(run.status, 0, run.stderr);
+    const bytes = JSON.parse(run.stdout) as NodeInputBytes;
+    assert.equal(bytes.nodes, 3);
+    assert.deepEqual(Object.keys(bytes.perKind).sort(), [
+        "nodePreflight",
+        "nodeStore",
+        "nodeStoreCheck",
+        "staleRuleCleanup",
+        "staleRuleVerify",
+        "tproxyApply",
+        "tproxyConfirm",
+    ]);
+    for (const [kind, kb] of Object.entries(bytes.perKind)) assert.ok(kb > 300, `${kind}: ${kb} bytes is no step at all`);
+    // Issue 11 item 8: at most 16 KB of resource inputs per node (the scripts live in the node store).
+    assert.ok(bytes.perNode <= 16_000, `${bytes.perNode} bytes of inputs per node: ${JSON.stringify(bytes.perKind)}`);
+});

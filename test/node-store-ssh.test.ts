@@ -1,0 +1,101 @@
+import { strict as assert } from "node:assert";
+import { after, before, describe, test } from "node:test";
+import * as path from "node:path";
+import { hostToolsMissing } from "../lab/hostTools";
+import { SshLab, layoutUnder } from "../lab/sshLab";
+import { createCopy, updateCopy, type CopyInputs } from "./support/copyToRemote";
+import { renderNodeBundle, type NodeBundle } from "../components/tproxy/nodeBundle";
+import type { PolicyRouteSpec } from "../components/tproxy/policyRoutes";
+import { applyCommand, confirmCommand, deleteCommand, tproxyStoreContents, type RemoteSettings } from "../components/tproxy/tproxyCommands";
+import { scriptText } from "../components/commands/scripts";
+import { sha256Hex, storeCheckCommand, storeRef, storeRemoveCommand, storeSet, writeLocalStore, type StoreSet } from "../components/commands/nodeStore";
+
+const skip = hostToolsMissing(["nft", "ip", "sshd", "ssh", "ssh-keygen", "flock", "setsid", "sha256sum"]);
+
+const TABLE = "kpr_test_store";
+const settings: RemoteSettings = { revertAfterSeconds: 30, systemd: "off" };
+const routes: PolicyRouteSpec = { mark: 0x1, table: 100, priority: 1000, families: ["ipv4"] };
+const RULESET = `table inet ${TABLE} {}\ndelete table inet ${TABLE}\ntable inet ${TABLE} {\n  chain prerouting {\n    type filter hook prerouting priority mangle; policy accept;\n    meta mark 0x1 counter accept\n  }\n}\n`;
+
+function bundleFor(lab: SshLab): NodeBundle {
+    return renderNodeBundle({ tableName: TABLE, ruleset: RULESET, routes, layout: layoutUnder(lab.root) });
+}
+
+/** What the steps may touch: our table, the ip rules, and every file under the lab's root. */
+function nodeState(lab: SshLab): string {
+    return [lab.node.sh("nft list tables"), lab.node.sh("ip -4 rule show"), lab.node.sh(`cd ${lab.root} && find . -printf '%p %m %u:%g %s\\n' | sort`)].join(
+        "\n---\n",
+    );
+}
+
+describe("node steps fetching their scripts from the node store, over real SSH", { skip }, () => {
+    let lab: SshLab;
+    before(async () => {
+        lab = new SshLab();
+        await lab.start();
+    });
+    after(() => lab?.dispose());
+
+    test("apply, confirm and an old delete run from the store after a newer copy; removing the store leaves the node as found", () => {
+        // An absolute store directory inside the lab (production: relative, i.e. under the SSH user's home).
+        const storeDir = path.join(lab.root, "home", ".cilium-kpr", "node-store");
+        const local = path.join(lab.dir, "local-store");
+        lab.node.sh(`mkdir -p ${lab.root}/home ${lab.root}/var/lib`);
+        const before = nodeState(lab);
+
+        const bundle = bundleFor(lab);
+        const set1 = storeSet(tproxyStoreContents(bundle));
+        const ref1 = storeRef(set1, storeDir);
+        const copy = (set: StoreSet): CopyInputs => ({
+            source: { kind: "fileArchive", path: writeLocalStore(local, set), hash: set.digest },
+            remotePath: storeDir,
+        });
+        createCopy({ home: path.join(lab.root, "home") }, copy(set1));
+        const checked = lab.ssh(storeCheckCommand(set1, storeDir));
+        assert.equal(checked.status, 0, checked.stderr);
+
+        const apply = applyCommand(bundle, settings, ref1);
+        const del = deleteCommand(bundle, settings, ref1);
+        assert.ok(!apply.includes(scriptText("tproxy/tproxy-apply")), "the apply carries a digest, not the script");
+        assert.ok(apply.includes(RULESET), "the ruleset stays in the text, for the preview");
+        assert.ok(!del.includes(scriptText("tproxy/tproxy-remove")));
+        assert.ok(Buffer.byteLength(apply) < 4000 && Buffer.byteLength(del) < 2000, `${Buffer.byteLength(apply)} / ${Buffer.byteLength(del)} bytes`);
+
+        const applied = lab.ssh(apply);
+        assert.equal(applied.status, 0, applied.stderr);
+        assert.match(applied.stdout, /revert armed/);
+        assert.match(lab.node.sh(`nft list table inet ${TABLE}`), /meta mark 0x00000001 counter/);
+        const confirmed = lab.ssh(confirmCommand(bundle, settings, ref1));
+        assert.equal(confirmed.status, 0, confirmed.stderr);
+        assert.match(confirmed.stdout, /confirmed apply/);
+
+        // The repository moves on: a later set no longer has the remove script the stored delete names.
+        const set2 = storeSet([...tproxyStoreContents(bundle).filter((c) => c !== scriptText("tproxy/tproxy-remove")), "#!/usr/bin/env bash\necho newer\n"]);
+        assert.equal(updateCopy({ home: path.join(lab.root, "home") }, copy(set1), copy(set2)), "copied");
+        assert.equal(lab.ssh(storeCheckCommand(set2, storeDir)).status, 0);
+        assert.equal(lab.node.try(`test -f ${storeDir}/${sha256Hex(scriptText("tproxy/tproxy-remove"))}`).status, 0, "the copy never removes a file");
+
+        // Destroy: the delete stored with the apply, then the store's own removal.
+        const removed = lab.ssh(del);
+        assert.equal(removed.status, 0, removed.stderr);
+        assert.match(removed.stdout, /removed/);
+        const storeRemoved = lab.ssh(storeRemoveCommand(storeDir));
+        assert.equal(storeRemoved.status, 0, storeRemoved.stderr);
+        assert.equal(nodeState(lab), before, "table, rules, files and the store are gone");
+    });
+
+    test("a store without a step's script refuses before anything changes, naming the file", () => {
+        const storeDir = path.join(lab.root, "home", ".cilium-kpr", "node-store");
+        const before = nodeState(lab);
+        const bundle = bundleFor(lab);
+        const ref = storeRef(storeSet(tproxyStoreContents(bundle)), storeDir);
+        const run = lab.ssh(applyCommand(bundle, settings, ref));
+        assert.equal(run.status, 1);
+        const apply = sha256Hex(scriptText("tproxy/tproxy-apply"));
+        assert.equal(
+            run.stderr.trim().split("\n").pop(),
+            `cilium-kpr: tproxy-apply.sh (sha256 ${apply}) is missing from the node store ${storeDir} or differs (node-store step); nothing was run`,
+        );
+        assert.equal(nodeState(lab), before);
+    });
+});
