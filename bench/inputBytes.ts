@@ -21,7 +21,7 @@ export interface RecordedInputs {
 
 /** The per-node step kinds: every STEP (and wave path WAVE_STEP) name built from a node name, e.g. "tproxyApply". */
 const NODE_STEP_KINDS = [...Object.entries(STEP), ...Object.entries(WAVE_STEP).filter(([kind]) => kind !== "wave")].flatMap(([kind, name]) =>
-    typeof name === "function" ? [{ kind, name: name as (node: string) => string }] : [],
+    typeof name === "function" ? [{ kind, name }] : [],
 );
 
 export interface NodeInputBytes {

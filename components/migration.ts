@@ -163,7 +163,9 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
             if (tproxy) tproxies.push(tproxy);
             // Each node is checked after its own steps only: waiting for every node's steps would add
             // nodes² dependency edges (500,000 at 500 nodes) to the plan and the state.
-            const verify = removal && staleRuleVerify(node, sshPrivateKey, { ...child, dependsOn: [cleanup, tproxy?.confirm].filter((r) => r !== undefined) }, stores.get(node.name));
+            const verify =
+                removal &&
+                staleRuleVerify(node, sshPrivateKey, { ...child, dependsOn: [cleanup, tproxy?.confirm].filter((r) => r !== undefined) }, stores.get(node.name));
             nodes.set(node.name, { cleanup, tproxy, verify });
         });
         this.nodes = nodes;
