@@ -110,7 +110,8 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
             // After the last wave: every agent gated, then kube-proxy backed up and deleted (its backup keeps
             // the label affinity, so a restore on destroy brings it back on no migrated node).
             this.kprGate = kprGate(
-                { config, values: this.cilium.values, scope: [wavesScope(this.waves.waves)] },
+                // As on the single-shot path, a chart upgrade restarts every agent on the new version: check them all again.
+                { config, values: this.cilium.values, scope: [wavesScope(this.waves.waves), `chart ${config.cilium.chartVersion}`] },
                 { ...child, dependsOn: [this.cilium.release, ...this.waves.lastWave] },
             );
             this.kubeProxyRemoval = kubeProxyRemoval(config, { ...child, dependsOn: [this.kprGate] });

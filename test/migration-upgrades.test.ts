@@ -94,3 +94,14 @@ test("the plan says which path a run takes", async () => {
     );
     assert.match(line(upgrade.resources, "kubernetes:helm.sh/v3:Release"), /chart cilium 1\.19\.1 .* full values \(no reuse-values\)/);
 });
+
+test("wave path: a chart upgrade makes the final KPR gate check every agent again, as on the single-shot path", async () => {
+    const waves = { migration: { waves: [["m600"], ["m601", "storage"]] } };
+    const gate = (rs: readonly RecordedResource[]) => find(rs, "command:local:Command", STEP.kprGate).inputs.triggers as string[];
+    const before = await runProgram("prod", waves);
+    assert.equal(before.error, undefined);
+    const upgrade = await runProgram("prod", { ...waves, cilium: withCilium({ chartVersion: "1.19.1", upgradeFrom: "1.19.0" }) });
+    assert.equal(upgrade.error, undefined);
+    assert.notDeepEqual(gate(upgrade.resources), gate(before.resources), "a new chart version is a new trigger");
+    assert.ok(gate(upgrade.resources).includes("chart 1.19.1"));
+});
