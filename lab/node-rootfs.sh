@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The root filesystem of the systemd lab nodes (test/support/systemdNode.ts): Debian bookworm
+# The root filesystem of the systemd lab nodes (lab/systemdNode.ts): Debian bookworm
 # from Debian's own packages, built with mmdebstrap, cached under CACHE_DIR so a reused machine
 # finds it again. The cache key is a hash of this file, so changing the package list or the
 # build steps below builds a new one.
