@@ -130,6 +130,21 @@ test("a stack stopped after wave 1: a later wave's node labelled, or its agent w
     assert.match(findings[1]!.detail, /whose wave is not declared, reports kube-proxy-replacement True beside kube-proxy/);
 });
 
+test("a stack stopped after wave 1: kube-proxy deleted by hand, or missing on a later wave's node, is drift (those nodes are served by nobody)", async () => {
+    const { config, ctx } = await contextOf(stackWith({ waves: WAVES, stopAfterWave: 1 }));
+    const gone = clusterFindings(config, { ...PARTIAL, kubeProxy: { daemonSet: null, configMap: false, pods: [] } }, ctx);
+    assert.deepEqual(summary(gone), ["cluster drift kube-proxy-missing", "cluster drift kube-proxy-missing"]);
+    assert.match(gone[0]!.detail, /^DaemonSet kube-system\/kube-proxy is gone before the last wave: m601, storage .* served by neither kube-proxy nor Cilium$/);
+    assert.match(gone[1]!.detail, /^ConfigMap kube-system\/kube-proxy is gone before the last wave/);
+    // No backup exists before the last wave: re-create it, then put the label affinity back with the step's own script.
+    for (const f of gone)
+        assert.match(f.repair!, /^re-create kube-proxy as it was installed .* then .*bash components\/waves\/scripts\/kube-proxy-label-affinity\.sh$/);
+
+    const onePodMissing = clusterFindings(config, { ...PARTIAL, kubeProxy: { ...PARTIAL.kubeProxy, pods: [{ name: "kube-proxy-b", node: "m601" }] } }, ctx);
+    assert.deepEqual(summary(onePodMissing), ["storage drift kube-proxy-missing"]);
+    assert.match(onePodMissing[0]!.detail, /^no kube-proxy pod on storage, whose wave is not declared/);
+});
+
 test("every wave declared: kube-proxy gone and KPR everywhere as on the single-shot path, and every node keeps its label", async () => {
     const { config, ctx } = await contextOf(stackWith({ waves: WAVES }));
     assert.deepEqual(clusterFindings(config, COMPLETE, ctx), []);

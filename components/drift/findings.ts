@@ -3,6 +3,7 @@
 /** Each kind of drift the check looks for. */
 export type DriftKind =
     | "kube-proxy-back" // kube-proxy's DaemonSet, ConfigMap or pods are back (or back on a canary node)
+    | "kube-proxy-missing" // wave path, before the last wave: kube-proxy is gone from nodes that no KPR agent serves
     | "kube-proxy-state" // kube-proxy's rules, IPVS or nft state are back on a node
     | "agent-kpr" // a Cilium agent does not report kube-proxy replacement
     | "tproxy-table" // the nft table is missing or differs from what the program would push

@@ -118,6 +118,15 @@ export function waveAffinityRepair(ctx: RepairContext): string {
 }
 
 /**
+ * kube-proxy's DaemonSet or ConfigMap deleted before the last wave: no backup exists yet (the program
+ * backs kube-proxy up only after the last wave), so it is re-created the way it was installed, then the
+ * label affinity is put back so it stays off the migrated nodes.
+ */
+export function waveKubeProxyRecreateRepair(ctx: RepairContext): string {
+    return `re-create kube-proxy as it was installed (kubeadm: \`kubeadm init phase addon kube-proxy --config <your kubeadm config>\` on a control-plane node), then ${waveAffinityRepair(ctx)}`;
+}
+
+/**
  * A node of a wave the stack does not declare (yet) that was labelled or whose agent runs with KPR:
  * give it back to kube-proxy as the handback does (label off, kube-proxy Ready there, then the agent
  * restarted so it resolves the pending CiliumNodeConfig).

@@ -2,7 +2,15 @@ import type { MigrationConfig } from "../config/validate";
 import { declaredWaves, MIGRATED_LABEL, planWaves } from "../waves/wavePlan";
 import { CLUSTER_SCOPE, drift, type Finding } from "./findings";
 import type { ClusterObservation } from "./clusterFindings";
-import { agentKprRepair, kubeProxyRepair, waveAffinityRepair, waveHandbackRepair, waveHandoverRepair, type RepairContext } from "./repairs";
+import {
+    agentKprRepair,
+    kubeProxyRepair,
+    waveAffinityRepair,
+    waveHandbackRepair,
+    waveHandoverRepair,
+    waveKubeProxyRecreateRepair,
+    type RepairContext,
+} from "./repairs";
 
 /**
  * Drift on the node-by-node (wave) path. What is expected depends on how far the stack goes
@@ -46,6 +54,42 @@ export function waveClusterFindings(config: MigrationConfig, obs: ClusterObserva
                 waveAffinityRepair(ctx),
             ),
         );
+    }
+    // Before the last wave the later waves' nodes have only kube-proxy: without it they are served by nobody.
+    const waiting = config.nodes.map((n) => n.name).filter((name) => !migrated.has(name));
+    if (!complete) {
+        if (daemonSet === null) {
+            findings.push(
+                drift(
+                    CLUSTER_SCOPE,
+                    "kube-proxy-missing",
+                    `DaemonSet ${kp.namespace}/${kp.daemonSet} is gone before the last wave: ${waiting.join(", ")} (not migrated yet, agents without KPR) are served by neither kube-proxy nor Cilium`,
+                    waveKubeProxyRecreateRepair(ctx),
+                ),
+            );
+        }
+        if (configMap === false) {
+            findings.push(
+                drift(
+                    CLUSTER_SCOPE,
+                    "kube-proxy-missing",
+                    `ConfigMap ${kp.namespace}/${kp.configMap} is gone before the last wave: kube-proxy pods on ${waiting.join(", ")} cannot start again`,
+                    waveKubeProxyRecreateRepair(ctx),
+                ),
+            );
+        }
+        if (daemonSet !== null && daemonSet !== "unreadable" && pods !== "unreadable") {
+            for (const name of waiting.filter((n) => !pods.some((pod) => pod.node === n))) {
+                findings.push(
+                    drift(
+                        name,
+                        "kube-proxy-missing",
+                        `no kube-proxy pod on ${name}, whose wave is not declared: its agent runs without KPR, so nothing serves Services there`,
+                        waveKubeProxyRecreateRepair(ctx),
+                    ),
+                );
+            }
+        }
     }
     if (pods !== "unreadable") {
         for (const pod of pods) {
