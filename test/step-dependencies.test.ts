@@ -21,6 +21,8 @@ import { preflight } from "../components/preflight/preflight";
 import { releaseIdentityGuard } from "../components/cilium/releaseIdentity";
 import { CiliumRelease } from "../components/cilium/ciliumRelease";
 import { NodeTproxy } from "../components/tproxy/nodeTproxy";
+import { nodeStoreSteps } from "../components/commands/nodeStoreSteps";
+import { nodeStoreSet } from "../components/nodeStoreContents";
 import { PROJECT, rawStack, ROOT } from "./support/stacks";
 
 /**
@@ -65,6 +67,7 @@ test("every cluster and node step function keeps the caller's dependsOn and its 
         preflight(config, key, opts);
         staleRuleCleanup(config.nodes[0]!, config.cluster, key, { ...opts, ignoreChanges: ["environment"] });
         staleRuleVerify(config.nodes[0]!, key, opts);
+        nodeStoreSteps(config.nodes[1]!, key, nodeStoreSet(config, config.nodes[1]!), { ...opts, ignoreChanges: ["triggers"] });
     });
     const node = "m600";
     const steps = [
@@ -89,6 +92,11 @@ test("every cluster and node step function keeps the caller's dependsOn and its 
     }
     assert.deepEqual(byName(resources, STEP.staleRuleCleanup(node)).ignoreChanges, ["environment", "connection.privateKey"]);
     assert.deepEqual(byName(resources, STEP.nodePreflight(node)).ignoreChanges, ["connection.privateKey"]);
+    // The node store's copy and check: the caller's edges and options stay, the check adds its own copy.
+    assert.deepEqual(byName(resources, STEP.nodeStore("m601")).dependsOn, CALLER);
+    assert.deepEqual(byName(resources, STEP.nodeStore("m601")).ignoreChanges, ["triggers", "connection.privateKey"]);
+    assert.deepEqual(byName(resources, STEP.nodeStoreCheck("m601")).dependsOn, [...CALLER, STEP.nodeStore("m601")]);
+    assert.equal(byName(resources, STEP.nodeStoreCheck("m601")).deleteBeforeReplace, true);
 });
 
 test("the components hand the caller's dependsOn to the child that must wait, and keep their own", async () => {

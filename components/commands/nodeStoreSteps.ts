@@ -40,7 +40,7 @@ export function nodeStoreSteps(
             remotePath: NODE_STORE_DIR,
             triggers: [node.address, String(node.sshPort), node.sshUser],
         },
-        { ...opts, ...nodeCommandOptions() },
+        pulumi.mergeOptions(opts, nodeCommandOptions()),
     );
     const check = new command.remote.Command(
         STEP.nodeStoreCheck(node.name),
@@ -56,7 +56,7 @@ export function nodeStoreSteps(
         },
         // Delete-first like every step with a delete (policy pack): a replaced check removes the store, then the
         // new check refuses until the copy is replaced too (README "The node store").
-        { ...opts, ...nodeCommandOptions(), dependsOn: [copy], deleteBeforeReplace: true },
+        pulumi.mergeOptions(opts, { ...nodeCommandOptions(), dependsOn: [copy], deleteBeforeReplace: true }),
     );
     return { ref: storeRef(set), copy, check };
 }
