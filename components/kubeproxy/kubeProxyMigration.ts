@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type * as command from "@pulumi/command";
 import type { MigrationConfig } from "../config/validate";
+import type { CiliumSettings } from "../config/schema";
 import { clusterCommand } from "../commands/clusterCommand";
 import { STEP } from "../resourceNames";
 import { migrationScope } from "../config/migratedNodes";
@@ -25,6 +26,17 @@ const DELETE_BEFORE_REPLACE = { deleteBeforeReplace: true } as const;
  * pulumi.mergeOptions (sdk/nodejs/resource.ts: `dependsOn` is always concatenated, never replaced).
  */
 
+/** Which release and chart the values snapshot/restore and the upgrade preflight act on. */
+function ciliumChartEnv(cilium: CiliumSettings) {
+    return {
+        CILIUM_NAMESPACE: cilium.namespace,
+        CILIUM_RELEASE: cilium.releaseName,
+        CILIUM_CHART: cilium.chart,
+        CILIUM_CHART_VERSION: cilium.chartVersion,
+        CILIUM_REPOSITORY: cilium.repository,
+    };
+}
+
 /**
  * Captures the existing release's values before the release is first upgraded. Its delete, on
  * `pulumi destroy`, returns Cilium to those values, and refuses to unless kube-proxy is serving again.
@@ -39,11 +51,7 @@ export function valuesSnapshot(config: MigrationConfig, opts: pulumi.CustomResou
             delete: "kubeproxy/cilium-values-restore",
             // One environment serves both scripts: delete runs with what was stored at create.
             environment: {
-                CILIUM_NAMESPACE: cilium.namespace,
-                CILIUM_RELEASE: cilium.releaseName,
-                CILIUM_CHART: cilium.chart,
-                CILIUM_CHART_VERSION: cilium.chartVersion,
-                CILIUM_REPOSITORY: cilium.repository,
+                ...ciliumChartEnv(cilium),
                 SNAPSHOT_CONFIGMAP: VALUES_SNAPSHOT_CONFIGMAP,
                 KUBE_PROXY_NAMESPACE: cluster.kubeProxy.namespace,
                 KUBE_PROXY_DAEMONSET: cluster.kubeProxy.daemonSet,
@@ -70,11 +78,7 @@ export function ciliumUpgradePreflight(config: MigrationConfig, values: pulumi.O
             cluster: config.cluster,
             create: "kubeproxy/cilium-upgrade-preflight",
             environment: {
-                CILIUM_NAMESPACE: cilium.namespace,
-                CILIUM_RELEASE: cilium.releaseName,
-                CILIUM_CHART: cilium.chart,
-                CILIUM_CHART_VERSION: cilium.chartVersion,
-                CILIUM_REPOSITORY: cilium.repository,
+                ...ciliumChartEnv(cilium),
                 UPGRADE_FROM: path.kind === "chart-upgrade" ? path.from : "",
                 CILIUM_VALUES_JSON: values.apply((v) => JSON.stringify(v)),
             },
