@@ -1,17 +1,20 @@
 import type { MigrationConfig } from "./config/validate";
 import type { NodeConfig } from "./config/schema";
 import { storeSet, type StoreSet } from "./commands/nodeStore";
+import { nodeRunnerText } from "./commands/remoteCommand";
 import { scriptText } from "./commands/scripts";
 import { nodeTproxyBundle } from "./tproxy/nodeBundle";
 import { tproxyStoreContents } from "./tproxy/tproxyCommands";
 
 /**
- * Everything one node's store holds (commands/nodeStore.ts): the scripts of every node step, and the
+ * Everything one node's store holds (commands/nodeStore.ts): the node runner every step's text runs
+ * through (commands/remoteCommand.ts), the scripts of every node step, and the
  * tproxy bundle's files but its ruleset. A step's text fetches what the store holds and carries the
  * rest; a change to any of them changes the set, so `up` copies the new files before the steps run.
  */
 export function nodeStoreSet(config: MigrationConfig, node: NodeConfig): StoreSet {
     return storeSet([
+        nodeRunnerText(),
         scriptText("preflight/node-preflight"),
         scriptText("kubeproxy/stale-rules-cleanup"),
         scriptText("kubeproxy/stale-rules-verify"),

@@ -8,9 +8,11 @@ import { renderNodeBundle, type NodeBundle } from "../components/tproxy/nodeBund
 import type { PolicyRouteSpec } from "../components/tproxy/policyRoutes";
 import { applyCommand, confirmCommand, deleteCommand, tproxyStoreContents, type RemoteSettings } from "../components/tproxy/tproxyCommands";
 import { scriptText } from "../components/commands/scripts";
+import { nodeRunnerText } from "../components/commands/remoteCommand";
+import { staleRuleVerifyCommand } from "../components/kubeproxy/staleRuleCleanup";
 import { sha256Hex, storeCheckCommand, storeRef, storeRemoveCommand, storeSet, writeLocalStore, type StoreSet } from "../components/commands/nodeStore";
 
-const skip = hostToolsMissing(["nft", "ip", "sshd", "ssh", "ssh-keygen", "flock", "setsid", "sha256sum"]);
+const skip = hostToolsMissing(["nft", "ip", "iptables", "sshd", "ssh", "ssh-keygen", "flock", "setsid", "sha256sum"]);
 
 const TABLE = "kpr_test_store";
 const settings: RemoteSettings = { revertAfterSeconds: 30, systemd: "off" };
@@ -44,7 +46,7 @@ describe("node steps fetching their scripts from the node store, over real SSH",
         const before = nodeState(lab);
 
         const bundle = bundleFor(lab);
-        const set1 = storeSet(tproxyStoreContents(bundle));
+        const set1 = storeSet([nodeRunnerText(), ...tproxyStoreContents(bundle)]);
         const ref1 = storeRef(set1, storeDir);
         const copy = (set: StoreSet): CopyInputs => ({
             source: { kind: "fileArchive", path: writeLocalStore(local, set), hash: set.digest },
@@ -70,7 +72,11 @@ describe("node steps fetching their scripts from the node store, over real SSH",
         assert.match(confirmed.stdout, /confirmed apply/);
 
         // The repository moves on: a later set no longer has the remove script the stored delete names.
-        const set2 = storeSet([...tproxyStoreContents(bundle).filter((c) => c !== scriptText("tproxy/tproxy-remove")), "#!/usr/bin/env bash\necho newer\n"]);
+        const set2 = storeSet([
+            nodeRunnerText(),
+            ...tproxyStoreContents(bundle).filter((c) => c !== scriptText("tproxy/tproxy-remove")),
+            "#!/usr/bin/env bash\necho newer\n",
+        ]);
         assert.equal(updateCopy({ home: path.join(lab.root, "home") }, copy(set1), copy(set2)), "copied");
         assert.equal(lab.ssh(storeCheckCommand(set2, storeDir)).status, 0);
         assert.equal(lab.node.try(`test -f ${storeDir}/${sha256Hex(scriptText("tproxy/tproxy-remove"))}`).status, 0, "the copy never removes a file");
@@ -86,9 +92,11 @@ describe("node steps fetching their scripts from the node store, over real SSH",
 
     test("a store without a step's script refuses before anything changes, naming the file", () => {
         const storeDir = path.join(lab.root, "home", ".cilium-kpr", "node-store");
-        const before = nodeState(lab);
         const bundle = bundleFor(lab);
-        const ref = storeRef(storeSet(tproxyStoreContents(bundle)), storeDir);
+        const ref = storeRef(storeSet([nodeRunnerText(), ...tproxyStoreContents(bundle)]), storeDir);
+        // The store holds the runner (a store without it is refused the same way, naming the runner: node-store.test.ts).
+        lab.node.sh(`mkdir -p ${storeDir} && cat >${storeDir}/${sha256Hex(nodeRunnerText())}`, nodeRunnerText());
+        const before = nodeState(lab);
         const run = lab.ssh(applyCommand(bundle, settings, ref));
         assert.equal(run.status, 1);
         const apply = sha256Hex(scriptText("tproxy/tproxy-apply"));
@@ -98,4 +106,62 @@ describe("node steps fetching their scripts from the node store, over real SSH",
         );
         assert.equal(nodeState(lab), before);
     });
+
+    test("a failing step's error, as pulumi-command words it, is the short command text and then the script's own stderr", (t) => {
+        const storeDir = path.join(lab.root, "home", ".cilium-kpr", "node-store");
+        lab.node.sh(`mkdir -p ${lab.root}/home`);
+        const set = storeSet([nodeRunnerText(), scriptText("kubeproxy/stale-rules-verify")]);
+        const local = writeLocalStore(path.join(lab.dir, "local-store"), set);
+        createCopy({ home: path.join(lab.root, "home") }, { source: { kind: "fileArchive", path: local, hash: set.digest }, remotePath: storeDir });
+        // kube-proxy's state on the node (a chain only kube-proxy creates, in the lab node's own namespace): the verify fails.
+        lab.node.sh("iptables -t nat -N KUBE-SERVICES");
+        t.after(() => lab.node.try("iptables -t nat -X KUBE-SERVICES"));
+        const verify = staleRuleVerifyCommand("lab", storeRef(set, storeDir));
+
+        // The provider reads the session's stdout and stderr into one buffer as they arrive; `exec 2>&1` makes
+        // that one stream here, in the order the node wrote it. Run apart too, to tell the two apart.
+        const merged = lab.ssh(`exec 2>&1\n${verify}`);
+        const apart = lab.ssh(verify);
+        assert.equal(merged.status, 1, merged.stdout);
+        assert.equal(apart.status, 1, apart.stderr);
+        assert.match(
+            apart.stderr,
+            /^stale-rules-verify: iptables-nft: 1 kube-proxy chains remain.*\n:KUBE-SERVICES /m,
+            "the script says what it found, on stderr",
+        );
+        assert.match(apart.stdout, /^\{"ok":false,/, "its JSON summary is on stdout");
+        const error = providerError(merged.status, verify, merged.stdout);
+        const [first, ...output] = error.split("\n");
+        assert.equal(first, `Process exited with status 1: running ${goQuote(verify)}:`);
+        assert.ok(Buffer.byteLength(first!) < 900, `the quoted command text is ${Buffer.byteLength(first!)} bytes`);
+        // Right after the text: the script's stderr, all of it, then its stdout (held back by the runner).
+        assert.equal(output.join("\n"), `${apart.stderr}${apart.stdout}`);
+        assert.match(output[0]!, /^stale-rules-verify: /);
+    });
 });
+
+/**
+ * The error pulumi-command 1.2.1 returns for a failed remote command (provider/pkg/provider/remote/commandOutputs.go:101,
+ * `fmt.Errorf("%w: running %q:\n%s", err, cmd, stdouterrbuf.String())`), err being golang.org/x/crypto v0.48.0's
+ * ssh.ExitError (ssh/session.go:639 Waitmsg.String, "Process exited with status %v").
+ */
+function providerError(status: number, command: string, output: string): string {
+    return `Process exited with status ${status}: running ${goQuote(command)}:\n${output}`;
+}
+
+/** Go's strconv.Quote (what %q prints) for ASCII text: \a \b \f \n \r \t \v \\ \" escaped, other control bytes as \xHH. */
+function goQuote(text: string): string {
+    const named: Record<string, string> = {
+        "\x07": "\\a",
+        "\b": "\\b",
+        "\f": "\\f",
+        "\n": "\\n",
+        "\r": "\\r",
+        "\t": "\\t",
+        "\v": "\\v",
+        "\\": "\\\\",
+        '"': '\\"',
+    };
+    if (/[^\x00-\x7f]/.test(text)) throw new Error("goQuote covers ASCII only");
+    return `"${text.replace(/[\x00-\x1f\x7f\\"]/g, (c) => named[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)}"`;
+}

@@ -4,18 +4,10 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import {
-    NODE_STORE_DIR,
-    sha256Hex,
-    storeCheckCommand,
-    storeFetchFunction,
-    storeFetchLine,
-    storeRemoveCommand,
-    storeSet,
-    writeLocalStore,
-} from "../components/commands/nodeStore";
+import { NODE_STORE_DIR, sha256Hex, storeCheckCommand, storeRef, storeRemoveCommand, storeSet, writeLocalStore } from "../components/commands/nodeStore";
 import { checkCopyInputs, createCopy, CopyToRemoteError, updateCopy, type CopyInputs } from "./support/copyToRemote";
 import { hostToolsMissing } from "../lab/hostTools";
+import { nodeRunnerText, stagedCommand } from "../components/commands/remoteCommand";
 
 function scratch(t: { after: (fn: () => void) => void }): string {
     const dir = mkdtempSync(path.join(os.tmpdir(), "node-store-test-"));
@@ -132,28 +124,65 @@ test(
     },
 );
 
-test("ckpr_fetch stages a stored file by digest and fails naming it when the store lacks it", { skip: hostToolsMissing(["sh"]) }, (t) => {
+test("the node runner stages a stored file by digest and fails naming it when the store lacks it", { skip: hostToolsMissing(["sh"]) }, (t) => {
     const dir = scratch(t);
     const home = path.join(dir, "home");
-    mkdirSync(path.join(home, NODE_STORE_DIR), { recursive: true });
-    writeFileSync(path.join(home, NODE_STORE_DIR, sha256Hex(A)), A);
-    const stage = (name: string, sha: string) =>
-        sh(home, ["set -eu", `ckpr_stage=$(mktemp -d)`, storeFetchFunction(NODE_STORE_DIR), storeFetchLine(sha, name), `cat "$ckpr_stage/${name}"`].join("\n"));
-    const fetched = stage("a.sh", sha256Hex(A));
+    const store = path.join(home, NODE_STORE_DIR);
+    mkdirSync(store, { recursive: true });
+    const runner = nodeRunnerText();
+    writeFileSync(path.join(store, sha256Hex(runner)), runner);
+    writeFileSync(path.join(store, sha256Hex(A)), A);
+    const ref = storeRef(storeSet([runner, A, B]));
+    const stage = (name: string, content: string) => sh(home, stagedCommand("t", [{ name, content }], [], ref));
+    const fetched = stage("a.sh", A);
     assert.equal(fetched.status, 0, fetched.stderr);
-    assert.equal(fetched.stdout, A);
-    const missing = stage("b.sh", sha256Hex(B));
+    assert.equal(fetched.stdout, "a\n");
+    const missing = stage("b.sh", B);
     assert.equal(missing.status, 1);
     const refusal = `cilium-kpr: b.sh (sha256 ${sha256Hex(B)}) is missing from the node store ${home}/${NODE_STORE_DIR} or differs (node-store step); nothing was run`;
     assert.match(missing.stderr, /cp: cannot stat .*No such file or directory/, "cp says what is missing");
     assert.equal(missing.stderr.trim().split("\n").pop(), refusal);
     // A store file that no longer matches its name is refused, not staged for running.
-    writeFileSync(path.join(home, NODE_STORE_DIR, sha256Hex(B)), A);
-    const changed = stage("b.sh", sha256Hex(B));
+    writeFileSync(path.join(store, sha256Hex(B)), A);
+    const changed = stage("b.sh", B);
     assert.equal(changed.status, 1);
     assert.match(changed.stderr, /b\.sh: FAILED/);
     assert.equal(changed.stderr.trim().split("\n").pop(), refusal);
-    assert.throws(() => storeFetchLine("abc", "a.sh"), /not a sha256/);
-    assert.throws(() => storeFetchLine(sha256Hex(A), "../a.sh"), /plain relative path/);
-    assert.throws(() => storeFetchFunction("../x"), /without "\.\."/);
+    assert.throws(() => stagedCommand("t", [{ name: "../a.sh", content: A }], [], ref), /bad staged file name/);
+    assert.throws(() => storeRef(storeSet([runner]), "../x"), /without "\.\."/);
 });
+
+test(
+    "a store whose runner is missing or changed refuses before anything runs, naming the node-store step",
+    { skip: hostToolsMissing(["sh", "sha256sum"]) },
+    (t) => {
+        const dir = scratch(t);
+        const home = path.join(dir, "home");
+        const store = path.join(home, NODE_STORE_DIR);
+        mkdirSync(store, { recursive: true });
+        const runner = nodeRunnerText();
+        const marker = path.join(dir, "ran");
+        const script = `#!/usr/bin/env bash\ntouch ${marker}\n`;
+        writeFileSync(path.join(store, sha256Hex(script)), script);
+        const text = stagedCommand("t", [{ name: "s.sh", content: script }], [], storeRef(storeSet([runner, script])));
+        const refusal = `cilium-kpr: the node runner (sha256 ${sha256Hex(runner)}) is missing from the node store ${store} or differs (node-store step); nothing was run`;
+        const missing = sh(home, text);
+        assert.equal(missing.status, 1);
+        assert.equal(missing.stderr.trim(), refusal);
+        assert.equal(missing.stdout, "");
+        // One byte changed anywhere is refused: at its start, and in its last line. (The text checks what it read, which is
+        // what runs: `$(cat)` drops final newlines, which change nothing sh runs, and the check adds back exactly one.)
+        for (const changed of [`#${runner}`, runner.replace(/exit "\$ckpr_status"\n$/, 'exit "$ckpr_status" \n')]) {
+            assert.notEqual(changed, runner);
+            writeFileSync(path.join(store, sha256Hex(runner)), changed);
+            const r = sh(home, text);
+            assert.equal(r.status, 1, JSON.stringify(changed.slice(-30)));
+            assert.equal(r.stderr.trim(), refusal);
+        }
+        assert.equal(existsSync(marker), false, "the script never ran");
+        writeFileSync(path.join(store, sha256Hex(runner)), runner);
+        assert.equal(sh(home, text).status, 0);
+        assert.equal(existsSync(marker), true);
+        assert.throws(() => stagedCommand("t", [{ name: "s.sh", content: script }], [], storeRef(storeSet([script]))), /lacks the node runner/);
+    },
+);

@@ -2,6 +2,9 @@ import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
 import fc from "fast-check";
 import { heredocTerminator, shellWord, stagedCommand } from "../components/commands/remoteCommand";
 import { find, runProgram } from "./support/program";
@@ -27,17 +30,21 @@ test("the command text runs the embedded script byte-exactly, with its arguments
     assert.equal(digest, createHash("sha256").update(script).digest("hex"));
 });
 
-test("a non-root SSH user runs the script through sudo -n; root runs it directly", () => {
+test("a non-root SSH user runs the script through sudo -n; root runs it directly", (t) => {
     const text = stagedCommand("t", [{ name: "t.sh", content: "id -u\n" }], []);
-    // Stand in for sudo with a function that records it was used; run the text as root (0) and as uid 1000.
+    // Stand in for id and sudo with executables first on the SSH session's PATH (the runner runs in its own sh):
+    // `id` says the uid, `sudo` records how it was called and runs the rest. Run the text as root (0) and as uid 1000.
+    const bin = mkdtempSync(path.join(tmpdir(), "remote-script-"));
+    t.after(() => rmSync(bin, { recursive: true, force: true }));
+    writeFileSync(path.join(bin, "sudo"), '#!/bin/sh\necho "sudo-used $1" >&2\nshift\nexec "$@"\n', { mode: 0o755 });
     for (const [uid, expectSudo] of [
         ["0", false],
         ["1000", true],
     ] as const) {
-        const wrapper = `id() { echo ${uid}; }\nsudo() { echo sudo-used >&2; shift; "$@"; }\n${text}`;
-        const r = spawnSync("bash", ["-c", wrapper], { encoding: "utf8" });
+        writeFileSync(path.join(bin, "id"), `#!/bin/sh\necho ${uid}\n`, { mode: 0o755 });
+        const r = spawnSync("sh", ["-c", text], { encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? "/usr/bin:/bin"}` } });
         assert.equal(r.status, 0, r.stderr);
-        assert.equal(r.stderr.includes("sudo-used"), expectSudo, `uid ${uid}`);
+        assert.equal(r.stderr.includes("sudo-used -n"), expectSudo, `uid ${uid}`);
     }
 });
 

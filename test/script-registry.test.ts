@@ -1,10 +1,11 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { readdirSync, statSync } from "node:fs";
 import * as path from "node:path";
 import { clusterCommand } from "../components/commands/clusterCommand";
-import { NODE_PATH, remoteCommand, stagedCommand } from "../components/commands/remoteCommand";
+import { NODE_PATH, nodeRunnerText, remoteCommand, stagedCommand } from "../components/commands/remoteCommand";
 import { SCRIPT_NAMES, preludesOf, scriptKind, scriptNameOf, scriptPath, scriptText } from "../components/commands/scripts";
 import { STAGE_DIR } from "../components/commands/scriptParams";
 import { runProgram } from "./support/program";
@@ -98,22 +99,30 @@ test("every remote command the program declares is built by the one builder: sta
     }
     const remote = resources.filter((r) => r.type === "command:remote:Command" && !storeChecks.includes(r));
     assert.ok(remote.length >= 6);
-    const run = new RegExp(`^ckpr_run \\$ckpr_sudo env PATH=${NODE_PATH.replace(/[/.]/g, "\\$&")} bash "\\$ckpr_stage/[a-z-]+\\.sh"( \\S+)* </dev/null$`, "m");
+    // The runner, once: stages and checks every file it is given, then runs the first with bash, sudo -n when not
+    // root, the pinned PATH and stdin closed (commands/scripts/node-runner.sh).
+    const runner = nodeRunnerText();
+    assert.match(runner, /^ {8}if ! \{ cp -- "\$ckpr_store\/\$2" "\$ckpr_stage\/\$3" && ckpr_check "\$2" "\$3"; \}; then$/m, "checks what it fetched");
+    assert.match(runner, /^ {8}ckpr_check "\$3" "\$2" \|\| ckpr_refuse "a staged file does not match its checksum"$/m, "checks what it staged");
+    assert.match(runner, new RegExp(`^set -- env PATH=${NODE_PATH.replace(/[/.]/g, "\\$&")} bash "\\$ckpr_stage/\\$ckpr_script" "\\$@"$`, "m"));
+    assert.match(runner, /^if \[ "\$\(id -u\)" -ne 0 \]; then set -- sudo -n "\$@"; fi$/m);
+    assert.match(runner, /^"\$@" <\/dev\/null >"\$ckpr_stage\/\.stdout" \|\| ckpr_status=\$\?$/m);
+    const runnerSha = createHash("sha256").update(runner).digest("hex");
     for (const r of remote) {
         for (const field of ["create", "delete"] as const) {
             const text = r.inputs[field];
             if (text === undefined) continue;
             assert.equal(typeof text, "string", `${r.name}.${field}`);
-            // Inline files are checked against the SUMS heredoc, files fetched from the node store as they are fetched.
-            const checksInline = /^\(cd "\$ckpr_stage" && sha256sum --quiet --strict -c - >&2\) <<'CKPR_SUMS_[0-9A-F_]+' \|\| \{ echo .* >&2; exit 1; \}$/m;
-            const checksFetched =
-                /^ckpr_fetch\(\) \{ cp -- "\$ckpr_store\/\$1" "\$ckpr_stage\/\$2" && printf '%s {2}%s\\n' "\$1" "\$2" \| \(cd "\$ckpr_stage" && sha256sum --quiet --strict -c - >&2\) \|\|$/m;
-            const staged = (text as string).match(/^(cat >|base64 -d >|ckpr_fetch [0-9a-f]{64} )/gm) ?? [];
+            // Every node step runs the node store's runner, checked by its digest before it runs.
+            assert.match(text as string, new RegExp(`^ckpr_store="\\$HOME"/'\\.cilium-kpr/node-store' ckpr_runner=${runnerSha}$`, "m"), `${r.name}.${field}`);
+            assert.match(
+                text as string,
+                /^ckpr_r=\$\(cat -- "\$ckpr_store\/\$ckpr_runner" 2>\/dev\/null\) && \[ "\$\(printf '%s\\n' "\$ckpr_r" \| sha256sum\)" = "\$ckpr_runner {2}-" \] \|\|$/m,
+                `${r.name}.${field} checks the runner`,
+            );
+            assert.match(text as string, /^exec sh -c "\$ckpr_r" cilium-kpr-runner "\$ckpr_store" \\$/m, `${r.name}.${field} runs the runner`);
+            const staged = (text as string).match(/^ {2}-[fib] /gm) ?? [];
             assert.ok(staged.length > 0, `${r.name}.${field} stages its script`);
-            if (staged.some((s) => !s.startsWith("ckpr_fetch"))) assert.match(text as string, checksInline, `${r.name}.${field} checks what it staged`);
-            if (staged.some((s) => s.startsWith("ckpr_fetch"))) assert.match(text as string, checksFetched, `${r.name}.${field} checks what it fetched`);
-            assert.match(text as string, /ckpr_sudo="sudo -n"/, `${r.name}.${field}`);
-            assert.match(text as string, run, `${r.name}.${field} runs its script with the pinned PATH and stdin closed`);
         }
     }
 });

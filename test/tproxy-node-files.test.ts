@@ -48,7 +48,8 @@ describe("the node bundle's one list of files", () => {
         const drift = driftCheckCommand(bundle, { vip4: VIP }, ACTIVATION_SET);
         bundle.files.forEach((file, i) => {
             assert.equal(manifest[i], `${i} ${file.kind} ${file.mode} ${file.owner} ${file.path}`);
-            for (const text of [apply, drift]) assert.ok(text.includes(`${sha256(file.content)}  files/${i}\n`), `${file.path} staged and checksummed`);
+            for (const text of [apply, drift])
+                assert.match(text, new RegExp(`^  -[ib] 'files/${i}' ${sha256(file.content)} '`, "m"), `${file.path} staged and checksummed`);
         });
     });
 

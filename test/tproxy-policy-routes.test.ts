@@ -21,6 +21,8 @@ const RULESET = "table inet t {}\ndelete table inet t\ntable inet t {\n}\n";
 const SCRIPT = scriptPath("tproxy/policy-routes");
 const NODE_SCRIPTS_DIR = path.dirname(SCRIPT);
 /** The texts run under the login shell of a node's user: check them with a strict POSIX shell when there is one. */
+/** The node runner's hand-over to the node script (components/commands/scripts/node-runner.sh), carried inline without a store. */
+const RUNS_THE_SCRIPT = /^"\$@" <\/dev\/null >"\$ckpr_stage\/\.stdout" \|\| ckpr_status=\$\?$/m;
 const POSIX_SH = existsSync("/bin/dash") || existsSync("/usr/bin/dash") ? "dash" : "sh";
 
 describe("policy route parameters and boot persistence", () => {
@@ -150,7 +152,7 @@ describe("remote command texts", () => {
         }
         assert.match(
             applyCommand(bundle, settings),
-            /'\/var\/lib\/cilium-kpr-tproxy' 'auto' 'cilium-kpr-tproxy\.service' 't' '0x1' '100' '1000' 'ipv4,ipv6' '60' <\/dev\/null\n$/,
+            /'\/var\/lib\/cilium-kpr-tproxy' 'auto' 'cilium-kpr-tproxy\.service' 't' '0x1' '100' '1000' 'ipv4,ipv6' '60'\n$/,
         );
         const huge = renderNodeBundle({ tableName: "t", ruleset: RULESET + "#".repeat(130_000) + "\n", routes: SPEC });
         assert.throws(() => applyCommand(huge, settings), /must stay below/);
@@ -204,8 +206,8 @@ describe("remote command texts", () => {
                 }));
                 const b: NodeBundle = { ...bundle, files: [...bundle.files, ...extraFiles] };
                 const out = mkdtempSync(path.join(dir, "o-"));
-                // The real text, with the final hand-over to the node script replaced by a copy.
-                const text = applyCommand(b, settings).replace(/^ckpr_run \$ckpr_sudo env PATH=\S+ bash .*$/m, `cp -R "$ckpr_stage/." ${out}/`);
+                // The real text, with the runner's final hand-over to the node script replaced by a copy.
+                const text = applyCommand(b, settings).replace(RUNS_THE_SCRIPT, `cp -R "$ckpr_stage/." ${out}/ && : >"$ckpr_stage/.stdout"`);
                 const r = spawnSync(POSIX_SH, ["-c", text], { encoding: "utf8" });
                 assert.equal(r.status, 0, r.stderr);
                 b.files.forEach((f, i) => assert.equal(readFileSync(path.join(out, "files", String(i)), "utf8"), f.content));
@@ -216,7 +218,7 @@ describe("remote command texts", () => {
     }
 
     test("a corrupted stage is refused before anything runs", () => {
-        const text = applyCommand(bundle, settings).replace(/^(ckpr_run \$ckpr_sudo env PATH=\S+ bash .*)$/m, "echo SHOULD-NOT-RUN");
+        const text = applyCommand(bundle, settings).replace(RUNS_THE_SCRIPT, "echo SHOULD-NOT-RUN");
         // Flip one byte of the staged ruleset; the checksum list still names the original.
         const corrupted = text.replace("delete table inet t\n", "delete table inet u\n");
         assert.notEqual(corrupted, text);

@@ -110,25 +110,6 @@ export function storeDirWord(storeDir: string): string {
 }
 
 /**
- * Shell lines defining `ckpr_fetch SHA256 NAME`: copies the store's file into "$ckpr_stage/NAME" and
- * checks the copy's sha256 there, so a store file changed under us is refused, never run.
- */
-export function storeFetchFunction(storeDir: string): string {
-    return [
-        `ckpr_store=${storeDirWord(storeDir)}`,
-        `ckpr_fetch() { cp -- "$ckpr_store/$1" "$ckpr_stage/$2" && printf '%s  %s\\n' "$1" "$2" | (cd "$ckpr_stage" && sha256sum --quiet --strict -c - >&2) ||`,
-        `  { echo "cilium-kpr: $2 (sha256 $1) is missing from the node store $ckpr_store or differs (node-store step); nothing was run" >&2; exit 1; }; }`,
-    ].join("\n");
-}
-
-/** One staging line: `ckpr_fetch <sha256> <name>`. */
-export function storeFetchLine(sha256: string, name: string): string {
-    if (!SHA256.test(sha256)) throw new Error(`"${sha256}" is not a sha256 digest`);
-    if (!/^[A-Za-z0-9_.][A-Za-z0-9_./-]*$/.test(name) || name.split("/").includes("..")) throw new Error(`staged name "${name}" must be a plain relative path`);
-    return `ckpr_fetch ${sha256} '${name}'`;
-}
-
-/**
  * The store check (remote.Command `create`): every file of the set is present under its digest and
  * has that digest. Runs as the SSH user (the store is the SSH user's), reads only.
  */

@@ -288,6 +288,8 @@ export interface ScriptCatalog {
     readonly "tproxy/tproxy-boot": { file: "boot" };
     /** Installed by the node bundle with its parameter block baked in (components/tproxy/keepalivedNotify.ts). */
     readonly "tproxy/keepalived-notify": { file: "keepalived notify" };
+    /** POSIX sh, run by every node step's command text to stage, check and run the step's script (remoteCommand.ts). */
+    readonly "commands/node-runner": { file: "node runner" };
 
     readonly "kubeproxy/cluster-lib": { prelude: "cluster" };
     readonly "kubeproxy/kubeadm-config-lib": { prelude: "kubeadm-config" };

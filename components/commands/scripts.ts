@@ -62,6 +62,7 @@ const KINDS: { readonly [N in ScriptName]: keyof ScriptCatalog[N] } = {
     "tproxy/tproxy-revert": "file",
     "tproxy/tproxy-boot": "file",
     "tproxy/keepalived-notify": "file",
+    "commands/node-runner": "file",
     "kubeproxy/cluster-lib": "prelude",
     "kubeproxy/kubeadm-config-lib": "prelude",
     "kubeproxy/kube-proxy-state": "prelude",
