@@ -141,7 +141,8 @@ export function stagedCommand(title: string, files: readonly StagedFile[], args:
                   "",
               ]
             : [
-                  `${heading} (runs ${run.name} as root through the node store's runner)`,
+                  // The exec line below names the runner and the script: the title is enough here.
+                  heading,
                   "set -eu",
                   `ckpr_store=${storeDirWord(store.dir)} ckpr_runner=${runnerSha}`,
                   // The runner is checked as read, and what was checked is what runs (no copy to change under us).
