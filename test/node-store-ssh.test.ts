@@ -133,7 +133,7 @@ describe("node steps fetching their scripts from the node store, over real SSH",
         const error = providerError(merged.status, verify, merged.stdout);
         const [first, ...output] = error.split("\n");
         assert.equal(first, `Process exited with status 1: running ${goQuote(verify)}:`);
-        assert.ok(Buffer.byteLength(first!) < 900, `the quoted command text is ${Buffer.byteLength(first!)} bytes`);
+        assert.ok(Buffer.byteLength(first) < 900, `the quoted command text is ${Buffer.byteLength(first)} bytes`);
         // Right after the text: the script's stderr, all of it, then its stdout (held back by the runner).
         assert.equal(output.join("\n"), `${apart.stderr}${apart.stdout}`);
         assert.match(output[0]!, /^stale-rules-verify: /);
