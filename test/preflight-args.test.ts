@@ -74,14 +74,13 @@ test("the node command embeds node-preflight.sh byte for byte, its shared prelud
     const sourceLines = '# shellcheck source=SCRIPTDIR/preflight-lib.sh\nsource "$(dirname "${BASH_SOURCE[0]}")/preflight-lib.sh"\n';
     assert.ok(file.includes(sourceLines), "the file sources the prelude");
     const script = file.replace(sourceLines, () => prelude.slice(prelude.indexOf("\n# preflight-lib.sh") + 1));
-    const terminator = /<<'(CKPR_SCRIPT_[0-9A-F_]+)'\n/.exec(command)![1]!;
-    const start = command.indexOf(`<<'${terminator}'\n`) + `<<'${terminator}'\n`.length;
-    const end = command.indexOf(`\n${terminator}\n`);
-    assert.equal(command.slice(start, end + 1), script);
-    assert.match(command, / 'm601' '1' '0x1' '100' '1000' 'ipv4' 'auto' <\/dev\/null\n$/);
-    // A script line equal to the terminator gets another terminator instead of ending the heredoc early.
-    const tricky = `echo\n${terminator}\n`;
-    assert.ok(!nodePreflightCommand(prod, prod.nodes[1]!, tricky).includes(`<<'${terminator}'`));
+    // Carried as the runner's `-i NAME SHA256 TEXT`, TEXT one single-quoted word (a ' written as '\'').
+    const embedded = (text: string) => /^ {2}-i 'node-preflight\.sh' [0-9a-f]{64} '((?:[^']|'\\'')*)' \\$/m.exec(text)![1]!.replace(/'\\''/g, "'");
+    assert.equal(embedded(command), script);
+    assert.match(command, / 'm601' '1' '0x1' '100' '1000' 'ipv4' 'auto'\n$/);
+    // Quotes and lines that look like the text's own syntax stay inside the word.
+    const tricky = `echo 'x'\n' \\\n  -- 'y'\nCKPR_RUNNER_X\n`;
+    assert.equal(embedded(nodePreflightCommand(prod, prod.nodes[1]!, tricky)), tricky);
 });
 
 test(
