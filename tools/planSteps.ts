@@ -44,6 +44,8 @@ const WAVE_STEP_TEXT: Readonly<Record<WaveStepKey, (node: string) => string>> = 
     kubeProxyLabelAffinity: () =>
         "keep kube-proxy's DaemonSet off nodes with the migrated label (required node affinity), wait for its rollout (destroy: put the saved affinity back)",
     pendingGate: () => "every agent on a node without the migrated label reports KPR False under the pending CiliumNodeConfig (read-only)",
+    clusterScriptStore: () =>
+        "write the per-node wave steps' scripts into kube-system, one immutable ConfigMap per sha256; adds, never removes (destroy: remove them, after every wave step)",
     drain: (node) => `cordon and drain ${node}, honouring PodDisruptionBudgets (destroy: uncordon it)`,
     handover: (node) =>
         `hand ${node} to Cilium: label it, wait for its kube-proxy pod to go, restart its agent (destroy: unlabel, wait for kube-proxy Ready, restart the agent without KPR)`,
