@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pendingNodeConfig } from "../components/waves/pendingNodeConfig";
@@ -329,21 +329,42 @@ test("the wave stack's per-node cluster steps carry a digest, not their script; 
                 `${name} depends on the store (exists before it, removed after its delete)`,
             );
             for (const phase of ["create", "delete"] as const) {
-                const text = step.inputs[phase];
-                if (text === undefined) continue;
-                const digest = /^s=([0-9a-f]{64}) /m.exec(String(text))?.[1];
+                const input = step.inputs[phase];
+                if (input === undefined) continue;
+                assert.equal(typeof input, "string");
+                const text = input as string;
+                const digest = /^s=([0-9a-f]{64}) /m.exec(text)?.[1];
                 const entry = stored.find((s) => s.sha256 === digest);
                 assert.ok(entry, `${name} ${phase} fetches a script the store holds`);
-                assert.equal(String(text), storeRunnerText(clusterStoreEntry(entry.name as "waves/node-handover")));
-                assert.ok(String(text).length < 1000, `${name} ${phase}: ${String(text).length} bytes`);
-                assert.ok(!String(text).includes("wave-lib.sh: the prelude"), "no prelude in a per-node step");
+                assert.equal(text, storeRunnerText(clusterStoreEntry(entry.name as "waves/node-handover")));
+                assert.ok(text.length < 1000, `${name} ${phase}: ${text.length} bytes`);
+                assert.ok(!text.includes("wave-lib.sh: the prelude"), "no prelude in a per-node step");
             }
         }
     }
     assert.equal(perNode, 15);
     assert.equal(
-        customs(resources).filter((r) => String(r.inputs.stdin ?? "").includes("wave-lib.sh: the prelude")).length,
+        customs(resources).filter((r) => typeof r.inputs.stdin === "string" && r.inputs.stdin.includes("wave-lib.sh: the prelude")).length,
         1,
         "the scripts are in one resource",
     );
+});
+
+test("the offline plan writes each stored script under steps/cluster-scripts/<sha256>.sh and names it in the step's file", (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "script-store-plan-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    copyFileSync(join(ROOT, "Pulumi.yaml"), join(dir, "Pulumi.yaml"));
+    const prod = readFileSync(join(ROOT, "Pulumi.prod.yaml"), "utf8");
+    writeFileSync(join(dir, "Pulumi.prod.yaml"), prod.replace("  cilium-kpr:nodes:\n", "  cilium-kpr:migration:\n    waveSize: 1\n  cilium-kpr:nodes:\n"));
+    const out = join(dir, "out");
+    const run = spawnSync(process.execPath, ["--import", "tsx", join(ROOT, "tools", "plan.ts"), "--stack", "prod", "--stack-dir", dir, "--out", out], {
+        cwd: ROOT,
+        encoding: "utf8",
+        timeout: 60_000,
+    });
+    assert.equal(run.status, 0, run.stderr);
+    const step = readFileSync(join(out, "steps", `${WAVE_STEP.handover("m601")}.delete.sh`), "utf8");
+    assert.ok(step.includes(`# the script it fetches by sha256 and runs: steps/cluster-scripts/${HANDBACK.sha256}.sh`), step);
+    assert.equal(readFileSync(join(out, "steps", "cluster-scripts", `${HANDBACK.sha256}.sh`), "utf8"), scriptText("waves/node-handback"));
+    assert.equal(readdirSync(join(out, "steps", "cluster-scripts")).length, 4, "handover, handback, gate, node check (no drain on this stack)");
 });
