@@ -8,7 +8,7 @@ import { STEP, WAVE_STEP } from "../resourceNames";
 import { staleRuleCleanup } from "../kubeproxy/staleRuleCleanup";
 import { NodeTproxy } from "../tproxy/nodeTproxy";
 import type { NodeStoreSteps } from "../commands/nodeStoreSteps";
-import { declaredWaves, MIGRATED_LABEL, planWaves, type Wave } from "./wavePlan";
+import { declaredWaves, MIGRATED_LABEL, planWaves, waveStoreScripts, type Wave } from "./wavePlan";
 import { PENDING_NODE_CONFIG_NAME, pendingNodeConfig } from "./pendingNodeConfig";
 import { NODE_CONFIG_CHECK_ENV } from "../ciliumVersions/ciliumVersions";
 
@@ -135,18 +135,10 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
     );
 
     // The per-node cluster steps carry a digest, not their script: the store holds each script once.
-    const scriptStore = clusterScriptStore(
-        WAVE_STEP.clusterScriptStore,
-        cluster,
-        [
-            "waves/node-handover",
-            "waves/node-handback",
-            "waves/node-kpr-gate",
-            "waves/node-services",
-            ...(config.migration.drain ? (["waves/node-drain", "waves/node-uncordon"] as const) : []),
-        ],
-        { parent, dependsOn: [pendingGate] },
-    );
+    const scriptStore = clusterScriptStore(WAVE_STEP.clusterScriptStore, cluster, waveStoreScripts(config.migration.drain), {
+        parent,
+        dependsOn: [pendingGate],
+    });
 
     const waves = declaredWaves(config.migration, planWaves(config.migration, config.nodes));
     const byName = new Map(config.nodes.map((n) => [n.name, n]));
