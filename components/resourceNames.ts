@@ -46,6 +46,7 @@ export const WAVE_STEP = {
     pendingNodeConfig: "cilium-node-config-kpr-pending",
     kubeProxyLabelAffinity: "kube-proxy-label-affinity",
     pendingGate: "kpr-pending-gate",
+    clusterScriptStore: "cluster-script-store",
     drain: perNode("drain-"),
     handover: perNode("kpr-handover-"),
     agentGate: perNode("kpr-gate-"),

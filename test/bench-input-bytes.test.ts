@@ -1,6 +1,8 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { inputBytes, inputBytesTable, nodeInputBytes, type NodeInputBytes } from "../bench/inputBytes";
 import { STEP } from "../components/resourceNames";
@@ -50,4 +52,31 @@ test("bench/inputBytes.ts measures Pulumi.prod.yaml's node steps from the inputs
     for (const [kind, kb] of Object.entries(bytes.perKind)) assert.ok(kb > 300, `${kind}: ${kb} bytes is no step at all`);
     // Issue 11 item 8: at most 16 KB of resource inputs per node (the scripts live in the node store).
     assert.ok(bytes.perNode <= 16_000, `${bytes.perNode} bytes of inputs per node: ${JSON.stringify(bytes.perKind)}`);
+});
+
+test("bench/inputBytes.ts measures the wave path too: per-node wave steps carry digests, the scripts live in the cluster script store", (t) => {
+    // The stack file the task's measurement uses: Pulumi.prod.yaml with every node its own wave.
+    const dir = mkdtempSync(path.join(os.tmpdir(), "input-bytes-wave-"));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const prod = readFileSync(path.join(ROOT, "Pulumi.prod.yaml"), "utf8");
+    const wave = prod.replace(/^ {2}# cilium-kpr:migration:\n/m, "  cilium-kpr:migration:\n    waveSize: 1\n");
+    assert.notEqual(wave, prod, "Pulumi.prod.yaml has the commented-out migration block this test turns on");
+    writeFileSync(path.join(dir, "Pulumi.wave.yaml"), wave);
+    copyFileSync(path.join(ROOT, "Pulumi.yaml"), path.join(dir, "Pulumi.yaml"));
+    const run = spawnSync(process.execPath, ["--import", "tsx", path.join(ROOT, "bench", "inputBytes.ts"), "--stack", "wave", "--stack-dir", dir], {
+        cwd: ROOT,
+        encoding: "utf8",
+        timeout: 60_000,
+    });
+    assert.equal(run.status, 0, run.stderr);
+    const bytes = JSON.parse(run.stdout) as NodeInputBytes;
+    assert.equal(bytes.nodes, 3);
+    for (const kind of ["handover", "agentGate", "nodeServices"]) {
+        const kb = bytes.perKind[kind];
+        assert.ok(kb !== undefined && kb > 300, `${kind}: ${kb} bytes is no step at all`);
+        // A fetch-check-run of a digest (two for the handover: create and delete) plus the step's environment; was 9-20 KB.
+        assert.ok(kb <= (kind === "handover" ? 2_400 : 1_400), `${kind}: ${kb} bytes per node`);
+    }
+    // Issue 11 item 8 on the wave path (was 57 KB per node): near prod's figure.
+    assert.ok(bytes.perNode <= 20_000, `${bytes.perNode} bytes of inputs per node: ${JSON.stringify(bytes.perKind)}`);
 });

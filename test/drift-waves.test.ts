@@ -9,7 +9,8 @@ import { validateStackConfig, type MigrationConfig } from "../components/config/
 import { clusterFindings, type ClusterObservation } from "../components/drift/clusterFindings";
 import type { RepairContext } from "../components/drift/repairs";
 import { exitCode, type Finding } from "../components/drift/findings";
-import { MIGRATED_LABEL } from "../components/waves/wavePlan";
+import { MIGRATED_LABEL, waveStoreScripts } from "../components/waves/wavePlan";
+import { clusterStoreEntry, STORE_LABEL, storeConfigMapName } from "../components/commands/clusterScriptStore";
 import { ROOT } from "./support/stacks";
 import { hostToolsMissing } from "../lab/hostTools";
 import { Scenario, fixture, type JsonObject } from "./support/kubeproxyScenario";
@@ -192,6 +193,16 @@ test(
             metadata: { name: string };
         };
         rmSync(path.join(scenario.dir, "objects", "kube-system", "pod", `${onM600.metadata.name}.json`));
+        // The cluster script store as the store step leaves it (this stack has no drain).
+        const stored = waveStoreScripts(false).map(clusterStoreEntry);
+        for (const e of stored)
+            scenario.put("kube-system", "configmap", storeConfigMapName(e.sha256), {
+                apiVersion: "v1",
+                kind: "ConfigMap",
+                metadata: { name: storeConfigMapName(e.sha256), namespace: "kube-system", labels: { [STORE_LABEL]: "true" } },
+                immutable: true,
+                data: { script: e.text },
+            });
 
         copyFileSync(path.join(ROOT, "Pulumi.yaml"), path.join(dir, "Pulumi.yaml"));
         const stackFile = readFileSync(path.join(ROOT, "Pulumi.prod.yaml"), "utf8").replace(
@@ -217,5 +228,20 @@ test(
         const lost = await check();
         assert.deepEqual(summary(lost.findings), ["m600 drift wave-label", "m600 unchecked node-access"]);
         assert.equal(exitCode(lost.findings), 1);
+
+        // A store entry deleted by hand, another re-created with other content: the steps that run them would fail closed.
+        scenario.updateSettings({ nodeLabels: { m600: { [MIGRATED_LABEL]: "true" } } });
+        rmSync(path.join(scenario.dir, "objects", "kube-system", "configmap", `${storeConfigMapName(stored[1]!.sha256)}.json`));
+        const altered = scenario.get("kube-system", "configmap", storeConfigMapName(stored[0]!.sha256)) as JsonObject & { data: { script: string } };
+        altered.data.script += "# edited\n";
+        scenario.put("kube-system", "configmap", storeConfigMapName(stored[0]!.sha256), altered);
+        const store = await check();
+        assert.deepEqual(summary(store.findings), ["cluster drift script-store", "cluster drift script-store", "m600 unchecked node-access"]);
+        assert.match(store.findings[0]!.detail, /^waves\/node-handback\.sh \(sha256 [0-9a-f]{64}\) is missing from the cluster script store/);
+        assert.match(
+            store.findings[1]!.detail,
+            /^configmap\/cilium-kpr-script-[0-9a-f]{64} in kube-system no longer holds the script of the sha256 in its name/,
+        );
+        assert.match(store.findings[0]!.repair!, /^pulumi up --stack prod --replace 'urn:pulumi:prod::cilium-kpr::.*::cluster-script-store'/);
     },
 );

@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import * as YAML from "yaml";
 import { creationOrder, recordProgram, type RecordedResource } from "./mockRuntime";
 import { rawStackConfig, readStackFile, StackFileError } from "./stackFile";
-import { describeStep, stepFileText } from "./planSteps";
+import { describeStep, stepFileText, storedScripts } from "./planSteps";
 import { planEntries, type PlanEntry } from "./planModel";
 import { adoptionScript } from "./adoption";
 import { planWaves, usesWaves, waveSummary } from "../components/waves/wavePlan";
@@ -108,6 +108,10 @@ async function main(argv: readonly string[]): Promise<number> {
         for (const phase of ["create", "delete"] as const) {
             if (typeof r.inputs[phase] === "string")
                 writeFileSync(path.join(outDir, "steps", `${r.name}.${phase}.sh`), stepFileText(entryOf.get(r.key)!, r, phase));
+        }
+        for (const script of storedScripts(r)) {
+            mkdir(path.dirname(path.join(outDir, script.file)));
+            writeFileSync(path.join(outDir, script.file), script.text);
         }
     }
 

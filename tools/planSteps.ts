@@ -44,6 +44,8 @@ const WAVE_STEP_TEXT: Readonly<Record<WaveStepKey, (node: string) => string>> = 
     kubeProxyLabelAffinity: () =>
         "keep kube-proxy's DaemonSet off nodes with the migrated label (required node affinity), wait for its rollout (destroy: put the saved affinity back)",
     pendingGate: () => "every agent on a node without the migrated label reports KPR False under the pending CiliumNodeConfig (read-only)",
+    clusterScriptStore: () =>
+        "write the per-node wave steps' scripts into kube-system, one immutable ConfigMap per sha256; adds, never removes (destroy: remove them, after every wave step)",
     drain: (node) => `cordon and drain ${node}, honouring PodDisruptionBudgets (destroy: uncordon it)`,
     handover: (node) =>
         `hand ${node} to Cilium: label it, wait for its kube-proxy pod to go, restart its agent (destroy: unlabel, wait for kube-proxy Ready, restart the agent without KPR)`,
@@ -98,6 +100,26 @@ function shown(value: unknown): string {
 
 const lastName = (urn: string) => urn.slice(urn.lastIndexOf("::") + 2);
 
+/** Where `npm run plan` writes each script of the cluster script store, relative to the plan directory. */
+export function storedScriptFile(sha256: string): string {
+    return `steps/cluster-scripts/${sha256}.sh`;
+}
+
+/**
+ * The scripts a cluster script store step writes (its stdin, components/commands/clusterScriptStore.ts),
+ * as files of the plan: a per-node wave step carries only the digest, so this is where its script is read.
+ */
+export function storedScripts(r: RecordedResource): { file: string; text: string }[] {
+    if (typeof r.inputs.stdin !== "string" || !r.inputs.stdin.startsWith('{"scripts":')) return [];
+    const { scripts } = JSON.parse(r.inputs.stdin) as { scripts: { name: string; sha256: string; text: string }[] };
+    return scripts.map((s) => ({ file: storedScriptFile(s.sha256), text: s.text }));
+}
+
+/** The digest a step's text fetches from the cluster script store (storeRunnerText), if it is such a text. */
+function fetchedDigest(text: string): string | undefined {
+    return /^# cilium-kpr: runs \S+ from the cluster script store/.test(text) ? /^s=([0-9a-f]{64}) /m.exec(text)?.[1] : undefined;
+}
+
 /**
  * The text of `steps/<name>.<phase>.sh`: a header with everything that decides what the step does
  * besides its command text (where it runs, its environment or SSH connection, its triggers, what it
@@ -139,6 +161,8 @@ export function stepFileText(entry: PlanEntry, r: RecordedResource, phase: "crea
         lines.push(
             `# replacement: ${entry.deleteBeforeReplace ? "the old delete runs first, then the new create" : "the new create runs first, then the old delete"}`,
         );
+    const digest = fetchedDigest(String(r.inputs[phase]));
+    if (digest !== undefined) lines.push(`# the script it fetches by sha256 and runs: ${storedScriptFile(digest)} (written by the cluster-script-store step)`);
     lines.push("# ---- command text, exactly as the provider runs it ----");
     return `${lines.join("\n")}\n${String(r.inputs[phase])}`;
 }

@@ -3,6 +3,7 @@ import * as command from "@pulumi/command";
 import type { ClusterConfig } from "../config/schema";
 import type { ClusterScriptName, ScriptEnv } from "./scriptParams";
 import { scriptText } from "./scripts";
+import { storeRunnerFor, type ClusterScriptStore } from "./clusterScriptStore";
 
 /**
  * The cluster a step runs against: the configured kubeconfig/context and, once recorded, the
@@ -50,8 +51,16 @@ export interface ClusterCommandArgs<C extends ClusterScriptName, D extends Clust
     readonly environment: EnvInputs<C> & EnvInputs<D>;
     /** Any change replaces the resource, so the create script runs again. */
     readonly triggers?: pulumi.Input<unknown>[];
-    /** Give the script its previous stdout as PULUMI_COMMAND_STDOUT when an update re-runs it. */
+    /** Give the script its previous stdout as PULUMI_COMMAND_STDOUT when an update re-runs it (and the delete). */
     readonly previousOutputInEnv?: boolean;
+    /** Written to the script's stdin (stored in state like every input). */
+    readonly stdin?: pulumi.Input<string>;
+    /**
+     * Run the scripts from this cluster script store (clusterScriptStore.ts) instead of carrying them:
+     * the step's texts are a fetch-check-run of each script's digest, and the step depends on the store,
+     * so the store exists before it runs and is removed only after its delete.
+     */
+    readonly store?: ClusterScriptStore;
 }
 
 /** The process environment of a typed script environment: numbers as their decimal text, unset fields left out. */
@@ -70,12 +79,14 @@ export function clusterCommand<C extends ClusterScriptName, D extends ClusterScr
     args: ClusterCommandArgs<C, D>,
     opts: pulumi.CustomResourceOptions,
 ): command.local.Command {
+    const store = args.store;
+    const text = (script: ClusterScriptName) => (store === undefined ? scriptText(script) : storeRunnerFor(store, script));
     return new command.local.Command(
         name,
         {
             interpreter: ["/bin/bash", "-c"],
-            create: scriptText(args.create),
-            delete: args.delete === undefined ? undefined : scriptText(args.delete),
+            create: text(args.create),
+            delete: args.delete === undefined ? undefined : text(args.delete),
             environment: {
                 ...clusterEnvironment(args.cluster),
                 ...(args.cluster.identity === undefined ? {} : { CLUSTER_UID: args.cluster.identity }),
@@ -83,7 +94,8 @@ export function clusterCommand<C extends ClusterScriptName, D extends ClusterScr
             },
             triggers: args.triggers,
             addPreviousOutputInEnv: args.previousOutputInEnv ?? false,
+            ...(args.stdin === undefined ? {} : { stdin: args.stdin }),
         },
-        opts,
+        store === undefined ? opts : pulumi.mergeOptions(opts, { dependsOn: [store.step] }),
     );
 }

@@ -173,6 +173,12 @@ export interface WaveEnv extends KubectlTarget {
     readonly WAIT_TIMEOUT: string;
 }
 
+/** The cluster script store's write and removal (components/commands/clusterScriptStore.ts); the scripts come on stdin. */
+export interface ClusterScriptStoreEnv extends KubectlTarget {
+    /** Set by pulumi-command for the delete: what the create printed (its writer id). */
+    readonly PULUMI_COMMAND_STDOUT?: string;
+}
+
 export interface WaveNodeEnv extends WaveEnv {
     /** The Kubernetes node this step acts on. */
     readonly NODE: string;
@@ -273,6 +279,8 @@ export interface ScriptCatalog {
     readonly "waves/node-handback": { env: WaveNodeEnv };
     readonly "waves/node-kpr-gate": { env: WaveNodeGateEnv };
     readonly "waves/node-services": { env: WaveNodeEnv };
+    readonly "waves/cluster-script-store": { env: ClusterScriptStoreEnv };
+    readonly "waves/cluster-script-store-remove": { env: ClusterScriptStoreEnv };
 
     readonly "kubeproxy/stale-rules-cleanup": { args: StaleRulesCleanupArgs };
     readonly "kubeproxy/stale-rules-verify": { args: readonly [] };

@@ -51,6 +51,8 @@ const KINDS: { readonly [N in ScriptName]: keyof ScriptCatalog[N] } = {
     "waves/node-handback": "env",
     "waves/node-kpr-gate": "env",
     "waves/node-services": "env",
+    "waves/cluster-script-store": "env",
+    "waves/cluster-script-store-remove": "env",
     "kubeproxy/stale-rules-cleanup": "args",
     "kubeproxy/stale-rules-verify": "args",
     "preflight/node-preflight": "args",

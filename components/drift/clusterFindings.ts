@@ -30,6 +30,11 @@ export const clusterObservationSchema = z.object({
     agentsWanted: z.union([z.number(), UNREADABLE]),
     /** Wave stacks only (null otherwise): whether each node carries the migrated label. */
     nodes: z.union([z.null(), UNREADABLE, z.array(z.object({ name: z.string(), migrated: z.boolean() }))]),
+    /**
+     * Wave stacks only (null otherwise): the cluster script store's ConfigMaps, each with whether its script
+     * still has the sha256 its name carries. Optional: observations recorded before the store existed lack it.
+     */
+    scriptStore: z.union([z.null(), UNREADABLE, z.array(z.object({ name: z.string(), intact: z.boolean() }))]).optional(),
     errors: z.array(z.object({ check: z.string(), message: z.string() })),
 });
 export type ClusterObservation = z.output<typeof clusterObservationSchema>;
@@ -42,6 +47,7 @@ const CHECK_KINDS: Readonly<Record<string, DriftKind>> = {
     "Cilium agent DaemonSet": "agent-kpr",
     "Cilium agent pods": "agent-kpr",
     "nodes": "wave-label",
+    "cluster script store": "script-store",
 };
 
 /** Cluster-wide drift (and per-node agent drift) from what cluster-observe.sh saw. */

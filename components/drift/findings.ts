@@ -12,6 +12,7 @@ export type DriftKind =
     | "activation" // diverting is switched on where the VIP is not held, or off where it is
     | "kubeadm-proxy" // kubeadm's ClusterConfiguration no longer has proxy.disabled: true
     | "wave-label" // wave path: a migrated node lost the migrated label, or a node of an undeclared wave carries it
+    | "script-store" // wave path: a script the wave steps run is missing from the cluster script store, or altered
     | "node-access"; // the node could not be reached or refused us (only ever "unchecked")
 
 export interface Finding {

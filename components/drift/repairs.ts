@@ -109,6 +109,18 @@ export function waveHandoverRepair(ctx: RepairContext, node: string): string {
     );
 }
 
+/**
+ * The cluster script store lost or had an entry altered: its step again, create-first (the default), writes
+ * every current script back and replaces an altered one; its old delete removes nothing (see
+ * components/waves/scripts/cluster-script-store.sh).
+ */
+export function waveScriptStoreRepair(ctx: RepairContext): string {
+    const replace = replaceCommand(ctx, [WAVE_STEP.clusterScriptStore]);
+    return replace === undefined
+        ? "no cluster-script-store step in this stack"
+        : `${replace} (writes the current scripts back; an older version's script, needed only by a delete recorded before a script change, is not among them: run that delete's script by hand from a checkout of that version, README "The cluster script store")`;
+}
+
 /** kube-proxy's DaemonSet lost the label affinity (e.g. kubeadm upgrade rewrote it): the affinity step's script, idempotent. */
 export function waveAffinityRepair(ctx: RepairContext): string {
     return (

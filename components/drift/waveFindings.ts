@@ -1,5 +1,6 @@
 import type { MigrationConfig } from "../config/validate";
-import { declaredWaves, MIGRATED_LABEL, planWaves } from "../waves/wavePlan";
+import { declaredWaves, MIGRATED_LABEL, planWaves, waveStoreScripts } from "../waves/wavePlan";
+import { clusterStoreEntry, storeConfigMapName, STORE_NAMESPACE } from "../commands/clusterScriptStore";
 import { CLUSTER_SCOPE, drift, type Finding } from "./findings";
 import type { ClusterObservation } from "./clusterFindings";
 import {
@@ -9,6 +10,7 @@ import {
     waveHandbackRepair,
     waveHandoverRepair,
     waveKubeProxyRecreateRepair,
+    waveScriptStoreRepair,
     type RepairContext,
 } from "./repairs";
 
@@ -156,5 +158,39 @@ export function waveClusterFindings(config: MigrationConfig, obs: ClusterObserva
             }
         }
     }
+    findings.push(...scriptStoreFindings(config, obs, ctx));
+    return findings;
+}
+
+/**
+ * The cluster script store must hold every script the wave steps run, unaltered: a step whose script is
+ * missing or altered fails closed, and for the handover's delete that is the rollback. The expected
+ * scripts are this repository's; right after a script change they are missing until the next `pulumi up`.
+ */
+function scriptStoreFindings(config: MigrationConfig, obs: ClusterObservation, ctx: RepairContext): Finding[] {
+    const store = obs.scriptStore;
+    if (store === undefined || store === null || store === "unreadable") return [];
+    const findings: Finding[] = [];
+    for (const entry of waveStoreScripts(config.migration.drain).map(clusterStoreEntry)) {
+        const name = storeConfigMapName(entry.sha256);
+        if (!store.some((c) => c.name === name))
+            findings.push(
+                drift(
+                    CLUSTER_SCOPE,
+                    "script-store",
+                    `${entry.name}.sh (sha256 ${entry.sha256}) is missing from the cluster script store (configmap/${name} in ${STORE_NAMESPACE}): the wave steps that run it fail closed, their destroy too (or the repository's scripts are newer than the last pulumi up)`,
+                    waveScriptStoreRepair(ctx),
+                ),
+            );
+    }
+    for (const c of store.filter((x) => !x.intact))
+        findings.push(
+            drift(
+                CLUSTER_SCOPE,
+                "script-store",
+                `configmap/${c.name} in ${STORE_NAMESPACE} no longer holds the script of the sha256 in its name (re-created by hand): the steps that run it fail closed`,
+                waveScriptStoreRepair(ctx),
+            ),
+        );
     return findings;
 }

@@ -3,11 +3,12 @@ import * as k8s from "@pulumi/kubernetes";
 import type * as command from "@pulumi/command";
 import type { MigrationConfig } from "../config/validate";
 import { clusterCommand } from "../commands/clusterCommand";
+import { clusterScriptStore } from "../commands/clusterScriptStoreStep";
 import { STEP, WAVE_STEP } from "../resourceNames";
 import { staleRuleCleanup } from "../kubeproxy/staleRuleCleanup";
 import { NodeTproxy } from "../tproxy/nodeTproxy";
 import type { NodeStoreSteps } from "../commands/nodeStoreSteps";
-import { declaredWaves, MIGRATED_LABEL, planWaves, type Wave } from "./wavePlan";
+import { declaredWaves, MIGRATED_LABEL, planWaves, waveStoreScripts, type Wave } from "./wavePlan";
 import { PENDING_NODE_CONFIG_NAME, pendingNodeConfig } from "./pendingNodeConfig";
 import { NODE_CONFIG_CHECK_ENV } from "../ciliumVersions/ciliumVersions";
 
@@ -95,6 +96,8 @@ export interface WaveGraph {
     readonly waves: readonly Wave[];
     readonly affinity: command.local.Command;
     readonly pendingGate: command.local.Command;
+    /** Holds the per-node steps' scripts (commands/clusterScriptStore.ts); every per-node cluster step depends on it. */
+    readonly scriptStore: command.local.Command;
     readonly nodes: ReadonlyMap<string, WaveNodeSteps>;
     /** Every node's last step of the last declared wave: the final gate waits for these. */
     readonly lastWave: readonly pulumi.Resource[];
@@ -131,6 +134,12 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
         { parent, dependsOn: [release, affinity, pendingNodeConfigResource] },
     );
 
+    // The per-node cluster steps carry a digest, not their script: the store holds each script once.
+    const scriptStore = clusterScriptStore(WAVE_STEP.clusterScriptStore, cluster, waveStoreScripts(config.migration.drain), {
+        parent,
+        dependsOn: [pendingGate],
+    });
+
     const waves = declaredWaves(config.migration, planWaves(config.migration, config.nodes));
     const byName = new Map(config.nodes.map((n) => [n.name, n]));
     const nodes = new Map<string, WaveNodeSteps>();
@@ -148,13 +157,14 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
                           create: "waves/node-drain",
                           delete: "waves/node-uncordon",
                           environment: { ...env, DRAIN_TIMEOUT: String(config.migration.drainTimeoutSeconds) },
+                          store: scriptStore,
                       },
                       { parent, dependsOn: previous, ...DELETE_FIRST },
                   )
                 : undefined;
             const handover = clusterCommand(
                 WAVE_STEP.handover(name),
-                { cluster, create: "waves/node-handover", delete: "waves/node-handback", environment: env },
+                { cluster, create: "waves/node-handover", delete: "waves/node-handback", environment: env, store: scriptStore },
                 { parent, dependsOn: drain ? [drain] : previous, ...DELETE_FIRST },
             );
             const gate = clusterCommand(
@@ -163,6 +173,7 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
                     cluster,
                     create: "waves/node-kpr-gate",
                     environment: { ...env, PENDING_NODE_CONFIG: PENDING_NODE_CONFIG_NAME },
+                    store: scriptStore,
                     // A new handover (a restarted agent) is checked again.
                     triggers: [handover.id],
                 },
@@ -175,7 +186,7 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
                 : undefined;
             const services = clusterCommand(
                 WAVE_STEP.nodeServices(name),
-                { cluster, create: "waves/node-services", environment: env, triggers: [handover.id] },
+                { cluster, create: "waves/node-services", environment: env, triggers: [handover.id], store: scriptStore },
                 { parent, dependsOn: [tproxy ? tproxy.confirm : cleanup] },
             );
             const uncordon = config.migration.drain
@@ -186,6 +197,7 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
                           create: "waves/node-uncordon",
                           delete: "waves/node-drain",
                           environment: { ...env, DRAIN_TIMEOUT: String(config.migration.drainTimeoutSeconds) },
+                          store: scriptStore,
                       },
                       { parent, dependsOn: [services], ...DELETE_FIRST },
                   )
@@ -198,5 +210,5 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
         previous = ends;
     }
     const complete = waves.length === planWaves(config.migration, config.nodes).length;
-    return { waves, affinity, pendingGate, nodes, lastWave: previous, complete };
+    return { waves, affinity, pendingGate, scriptStore: scriptStore.step, nodes, lastWave: previous, complete };
 }

@@ -1,4 +1,5 @@
 import type { Wave } from "../config/waveSettings";
+import type { ClusterScriptName } from "../commands/scriptParams";
 
 /*
  * Node-by-node KPR: the label that marks a migrated node, and the plan's texts. Which node moves in
@@ -10,6 +11,20 @@ export { declaredWaves, planWaves, usesWaves, type Wave } from "../config/waveSe
 /** The label this program owns: set on a node when it is handed from kube-proxy to its KPR agent. */
 export const MIGRATED_LABEL = "cilium-kpr.io/kpr-migrated";
 export const MIGRATED_LABEL_VALUE = "true";
+
+/**
+ * The scripts the per-node wave steps run, all from the cluster script store (commands/clusterScriptStore.ts):
+ * the store step writes exactly these, and the drift check expects exactly these in the store.
+ */
+export function waveStoreScripts(drain: boolean): ClusterScriptName[] {
+    return [
+        "waves/node-handover",
+        "waves/node-handback",
+        "waves/node-kpr-gate",
+        "waves/node-services",
+        ...(drain ? (["waves/node-drain", "waves/node-uncordon"] as const) : []),
+    ];
+}
 
 /** A text that changes exactly when the waves do; as a trigger it re-runs the final gate. */
 export function wavesScope(waves: readonly Wave[]): string {

@@ -30,6 +30,15 @@
  *   --timeout (kubectl/pkg/drain): `pdbBlocks` lists nodes whose drain never finishes.
  * - `kubectl wait --for=condition=Ready` times out with "error: timed out waiting for the condition
  *   on pods/NAME" (kubectl/pkg/cmd/wait): `agentNeverReady` lists nodes whose new agent never is.
+ * - ConfigMaps (the cluster script store, components/commands/clusterScriptStore.ts): `get` by name
+ *   ("Error from server (NotFound): configmaps \"X\" not found"; with --ignore-not-found nothing and exit 0,
+ *   kubectl/pkg/cmd/get/get.go) or by one key=value -l selector (a List); `create -f` refuses an existing
+ *   name (AlreadyExists); `delete` by name, or by -l, printing `configmap "X" deleted from NS namespace`
+ *   per object and "No resources found" when none matches (kubectl/pkg/cmd/delete/delete.go PrintObj,
+ *   RunDelete); `label -l SELECTOR K=V` prints `configmap/X labeled` (or "not labeled" when unchanged)
+ *   and refuses a different value without --overwrite (kubectl/pkg/cmd/label/label.go). An `immutable`
+ *   ConfigMap's data cannot change, only its metadata (Kubernetes docs "Immutable ConfigMaps"): the
+ *   stand-in has no verb that changes data, so only a test editing the state can alter one.
  * - Unknown flags fail with kubectl's "error: unknown flag: --X".
  */
 import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
@@ -69,6 +78,12 @@ export interface FakeEndpointSlice {
     ports?: { name?: string; port: number; protocol?: string }[];
 }
 
+export interface FakeConfigMap {
+    metadata: { name: string; namespace: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+    immutable?: boolean;
+    data?: Record<string, string>;
+}
+
 export interface WaveClusterState {
     nodes: Record<string, { labels: Record<string, string>; unschedulable: boolean; addresses?: { type: string; address: string }[] }>;
     ciliumNamespace: string;
@@ -99,6 +114,8 @@ export interface WaveClusterState {
     denyNodePortServices?: string;
     /** UID of namespace kube-system (the cluster's identity); a default when unset. */
     kubeSystemUid?: string;
+    /** ConfigMaps (the cluster script store's). */
+    configMaps?: FakeConfigMap[];
     /** Nodes whose agent was restarted while a kube-proxy pod still ran there (terminating or not). */
     agentRestartedBesideKubeProxy?: string[];
 }
@@ -238,7 +255,7 @@ interface Parsed {
 /**
  * Flags each verb accepts: a subset of kubectl 1.35's, each one a flag that verb really has
  * (kubernetes/kubectl pkg/cmd/get/get.go -o/-l/--field-selector/-A/--ignore-not-found,
- * label/label.go --overwrite, delete/delete_flags.go --wait/--ignore-not-found, create/create.go -f/-o,
+ * label/label.go --overwrite/-l, delete/delete_flags.go --wait/--ignore-not-found/-l, create/create.go -f/-o,
  * wait/wait.go --for/--timeout,
  * exec/exec.go -c, replace/replace.go -f, rollout/rollout_status.go --timeout,
  * drain/drain.go --ignore-daemonsets/--delete-emptydir-data/--timeout). Anything else is refused as
@@ -246,8 +263,8 @@ interface Parsed {
  */
 const VERB_FLAGS: Readonly<Record<string, readonly string[]>> = {
     get: ["-o", "-l", "--field-selector", "-A", "--ignore-not-found"],
-    label: ["--overwrite"],
-    delete: ["--wait", "--ignore-not-found"],
+    label: ["--overwrite", "-l"],
+    delete: ["--wait", "--ignore-not-found", "-l"],
     create: ["-f", "-o"],
     wait: ["--for", "--timeout"],
     exec: ["-c"],
@@ -313,6 +330,21 @@ function podObject(pod: FakePod): unknown {
     };
 }
 
+/** One key=value label selector (all the store's scripts use). */
+function selectedConfigMaps(state: WaveClusterState, namespace: string, selector: string): FakeConfigMap[] {
+    const m = /^([A-Za-z0-9./_-]+)=([A-Za-z0-9._-]*)$/.exec(selector);
+    if (!m) throw new Exit(1, `error: the fake selects ConfigMaps by one key=value label only (got '${selector}')`);
+    return (state.configMaps ?? []).filter((c) => c.metadata.namespace === namespace && c.metadata.labels?.[m[1]!] === m[2]);
+}
+
+function configMapNamed(state: WaveClusterState, namespace: string, name: string): FakeConfigMap | undefined {
+    return (state.configMaps ?? []).find((c) => c.metadata.namespace === namespace && c.metadata.name === name);
+}
+
+function configMapObject(c: FakeConfigMap): unknown {
+    return { apiVersion: "v1", kind: "ConfigMap", ...c };
+}
+
 function findPod(state: WaveClusterState, namespace: string, name: string): FakePod {
     const pod = state.pods.find((p) => p.name === name && p.namespace === namespace);
     if (pod === undefined) throw new Exit(1, `Error from server (NotFound): pods "${name}" not found`);
@@ -349,6 +381,19 @@ export function kubectl(state: WaveClusterState, argv: readonly string[]): strin
                     throw new Exit(1, `Error from server (NotFound): customresourcedefinitions.apiextensions.k8s.io "${name}" not found`);
                 return json({ spec: { versions: ["v2alpha1", "v2"].map((v) => ({ name: v, served: state.crdVersions!.includes(v) })) } });
             }
+            if (kind === "configmap") {
+                if (name === undefined) {
+                    const selector = flags.get("-l");
+                    if (selector === undefined) throw new Exit(1, "error: the fake lists ConfigMaps by -l only");
+                    return json({ apiVersion: "v1", kind: "List", items: selectedConfigMaps(state, namespace, selector).map(configMapObject) });
+                }
+                const cm = configMapNamed(state, namespace, name);
+                if (cm === undefined) {
+                    if (flags.has("--ignore-not-found")) return "";
+                    throw new Exit(1, `Error from server (NotFound): configmaps "${name}" not found`);
+                }
+                return json(configMapObject(cm));
+            }
             if (kind === "namespace" && name === "kube-system")
                 return json({ metadata: { name, uid: state.kubeSystemUid ?? "3f6c1d2e-0000-4000-8000-000000000001" } });
             if (kind === "service" && name !== undefined) {
@@ -367,6 +412,20 @@ export function kubectl(state: WaveClusterState, argv: readonly string[]): strin
             throw new Exit(1, `error: the fake does not model get ${kind}`);
         }
         case "label": {
+            if (kind === "configmap" && flags.has("-l")) {
+                const changes = positional.slice(2).map((c) => c.split("=") as [string, string]);
+                let out = "";
+                for (const cm of selectedConfigMaps(state, namespace, flags.get("-l")!)) {
+                    const labels = (cm.metadata.labels ??= {});
+                    for (const [k, v] of changes)
+                        if (labels[k] !== undefined && labels[k] !== v && !flags.has("--overwrite"))
+                            throw new Exit(1, `error: '${k}' already has a value (${labels[k]}), and --overwrite is false`);
+                    const changed = changes.some(([k, v]) => labels[k] !== v);
+                    for (const [k, v] of changes) labels[k] = v;
+                    out += `configmap/${cm.metadata.name} ${changed ? "labeled" : "not labeled"}\n`;
+                }
+                return out;
+            }
             if (kind !== "node" || name === undefined) throw new Exit(1, "error: the fake labels nodes only");
             const node = state.nodes[name];
             if (node === undefined) throw new Exit(1, `Error from server (NotFound): nodes "${name}" not found`);
@@ -422,9 +481,34 @@ export function kubectl(state: WaveClusterState, argv: readonly string[]): strin
                 state.endpointSlices.push(slice);
                 return flags.get("-o") === "json" ? json(slice) : `endpointslice.discovery.k8s.io/${slice.metadata.name} created\n`;
             }
+            if (object.kind === "ConfigMap") {
+                const cm = object as unknown as FakeConfigMap;
+                if (configMapNamed(state, ns, cm.metadata.name) !== undefined)
+                    throw new Exit(
+                        1,
+                        `Error from server (AlreadyExists): error when creating "${flags.get("-f")}": configmaps "${cm.metadata.name}" already exists`,
+                    );
+                const stored: FakeConfigMap = { metadata: { ...cm.metadata, namespace: ns }, immutable: cm.immutable, data: cm.data };
+                state.configMaps = [...(state.configMaps ?? []), stored];
+                return flags.get("-o") === "json" ? json(configMapObject(stored)) : `configmap/${cm.metadata.name} created\n`;
+            }
             throw new Exit(1, `error: the fake does not model create ${String(object.kind)}`);
         }
         case "delete": {
+            if (kind === "configmap") {
+                const selector = flags.get("-l");
+                const doomed =
+                    selector !== undefined && name === undefined
+                        ? selectedConfigMaps(state, namespace, selector)
+                        : [configMapNamed(state, namespace, name ?? "")].filter((c) => c !== undefined);
+                if (selector === undefined && doomed.length === 0) {
+                    if (flags.has("--ignore-not-found")) return "";
+                    throw new Exit(1, `Error from server (NotFound): configmaps "${name}" not found`);
+                }
+                if (doomed.length === 0) return "No resources found\n";
+                state.configMaps = (state.configMaps ?? []).filter((c) => !doomed.includes(c));
+                return doomed.map((c) => `configmap "${c.metadata.name}" deleted from ${namespace} namespace\n`).join("");
+            }
             if ((kind === "service" || kind === "endpointslice") && name !== undefined) {
                 if (kind === "service") {
                     const svc = state.services.find((s) => s.metadata.namespace === namespace && s.metadata.name === name);

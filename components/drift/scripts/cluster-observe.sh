@@ -20,9 +20,11 @@
 #   EXEC_TIMEOUT              seconds allowed for each `kubectl exec`. Default 60.
 #   MIGRATED_LABEL            the wave path's node label (set for wave stacks only): every node's value
 #                             of it is read (needs get/list on nodes) and kube-proxy's DaemonSet is
-#                             checked for the required node affinity NotIn "true" on it.
-# stdout: {kubeProxy:{daemonSet,configMap,pods}, agents:[...], agentsWanted, nodes, errors:[{check,message}]};
-# nodes is null unless MIGRATED_LABEL is set, else [{name, migrated}];
+#                             checked for the required node affinity NotIn "true" on it. The cluster
+#                             script store's ConfigMaps are listed too (components/commands/clusterScriptStore.ts),
+#                             each with whether its script still has the sha256 its name carries.
+# stdout: {kubeProxy:{daemonSet,configMap,pods}, agents:[...], agentsWanted, nodes, scriptStore, errors:[{check,message}]};
+# nodes and scriptStore are null unless MIGRATED_LABEL is set, else [{name, migrated}] and [{name, intact}];
 # an absent object is null, one kubectl could not read is the string "unreadable".
 set -euo pipefail
 
@@ -101,6 +103,21 @@ if [[ -n "$MIGRATED_LABEL" ]]; then
     fi
 fi
 
+# The wave path: the cluster script store the per-node wave steps run their scripts from.
+store=null
+if [[ -n "$MIGRATED_LABEL" ]]; then
+    store='"unreadable"'
+    if get "cluster script store" "$workdir/store.json" -n kube-system configmap -l cilium-kpr.io/cluster-script-store=true; then
+        : >"$workdir/store.jsonl"
+        for ((i = 0; i < $(jq '.items | length' "$workdir/store.json"); i++)); do
+            name="$(jq -r --argjson i "$i" '.items[$i].metadata.name' "$workdir/store.json")"
+            sha="$(jq -j --argjson i "$i" '.items[$i].data.script // ""' "$workdir/store.json" | sha256sum)"
+            jq -cn --arg name "$name" --arg sha "${sha%% *}" '{name: $name, intact: ($name == "cilium-kpr-script-\($sha)")}' >>"$workdir/store.jsonl"
+        done
+        store=$(jq -sc . "$workdir/store.jsonl")
+    fi
+fi
+
 jq -cn --argjson ds "$kp_ds" --argjson cm "$kp_cm" --argjson pods "$kp_pods" \
-    --argjson agents "$agents" --argjson wanted "$wanted" --argjson nodes "$nodes" --slurpfile errors "$workdir/errors.jsonl" \
-    '{kubeProxy: {daemonSet: $ds, configMap: $cm, pods: $pods}, agents: $agents, agentsWanted: $wanted, nodes: $nodes, errors: $errors}'
+    --argjson agents "$agents" --argjson wanted "$wanted" --argjson nodes "$nodes" --argjson store "$store" --slurpfile errors "$workdir/errors.jsonl" \
+    '{kubeProxy: {daemonSet: $ds, configMap: $cm, pods: $pods}, agents: $agents, agentsWanted: $wanted, nodes: $nodes, scriptStore: $store, errors: $errors}'

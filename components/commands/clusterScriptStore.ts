@@ -1,0 +1,93 @@
+import { createHash } from "node:crypto";
+import type * as pulumi from "@pulumi/pulumi";
+import type { ClusterScriptName } from "./scriptParams";
+import { scriptText } from "./scripts";
+
+/*
+ * The cluster script store: the cluster scripts that per-node steps run, kept once in the cluster
+ * instead of once per node in Pulumi state. One immutable ConfigMap per script in kube-system, named
+ * by the script's sha256 (components/waves/scripts/cluster-script-store.sh writes them from the store
+ * step's stdin, which carries each script once). A per-node step's create and delete are a few lines
+ * (storeRunnerText) that fetch the script by digest with kubectl, check its sha256 and run it, so:
+ * - the step's state holds a digest, not the script; a script change shows in the preview as a new
+ *   digest (and `npm run plan` writes the script beside the step);
+ * - the store only ever adds, so a delete recorded before a script changed still runs exactly the
+ *   script it was created with;
+ * - a missing or altered entry fails closed: nothing runs, and the error says what to do.
+ * A ConfigMap holds at most 1 MiB of data (Kubernetes docs, "ConfigMaps": "The data stored in a
+ * ConfigMap cannot exceed 1 MiB"): one per script keeps each far below that, however many versions
+ * accumulate. `immutable: true` (docs, "Immutable ConfigMaps") means nobody edits an entry in place;
+ * deleting and re-creating one by hand is caught by the digest check.
+ */
+
+export const STORE_NAMESPACE = "kube-system";
+export const STORE_LABEL = "cilium-kpr.io/cluster-script-store";
+export const STORE_WRITER_LABEL = "cilium-kpr.io/cluster-script-store-writer";
+const MAX_CONFIGMAP_DATA = 1024 * 1024;
+
+export interface ClusterStoreEntry {
+    readonly name: ClusterScriptName;
+    readonly sha256: string;
+    /** The script as a resource would embed it (preludes inlined). */
+    readonly text: string;
+}
+
+/** A store step and what it holds: steps given it fetch their scripts from it (clusterCommand's `store`). */
+export interface ClusterScriptStore {
+    readonly step: pulumi.Resource;
+    readonly entries: ReadonlyMap<ClusterScriptName, ClusterStoreEntry>;
+}
+
+export function storeConfigMapName(sha256: string): string {
+    return `cilium-kpr-script-${sha256}`;
+}
+
+export function clusterStoreEntry(name: ClusterScriptName): ClusterStoreEntry {
+    const text = scriptText(name);
+    if (Buffer.byteLength(text, "utf8") >= MAX_CONFIGMAP_DATA) throw new Error(`${name}.sh is too large for a ConfigMap of the cluster script store (1 MiB)`);
+    return { name, sha256: createHash("sha256").update(text, "utf8").digest("hex"), text };
+}
+
+/** The store step's stdin: every entry once, in digest order (cluster-script-store.sh reads it). */
+export function clusterStoreStdin(entries: readonly ClusterStoreEntry[]): string {
+    const byDigest = new Map(entries.map((e) => [e.sha256, e]));
+    const scripts = [...byDigest.values()].sort((a, b) => (a.sha256 < b.sha256 ? -1 : 1)).map((e) => ({ name: e.name, sha256: e.sha256, text: e.text }));
+    return JSON.stringify({ scripts });
+}
+
+/** The script's own first header line (what it does), shown in the step's text so the preview names the script's job. */
+function purposeLine(text: string): string {
+    const line = text.split("\n").find((l, i) => i > 0 && l.startsWith("# ")) ?? "";
+    return line.replace(/[^\x20-\x7e]/g, "");
+}
+
+/**
+ * The command text of a step that runs `entry` from the store: fetch configmap/cilium-kpr-script-<sha256>,
+ * check the script's sha256, run it with bash. Self-contained (it is what a delete runs, from state, long
+ * after the repository changed); the script it runs checks CLUSTER_UID itself before changing anything.
+ * A fetch that fails or a digest that differs prints the cluster steps' JSON summary and runs nothing.
+ */
+export function storeRunnerText(entry: ClusterStoreEntry): string {
+    if (!/^[0-9a-f]{64}$/.test(entry.sha256)) throw new Error(`"${entry.sha256}" is not a sha256 digest`);
+    const script = `${entry.name}.sh`;
+    return [
+        `# cilium-kpr: runs ${script} from the cluster script store, by sha256`,
+        purposeLine(entry.text),
+        "set -uo pipefail",
+        `s=${entry.sha256} k=(kubectl) f="$(mktemp)"`,
+        `trap 'rm -f "$f"' EXIT`,
+        `[[ -z "\${KUBECTL_CONTEXT:-}" ]] || k+=(--context "$KUBECTL_CONTEXT")`,
+        `"\${k[@]}" -n ${STORE_NAMESPACE} get configmap "cilium-kpr-script-$s" -o json | jq -j '.data.script // ""' >"$f" && [[ "$(sha256sum <"$f")" == "$s  -" ]] || {`,
+        `  m="${script} (sha256 $s) is missing from the cluster script store (configmap/cilium-kpr-script-$s in ${STORE_NAMESPACE}) of \${KUBECTL_CONTEXT:-the current context}, or differs; nothing was run (README: the cluster script store)"`,
+        `  echo "cilium-kpr: $m" >&2; jq -cn --arg e "$m" '{ok:false,error:$e}'; exit 1; }`,
+        `bash "$f"`,
+        "",
+    ].join("\n");
+}
+
+/** The runner text of a script the store holds; a script it does not hold is a program error (caught at preview). */
+export function storeRunnerFor(store: ClusterScriptStore, name: ClusterScriptName): string {
+    const entry = store.entries.get(name);
+    if (entry === undefined) throw new Error(`${name} is not in the cluster script store; add it to the store step's scripts`);
+    return storeRunnerText(entry);
+}
