@@ -11,6 +11,8 @@ import { isScriptName, scriptPath } from "../components/commands/scripts";
 import { connectFromNode, scheduleKubeProxy, startAgent, type FakeNodeConfig, type FakeService, type WaveClusterState } from "./support/fakeWaveCluster";
 import { PROJECT, rawStack, withValue } from "./support/stacks";
 import { NODE_CONFIG_CHECK_ENV } from "../components/ciliumVersions/ciliumVersions";
+import { TYPE, WAVE_STEP } from "../components/resourceNames";
+import { find, runProgram } from "./support/program";
 
 /*
  * The wave scripts (components/waves/scripts/) run for real against the stand-in kubectl of
@@ -425,5 +427,35 @@ test("every wave script refuses another cluster than the one its step recorded",
     }
     assert.equal(lab.labelled("m600"), false);
     assert.equal(lab.state().nodes.m600!.unschedulable, false);
+    lab.close();
+});
+
+test("drain and uncordon run once, on the node's wave: their update (a new script digest, another timeout) leaves the node as it is", async () => {
+    const outcome = await runProgram("prod", { migration: { waveSize: 1, drain: true } });
+    assert.equal(outcome.error, undefined, String(outcome.error));
+    const lab = new WaveLab();
+    ok(lab.run("node-drain", { NODE: "m600", DRAIN_TIMEOUT: "30" }));
+    ok(lab.run("node-uncordon", { NODE: "m600" }));
+    const runUpdate = (step: string) => {
+        const r = find(outcome.resources, TYPE.localCommand, step);
+        assert.equal(typeof r.inputs.update, "string", `${step} has an update text (without it pulumi-command re-runs the create)`);
+        assert.notEqual(r.inputs.update, r.inputs.create);
+        const run = spawnSync("bash", ["-c", String(r.inputs.update)], {
+            encoding: "utf8",
+            env: { PATH: `${join(lab.dir, "bin")}:${process.env.PATH}`, FAKE_WAVE_STATE: lab.stateFile, NODE: "m600" },
+        });
+        assert.equal(run.status, 0, run.stderr);
+        assert.deepEqual(JSON.parse(run.stdout), { ok: true, node: "m600", changed: false });
+    };
+    for (const cordoned of [false, true]) {
+        // An operator may have cordoned the node since its wave: the uncordon's update must not undo that.
+        lab.update((s) => (s.nodes.m600!.unschedulable = cordoned));
+        const state = lab.state();
+        const calls = readFileSync(`${lab.stateFile}.calls`, "utf8");
+        runUpdate(WAVE_STEP.drain("m600"));
+        runUpdate(WAVE_STEP.uncordon("m600"));
+        assert.deepEqual(lab.state(), state, "no node drained, cordoned or uncordoned");
+        assert.equal(readFileSync(`${lab.stateFile}.calls`, "utf8"), calls, "no kubectl call at all");
+    }
     lab.close();
 });

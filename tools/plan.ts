@@ -100,12 +100,12 @@ async function main(argv: readonly string[]): Promise<number> {
         );
     }
 
-    // What each step runs (create, and delete for `pulumi destroy`), with where and how it runs.
+    // What each step runs (create, update when it has its own, and delete for `pulumi destroy`), with where and how it runs.
     const mkdir = directoryMaker(outDir);
     for (const r of ordered) {
         if (r.type !== "command:local:Command" && r.type !== "command:remote:Command") continue;
         mkdir(path.join(outDir, "steps"));
-        for (const phase of ["create", "delete"] as const) {
+        for (const phase of ["create", "update", "delete"] as const) {
             if (typeof r.inputs[phase] === "string")
                 writeFileSync(path.join(outDir, "steps", `${r.name}.${phase}.sh`), stepFileText(entryOf.get(r.key)!, r, phase));
         }

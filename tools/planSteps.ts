@@ -126,12 +126,17 @@ function fetchedDigest(text: string): string | undefined {
  * waits for, how it is replaced), then the command text exactly as the provider runs it. The SSH
  * private key is never written: only that one is used.
  */
-export function stepFileText(entry: PlanEntry, r: RecordedResource, phase: "create" | "delete"): string {
+export function stepFileText(entry: PlanEntry, r: RecordedResource, phase: "create" | "update" | "delete"): string {
     const lines = [`# cilium-kpr offline plan: ${r.name}, ${phase}`, `# urn: ${entry.urn}`];
+    const ownUpdate = typeof r.inputs.update === "string";
     lines.push(
         phase === "create"
-            ? "# runs: on `pulumi up` when created, and again (as an update) whenever any input other than triggers changes"
-            : "# runs: on `pulumi destroy` (and before a replacement), with the command, environment and connection stored at the last successful create/update",
+            ? ownUpdate
+                ? "# runs: on `pulumi up` when created (a later change of any input other than triggers runs the update text instead)"
+                : "# runs: on `pulumi up` when created, and again (as an update) whenever any input other than triggers changes"
+            : phase === "update"
+              ? "# runs: on `pulumi up` instead of the create, whenever any input other than triggers changes"
+              : "# runs: on `pulumi destroy` (and before a replacement), with the command, environment and connection stored at the last successful create/update",
     );
     if (r.type === TYPE.remoteCommand) {
         const c = (r.inputs.connection ?? {}) as { host?: string; port?: number; user?: string; hostKey?: unknown; privateKey?: unknown };

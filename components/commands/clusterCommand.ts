@@ -42,13 +42,19 @@ export type EnvInputs<N extends ClusterScriptName> = { readonly [K in keyof Scri
  * with what was stored at create, so the environment must be the create's and the delete's at once.
  * The kubectl target (KUBECONFIG, KUBECTL_CONTEXT, CLUSTER_UID) comes from `cluster`.
  */
-export interface ClusterCommandArgs<C extends ClusterScriptName, D extends ClusterScriptName> {
+export interface ClusterCommandArgs<C extends ClusterScriptName, D extends ClusterScriptName, U extends ClusterScriptName> {
     readonly cluster: ClusterTarget;
-    /** Run on create and on update. */
+    /** Run on create, and on update unless `update` is given. */
     readonly create: C;
+    /**
+     * Run on update instead of the create (pulumi-command v1.2.1 local/commandController.go Update:
+     * "Use Create command if Update is unspecified"). Carried in the text, never fetched from the
+     * store: an update runs only during an `up`, from the repository of that run.
+     */
+    readonly update?: U;
     /** Run by `pulumi destroy` (with the environment stored in state). */
     readonly delete?: D;
-    readonly environment: EnvInputs<C> & EnvInputs<D>;
+    readonly environment: EnvInputs<C> & EnvInputs<D> & EnvInputs<U>;
     /** Any change replaces the resource, so the create script runs again. */
     readonly triggers?: pulumi.Input<unknown>[];
     /** Give the script its previous stdout as PULUMI_COMMAND_STDOUT when an update re-runs it (and the delete). */
@@ -74,9 +80,9 @@ function environmentOf(env: object): Record<string, pulumi.Input<string>> {
 }
 
 /** A local.Command that runs one of the repository's cluster scripts with bash on the operator's machine. */
-export function clusterCommand<C extends ClusterScriptName, D extends ClusterScriptName = C>(
+export function clusterCommand<C extends ClusterScriptName, D extends ClusterScriptName = C, U extends ClusterScriptName = C>(
     name: string,
-    args: ClusterCommandArgs<C, D>,
+    args: ClusterCommandArgs<C, D, U>,
     opts: pulumi.CustomResourceOptions,
 ): command.local.Command {
     const store = args.store;
@@ -86,6 +92,7 @@ export function clusterCommand<C extends ClusterScriptName, D extends ClusterScr
         {
             interpreter: ["/bin/bash", "-c"],
             create: text(args.create),
+            ...(args.update === undefined ? {} : { update: scriptText(args.update) }),
             delete: args.delete === undefined ? undefined : text(args.delete),
             environment: {
                 ...clusterEnvironment(args.cluster),

@@ -275,6 +275,7 @@ export interface ScriptCatalog {
     readonly "waves/pending-gate": { env: WavePendingEnv };
     readonly "waves/node-drain": { env: WaveDrainEnv };
     readonly "waves/node-uncordon": { env: WaveDrainEnv };
+    readonly "waves/node-step-kept": { env: WaveNodeEnv };
     readonly "waves/node-handover": { env: WaveNodeEnv };
     readonly "waves/node-handback": { env: WaveNodeEnv };
     readonly "waves/node-kpr-gate": { env: WaveNodeGateEnv };

@@ -47,6 +47,7 @@ const KINDS: { readonly [N in ScriptName]: keyof ScriptCatalog[N] } = {
     "waves/pending-gate": "env",
     "waves/node-drain": "env",
     "waves/node-uncordon": "env",
+    "waves/node-step-kept": "env",
     "waves/node-handover": "env",
     "waves/node-handback": "env",
     "waves/node-kpr-gate": "env",

@@ -155,6 +155,9 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
                       {
                           cluster,
                           create: "waves/node-drain",
+                          // Drained once, on its wave: an update (new script digest, new timeout) must
+                          // not drain a migrated node again; pulumi-command would re-run the create.
+                          update: "waves/node-step-kept",
                           delete: "waves/node-uncordon",
                           environment: { ...env, DRAIN_TIMEOUT: String(config.migration.drainTimeoutSeconds) },
                           store: scriptStore,
@@ -195,6 +198,9 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
                       {
                           cluster,
                           create: "waves/node-uncordon",
+                          // Uncordoned once, at its wave's end: an update must not uncordon a node
+                          // an operator has cordoned since.
+                          update: "waves/node-step-kept",
                           delete: "waves/node-drain",
                           environment: { ...env, DRAIN_TIMEOUT: String(config.migration.drainTimeoutSeconds) },
                           store: scriptStore,
