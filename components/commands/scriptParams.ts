@@ -289,6 +289,7 @@ export interface ScriptCatalog {
     /** Installed by the node bundle with its parameter block baked in (components/tproxy/keepalivedNotify.ts). */
     readonly "tproxy/keepalived-notify": { file: "keepalived notify" };
 
+    readonly "commands/env-checks": { prelude: "environment checks" };
     readonly "kubeproxy/cluster-lib": { prelude: "cluster" };
     readonly "kubeproxy/kubeadm-config-lib": { prelude: "kubeadm-config" };
     readonly "kubeproxy/kube-proxy-state": { prelude: "kube-proxy state" };

@@ -13,9 +13,7 @@
 #                          back what this run changed, and says how that went in undo_outcome, which
 #                          ends the error. A failed create leaves nothing in Pulumi's state, so
 #                          `pulumi destroy` could not undo it: a step completes or undoes itself.
-#   need_name VAR...       fails unless each $VAR is a Kubernetes object name
-#   need_seconds VAR...    fails unless each $VAR is a whole number of seconds
-#   need_selector VAR...   fails unless each $VAR is one key=value label selector
+#   need_name, need_seconds, need_selector   (commands/scripts/env-checks.sh)
 #   kubectl_cmd, helm_cmd  arrays pointed at KUBECTL_CONTEXT when it is set
 #   kc ARGS, hm ARGS       kubectl / helm in namespace $KC_NAMESPACE (the script sets it), through tool
 #   live_agents PODS_JSON  "POD NODE" for every pod of a pod list that is not being deleted
@@ -71,24 +69,8 @@ fail() {
     print_failure "$1"
     exit 1
 }
-need_name() {
-    local var
-    for var in "$@"; do
-        [[ "${!var:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$var must be a Kubernetes object name (got '${!var:-}')"
-    done
-}
-need_seconds() {
-    local var
-    for var in "$@"; do
-        [[ "${!var:-}" =~ ^[1-9][0-9]*$ ]] || fail "$var must be a whole number of seconds (got '${!var:-}')"
-    done
-}
-need_selector() {
-    local var
-    for var in "$@"; do
-        [[ "${!var:-}" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "$var must be key=value (got '${!var:-}')"
-    done
-}
+# shellcheck source=SCRIPTDIR/../../commands/scripts/env-checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../commands/scripts/env-checks.sh"
 
 live_agents() {
     jq -r '.items[] | select(.metadata.deletionTimestamp == null) | "\(.metadata.name) \(.spec.nodeName // "unscheduled")"' "$1"
