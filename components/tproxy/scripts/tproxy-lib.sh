@@ -189,12 +189,28 @@ ckpr_drop_table() {
     if nft list table inet "$1" >/dev/null 2>&1; then nft delete table inet "$1"; fi
 }
 
+# ckpr_restore_routes SNAP add|del: adds each rule and route SNAP recorded present, or deletes each
+# it recorded absent (ckpr_capture_routes).
+ckpr_restore_routes() {
+    local snap=$1 op=$2 recorded=absent f kind fam a b c
+    if [ "$op" = add ]; then recorded=present; fi
+    for f in "$snap"/routes/*."$recorded"; do
+        [ -e "$f" ] || continue
+        read -r kind fam a b c <"$f"
+        if [ "$kind" = rule ]; then
+            ckpr_try "ckpr_${op}_rule" "$(ckpr_family_flag "$fam")" "$a" "$b" "$c"
+        else
+            ckpr_try "ckpr_${op}_route" "$fam" "$a"
+        fi
+    done
+}
+
 # Puts back everything SNAP recorded. The live configuration (STATE/live) is taken down
 # first, so items that exist now but not in SNAP disappear. Best effort: every step runs;
 # returns 1 if any step failed (the caller keeps its records so the restore can be retried).
 ckpr_restore() {
     local snap=$1 state=$2 systemd=$3 bin=$ckpr_lib_dir
-    local live_table live_mark live_rt live_prio live_fams live_unit f kind fam a b c unit status path key name
+    local live_table live_mark live_rt live_prio live_fams live_unit f unit status path key name
     ckpr_restore_ok=1
     if [ -e "$state/live" ]; then
         read -r live_table live_mark live_rt live_prio live_fams live_unit <"$state/live"
@@ -237,26 +253,10 @@ ckpr_restore() {
             *.absent) ckpr_try ckpr_drop_table "${name%.absent}" ;;
         esac
     done
-    for f in "$snap"/routes/*.present; do
-        [ -e "$f" ] || continue
-        read -r kind fam a b c <"$f"
-        if [ "$kind" = rule ]; then
-            ckpr_try ckpr_add_rule "$(ckpr_family_flag "$fam")" "$a" "$b" "$c"
-        else
-            ckpr_try ckpr_add_route "$fam" "$a"
-        fi
-    done
+    ckpr_restore_routes "$snap" add
     # Items recorded absent go again (an apply that failed after bringing routes up has no
     # live record yet, so the live take-down above does not cover them).
-    for f in "$snap"/routes/*.absent; do
-        [ -e "$f" ] || continue
-        read -r kind fam a b c <"$f"
-        if [ "$kind" = rule ]; then
-            ckpr_try ckpr_del_rule "$(ckpr_family_flag "$fam")" "$a" "$b" "$c"
-        else
-            ckpr_try ckpr_del_route "$fam" "$a"
-        fi
-    done
+    ckpr_restore_routes "$snap" del
     if [ -e "$snap/state/done" ]; then
         for f in live manifest applied.nft; do
             if [ -e "$snap/state/$f" ]; then ckpr_try cp -p "$snap/state/$f" "$state/$f"; else rm -f "$state/$f"; fi
