@@ -59,9 +59,11 @@ if [[ -n "${CLUSTER_UID:-}" ]]; then
         || fail "wrong cluster: this step belongs to the cluster whose kube-system namespace has UID ${CLUSTER_UID}, but ${KUBECTL_CONTEXT:-the current context} reaches one with UID ${actual_uid:-unknown}; nothing was changed"
 fi
 
+NODE="${NODE:-}"
 CILIUM_NAMESPACE="${CILIUM_NAMESPACE:-kube-system}"
 CILIUM_POD_SELECTOR="${CILIUM_POD_SELECTOR:-k8s-app=cilium}"
 KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
+KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
 KUBE_PROXY_POD_SELECTOR="${KUBE_PROXY_POD_SELECTOR:-k8s-app=kube-proxy}"
 WAIT_TIMEOUT="${WAIT_TIMEOUT:-300}"
 MIGRATED_LABEL="${MIGRATED_LABEL:-cilium-kpr.io/kpr-migrated}"
