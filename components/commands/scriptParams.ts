@@ -290,6 +290,7 @@ export interface ScriptCatalog {
     readonly "tproxy/keepalived-notify": { file: "keepalived notify" };
 
     readonly "commands/env-checks": { prelude: "environment checks" };
+    readonly "cilium/chart-source": { prelude: "Cilium chart source" };
     readonly "kubeproxy/cluster-lib": { prelude: "cluster" };
     readonly "kubeproxy/kubeadm-config-lib": { prelude: "kubeadm-config" };
     readonly "kubeproxy/kube-proxy-state": { prelude: "kube-proxy state" };

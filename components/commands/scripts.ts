@@ -65,6 +65,7 @@ const KINDS: { readonly [N in ScriptName]: keyof ScriptCatalog[N] } = {
     "tproxy/tproxy-boot": "file",
     "tproxy/keepalived-notify": "file",
     "commands/env-checks": "prelude",
+    "cilium/chart-source": "prelude",
     "kubeproxy/cluster-lib": "prelude",
     "kubeproxy/kubeadm-config-lib": "prelude",
     "kubeproxy/kube-proxy-state": "prelude",

@@ -43,6 +43,8 @@ set -euo pipefail
 readonly SCRIPT=cilium-upgrade-preflight
 # shellcheck source=SCRIPTDIR/cluster-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
+# shellcheck source=SCRIPTDIR/../../cilium/scripts/chart-source.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../cilium/scripts/chart-source.sh"
 
 need_name CILIUM_NAMESPACE CILIUM_RELEASE CILIUM_CHART
 need_selector AGENT_SELECTOR
@@ -125,13 +127,7 @@ if [[ -n "$missing" ]]; then
 fi
 log "every value set on release ${CILIUM_RELEASE} (${running}) is among the values for ${CILIUM_CHART_VERSION}"
 
-chart_ref="$CILIUM_CHART"
-repo_args=()
-if [[ "$CILIUM_REPOSITORY" == oci://* ]]; then
-    chart_ref="${CILIUM_REPOSITORY%/}/${CILIUM_CHART}"
-else
-    repo_args=(--repo "$CILIUM_REPOSITORY")
-fi
+cilium_chart_source
 
 # The guide's --set flags as a values file, plus what kube-proxy-free clusters need and the
 # program's own preflight.* values (image overrides).
