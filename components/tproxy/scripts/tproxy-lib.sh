@@ -77,24 +77,31 @@ ckpr_capture_table() {
 ckpr_family_flag() { if [ "$1" = ipv4 ]; then echo -4; else echo -6; fi; }
 ckpr_default_prefix() { if [ "$1" = ipv4 ]; then echo 0.0.0.0/0; else echo ::/0; fi; }
 
+# ckpr_rule_present FLAG PRIORITY MARK TABLE: our fwmark rule is there (the exact line `ip -N rule show` prints).
+ckpr_rule_present() {
+    ip -N "$1" rule show pref "$2" | grep -qxF -- "$(printf '%s:\tfrom all fwmark %s lookup %s' "$2" "$3" "$4")"
+}
+# ckpr_route_present FAMILY TABLE: our local default route via lo is in TABLE.
+ckpr_route_present() {
+    [ -n "$(ip "$(ckpr_family_flag "$1")" route show table "$2" exact "$(ckpr_default_prefix "$1")" type local dev lo 2>/dev/null)" ]
+}
+
 # Records, once per item, whether each of our rules ("rule FAMILY PRIORITY MARK TABLE") and
 # routes ("route FAMILY TABLE") for these parameters exists. Per item, not per parameter set:
 # two parameter sets can share the local route of one table.
 ckpr_capture_routes() {
-    local snap=$1 mark=$2 table=$3 priority=$4 families=$5 f flag line item key present
+    local snap=$1 mark=$2 table=$3 priority=$4 families=$5 f item key present
     local -a fams
     mkdir -p "$snap/routes"
-    line=$(printf '%s:\tfrom all fwmark %s lookup %s' "$priority" "$mark" "$table")
     IFS=, read -r -a fams <<<"$families"
     for f in "${fams[@]}"; do
-        flag=$(ckpr_family_flag "$f")
         for item in "rule $f $priority $mark $table" "route $f $table"; do
             key=$(ckpr_key "$item")
             if [ -e "$snap/routes/$key.present" ] || [ -e "$snap/routes/$key.absent" ]; then continue; fi
             present=0
             case "$item" in
-                rule*) if ip -N "$flag" rule show pref "$priority" | grep -qxF -- "$line"; then present=1; fi ;;
-                route*) if [ -n "$(ip "$flag" route show table "$table" exact "$(ckpr_default_prefix "$f")" type local dev lo 2>/dev/null)" ]; then present=1; fi ;;
+                rule*) if ckpr_rule_present "$(ckpr_family_flag "$f")" "$priority" "$mark" "$table"; then present=1; fi ;;
+                route*) if ckpr_route_present "$f" "$table"; then present=1; fi ;;
             esac
             if [ "$present" = 1 ]; then echo "$item" >"$snap/routes/$key.present"; else echo "$item" >"$snap/routes/$key.absent"; fi
         done
@@ -153,23 +160,21 @@ ckpr_put_back() {
 
 ckpr_add_rule() {
     local flag=$1 priority=$2 mark=$3 table=$4
-    if ! ip -N "$flag" rule show pref "$priority" | grep -qxF -- "$(printf '%s:\tfrom all fwmark %s lookup %s' "$priority" "$mark" "$table")"; then
+    if ! ckpr_rule_present "$flag" "$priority" "$mark" "$table"; then
         ip "$flag" rule add pref "$priority" fwmark "$mark" lookup "$table"
     fi
 }
 
 ckpr_add_route() {
-    local fam=$1 table=$2 flag prefix
-    flag=$(ckpr_family_flag "$fam")
-    prefix=$(ckpr_default_prefix "$fam")
-    if [ -z "$(ip "$flag" route show table "$table" exact "$prefix" type local dev lo 2>/dev/null)" ]; then
-        ip "$flag" route replace local "$prefix" dev lo table "$table"
+    local fam=$1 table=$2
+    if ! ckpr_route_present "$fam" "$table"; then
+        ip "$(ckpr_family_flag "$fam")" route replace local "$(ckpr_default_prefix "$fam")" dev lo table "$table"
     fi
 }
 
 ckpr_del_rule() {
     local flag=$1 priority=$2 mark=$3 table=$4 tries=0
-    while ip -N "$flag" rule show pref "$priority" | grep -qxF -- "$(printf '%s:\tfrom all fwmark %s lookup %s' "$priority" "$mark" "$table")"; do
+    while ckpr_rule_present "$flag" "$priority" "$mark" "$table"; do
         tries=$((tries + 1))
         [ "$tries" -le 32 ] || return 1
         ip "$flag" rule del pref "$priority" from all fwmark "$mark" lookup "$table"
@@ -177,11 +182,9 @@ ckpr_del_rule() {
 }
 
 ckpr_del_route() {
-    local fam=$1 table=$2 flag prefix
-    flag=$(ckpr_family_flag "$fam")
-    prefix=$(ckpr_default_prefix "$fam")
-    if [ -n "$(ip "$flag" route show table "$table" exact "$prefix" type local dev lo 2>/dev/null)" ]; then
-        ip "$flag" route del local "$prefix" dev lo table "$table"
+    local fam=$1 table=$2
+    if ckpr_route_present "$fam" "$table"; then
+        ip "$(ckpr_family_flag "$fam")" route del local "$(ckpr_default_prefix "$fam")" dev lo table "$table"
     fi
 }
 
