@@ -2,7 +2,8 @@ import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readdirSync, statSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { clusterCommand } from "../components/commands/clusterCommand";
 import { NODE_PATH, nodeRunnerText, remoteCommand, stagedCommand } from "../components/commands/remoteCommand";
@@ -45,6 +46,28 @@ test("no embedded script still sources a file: every prelude it sources as a fil
         }
     }
     assert.ok(inlined >= 30, `${inlined} prelude inclusions`);
+});
+
+test("a prelude may source a prelude: inlined where it is sourced, and refused when one script would reach it twice", async (t) => {
+    // The loader in a scratch components tree (scripts.ts resolves the scripts from its own folder).
+    const root = mkdtempSync(path.join(os.tmpdir(), "script-loader-"));
+    t.after(() => rmSync(root, { recursive: true, force: true }));
+    const write = (file: string, text: string) => {
+        mkdirSync(path.dirname(path.join(root, file)), { recursive: true });
+        writeFileSync(path.join(root, file), text);
+    };
+    const sources = (relative: string) => `# shellcheck source=SCRIPTDIR/${relative}\nsource "$(dirname "\${BASH_SOURCE[0]}")/${relative}"\n`;
+    mkdirSync(path.join(root, "commands"));
+    copyFileSync(path.join(COMPONENTS, "commands", "scripts.ts"), path.join(root, "commands", "scripts.ts"));
+    write("commands/scripts/env-checks.sh", "#!/usr/bin/env bash\n# shellcheck shell=bash\nchecks_body\n");
+    write("waves/scripts/wave-lib.sh", `#!/usr/bin/env bash\n# shellcheck shell=bash\nwave_body\n${sources("../../commands/scripts/env-checks.sh")}`);
+    write("kubeproxy/scripts/cluster-lib.sh", `#!/usr/bin/env bash\n# shellcheck shell=bash\n${sources("../../commands/scripts/env-checks.sh")}`);
+    write("waves/scripts/node-uncordon.sh", `#!/usr/bin/env bash\n${sources("wave-lib.sh")}main\n`);
+    write("waves/scripts/node-drain.sh", `#!/usr/bin/env bash\n${sources("wave-lib.sh")}${sources("../../kubeproxy/scripts/cluster-lib.sh")}main\n`);
+    const loader = (await import(path.join(root, "commands", "scripts.ts"))) as typeof import("../components/commands/scripts");
+    assert.equal(loader.scriptText("waves/node-uncordon"), "#!/usr/bin/env bash\nwave_body\nchecks_body\nmain\n");
+    assert.deepEqual(loader.preludesOf("waves/node-uncordon"), ["waves/wave-lib", "commands/env-checks"]);
+    assert.throws(() => loader.scriptText("waves/node-drain"), /commands\/env-checks\.sh is sourced twice by one script/);
 });
 
 test("embedded scripts parse as bash (bash -n)", () => {

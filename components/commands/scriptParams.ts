@@ -300,6 +300,8 @@ export interface ScriptCatalog {
     /** POSIX sh, run by every node step's command text to stage, check and run the step's script (remoteCommand.ts). */
     readonly "commands/node-runner": { file: "node runner" };
 
+    readonly "commands/env-checks": { prelude: "environment checks" };
+    readonly "cilium/chart-source": { prelude: "Cilium chart source" };
     readonly "kubeproxy/cluster-lib": { prelude: "cluster" };
     readonly "kubeproxy/kubeadm-config-lib": { prelude: "kubeadm-config" };
     readonly "kubeproxy/kube-proxy-state": { prelude: "kube-proxy state" };

@@ -11,13 +11,15 @@ import type { ClusterScriptName, PreludeName, ScriptCatalog, ScriptEnv, ScriptNa
  *
  * How scripts share code (the one rule): only through a registered prelude, pulled in with exactly
  *
- *     # shellcheck source=SCRIPTDIR/<relative path of the prelude>.sh
- *     source "$(dirname "${BASH_SOURCE[0]}")/<relative path of the prelude>.sh"
+ *     # shellcheck source=SCRIPTDIR/<path of the prelude relative to this file>.sh
+ *     source "$(dirname "${BASH_SOURCE[0]}")/<path of the prelude relative to this file>.sh"
  *
- * Run as a file (tests, shellcheck), bash sources the prelude from beside the script. Embedded, the
- * loader replaces the two lines with the prelude's text, so every text a resource carries, and every
- * file it stages or installs on a node, is self-contained. A prelude sources nothing; any other
- * `source` or `.` line in a script is refused here.
+ * Run as a file (tests, shellcheck), bash sources the prelude from its place in the repository.
+ * Embedded, the loader replaces the two lines with the prelude's text, so every text a resource
+ * carries, and every file it stages or installs on a node, is self-contained. A prelude may pull in
+ * another prelude the same way (cluster-lib.sh and wave-lib.sh share commands/scripts/env-checks.sh);
+ * a prelude reached twice by one script is refused, so the file and the embedded text run the same
+ * code once. Any other `source` or `.` line is refused here.
  */
 
 const COMPONENTS = path.resolve(__dirname, "..");
@@ -66,6 +68,8 @@ const KINDS: { readonly [N in ScriptName]: keyof ScriptCatalog[N] } = {
     "tproxy/tproxy-boot": "file",
     "tproxy/keepalived-notify": "file",
     "commands/node-runner": "file",
+    "commands/env-checks": "prelude",
+    "cilium/chart-source": "prelude",
     "kubeproxy/cluster-lib": "prelude",
     "kubeproxy/kubeadm-config-lib": "prelude",
     "kubeproxy/kube-proxy-state": "prelude",
@@ -110,30 +114,41 @@ const SOURCES_A_FILE = /^\s*(source|\.)\s+\S/m;
 
 const cache = new Map<ScriptName, string>();
 
-function preludeText(from: ScriptName, relative: string): string {
+function sourcedPrelude(from: ScriptName, relative: string): PreludeName {
     const prelude = scriptNameOf(path.join(path.dirname(scriptPath(from)), relative));
     if (prelude === undefined || KINDS[prelude] !== "prelude") throw new Error(`${from}.sh sources ${relative}, which is not a registered prelude`);
-    const text = readFileSync(scriptPath(prelude), "utf8");
-    if (SOURCES_A_FILE.test(text)) throw new Error(`${prelude}.sh is a prelude and must not source another file`);
-    // Its shebang and shellcheck directive only matter when the prelude is checked on its own.
-    return text.replace(/^#!.*\n/, "").replace(/^# shellcheck shell=.*\n/m, "");
+    return prelude as PreludeName;
+}
+
+/** NAME's text with every prelude it sources inlined in place, recursively; `reached` collects them. */
+function inlined(name: ScriptName, reached: PreludeName[]): string {
+    return readFileSync(scriptPath(name), "utf8").replace(SOURCED_PRELUDE, (_lines, relative: string) => {
+        const prelude = sourcedPrelude(name, relative);
+        if (reached.includes(prelude)) throw new Error(`${prelude}.sh is sourced twice by one script (last from ${name}.sh); source it once`);
+        reached.push(prelude);
+        // Its shebang and shellcheck directive only matter when the prelude is checked on its own.
+        return inlined(prelude, reached)
+            .replace(/^#!.*\n/, "")
+            .replace(/^# shellcheck shell=.*\n/m, "");
+    });
 }
 
 /** The script's text as resources embed it: every prelude it sources inlined, nothing left to source. */
 export function scriptText(name: ScriptName): string {
     let text = cache.get(name);
     if (text === undefined) {
-        text = readFileSync(scriptPath(name), "utf8").replace(SOURCED_PRELUDE, (_lines, relative: string) => preludeText(name, relative));
+        text = inlined(name, []);
         if (SOURCES_A_FILE.test(text)) throw new Error(`${name}.sh sources a file other than through a registered prelude (components/commands/scripts.ts)`);
         cache.set(name, text);
     }
     return text;
 }
 
-/** The preludes a script sources, by registry name (empty for a prelude). */
+/** The preludes a script's embedded text carries, by registry name: those it sources and those they source. */
 export function preludesOf(name: ScriptName): PreludeName[] {
-    const source = readFileSync(scriptPath(name), "utf8");
-    return [...source.matchAll(SOURCED_PRELUDE)].map((m) => scriptNameOf(path.join(path.dirname(scriptPath(name)), m[1]!)) as PreludeName);
+    const reached: PreludeName[] = [];
+    inlined(name, reached);
+    return reached;
 }
 
 /** Turns a cluster script's typed environment into the string map a process environment needs. */

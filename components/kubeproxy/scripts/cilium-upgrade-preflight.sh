@@ -43,17 +43,9 @@ set -euo pipefail
 readonly SCRIPT=cilium-upgrade-preflight
 # shellcheck source=SCRIPTDIR/cluster-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
+# shellcheck source=SCRIPTDIR/../../cilium/scripts/chart-source.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../cilium/scripts/chart-source.sh"
 
-CILIUM_NAMESPACE="${CILIUM_NAMESPACE:-}"
-CILIUM_RELEASE="${CILIUM_RELEASE:-cilium}"
-CILIUM_CHART="${CILIUM_CHART:-cilium}"
-CILIUM_CHART_VERSION="${CILIUM_CHART_VERSION:-}"
-CILIUM_REPOSITORY="${CILIUM_REPOSITORY:-https://helm.cilium.io/}"
-UPGRADE_FROM="${UPGRADE_FROM:-}"
-CILIUM_VALUES_JSON="${CILIUM_VALUES_JSON:-}"
-AGENT_SELECTOR="${AGENT_SELECTOR:-k8s-app=cilium}"
-PREFLIGHT_RELEASE="${PREFLIGHT_RELEASE:-cilium-preflight}"
-PREPULL_TIMEOUT="${PREPULL_TIMEOUT:-600}"
 need_name CILIUM_NAMESPACE CILIUM_RELEASE CILIUM_CHART
 need_selector AGENT_SELECTOR
 need_name PREFLIGHT_RELEASE
@@ -135,13 +127,7 @@ if [[ -n "$missing" ]]; then
 fi
 log "every value set on release ${CILIUM_RELEASE} (${running}) is among the values for ${CILIUM_CHART_VERSION}"
 
-chart_ref="$CILIUM_CHART"
-repo_args=()
-if [[ "$CILIUM_REPOSITORY" == oci://* ]]; then
-    chart_ref="${CILIUM_REPOSITORY%/}/${CILIUM_CHART}"
-else
-    repo_args=(--repo "$CILIUM_REPOSITORY")
-fi
+cilium_chart_source
 
 # The guide's --set flags as a values file, plus what kube-proxy-free clusters need and the
 # program's own preflight.* values (image overrides).

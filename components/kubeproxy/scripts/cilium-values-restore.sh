@@ -28,17 +28,9 @@ set -euo pipefail
 readonly SCRIPT=cilium-values-restore
 # shellcheck source=SCRIPTDIR/cluster-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
+# shellcheck source=SCRIPTDIR/../../cilium/scripts/chart-source.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../cilium/scripts/chart-source.sh"
 
-CILIUM_NAMESPACE="${CILIUM_NAMESPACE:-}"
-CILIUM_RELEASE="${CILIUM_RELEASE:-cilium}"
-CILIUM_CHART="${CILIUM_CHART:-cilium}"
-CILIUM_CHART_VERSION="${CILIUM_CHART_VERSION:-}"
-CILIUM_REPOSITORY="${CILIUM_REPOSITORY:-https://helm.cilium.io/}"
-CILIUM_DS="${CILIUM_DS:-cilium}"
-SNAPSHOT_CONFIGMAP="${SNAPSHOT_CONFIGMAP:-}"
-KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
-KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
-ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-300}"
 need_name CILIUM_NAMESPACE CILIUM_RELEASE CILIUM_CHART CILIUM_DS SNAPSHOT_CONFIGMAP KUBE_PROXY_NAMESPACE KUBE_PROXY_DAEMONSET
 [[ "$CILIUM_CHART_VERSION" =~ ^v?[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]+)?$ ]] || fail "CILIUM_CHART_VERSION must be an exact version such as 1.19.0 (got '${CILIUM_CHART_VERSION}')"
 [[ "$CILIUM_REPOSITORY" =~ ^(https?|oci)://[^[:space:]]+$ ]] || fail "CILIUM_REPOSITORY must be an https:// or oci:// URL"
@@ -86,13 +78,7 @@ if [[ "$serving" != yes ]]; then
 fi
 
 jq -r '.data["values.json"]' "$workdir/snapshot.json" >"$workdir/values.json"
-chart_ref="$CILIUM_CHART"
-repo_args=()
-if [[ "$CILIUM_REPOSITORY" == oci://* ]]; then
-    chart_ref="${CILIUM_REPOSITORY%/}/${CILIUM_CHART}"
-else
-    repo_args=(--repo "$CILIUM_REPOSITORY")
-fi
+cilium_chart_source
 log "upgrading release ${CILIUM_RELEASE} to its pre-migration values (chart ${CILIUM_CHART} ${CILIUM_CHART_VERSION}; before the migration it ran $(jq -r '.data.chart // "?"' "$workdir/snapshot.json"))"
 tool "${helm_cmd[@]}" upgrade "$CILIUM_RELEASE" "$chart_ref" --version "$CILIUM_CHART_VERSION" "${repo_args[@]}" \
     -n "$CILIUM_NAMESPACE" --reset-values -f "$workdir/values.json" >&2 \

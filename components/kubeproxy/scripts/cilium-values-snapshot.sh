@@ -23,9 +23,6 @@ readonly SCRIPT=cilium-values-snapshot
 # shellcheck source=SCRIPTDIR/cluster-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 
-CILIUM_NAMESPACE="${CILIUM_NAMESPACE:-}"
-CILIUM_RELEASE="${CILIUM_RELEASE:-cilium}"
-SNAPSHOT_CONFIGMAP="${SNAPSHOT_CONFIGMAP:-}"
 need_name CILIUM_NAMESPACE CILIUM_RELEASE SNAPSHOT_CONFIGMAP
 KC_NAMESPACE="$CILIUM_NAMESPACE"
 

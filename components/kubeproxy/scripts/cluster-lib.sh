@@ -13,9 +13,8 @@
 #                          back what this run changed, and says how that went in undo_outcome, which
 #                          ends the error. A failed create leaves nothing in Pulumi's state, so
 #                          `pulumi destroy` could not undo it: a step completes or undoes itself.
-#   need_name VAR...       fails unless each $VAR is a Kubernetes object name
-#   need_seconds VAR...    fails unless each $VAR is a whole number of seconds
-#   need_selector VAR...   fails unless each $VAR is one key=value label selector
+#   need_name, need_seconds, need_selector   (commands/scripts/env-checks.sh)
+#   the defaults of the environment keys the cluster scripts read (below)
 #   kubectl_cmd, helm_cmd  arrays pointed at KUBECTL_CONTEXT when it is set
 #   kc ARGS, hm ARGS       kubectl / helm in namespace $KC_NAMESPACE (the script sets it), through tool
 #   live_agents PODS_JSON  "POD NODE" for every pod of a pod list that is not being deleted
@@ -71,24 +70,18 @@ fail() {
     print_failure "$1"
     exit 1
 }
-need_name() {
-    local var
-    for var in "$@"; do
-        [[ "${!var:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$var must be a Kubernetes object name (got '${!var:-}')"
-    done
-}
-need_seconds() {
-    local var
-    for var in "$@"; do
-        [[ "${!var:-}" =~ ^[1-9][0-9]*$ ]] || fail "$var must be a whole number of seconds (got '${!var:-}')"
-    done
-}
-need_selector() {
-    local var
-    for var in "$@"; do
-        [[ "${!var:-}" =~ ^[A-Za-z0-9./_-]+=[A-Za-z0-9._-]+$ ]] || fail "$var must be key=value (got '${!var:-}')"
-    done
-}
+# shellcheck source=SCRIPTDIR/../../commands/scripts/env-checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../commands/scripts/env-checks.sh"
+
+# The defaults of the cluster steps' environment (each script's header says which keys it reads): a
+# key left unset or empty gets its default here, "" for one the program always passes (required).
+: "${CILIUM_NAMESPACE:=}" "${CILIUM_RELEASE:=cilium}" "${CILIUM_CHART:=cilium}" "${CILIUM_CHART_VERSION:=}"
+: "${CILIUM_REPOSITORY:=https://helm.cilium.io/}" "${CILIUM_VALUES_JSON:=}" "${UPGRADE_FROM:=}"
+: "${CILIUM_DS:=cilium}" "${CILIUM_OPERATOR:=cilium-operator}" "${AGENT_SELECTOR:=k8s-app=cilium}"
+: "${PREFLIGHT_RELEASE:=cilium-preflight}" "${SNAPSHOT_CONFIGMAP:=}"
+: "${KUBE_PROXY_NAMESPACE:=kube-system}" "${KUBE_PROXY_DAEMONSET:=kube-proxy}" "${KUBE_PROXY_CONFIGMAP:=kube-proxy}"
+: "${KUBE_PROXY_BACKUP_CONFIGMAP:=}" "${KUBE_PROXY_POD_SELECTOR:=k8s-app=kube-proxy}" "${KUBEADM_BACKUP_CONFIGMAP:=}"
+: "${ROLLOUT_TIMEOUT:=300}" "${POD_GONE_TIMEOUT:=180}" "${EXEC_TIMEOUT:=60}" "${PREPULL_TIMEOUT:=600}" "${MIGRATED_LABEL:=}"
 
 live_agents() {
     jq -r '.items[] | select(.metadata.deletionTimestamp == null) | "\(.metadata.name) \(.spec.nodeName // "unscheduled")"' "$1"

@@ -25,12 +25,6 @@ readonly SCRIPT=kpr-gate
 # shellcheck source=SCRIPTDIR/cluster-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 
-CILIUM_NAMESPACE="${CILIUM_NAMESPACE:-}"
-CILIUM_DS="${CILIUM_DS:-cilium}"
-CILIUM_OPERATOR="${CILIUM_OPERATOR:-cilium-operator}"
-AGENT_SELECTOR="${AGENT_SELECTOR:-k8s-app=cilium}"
-ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-300}"
-EXEC_TIMEOUT="${EXEC_TIMEOUT:-60}"
 need_name CILIUM_NAMESPACE CILIUM_DS CILIUM_OPERATOR
 need_seconds ROLLOUT_TIMEOUT EXEC_TIMEOUT
 need_selector AGENT_SELECTOR

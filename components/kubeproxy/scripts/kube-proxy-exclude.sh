@@ -45,10 +45,6 @@ readonly SCRIPT=kube-proxy-exclude
 # shellcheck source=SCRIPTDIR/cluster-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 
-KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
-KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
-KUBE_PROXY_POD_SELECTOR="${KUBE_PROXY_POD_SELECTOR:-k8s-app=kube-proxy}"
-ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-300}"
 need_name KUBE_PROXY_NAMESPACE KUBE_PROXY_DAEMONSET
 need_selector KUBE_PROXY_POD_SELECTOR
 need_seconds ROLLOUT_TIMEOUT

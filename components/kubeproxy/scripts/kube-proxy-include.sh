@@ -23,9 +23,6 @@ readonly SCRIPT=kube-proxy-include
 # shellcheck source=SCRIPTDIR/cluster-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 
-KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
-KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
-ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-300}"
 need_name KUBE_PROXY_NAMESPACE KUBE_PROXY_DAEMONSET
 need_seconds ROLLOUT_TIMEOUT
 KC_NAMESPACE="$KUBE_PROXY_NAMESPACE"

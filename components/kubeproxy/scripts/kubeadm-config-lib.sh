@@ -2,7 +2,7 @@
 # shellcheck shell=bash disable=SC2034
 # kubeadm-config-lib.sh: what the kubeadm-config scripts share (kubeadm-proxy-disable.sh,
 # kubeadm-proxy-restore.sh, kubeadm-proxy-status.sh). Sourced as a file, inlined when embedded
-# (components/commands/scripts.ts). Needs cluster-lib.sh first (fail, log).
+# (components/commands/scripts.ts). Needs cluster-lib.sh first (fail, log, need_name, kc).
 #
 # The kubeadm-config ConfigMap (kube-system) holds the cluster's ClusterConfiguration as YAML text
 # under the key ClusterConfiguration. kubeadm writes it by marshalling the v1beta4 struct
@@ -16,9 +16,12 @@
 readonly KUBEADM_API_VERSION=kubeadm.k8s.io/v1beta4
 readonly KUBEADM_PROXY_DISABLED_BLOCK=$'proxy:\n  disabled: true'
 
-# KUBEADM_BACKUP_CONFIGMAP: a ConfigMap name other than kubeadm-config itself (the scripts that write it).
+# Every kubeadm-config script names the backup ConfigMap and works in kube-system.
+need_name KUBEADM_BACKUP_CONFIGMAP
+KC_NAMESPACE=kube-system
+
+# The scripts that write the backup: its name is not kubeadm-config itself.
 need_backup_name() {
-    need_name KUBEADM_BACKUP_CONFIGMAP
     [[ "$KUBEADM_BACKUP_CONFIGMAP" != kubeadm-config ]] || fail "KUBEADM_BACKUP_CONFIGMAP must differ from kubeadm-config"
 }
 

@@ -34,12 +34,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 # shellcheck source=SCRIPTDIR/kubeadm-config-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/kubeadm-config-lib.sh"
 
-KUBEADM_BACKUP_CONFIGMAP="${KUBEADM_BACKUP_CONFIGMAP:-}"
 need_backup_name
 
 readonly OPERATOR_ACTION="from now on upgrade with 'kubeadm upgrade apply <version> --skip-phases=addon/kube-proxy' on the first control-plane node and 'kubeadm upgrade node --skip-phases=addon/kube-proxy' on every other node (kubeadm >= 1.32; older kubeadm has no such phase and skips kube-proxy because its ConfigMap is gone)"
-
-KC_NAMESPACE=kube-system
 
 summary() {
     jq -cn --argjson changed "$1" --argjson kubeadm "$2" --argjson disabled "$3" --arg backup "$4" --arg action "$5" \

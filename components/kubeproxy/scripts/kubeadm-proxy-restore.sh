@@ -27,10 +27,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 # shellcheck source=SCRIPTDIR/kubeadm-config-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/kubeadm-config-lib.sh"
 
-KUBEADM_BACKUP_CONFIGMAP="${KUBEADM_BACKUP_CONFIGMAP:-}"
 need_backup_name
-
-KC_NAMESPACE=kube-system
 
 summary() {
     jq -cn --argjson restored "$1" --arg how "$2" --argjson deleted "$3" \

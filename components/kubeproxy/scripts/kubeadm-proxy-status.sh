@@ -21,11 +21,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 # shellcheck source=SCRIPTDIR/kubeadm-config-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/kubeadm-config-lib.sh"
 
-KUBEADM_BACKUP_CONFIGMAP="${KUBEADM_BACKUP_CONFIGMAP:-}"
-need_name KUBEADM_BACKUP_CONFIGMAP
-
-KC_NAMESPACE=kube-system
-
 kc get configmap kubeadm-config -o json --ignore-not-found >"$workdir/live.json"
 if [[ ! -s "$workdir/live.json" ]]; then
     jq -cn '{ok: true, kubeadm: false}'

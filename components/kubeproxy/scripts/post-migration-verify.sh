@@ -18,10 +18,6 @@ readonly SCRIPT=post-migration-verify
 # shellcheck source=SCRIPTDIR/cluster-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cluster-lib.sh"
 
-CILIUM_NAMESPACE="${CILIUM_NAMESPACE:-}"
-CILIUM_DS="${CILIUM_DS:-cilium}"
-AGENT_SELECTOR="${AGENT_SELECTOR:-k8s-app=cilium}"
-EXEC_TIMEOUT="${EXEC_TIMEOUT:-60}"
 need_name CILIUM_NAMESPACE CILIUM_DS
 need_selector AGENT_SELECTOR
 need_seconds EXEC_TIMEOUT

@@ -77,24 +77,31 @@ ckpr_capture_table() {
 ckpr_family_flag() { if [ "$1" = ipv4 ]; then echo -4; else echo -6; fi; }
 ckpr_default_prefix() { if [ "$1" = ipv4 ]; then echo 0.0.0.0/0; else echo ::/0; fi; }
 
+# ckpr_rule_present FLAG PRIORITY MARK TABLE: our fwmark rule is there (the exact line `ip -N rule show` prints).
+ckpr_rule_present() {
+    ip -N "$1" rule show pref "$2" | grep -qxF -- "$(printf '%s:\tfrom all fwmark %s lookup %s' "$2" "$3" "$4")"
+}
+# ckpr_route_present FAMILY TABLE: our local default route via lo is in TABLE.
+ckpr_route_present() {
+    [ -n "$(ip "$(ckpr_family_flag "$1")" route show table "$2" exact "$(ckpr_default_prefix "$1")" type local dev lo 2>/dev/null)" ]
+}
+
 # Records, once per item, whether each of our rules ("rule FAMILY PRIORITY MARK TABLE") and
 # routes ("route FAMILY TABLE") for these parameters exists. Per item, not per parameter set:
 # two parameter sets can share the local route of one table.
 ckpr_capture_routes() {
-    local snap=$1 mark=$2 table=$3 priority=$4 families=$5 f flag line item key present
+    local snap=$1 mark=$2 table=$3 priority=$4 families=$5 f item key present
     local -a fams
     mkdir -p "$snap/routes"
-    line=$(printf '%s:\tfrom all fwmark %s lookup %s' "$priority" "$mark" "$table")
     IFS=, read -r -a fams <<<"$families"
     for f in "${fams[@]}"; do
-        flag=$(ckpr_family_flag "$f")
         for item in "rule $f $priority $mark $table" "route $f $table"; do
             key=$(ckpr_key "$item")
             if [ -e "$snap/routes/$key.present" ] || [ -e "$snap/routes/$key.absent" ]; then continue; fi
             present=0
             case "$item" in
-                rule*) if ip -N "$flag" rule show pref "$priority" | grep -qxF -- "$line"; then present=1; fi ;;
-                route*) if [ -n "$(ip "$flag" route show table "$table" exact "$(ckpr_default_prefix "$f")" type local dev lo 2>/dev/null)" ]; then present=1; fi ;;
+                rule*) if ckpr_rule_present "$(ckpr_family_flag "$f")" "$priority" "$mark" "$table"; then present=1; fi ;;
+                route*) if ckpr_route_present "$f" "$table"; then present=1; fi ;;
             esac
             if [ "$present" = 1 ]; then echo "$item" >"$snap/routes/$key.present"; else echo "$item" >"$snap/routes/$key.absent"; fi
         done
@@ -153,23 +160,21 @@ ckpr_put_back() {
 
 ckpr_add_rule() {
     local flag=$1 priority=$2 mark=$3 table=$4
-    if ! ip -N "$flag" rule show pref "$priority" | grep -qxF -- "$(printf '%s:\tfrom all fwmark %s lookup %s' "$priority" "$mark" "$table")"; then
+    if ! ckpr_rule_present "$flag" "$priority" "$mark" "$table"; then
         ip "$flag" rule add pref "$priority" fwmark "$mark" lookup "$table"
     fi
 }
 
 ckpr_add_route() {
-    local fam=$1 table=$2 flag prefix
-    flag=$(ckpr_family_flag "$fam")
-    prefix=$(ckpr_default_prefix "$fam")
-    if [ -z "$(ip "$flag" route show table "$table" exact "$prefix" type local dev lo 2>/dev/null)" ]; then
-        ip "$flag" route replace local "$prefix" dev lo table "$table"
+    local fam=$1 table=$2
+    if ! ckpr_route_present "$fam" "$table"; then
+        ip "$(ckpr_family_flag "$fam")" route replace local "$(ckpr_default_prefix "$fam")" dev lo table "$table"
     fi
 }
 
 ckpr_del_rule() {
     local flag=$1 priority=$2 mark=$3 table=$4 tries=0
-    while ip -N "$flag" rule show pref "$priority" | grep -qxF -- "$(printf '%s:\tfrom all fwmark %s lookup %s' "$priority" "$mark" "$table")"; do
+    while ckpr_rule_present "$flag" "$priority" "$mark" "$table"; do
         tries=$((tries + 1))
         [ "$tries" -le 32 ] || return 1
         ip "$flag" rule del pref "$priority" from all fwmark "$mark" lookup "$table"
@@ -177,11 +182,9 @@ ckpr_del_rule() {
 }
 
 ckpr_del_route() {
-    local fam=$1 table=$2 flag prefix
-    flag=$(ckpr_family_flag "$fam")
-    prefix=$(ckpr_default_prefix "$fam")
-    if [ -n "$(ip "$flag" route show table "$table" exact "$prefix" type local dev lo 2>/dev/null)" ]; then
-        ip "$flag" route del local "$prefix" dev lo table "$table"
+    local fam=$1 table=$2
+    if ckpr_route_present "$fam" "$table"; then
+        ip "$(ckpr_family_flag "$fam")" route del local "$(ckpr_default_prefix "$fam")" dev lo table "$table"
     fi
 }
 
@@ -189,12 +192,28 @@ ckpr_drop_table() {
     if nft list table inet "$1" >/dev/null 2>&1; then nft delete table inet "$1"; fi
 }
 
+# ckpr_restore_routes SNAP add|del: adds each rule and route SNAP recorded present, or deletes each
+# it recorded absent (ckpr_capture_routes).
+ckpr_restore_routes() {
+    local snap=$1 op=$2 recorded=absent f kind fam a b c
+    if [ "$op" = add ]; then recorded=present; fi
+    for f in "$snap"/routes/*."$recorded"; do
+        [ -e "$f" ] || continue
+        read -r kind fam a b c <"$f"
+        if [ "$kind" = rule ]; then
+            ckpr_try "ckpr_${op}_rule" "$(ckpr_family_flag "$fam")" "$a" "$b" "$c"
+        else
+            ckpr_try "ckpr_${op}_route" "$fam" "$a"
+        fi
+    done
+}
+
 # Puts back everything SNAP recorded. The live configuration (STATE/live) is taken down
 # first, so items that exist now but not in SNAP disappear. Best effort: every step runs;
 # returns 1 if any step failed (the caller keeps its records so the restore can be retried).
 ckpr_restore() {
     local snap=$1 state=$2 systemd=$3 bin=$ckpr_lib_dir
-    local live_table live_mark live_rt live_prio live_fams live_unit f kind fam a b c unit status path key name
+    local live_table live_mark live_rt live_prio live_fams live_unit f unit status path key name
     ckpr_restore_ok=1
     if [ -e "$state/live" ]; then
         read -r live_table live_mark live_rt live_prio live_fams live_unit <"$state/live"
@@ -237,26 +256,10 @@ ckpr_restore() {
             *.absent) ckpr_try ckpr_drop_table "${name%.absent}" ;;
         esac
     done
-    for f in "$snap"/routes/*.present; do
-        [ -e "$f" ] || continue
-        read -r kind fam a b c <"$f"
-        if [ "$kind" = rule ]; then
-            ckpr_try ckpr_add_rule "$(ckpr_family_flag "$fam")" "$a" "$b" "$c"
-        else
-            ckpr_try ckpr_add_route "$fam" "$a"
-        fi
-    done
+    ckpr_restore_routes "$snap" add
     # Items recorded absent go again (an apply that failed after bringing routes up has no
     # live record yet, so the live take-down above does not cover them).
-    for f in "$snap"/routes/*.absent; do
-        [ -e "$f" ] || continue
-        read -r kind fam a b c <"$f"
-        if [ "$kind" = rule ]; then
-            ckpr_try ckpr_del_rule "$(ckpr_family_flag "$fam")" "$a" "$b" "$c"
-        else
-            ckpr_try ckpr_del_route "$fam" "$a"
-        fi
-    done
+    ckpr_restore_routes "$snap" del
     if [ -e "$snap/state/done" ]; then
         for f in live manifest applied.nft; do
             if [ -e "$snap/state/$f" ]; then ckpr_try cp -p "$snap/state/$f" "$state/$f"; else rm -f "$state/$f"; fi

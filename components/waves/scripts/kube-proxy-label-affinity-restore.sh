@@ -12,7 +12,6 @@ readonly SCRIPT=kube-proxy-label-affinity-restore
 source "$(dirname "${BASH_SOURCE[0]}")/wave-lib.sh"
 
 readonly ORIGINAL_ANNOTATION=cilium-kpr.io/pre-wave-affinity
-KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
 need_name KUBE_PROXY_DAEMONSET
 
 kp get daemonset "$KUBE_PROXY_DAEMONSET" -o json >"$workdir/ds.json" 2>"$workdir/err" \

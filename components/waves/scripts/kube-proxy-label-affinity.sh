@@ -23,7 +23,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/wave-lib.sh"
 
 readonly ORIGINAL_ANNOTATION=cilium-kpr.io/pre-wave-affinity
 readonly CANARY_ANNOTATION=cilium-kpr-migration/original-affinity
-KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
 need_name KUBE_PROXY_DAEMONSET KUBE_PROXY_NAMESPACE
 
 kp get daemonset "$KUBE_PROXY_DAEMONSET" -o json >"$workdir/ds.json" 2>"$workdir/err" \

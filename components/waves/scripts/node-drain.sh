@@ -15,7 +15,6 @@ readonly SCRIPT=node-drain
 # shellcheck source=SCRIPTDIR/wave-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/wave-lib.sh"
 
-NODE="${NODE:-}"
 need_name NODE
 DRAIN_TIMEOUT="${DRAIN_TIMEOUT:-600}"
 need_seconds DRAIN_TIMEOUT

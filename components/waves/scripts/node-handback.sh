@@ -16,9 +16,7 @@ readonly SCRIPT=node-handback
 # shellcheck source=SCRIPTDIR/wave-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/wave-lib.sh"
 
-NODE="${NODE:-}"
 need_name NODE
-KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
 
 kpr_mode() { agent_exec "$NODE" cilium-dbg status -o json | jq -r '."kube-proxy-replacement".mode // "False"'; }
 

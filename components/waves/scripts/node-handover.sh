@@ -24,10 +24,7 @@ readonly SCRIPT=node-handover
 # shellcheck source=SCRIPTDIR/wave-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/wave-lib.sh"
 
-NODE="${NODE:-}"
-need_name NODE
-KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
-need_name KUBE_PROXY_DAEMONSET
+need_name NODE KUBE_PROXY_DAEMONSET
 
 kc get node "$NODE" -o json >"$workdir/node.json" 2>"$workdir/err" || fail "node $NODE: $(tr '\n' ' ' <"$workdir/err")"
 labelled="$(jq -r --arg l "$MIGRATED_LABEL" '.metadata.labels[$l] // ""' "$workdir/node.json")"

@@ -16,9 +16,7 @@ readonly SCRIPT=node-kpr-gate
 # shellcheck source=SCRIPTDIR/wave-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/wave-lib.sh"
 
-NODE="${NODE:-}"
-need_name NODE
-need_name PENDING_NODE_CONFIG
+need_name NODE PENDING_NODE_CONFIG
 
 agent_exec "$NODE" cilium-dbg status -o json >"$workdir/status.json" 2>"$workdir/err" \
     || fail "cilium-dbg status on $NODE: $(tr '\n' ' ' <"$workdir/err")"

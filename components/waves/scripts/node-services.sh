@@ -27,7 +27,6 @@ readonly SCRIPT=node-services
 # shellcheck source=SCRIPTDIR/wave-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/wave-lib.sh"
 
-NODE="${NODE:-}"
 need_name NODE
 CONNECT_TIMEOUT="${CONNECT_TIMEOUT:-5}"
 [[ "$CONNECT_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || fail "CONNECT_TIMEOUT must be a whole number of seconds"

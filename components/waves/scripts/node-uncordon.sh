@@ -8,7 +8,6 @@ readonly SCRIPT=node-uncordon
 # shellcheck source=SCRIPTDIR/wave-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/wave-lib.sh"
 
-NODE="${NODE:-}"
 need_name NODE
 kc uncordon "$NODE" >&2 || fail "could not uncordon $NODE"
 jq -cn --arg node "$NODE" '{ok: true, node: $node}'

@@ -5,8 +5,7 @@
 #
 # Expects SCRIPT (name for messages). Provides:
 #   log MSG / fail MSG     progress on stderr / {"ok":false,"error":MSG} as the last stdout line, exit 1
-#   need_name VAR...       fails unless each $VAR is a Kubernetes object name
-#   need_seconds VAR...    fails unless each $VAR is a whole number of seconds
+#   need_name, need_seconds, need_selector   (commands/scripts/env-checks.sh)
 #   kc ARGS                kubectl (with --context when KUBECTL_CONTEXT is set)
 #   kp ARGS                kc in kube-proxy's namespace (KUBE_PROXY_NAMESPACE)
 #   workdir                private temporary directory, removed on exit
@@ -30,18 +29,8 @@ fail() {
     jq -cn --arg error "$message" '{ok: false, error: $error}' || true
     exit 1
 }
-need_name() {
-    local var
-    for var in "$@"; do
-        [[ "${!var:-}" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$ ]] || fail "$var must be a Kubernetes object name (got '${!var:-}')"
-    done
-}
-need_seconds() {
-    local var
-    for var in "$@"; do
-        [[ "${!var:-}" =~ ^[1-9][0-9]*$ ]] || fail "$var must be a whole number of seconds (got '${!var:-}')"
-    done
-}
+# shellcheck source=SCRIPTDIR/../../commands/scripts/env-checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../commands/scripts/env-checks.sh"
 
 kubectl_cmd=(kubectl)
 if [[ -n "${KUBECTL_CONTEXT:-}" ]]; then kubectl_cmd+=(--context "$KUBECTL_CONTEXT"); fi
@@ -70,9 +59,11 @@ if [[ -n "${CLUSTER_UID:-}" ]]; then
         || fail "wrong cluster: this step belongs to the cluster whose kube-system namespace has UID ${CLUSTER_UID}, but ${KUBECTL_CONTEXT:-the current context} reaches one with UID ${actual_uid:-unknown}; nothing was changed"
 fi
 
+NODE="${NODE:-}"
 CILIUM_NAMESPACE="${CILIUM_NAMESPACE:-kube-system}"
 CILIUM_POD_SELECTOR="${CILIUM_POD_SELECTOR:-k8s-app=cilium}"
 KUBE_PROXY_NAMESPACE="${KUBE_PROXY_NAMESPACE:-kube-system}"
+KUBE_PROXY_DAEMONSET="${KUBE_PROXY_DAEMONSET:-kube-proxy}"
 KUBE_PROXY_POD_SELECTOR="${KUBE_PROXY_POD_SELECTOR:-k8s-app=kube-proxy}"
 WAIT_TIMEOUT="${WAIT_TIMEOUT:-300}"
 MIGRATED_LABEL="${MIGRATED_LABEL:-cilium-kpr.io/kpr-migrated}"
