@@ -26,9 +26,17 @@ const BASE_STACK = "prod";
 /** Node addresses sit at <network>.(16..255).(10..249); this many fit. */
 const MAX_NODES = 240 * 240;
 const RUN_TIMEOUT_MS = 15 * 60 * 1000;
-/** Preloaded into the plan process: reports its peak resident memory and CPU time on stderr when it exits. */
+/**
+ * Preloaded into the plan process: reports its peak resident memory and CPU time on stderr when it
+ * exits, and what process.memoryUsage() said at the highest RSS it sampled (every 10 ms, from a timer
+ * that keeps nothing alive; timers do not fire while the program declares its resources synchronously,
+ * so the exact peak can fall between samples): RSS, the V8 heap reserved and in use (in use counts
+ * garbage not yet collected), and external memory (Buffers, wasm).
+ */
 const USAGE_MARKER = "plan-scale usage:";
-const REPORT_USAGE = `data:text/javascript,process.on("exit",()=>{const u=process.resourceUsage();process.stderr.write("\\n${USAGE_MARKER} "+u.maxRSS+" "+(u.userCPUTime+u.systemCPUTime)+"\\n")})`;
+const REPORT_USAGE =
+    "data:text/javascript,let p=process.memoryUsage();const s=()=>{const m=process.memoryUsage();if(m.rss>p.rss)p=m};setInterval(s,10).unref();" +
+    `process.on("exit",()=>{s();const u=process.resourceUsage();process.stderr.write("\\n${USAGE_MARKER} "+[u.maxRSS,u.userCPUTime+u.systemCPUTime,p.rss,p.heapTotal,p.heapUsed,p.external].join(" ")+"\\n")})`;
 
 interface StackDocument {
     config: Record<string, unknown>;
@@ -109,6 +117,13 @@ export function writeSyntheticStack(dir: string, nodeCount: number): string {
     return stack;
 }
 
+export interface MemorySample {
+    readonly rss: number;
+    readonly heapTotal: number;
+    readonly heapUsed: number;
+    readonly external: number;
+}
+
 export interface RunResult {
     readonly ms: number;
     /** Custom resources, as the plan's header counts them. */
@@ -116,6 +131,8 @@ export interface RunResult {
     /** Every resource the program declared, components included (resources.json). */
     readonly declared: number;
     readonly maxRssKiB: number;
+    /** process.memoryUsage() at the highest sampled RSS (bytes). */
+    readonly sampledPeak: MemorySample;
     /** User + system CPU time of the plan process (all its threads). */
     readonly cpuMs: number;
 }
@@ -150,9 +167,10 @@ function timedPlanRun(nodeCount: number): RunResult {
         const header = /^Migration plan for stack \S+ \((\d+) resources\)/m.exec(readFileSync(stdoutPath, "utf8"));
         if (header === null) throw new Error(`plan for ${nodeCount} nodes printed no header`);
         const declared = (JSON.parse(readFileSync(path.join(out, "resources.json"), "utf8")) as unknown[]).length;
-        const usage = new RegExp(`^${USAGE_MARKER} (\\d+) (\\d+)$`, "m").exec(readFileSync(stderrPath, "utf8"));
+        const usage = new RegExp(`^${USAGE_MARKER} (\\d+) (\\d+) (\\d+) (\\d+) (\\d+) (\\d+)$`, "m").exec(readFileSync(stderrPath, "utf8"));
         if (usage === null) throw new Error(`plan for ${nodeCount} nodes did not report its memory and CPU time`);
-        return { ms, resources: Number(header[1]), declared, maxRssKiB: Number(usage[1]), cpuMs: Number(usage[2]) / 1000 };
+        const [maxRss, cpu, rss, heapTotal, heapUsed, external] = usage.slice(1).map(Number) as [number, number, number, number, number, number];
+        return { ms, resources: Number(header[1]), declared, maxRssKiB: maxRss, cpuMs: cpu / 1000, sampledPeak: { rss, heapTotal, heapUsed, external } };
     } finally {
         rmSync(dir, { recursive: true, force: true });
     }
@@ -221,6 +239,8 @@ export interface SizeRow {
     /** Median over rounds of this size's wall time over the smallest size's in the same round. */
     readonly pairedRatio: number;
     readonly rssMiB: number;
+    /** The sampled peak of the run with the highest peak RSS. */
+    readonly sampledPeak: MemorySample;
 }
 
 export function sizeRows(results: ReadonlyMap<number, readonly RunResult[]>): SizeRow[] {
@@ -239,6 +259,7 @@ export function sizeRows(results: ReadonlyMap<number, readonly RunResult[]>): Si
             cpuMedian: median(runs.map((r) => r.cpuMs)),
             pairedRatio: median(runs.map((r, round) => r.ms / smallest[round]!.ms)),
             rssMiB: Math.max(...runs.map((r) => r.maxRssKiB)) / 1024,
+            sampledPeak: runs.reduce((worst, r) => (r.maxRssKiB > worst.maxRssKiB ? r : worst)).sampledPeak,
         };
     });
 }
@@ -256,6 +277,23 @@ export function issueFigures(rows: readonly SizeRow[]): string {
     }
     lines.push(`peak RSS: ${rows.map((r) => `${r.nodes} nodes ${r.rssMiB.toFixed(0)} MiB`).join(", ")} (goal: at most 384 MiB at 200 nodes)`);
     return lines.join("\n") + "\n";
+}
+
+/**
+ * Where each size's memory was at its highest sampled RSS: the V8 heap (in use, and reserved but free:
+ * garbage collected but not yet returned, the young generation's semi-spaces), external memory, and
+ * the rest (node itself, tsx's loader thread, compiled code, stacks).
+ */
+export function memoryBreakdown(rows: readonly SizeRow[]): string {
+    const mib = (bytes: number) => (bytes / 1048576).toFixed(0);
+    const lines = rows.map(({ nodes, rssMiB, sampledPeak: m }) => {
+        const rest = m.rss - m.heapTotal - m.external;
+        return (
+            `  ${nodes} nodes: ${mib(m.rss)} MiB (peak ${rssMiB.toFixed(0)}) = V8 heap ${mib(m.heapTotal)} (${mib(m.heapUsed)} in use incl. garbage not yet ` +
+            `collected, ${mib(m.heapTotal - m.heapUsed)} free) + external ${mib(m.external)} + rest ${mib(rest)} (node, tsx's loader thread, code)`
+        );
+    });
+    return `memory at the highest sampled RSS (worst run, sampled every 10 ms):\n${lines.join("\n")}\n`;
 }
 
 function main(): number {
@@ -320,6 +358,7 @@ function main(): number {
             "paired x: median over rounds of the factor within a round; peak RSS: the plan process's, worst run\n",
     );
     process.stdout.write(issueFigures(rows));
+    process.stdout.write(memoryBreakdown(rows));
     process.stdout.write(`\n${inputBytesTable(sizes.map((nodes) => ({ nodes, bytes: measuredInputBytes(nodes) })))}`);
     return 0;
 }
