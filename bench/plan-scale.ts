@@ -1,8 +1,8 @@
 /*
  * node --import tsx bench/plan-scale.ts [--nodes 3,200,500] [--runs 5]
  * How the offline plan's cost grows with cluster size. For each size it generates a stack from
- * Pulumi.prod.yaml with that many synthetic nodes, then runs the real command
- * (`node --import tsx tools/plan.ts --stack-dir <tmp> --out <tmp>`) in a fresh process per run:
+ * Pulumi.prod.yaml with that many synthetic nodes, then runs the real command (`npm run plan`'s
+ * `node <options> tools/plan.ts --stack-dir <tmp> --out <tmp>`) in a fresh process per run:
  * index.ts is imported once per process, so the mock runtime cannot be reused in-process.
  * A run's wall time therefore includes node/tsx start-up and module loading, a constant that the
  * smallest size shows; "marginal ms/node" subtracts it. Temp dirs are removed after each run.
@@ -137,6 +137,17 @@ export interface RunResult {
     readonly cpuMs: number;
 }
 
+/**
+ * The node options of `npm run plan` (package.json's "plan" script, `node <options> tools/plan.ts`), so
+ * the bench measures the process operators run, V8 flags included.
+ */
+export function planNodeOptions(packageJson: string = readFileSync(path.join(REPO_ROOT, "package.json"), "utf8")): string[] {
+    const script = (JSON.parse(packageJson) as { scripts?: Record<string, string> }).scripts?.plan ?? "";
+    const match = /^node((?: [^ ]+)*?) tools\/plan\.ts$/.exec(script);
+    if (match === null) throw new Error(`package.json's plan script is not "node <options> tools/plan.ts": ${JSON.stringify(script)}`);
+    return match[1]!.split(" ").filter((word) => word !== "");
+}
+
 /** One timed `tools/plan.ts` run in a fresh process against a generated stack. */
 function timedPlanRun(nodeCount: number): RunResult {
     const dir = mkdtempSync(path.join(os.tmpdir(), "plan-scale-"));
@@ -153,7 +164,7 @@ function timedPlanRun(nodeCount: number): RunResult {
         try {
             ({ status, error } = spawnSync(
                 process.execPath,
-                ["--import", "tsx", "--import", REPORT_USAGE, path.join(REPO_ROOT, "tools", "plan.ts"), "--stack", stack, "--stack-dir", dir, "--out", out],
+                [...planNodeOptions(), "--import", REPORT_USAGE, path.join(REPO_ROOT, "tools", "plan.ts"), "--stack", stack, "--stack-dir", dir, "--out", out],
                 { cwd: REPO_ROOT, stdio: ["ignore", stdoutFd, stderrFd], timeout: RUN_TIMEOUT_MS },
             ));
         } finally {
@@ -308,7 +319,7 @@ function main(): number {
     }
 
     process.stdout.write(
-        `offline plan (tools/plan.ts, fresh process per run) on Pulumi.${BASE_STACK}.yaml with N synthetic nodes, ${runs} interleaved round(s), load ${os
+        `offline plan (node ${planNodeOptions().join(" ")} tools/plan.ts, fresh process per run) on Pulumi.${BASE_STACK}.yaml with N synthetic nodes, ${runs} interleaved round(s), load ${os
             .loadavg()
             .map((l) => l.toFixed(1))
             .join(" ")} on ${os.cpus().length} CPUs\n`,

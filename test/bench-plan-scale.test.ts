@@ -6,7 +6,16 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { validateStackConfig } from "../components/config/validate";
 import { rawStackConfig, readStackFile } from "../tools/stackFile";
-import { interleavedRuns, issueFigures, memoryBreakdown, sizeRows, syntheticHostKey, writeSyntheticStack, type RunResult } from "../bench/plan-scale";
+import {
+    interleavedRuns,
+    issueFigures,
+    memoryBreakdown,
+    planNodeOptions,
+    sizeRows,
+    syntheticHostKey,
+    writeSyntheticStack,
+    type RunResult,
+} from "../bench/plan-scale";
 import { PROJECT, ROOT, rawStack } from "./support/stacks";
 
 test("the 500-node synthetic stack passes validateStackConfig with 500 distinct nodes and prod's other settings", (t) => {
@@ -58,12 +67,19 @@ test("the bench with --nodes 3 --runs 1 exits 0 and prints a row for 3 nodes", (
     // (22 + cluster-identity, cilium-release-identity, cilium-upgrade-preflight and kubeadm-proxy-disabled,
     // + each node's store copy and check).
     assert.match(run.stdout, /^\s*3\s+32\s+\d+\s+\d+\s+\d+\s/m);
+    assert.match(run.stdout, /^offline plan \(node --max-semi-space-size=8 --import tsx tools\/plan\.ts, /m);
     assert.match(run.stdout, /^peak RSS: 3 nodes \d+ MiB \(goal: at most 384 MiB at 200 nodes\)$/m);
     // The plan process reported what its memory held: a heap of some MiB, and RSS above it.
     const breakdown = /^ {2}3 nodes: (\d+) MiB \(peak (\d+)\) = V8 heap (\d+) \((\d+) in use/m.exec(run.stdout);
     assert.ok(breakdown, run.stdout);
     const [sampled, peak, heap, used] = breakdown.slice(1).map(Number) as [number, number, number, number];
     assert.ok(sampled <= peak && heap < sampled && used > 0 && used <= heap, breakdown[0]);
+});
+
+test("the bench runs the plan with npm run plan's node options, V8 flags included", () => {
+    assert.deepEqual(planNodeOptions(), ["--max-semi-space-size=8", "--import", "tsx"]);
+    assert.deepEqual(planNodeOptions(JSON.stringify({ scripts: { plan: "node --import tsx tools/plan.ts" } })), ["--import", "tsx"]);
+    assert.throws(() => planNodeOptions(JSON.stringify({ scripts: { plan: "tsx tools/plan.ts" } })), /not "node <options> tools\/plan\.ts"/);
 });
 
 test("the bench refuses a malformed --nodes list", () => {
