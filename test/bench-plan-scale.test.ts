@@ -96,6 +96,7 @@ test("the bench refuses a malformed --nodes list", () => {
 const fakeRun = (ms: number, rssMiB: number, resources = 26): RunResult => ({
     ms,
     cpuMs: ms / 2,
+    systemCpuMs: ms / 10,
     resources,
     declared: resources + 6,
     maxRssKiB: rssMiB * 1024,
@@ -143,7 +144,19 @@ test("issueFigures prints issue 11 item 9's figures: 200 vs 3 nodes and the peak
     const text = issueFigures(sizeRows(results));
     assert.match(text, /^200 vs 3 nodes: 3\.50x the wall time \(medians\), 3\.50x paired per round, 3\.50x the CPU time \(goal: at most 4x\)$/m);
     assert.match(text, /^peak RSS: 3 nodes 200 MiB, 200 nodes 370 MiB, 500 nodes 700 MiB \(goal: at most 384 MiB at 200 nodes\)$/m);
+    assert.match(text, /^200 vs 3 nodes, user CPU time only: 3\.50x \(system time, .*: median 100 ms at 3 nodes, 350 ms at 200\)$/m);
     assert.doesNotMatch(issueFigures(sizeRows(new Map([[3, [fakeRun(1000, 200)]]]))), /200 vs 3/);
+    // System time grown by other processes' disk load shows in the CPU factor, not in the user-only one.
+    const loadedDisk = issueFigures(
+        sizeRows(
+            new Map<number, RunResult[]>([
+                [3, [{ ...fakeRun(1000, 200), cpuMs: 500, systemCpuMs: 100 }]],
+                [200, [{ ...fakeRun(3500, 370), cpuMs: 2500, systemCpuMs: 900 }]],
+            ]),
+        ),
+    );
+    assert.match(loadedDisk, /5\.00x the CPU time/);
+    assert.match(loadedDisk, /user CPU time only: 4\.00x .*median 100 ms at 3 nodes, 900 ms at 200\)$/m);
 });
 
 test("memoryBreakdown splits each size's sampled peak into V8 heap (in use, free), external memory and the rest, from the worst run", () => {
