@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import { createRequire } from "node:module";
 import * as path from "node:path";
-import { deferModule } from "../tools/deferredModules";
+import { deferModule, UNUSED_SDK_MODULES } from "../tools/deferredModules";
 import { ROOT } from "./support/stacks";
 
 /** Files that are in require.cache only when the real package was loaded (the stand-ins sit at the entry files). */
@@ -21,6 +21,15 @@ const REPORT_MODULES =
     'process.on("exit", () => process.stderr.write("\\nloaded modules: " + JSON.stringify(Object.keys(cache)) + "\\n"));';
 
 test("the offline plan runs without loading typescript, @npmcli/arborist or normalize-package-data", (t) => {
+    // All three resolve where the SDK requires them from (one that no longer does would silently not be deferred).
+    assert.deepEqual(
+        UNUSED_SDK_MODULES.map((file) => path.relative(path.join(ROOT, "node_modules"), file)),
+        [
+            path.join("@pulumi", "pulumi", "typescript-shim.js"),
+            path.join("@npmcli", "arborist", "lib", "index.js"),
+            path.join("normalize-package-data", "lib", "normalize.js"),
+        ],
+    );
     const dir = mkdtempSync(path.join(os.tmpdir(), "plan-deferred-"));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     const run = spawnSync(

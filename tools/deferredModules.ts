@@ -16,11 +16,14 @@ import * as path from "node:path";
 const requireModule = createRequire(__filename);
 const PULUMI_DIR = path.dirname(requireModule.resolve("@pulumi/pulumi/package.json"));
 const CLOSURE_DIR = path.join(PULUMI_DIR, "runtime", "closure");
-export const UNUSED_SDK_MODULES: readonly string[] = [
-    path.join(PULUMI_DIR, "typescript-shim.js"),
-    requireModule.resolve("@npmcli/arborist", { paths: [CLOSURE_DIR] }),
-    requireModule.resolve("normalize-package-data", { paths: [CLOSURE_DIR] }),
-];
+/** The files as the SDK's own require() finds them; one an SDK version no longer has is not deferred. */
+export const UNUSED_SDK_MODULES: readonly string[] = ["../../typescript-shim", "@npmcli/arborist", "normalize-package-data"].flatMap((request) => {
+    try {
+        return [requireModule.resolve(request, { paths: [CLOSURE_DIR] })];
+    } catch {
+        return [];
+    }
+});
 
 /**
  * Puts a stand-in for `file` into require.cache ("Adding or replacing entries is also possible",
