@@ -1,8 +1,8 @@
 /*
  * node --import tsx bench/plan-scale.ts [--nodes 3,200,500] [--runs 5]
  * How the offline plan's cost grows with cluster size. For each size it generates a stack from
- * Pulumi.prod.yaml with that many synthetic nodes, then runs the real command
- * (`node --import tsx tools/plan.ts --stack-dir <tmp> --out <tmp>`) in a fresh process per run:
+ * Pulumi.prod.yaml with that many synthetic nodes, then runs the real command (`npm run plan`'s
+ * `node <options> tools/plan.ts --stack-dir <tmp> --out <tmp>`) in a fresh process per run:
  * index.ts is imported once per process, so the mock runtime cannot be reused in-process.
  * A run's wall time therefore includes node/tsx start-up and module loading, a constant that the
  * smallest size shows; "marginal ms/node" subtracts it. Temp dirs are removed after each run.
@@ -26,9 +26,17 @@ const BASE_STACK = "prod";
 /** Node addresses sit at <network>.(16..255).(10..249); this many fit. */
 const MAX_NODES = 240 * 240;
 const RUN_TIMEOUT_MS = 15 * 60 * 1000;
-/** Preloaded into the plan process: reports its peak resident memory and CPU time on stderr when it exits. */
+/**
+ * Preloaded into the plan process: reports its peak resident memory and CPU time on stderr when it
+ * exits, and what process.memoryUsage() said at the highest RSS it sampled (every 10 ms, from a timer
+ * that keeps nothing alive; timers do not fire while the program declares its resources synchronously,
+ * so the exact peak can fall between samples): RSS, the V8 heap reserved and in use (in use counts
+ * garbage not yet collected), and external memory (Buffers, wasm).
+ */
 const USAGE_MARKER = "plan-scale usage:";
-const REPORT_USAGE = `data:text/javascript,process.on("exit",()=>{const u=process.resourceUsage();process.stderr.write("\\n${USAGE_MARKER} "+u.maxRSS+" "+(u.userCPUTime+u.systemCPUTime)+"\\n")})`;
+const REPORT_USAGE =
+    "data:text/javascript,let p=process.memoryUsage();const s=()=>{const m=process.memoryUsage();if(m.rss>p.rss)p=m};setInterval(s,10).unref();" +
+    `process.on("exit",()=>{s();const u=process.resourceUsage();process.stderr.write("\\n${USAGE_MARKER} "+[u.maxRSS,u.userCPUTime+u.systemCPUTime,p.rss,p.heapTotal,p.heapUsed,p.external,u.systemCPUTime].join(" ")+"\\n")})`;
 
 interface StackDocument {
     config: Record<string, unknown>;
@@ -109,6 +117,13 @@ export function writeSyntheticStack(dir: string, nodeCount: number): string {
     return stack;
 }
 
+export interface MemorySample {
+    readonly rss: number;
+    readonly heapTotal: number;
+    readonly heapUsed: number;
+    readonly external: number;
+}
+
 export interface RunResult {
     readonly ms: number;
     /** Custom resources, as the plan's header counts them. */
@@ -116,8 +131,23 @@ export interface RunResult {
     /** Every resource the program declared, components included (resources.json). */
     readonly declared: number;
     readonly maxRssKiB: number;
+    /** process.memoryUsage() at the highest sampled RSS (bytes). */
+    readonly sampledPeak: MemorySample;
     /** User + system CPU time of the plan process (all its threads). */
     readonly cpuMs: number;
+    /** Its system part: the kernel's work for the process, mostly creating the plan's files and directories. */
+    readonly systemCpuMs: number;
+}
+
+/**
+ * The node options of `npm run plan` (package.json's "plan" script, `node <options> tools/plan.ts`), so
+ * the bench measures the process operators run, V8 flags included.
+ */
+export function planNodeOptions(packageJson: string = readFileSync(path.join(REPO_ROOT, "package.json"), "utf8")): string[] {
+    const script = (JSON.parse(packageJson) as { scripts?: Record<string, string> }).scripts?.plan ?? "";
+    const match = /^node((?: [^ ]+)*?) tools\/plan\.ts$/.exec(script);
+    if (match === null) throw new Error(`package.json's plan script is not "node <options> tools/plan.ts": ${JSON.stringify(script)}`);
+    return match[1]!.split(" ").filter((word) => word !== "");
 }
 
 /** One timed `tools/plan.ts` run in a fresh process against a generated stack. */
@@ -136,7 +166,7 @@ function timedPlanRun(nodeCount: number): RunResult {
         try {
             ({ status, error } = spawnSync(
                 process.execPath,
-                ["--import", "tsx", "--import", REPORT_USAGE, path.join(REPO_ROOT, "tools", "plan.ts"), "--stack", stack, "--stack-dir", dir, "--out", out],
+                [...planNodeOptions(), "--import", REPORT_USAGE, path.join(REPO_ROOT, "tools", "plan.ts"), "--stack", stack, "--stack-dir", dir, "--out", out],
                 { cwd: REPO_ROOT, stdio: ["ignore", stdoutFd, stderrFd], timeout: RUN_TIMEOUT_MS },
             ));
         } finally {
@@ -150,9 +180,26 @@ function timedPlanRun(nodeCount: number): RunResult {
         const header = /^Migration plan for stack \S+ \((\d+) resources\)/m.exec(readFileSync(stdoutPath, "utf8"));
         if (header === null) throw new Error(`plan for ${nodeCount} nodes printed no header`);
         const declared = (JSON.parse(readFileSync(path.join(out, "resources.json"), "utf8")) as unknown[]).length;
-        const usage = new RegExp(`^${USAGE_MARKER} (\\d+) (\\d+)$`, "m").exec(readFileSync(stderrPath, "utf8"));
+        const usage = new RegExp(`^${USAGE_MARKER} (\\d+) (\\d+) (\\d+) (\\d+) (\\d+) (\\d+) (\\d+)$`, "m").exec(readFileSync(stderrPath, "utf8"));
         if (usage === null) throw new Error(`plan for ${nodeCount} nodes did not report its memory and CPU time`);
-        return { ms, resources: Number(header[1]), declared, maxRssKiB: Number(usage[1]), cpuMs: Number(usage[2]) / 1000 };
+        const [maxRss, cpu, rss, heapTotal, heapUsed, external, systemCpu] = usage.slice(1).map(Number) as [
+            number,
+            number,
+            number,
+            number,
+            number,
+            number,
+            number,
+        ];
+        return {
+            ms,
+            resources: Number(header[1]),
+            declared,
+            maxRssKiB: maxRss,
+            cpuMs: cpu / 1000,
+            systemCpuMs: systemCpu / 1000,
+            sampledPeak: { rss, heapTotal, heapUsed, external },
+        };
     } finally {
         rmSync(dir, { recursive: true, force: true });
     }
@@ -218,9 +265,12 @@ export interface SizeRow {
     readonly median: number;
     readonly min: number;
     readonly cpuMedian: number;
+    readonly systemCpuMedian: number;
     /** Median over rounds of this size's wall time over the smallest size's in the same round. */
     readonly pairedRatio: number;
     readonly rssMiB: number;
+    /** The sampled peak of the run with the highest peak RSS. */
+    readonly sampledPeak: MemorySample;
 }
 
 export function sizeRows(results: ReadonlyMap<number, readonly RunResult[]>): SizeRow[] {
@@ -237,8 +287,10 @@ export function sizeRows(results: ReadonlyMap<number, readonly RunResult[]>): Si
             median: median(times),
             min: Math.min(...times),
             cpuMedian: median(runs.map((r) => r.cpuMs)),
+            systemCpuMedian: median(runs.map((r) => r.systemCpuMs)),
             pairedRatio: median(runs.map((r, round) => r.ms / smallest[round]!.ms)),
             rssMiB: Math.max(...runs.map((r) => r.maxRssKiB)) / 1024,
+            sampledPeak: runs.reduce((worst, r) => (r.maxRssKiB > worst.maxRssKiB ? r : worst)).sampledPeak,
         };
     });
 }
@@ -253,9 +305,31 @@ export function issueFigures(rows: readonly SizeRow[]): string {
             `200 vs 3 nodes: ${(large.median / small.median).toFixed(2)}x the wall time (medians), ${large.pairedRatio.toFixed(2)}x paired per round, ` +
                 `${(large.cpuMedian / small.cpuMedian).toFixed(2)}x the CPU time (goal: at most 4x)`,
         );
+        const user = (r: SizeRow) => r.cpuMedian - r.systemCpuMedian;
+        lines.push(
+            `200 vs 3 nodes, user CPU time only: ${(user(large) / user(small)).toFixed(2)}x (system time, mostly the kernel creating the plan's files, ` +
+                `follows other processes' disk load: median ${small.systemCpuMedian.toFixed(0)} ms at 3 nodes, ${large.systemCpuMedian.toFixed(0)} ms at 200)`,
+        );
     }
     lines.push(`peak RSS: ${rows.map((r) => `${r.nodes} nodes ${r.rssMiB.toFixed(0)} MiB`).join(", ")} (goal: at most 384 MiB at 200 nodes)`);
     return lines.join("\n") + "\n";
+}
+
+/**
+ * Where each size's memory was at its highest sampled RSS: the V8 heap (in use, and reserved but free:
+ * garbage collected but not yet returned, the young generation's semi-spaces), external memory, and
+ * the rest (node itself, tsx's loader thread, compiled code, stacks).
+ */
+export function memoryBreakdown(rows: readonly SizeRow[]): string {
+    const mib = (bytes: number) => (bytes / 1048576).toFixed(0);
+    const lines = rows.map(({ nodes, rssMiB, sampledPeak: m }) => {
+        const rest = m.rss - m.heapTotal - m.external;
+        return (
+            `  ${nodes} nodes: ${mib(m.rss)} MiB (peak ${rssMiB.toFixed(0)}) = V8 heap ${mib(m.heapTotal)} (${mib(m.heapUsed)} in use incl. garbage not yet ` +
+            `collected, ${mib(m.heapTotal - m.heapUsed)} free) + external ${mib(m.external)} + rest ${mib(rest)} (node, tsx's loader thread, code)`
+        );
+    });
+    return `memory at the highest sampled RSS (worst run, sampled every 10 ms):\n${lines.join("\n")}\n`;
 }
 
 function main(): number {
@@ -270,7 +344,7 @@ function main(): number {
     }
 
     process.stdout.write(
-        `offline plan (tools/plan.ts, fresh process per run) on Pulumi.${BASE_STACK}.yaml with N synthetic nodes, ${runs} interleaved round(s), load ${os
+        `offline plan (node ${planNodeOptions().join(" ")} tools/plan.ts, fresh process per run) on Pulumi.${BASE_STACK}.yaml with N synthetic nodes, ${runs} interleaved round(s), load ${os
             .loadavg()
             .map((l) => l.toFixed(1))
             .join(" ")} on ${os.cpus().length} CPUs\n`,
@@ -285,6 +359,7 @@ function main(): number {
         "median ms",
         "min ms",
         "CPU ms",
+        "sys ms",
         "ms/node",
         "marginal ms/node",
         "x nodes",
@@ -301,6 +376,7 @@ function main(): number {
         r.median.toFixed(0),
         r.min.toFixed(0),
         r.cpuMedian.toFixed(0),
+        r.systemCpuMedian.toFixed(0),
         (r.median / r.nodes).toFixed(1),
         r === first ? "-" : ((r.median - first.median) / (r.nodes - first.nodes)).toFixed(2),
         (r.nodes / first.nodes).toFixed(1),
@@ -315,11 +391,12 @@ function main(): number {
     process.stdout.write(line(columns));
     for (const row of cells) process.stdout.write(line(row));
     process.stdout.write(
-        "resources: custom resources in the plan; declared: every resource incl. components; CPU ms: median user + system time of the plan process; " +
+        "resources: custom resources in the plan; declared: every resource incl. components; CPU ms: median user + system time of the plan process; sys ms: median system time; " +
             "marginal ms/node: (median - smallest median) / (nodes - smallest nodes), i.e. cost without start-up; x: factor vs the smallest size (of medians); " +
             "paired x: median over rounds of the factor within a round; peak RSS: the plan process's, worst run\n",
     );
     process.stdout.write(issueFigures(rows));
+    process.stdout.write(memoryBreakdown(rows));
     process.stdout.write(`\n${inputBytesTable(sizes.map((nodes) => ({ nodes, bytes: measuredInputBytes(nodes) })))}`);
     return 0;
 }

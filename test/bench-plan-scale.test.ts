@@ -6,7 +6,16 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { validateStackConfig } from "../components/config/validate";
 import { rawStackConfig, readStackFile } from "../tools/stackFile";
-import { interleavedRuns, issueFigures, sizeRows, syntheticHostKey, writeSyntheticStack, type RunResult } from "../bench/plan-scale";
+import {
+    interleavedRuns,
+    issueFigures,
+    memoryBreakdown,
+    planNodeOptions,
+    sizeRows,
+    syntheticHostKey,
+    writeSyntheticStack,
+    type RunResult,
+} from "../bench/plan-scale";
 import { PROJECT, ROOT, rawStack } from "./support/stacks";
 
 test("the 500-node synthetic stack passes validateStackConfig with 500 distinct nodes and prod's other settings", (t) => {
@@ -58,7 +67,19 @@ test("the bench with --nodes 3 --runs 1 exits 0 and prints a row for 3 nodes", (
     // (22 + cluster-identity, cilium-release-identity, cilium-upgrade-preflight and kubeadm-proxy-disabled,
     // + each node's store copy and check).
     assert.match(run.stdout, /^\s*3\s+32\s+\d+\s+\d+\s+\d+\s/m);
+    assert.match(run.stdout, /^offline plan \(node --max-semi-space-size=8 --import tsx tools\/plan\.ts, /m);
     assert.match(run.stdout, /^peak RSS: 3 nodes \d+ MiB \(goal: at most 384 MiB at 200 nodes\)$/m);
+    // The plan process reported what its memory held: a heap of some MiB, and RSS above it.
+    const breakdown = /^ {2}3 nodes: (\d+) MiB \(peak (\d+)\) = V8 heap (\d+) \((\d+) in use/m.exec(run.stdout);
+    assert.ok(breakdown, run.stdout);
+    const [sampled, peak, heap, used] = breakdown.slice(1).map(Number) as [number, number, number, number];
+    assert.ok(sampled <= peak && heap < sampled && used > 0 && used <= heap, breakdown[0]);
+});
+
+test("the bench runs the plan with npm run plan's node options, V8 flags included", () => {
+    assert.deepEqual(planNodeOptions(), ["--max-semi-space-size=8", "--import", "tsx"]);
+    assert.deepEqual(planNodeOptions(JSON.stringify({ scripts: { plan: "node --import tsx tools/plan.ts" } })), ["--import", "tsx"]);
+    assert.throws(() => planNodeOptions(JSON.stringify({ scripts: { plan: "tsx tools/plan.ts" } })), /not "node <options> tools\/plan\.ts"/);
 });
 
 test("the bench refuses a malformed --nodes list", () => {
@@ -75,9 +96,11 @@ test("the bench refuses a malformed --nodes list", () => {
 const fakeRun = (ms: number, rssMiB: number, resources = 26): RunResult => ({
     ms,
     cpuMs: ms / 2,
+    systemCpuMs: ms / 10,
     resources,
     declared: resources + 6,
     maxRssKiB: rssMiB * 1024,
+    sampledPeak: { rss: rssMiB * 1048576, heapTotal: 0, heapUsed: 0, external: 0 },
 });
 
 test("rounds are interleaved: every size once per round, the direction alternating", () => {
@@ -121,5 +144,36 @@ test("issueFigures prints issue 11 item 9's figures: 200 vs 3 nodes and the peak
     const text = issueFigures(sizeRows(results));
     assert.match(text, /^200 vs 3 nodes: 3\.50x the wall time \(medians\), 3\.50x paired per round, 3\.50x the CPU time \(goal: at most 4x\)$/m);
     assert.match(text, /^peak RSS: 3 nodes 200 MiB, 200 nodes 370 MiB, 500 nodes 700 MiB \(goal: at most 384 MiB at 200 nodes\)$/m);
+    assert.match(text, /^200 vs 3 nodes, user CPU time only: 3\.50x \(system time, .*: median 100 ms at 3 nodes, 350 ms at 200\)$/m);
     assert.doesNotMatch(issueFigures(sizeRows(new Map([[3, [fakeRun(1000, 200)]]]))), /200 vs 3/);
+    // System time grown by other processes' disk load shows in the CPU factor, not in the user-only one.
+    const loadedDisk = issueFigures(
+        sizeRows(
+            new Map<number, RunResult[]>([
+                [3, [{ ...fakeRun(1000, 200), cpuMs: 500, systemCpuMs: 100 }]],
+                [200, [{ ...fakeRun(3500, 370), cpuMs: 2500, systemCpuMs: 900 }]],
+            ]),
+        ),
+    );
+    assert.match(loadedDisk, /5\.00x the CPU time/);
+    assert.match(loadedDisk, /user CPU time only: 4\.00x .*median 100 ms at 3 nodes, 900 ms at 200\)$/m);
+});
+
+test("memoryBreakdown splits each size's sampled peak into V8 heap (in use, free), external memory and the rest, from the worst run", () => {
+    const mib = 1048576;
+    const sample = (rss: number) => ({ rss: rss * mib, heapTotal: 250 * mib, heapUsed: 150 * mib, external: 5 * mib });
+    const results = new Map<number, RunResult[]>([
+        [
+            200,
+            [
+                { ...fakeRun(3000, 360), sampledPeak: sample(340) },
+                { ...fakeRun(3000, 350), sampledPeak: sample(345) },
+            ],
+        ],
+    ]);
+    assert.equal(
+        memoryBreakdown(sizeRows(results)),
+        "memory at the highest sampled RSS (worst run, sampled every 10 ms):\n" +
+            "  200 nodes: 340 MiB (peak 360) = V8 heap 250 (150 in use incl. garbage not yet collected, 100 free) + external 5 + rest 85 (node, tsx's loader thread, code)\n",
+    );
 });

@@ -282,24 +282,32 @@ test("directoryMaker makes each directory under the plan directory with one mkdi
     assert.throws(() => mkdir("/tmp"), /outside the plan directory/);
 });
 
-test("recording with errorStackFrames 0 formats no stacks while the program runs and restores the limit after", async () => {
+test("recording with errorStackFrames 0 formats no stacks and maps none while the program runs, and restores both after", async () => {
     const before = Error.stackTraceLimit;
+    const sourceMapsBefore = process.sourceMapsEnabled;
+    assert.equal(sourceMapsBefore, true, "tsx maps stack frames to the .ts sources");
     let inside: number | undefined;
+    let sourceMapsInside: boolean | undefined;
     let stack: string | undefined;
     const outcome = await recordProgramOutcome({ project: "p", stack: "s", config: {}, errorStackFrames: 0 }, () => {
         inside = Error.stackTraceLimit;
+        sourceMapsInside = process.sourceMapsEnabled;
         stack = new Error("x").stack;
         throw new Error("the program's own message");
     });
     assert.equal(inside, 0);
+    assert.equal(sourceMapsInside, false, "Resource.callsites' stacks are not source-mapped while the program runs");
     assert.equal(stack, "Error: x");
     assert.equal(Error.stackTraceLimit, before);
+    assert.equal(process.sourceMapsEnabled, sourceMapsBefore);
     // The plan prints a failed program's message: it still arrives whole.
     assert.equal((outcome.error as Error).message, "the program's own message");
 
     // Unset leaves stacks alone (the tests' own recordings keep their stack traces).
     await recordProgramOutcome({ project: "p", stack: "s", config: {} }, () => {
         inside = Error.stackTraceLimit;
+        sourceMapsInside = process.sourceMapsEnabled;
     });
     assert.equal(inside, before);
+    assert.equal(sourceMapsInside, sourceMapsBefore);
 });

@@ -1,3 +1,5 @@
+// First: keeps the SDK from loading what the plan never calls (see deferredModules.ts).
+import "./deferredModules";
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
