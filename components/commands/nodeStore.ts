@@ -40,8 +40,17 @@ export interface StoreSet {
 }
 
 export function sha256Hex(text: string): string {
-    return createHash("sha256").update(text, "utf8").digest("hex");
+    let digest = digests.get(text);
+    if (digest === undefined) {
+        digest = createHash("sha256").update(text, "utf8").digest("hex");
+        // Every node's set holds the same few texts: hashed once each, not once per node.
+        if (digests.size < MAX_REMEMBERED_DIGESTS) digests.set(text, digest);
+    }
+    return digest;
 }
+
+const digests = new Map<string, string>();
+const MAX_REMEMBERED_DIGESTS = 4096;
 
 /** The store set of some file contents (duplicates collapse: the store is content-addressed). */
 export function storeSet(contents: readonly string[]): StoreSet {

@@ -143,12 +143,23 @@ export function renderNodeBundle(args: NodeBundleArgs, entries: readonly NodeFil
  * notify script. `layout` moves it (tests install under a scratch root).
  */
 export function nodeTproxyBundle(config: MigrationConfig, _node: NodeConfig, layout: NodeLayout = DEFAULT_NODE_LAYOUT): NodeBundle {
+    // The bundle depends on the config alone, and a stack asks for it three times per node (its tproxy
+    // step, its node store, the offline plan's files): rendered once per config object and layout, it
+    // is ~0.2 s less of a 200-node plan (bench/plan-scale.ts).
+    const byLayout = renderedBundles.get(config) ?? new Map<NodeLayout, NodeBundle>();
+    renderedBundles.set(config, byLayout);
+    const rendered = byLayout.get(layout);
+    if (rendered !== undefined) return rendered;
     const { tproxy } = config;
-    return renderNodeBundle({
+    const bundle = renderNodeBundle({
         tableName: tproxy.tableName,
         ruleset: renderNftRuleset(nftRulesetInput(config)),
         routes: policyRouteSpec(tproxy),
         keepalivedNotify: renderKeepalivedNotify(config, { lockPath: layout.notifyLockPath }),
         layout,
     });
+    byLayout.set(layout, bundle);
+    return bundle;
 }
+
+const renderedBundles = new WeakMap<MigrationConfig, Map<NodeLayout, NodeBundle>>();
