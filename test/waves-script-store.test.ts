@@ -5,9 +5,7 @@ import { createHash } from "node:crypto";
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pendingNodeConfig } from "../components/waves/pendingNodeConfig";
 import { MIGRATED_LABEL } from "../components/waves/wavePlan";
-import { validateStackConfig } from "../components/config/validate";
 import { scriptPath, scriptText } from "../components/commands/scripts";
 import {
     clusterStoreEntry,
@@ -18,8 +16,8 @@ import {
     storeRunnerText,
     type ClusterStoreEntry,
 } from "../components/commands/clusterScriptStore";
-import { scheduleKubeProxy, startAgent, type FakeService, type WaveClusterState } from "./support/fakeWaveCluster";
-import { PROJECT, rawStack, withValue } from "./support/stacks";
+import { scheduleKubeProxy, startAgent, type WaveClusterState } from "./support/fakeWaveCluster";
+import { REFERENCE_NODES, referenceWaveState } from "./support/referenceWaveCluster";
 import { find, runProgram } from "./support/program";
 import { WAVE_STEP } from "../components/resourceNames";
 import type { RecordedResource } from "../tools/mockRuntime";
@@ -31,8 +29,7 @@ import type { RecordedResource } from "../tools/mockRuntime";
  */
 
 const ROOT = join(__dirname, "..");
-const FIXTURES = join(ROOT, "test", "fixtures", "kubeproxy", "cluster");
-const NODES = ["m600", "m601", "storage"];
+const NODES = REFERENCE_NODES;
 const UID = "3f6c1d2e-0000-4000-8000-000000000001";
 
 interface Run {
@@ -50,31 +47,7 @@ class StoreLab {
     constructor() {
         mkdirSync(this.bin);
         symlinkSync(join(ROOT, "test", "support", "fake-wave-kubectl.sh"), join(this.bin, "kubectl"));
-        const validated = validateStackConfig(PROJECT, withValue(rawStack("prod"), "migration.waveSize", 1));
-        assert.ok(validated.ok);
-        const cnc = pendingNodeConfig(validated.config.cilium);
-        const fixture = (name: string) => JSON.parse(readFileSync(join(FIXTURES, name), "utf8")) as Record<string, unknown>;
-        const state: WaveClusterState = {
-            nodes: Object.fromEntries(
-                NODES.map((n, i) => [
-                    n,
-                    { labels: { "kubernetes.io/hostname": n }, unschedulable: false, addresses: [{ type: "InternalIP", address: `172.25.4.${10 + i}` }] },
-                ]),
-            ),
-            ciliumNamespace: "default",
-            ciliumConfig: { "kube-proxy-replacement": "true", "bpf-lb-sock": "true", "enable-bpf-masquerade": "true" },
-            nodeConfigs: [{ name: cnc.metadata.name, namespace: cnc.metadata.namespace, nodeSelector: cnc.spec.nodeSelector, defaults: cnc.spec.defaults }],
-            crdVersions: ["v2alpha1", "v2"],
-            kubeProxy: fixture("kube-proxy-daemonset.json"),
-            pods: [],
-            generation: 0,
-            services: [fixture("kubernetes-service.json") as unknown as FakeService],
-            endpointSlices: [],
-            resolverOrder: "documented",
-            pdbBlocks: [],
-            agentNeverReady: [],
-            kubeSystemUid: UID,
-        };
+        const state = referenceWaveState({ kubeSystemUid: UID });
         scheduleKubeProxy(state);
         for (const n of NODES) startAgent(state, n);
         writeFileSync(this.stateFile, JSON.stringify(state));

@@ -4,12 +4,11 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pendingNodeConfig, PENDING_NODE_CONFIG_NAME } from "../components/waves/pendingNodeConfig";
+import { PENDING_NODE_CONFIG_NAME } from "../components/waves/pendingNodeConfig";
 import { MIGRATED_LABEL } from "../components/waves/wavePlan";
-import { validateStackConfig } from "../components/config/validate";
 import { isScriptName, scriptPath } from "../components/commands/scripts";
-import { connectFromNode, scheduleKubeProxy, startAgent, type FakeNodeConfig, type FakeService, type WaveClusterState } from "./support/fakeWaveCluster";
-import { PROJECT, rawStack, withValue } from "./support/stacks";
+import { connectFromNode, scheduleKubeProxy, startAgent, type FakeService, type WaveClusterState } from "./support/fakeWaveCluster";
+import { clusterFixture, REFERENCE_NODES, referenceWaveState } from "./support/referenceWaveCluster";
 import { NODE_CONFIG_CHECK_ENV } from "../components/ciliumVersions/ciliumVersions";
 import { TYPE, WAVE_STEP } from "../components/resourceNames";
 import { find, runProgram } from "./support/program";
@@ -22,19 +21,7 @@ import { find, runProgram } from "./support/program";
  */
 
 const ROOT = join(__dirname, "..");
-const FIXTURES = join(ROOT, "test", "fixtures", "kubeproxy", "cluster");
-const NODES = ["m600", "m601", "storage"];
-
-function fixture(name: string): Record<string, unknown> {
-    return JSON.parse(readFileSync(join(FIXTURES, name), "utf8")) as Record<string, unknown>;
-}
-
-function pendingConfig(): FakeNodeConfig {
-    const result = validateStackConfig(PROJECT, withValue(rawStack("prod"), "migration.waveSize", 1));
-    assert.ok(result.ok);
-    const cnc = pendingNodeConfig(result.config.cilium);
-    return { name: cnc.metadata.name, namespace: cnc.metadata.namespace, nodeSelector: cnc.spec.nodeSelector, defaults: cnc.spec.defaults };
-}
+const NODES = REFERENCE_NODES;
 
 class WaveLab {
     readonly dir = mkdtempSync(join(tmpdir(), "waves-"));
@@ -44,22 +31,9 @@ class WaveLab {
     constructor(adjust: (s: WaveClusterState) => void = () => {}) {
         mkdirSync(this.bin);
         symlinkSync(join(ROOT, "test", "support", "fake-wave-kubectl.sh"), join(this.bin, "kubectl"));
-        const state: WaveClusterState = {
-            nodes: Object.fromEntries(
-                NODES.map((n, i) => [
-                    n,
-                    { labels: { "kubernetes.io/hostname": n }, unschedulable: false, addresses: [{ type: "InternalIP", address: `172.25.4.${10 + i}` }] },
-                ]),
-            ),
-            ciliumNamespace: "default",
-            ciliumConfig: { "kube-proxy-replacement": "true", "bpf-lb-sock": "true", "enable-bpf-masquerade": "true" },
-            nodeConfigs: [pendingConfig()],
-            crdVersions: ["v2alpha1", "v2"],
-            kubeProxy: fixture("kube-proxy-daemonset.json"),
-            pods: [],
-            generation: 0,
+        const state = referenceWaveState({
             services: [
-                fixture("kubernetes-service.json") as unknown as FakeService,
+                clusterFixture("kubernetes-service.json") as unknown as FakeService,
                 { metadata: { name: "web", namespace: "default" }, spec: { type: "NodePort", ports: [{ port: 80, nodePort: 30000 }] } },
             ],
             // The API servers' endpoints, as the API server publishes them for the `kubernetes` Service.
@@ -74,10 +48,7 @@ class WaveLab {
                     ports: [{ name: "https", port: 6443, protocol: "TCP" }],
                 },
             ],
-            resolverOrder: "documented",
-            pdbBlocks: [],
-            agentNeverReady: [],
-        };
+        });
         adjust(state);
         scheduleKubeProxy(state);
         for (const n of NODES) startAgent(state, n);
@@ -210,7 +181,7 @@ test("a wave on m600: affinity, handover, gate, services; handback returns it to
     assert.equal(ok(lab.run("node-handback", { NODE: "m600" })).changed, false, "idempotent");
     assert.equal(ok(lab.run("kube-proxy-label-affinity-restore")).changed, true);
     const affinity = (lab.state().kubeProxy!.spec as { template: { spec: { affinity?: unknown } } }).template.spec.affinity;
-    assert.deepEqual(affinity, (fixture("kube-proxy-daemonset.json").spec as { template: { spec: { affinity?: unknown } } }).template.spec.affinity);
+    assert.deepEqual(affinity, (clusterFixture("kube-proxy-daemonset.json").spec as { template: { spec: { affinity?: unknown } } }).template.spec.affinity);
     lab.close();
 });
 
