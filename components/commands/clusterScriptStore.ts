@@ -1,7 +1,7 @@
-import { createHash } from "node:crypto";
 import type * as pulumi from "@pulumi/pulumi";
 import type { ClusterScriptName } from "./scriptParams";
 import { scriptText } from "./scripts";
+import { sha256Hex } from "./nodeStore";
 
 /*
  * The cluster script store: the cluster scripts that per-node steps run, kept once in the cluster
@@ -38,6 +38,7 @@ export interface ClusterScriptStore {
     readonly entries: ReadonlyMap<ClusterScriptName, ClusterStoreEntry>;
 }
 
+/** The store's ConfigMap of a digest; also given a shell expansion ("$s") by the step text. */
 export function storeConfigMapName(sha256: string): string {
     return `cilium-kpr-script-${sha256}`;
 }
@@ -45,7 +46,7 @@ export function storeConfigMapName(sha256: string): string {
 export function clusterStoreEntry(name: ClusterScriptName): ClusterStoreEntry {
     const text = scriptText(name);
     if (Buffer.byteLength(text, "utf8") >= MAX_CONFIGMAP_DATA) throw new Error(`${name}.sh is too large for a ConfigMap of the cluster script store (1 MiB)`);
-    return { name, sha256: createHash("sha256").update(text, "utf8").digest("hex"), text };
+    return { name, sha256: sha256Hex(text), text };
 }
 
 /** The store step's stdin: every entry once, in digest order (cluster-script-store.sh reads it). */
@@ -77,8 +78,8 @@ export function storeRunnerText(entry: ClusterStoreEntry): string {
         `s=${entry.sha256} k=(kubectl) f="$(mktemp)"`,
         `trap 'rm -f "$f"' EXIT`,
         `[[ -z "\${KUBECTL_CONTEXT:-}" ]] || k+=(--context "$KUBECTL_CONTEXT")`,
-        `"\${k[@]}" -n ${STORE_NAMESPACE} get configmap "cilium-kpr-script-$s" -o json | jq -j '.data.script // ""' >"$f" && [[ "$(sha256sum <"$f")" == "$s  -" ]] || {`,
-        `  m="${script} (sha256 $s) is missing from the cluster script store (configmap/cilium-kpr-script-$s in ${STORE_NAMESPACE}) of \${KUBECTL_CONTEXT:-the current context}, or differs; nothing was run (README: the cluster script store)"`,
+        `"\${k[@]}" -n ${STORE_NAMESPACE} get configmap "${storeConfigMapName("$s")}" -o json | jq -j '.data.script // ""' >"$f" && [[ "$(sha256sum <"$f")" == "$s  -" ]] || {`,
+        `  m="${script} (sha256 $s) is missing from the cluster script store (configmap/${storeConfigMapName("$s")} in ${STORE_NAMESPACE}) of \${KUBECTL_CONTEXT:-the current context}, or differs; nothing was run (README: the cluster script store)"`,
         `  echo "cilium-kpr: $m" >&2; jq -cn --arg e "$m" '{ok:false,error:$e}'; exit 1; }`,
         `bash "$f"`,
         "",

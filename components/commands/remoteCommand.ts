@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { STAGE_DIR, type NodeScriptName, type ScriptArgs, type ScriptName, type StageDir } from "./scriptParams";
 import { scriptFileName, scriptText } from "./scripts";
-import { storeDirWord, storeHolds, type StoreRef } from "./nodeStore";
+import { sha256Hex, storeDirWord, storeHolds, type StoreRef } from "./nodeStore";
 
 /*
  * The one builder of the command text every remote (node, over SSH) step runs: remote.Command's
@@ -64,10 +64,6 @@ export function shellWord(word: string): string {
     return `'${word}'`;
 }
 
-function sha256(text: string): string {
-    return createHash("sha256").update(text, "utf8").digest("hex");
-}
-
 function checkName(name: string): void {
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*(\/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$/.test(name)) throw new Error(`bad staged file name ${JSON.stringify(name)}`);
 }
@@ -95,7 +91,7 @@ function quoted(text: string): string {
  * readable in `pulumi preview`.
  */
 function fileArguments(file: StagedFile, store: StoreRef | undefined): string {
-    const sha = sha256(file.content);
+    const sha = sha256Hex(file.content);
     if (storeHolds(store, file.content)) return `-f ${sha} ${quoted(file.name)}`;
     if (/[^\x00-\x7f]/.test(file.content)) return `-b ${quoted(file.name)} ${sha} ${quoted(Buffer.from(file.content, "utf8").toString("base64"))}`;
     return `-i ${quoted(file.name)} ${sha} ${quoted(file.content)}`;
@@ -122,7 +118,7 @@ export function stagedCommand(title: string, files: readonly StagedFile[], args:
     }
     const runner = nodeRunnerText();
     if (store !== undefined && !storeHolds(store, runner)) throw new Error(`the node store set of the ${title} command lacks the node runner`);
-    const runnerSha = sha256(runner);
+    const runnerSha = sha256Hex(runner);
     const invocation = [
         `exec sh -c "$ckpr_r" cilium-kpr-runner ${store === undefined ? "-" : '"$ckpr_store"'}`,
         ...files.map((f) => fileArguments(f, store)),

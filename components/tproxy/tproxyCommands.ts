@@ -81,26 +81,24 @@ export function applyCommand(bundle: NodeBundle, settings: RemoteSettings, store
 
 /** A separate remote.Command over a fresh SSH connection: verifies the applied state, disarms the revert. */
 export function confirmCommand(bundle: NodeBundle, settings: RemoteSettings, store?: StoreRef): string {
-    checkSettings(settings);
-    return remoteCommand({
-        title: "tproxy confirm",
-        script: "tproxy/tproxy-confirm",
-        companions: ["tproxy/policy-routes"],
-        store,
-        args: [STAGE_DIR, bundle.layout.stateDir, settings.systemd],
-    });
+    return stateStepCommand("tproxy confirm", "tproxy/tproxy-confirm", bundle, settings, store);
 }
 
 /** remote.Command `delete`: restores the node as it was before the first apply. */
 export function deleteCommand(bundle: NodeBundle, settings: RemoteSettings, store?: StoreRef): string {
+    return stateStepCommand("tproxy delete", "tproxy/tproxy-remove", bundle, settings, store);
+}
+
+/** A step that works on what the apply recorded in the state directory (TproxyStateArgs), with the routes script beside it. */
+function stateStepCommand(
+    title: string,
+    script: "tproxy/tproxy-confirm" | "tproxy/tproxy-remove",
+    bundle: NodeBundle,
+    settings: RemoteSettings,
+    store: StoreRef | undefined,
+): string {
     checkSettings(settings);
-    return remoteCommand({
-        title: "tproxy delete",
-        script: "tproxy/tproxy-remove",
-        companions: ["tproxy/policy-routes"],
-        store,
-        args: [STAGE_DIR, bundle.layout.stateDir, settings.systemd],
-    });
+    return remoteCommand({ title, script, companions: ["tproxy/policy-routes"], store, args: [STAGE_DIR, bundle.layout.stateDir, settings.systemd] });
 }
 
 /**
