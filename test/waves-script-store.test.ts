@@ -11,6 +11,7 @@ import {
     clusterStoreEntry,
     clusterStoreStdin,
     STORE_LABEL,
+    STORE_NAMESPACE,
     STORE_WRITER_LABEL,
     storeConfigMapName,
     storeRunnerText,
@@ -340,4 +341,19 @@ test("the offline plan writes each stored script under steps/cluster-scripts/<sh
     assert.ok(step.includes(`# the script it fetches by sha256 and runs: steps/cluster-scripts/${HANDBACK.sha256}.sh`), step);
     assert.equal(readFileSync(join(out, "steps", "cluster-scripts", `${HANDBACK.sha256}.sh`), "utf8"), scriptText("waves/node-handback"));
     assert.equal(readdirSync(join(out, "steps", "cluster-scripts")).length, 4, "handover, handback, gate, node check (no drain on this stack)");
+});
+
+test("the store's names in the shell scripts (script-store-names.sh) are the program's", () => {
+    const run = spawnSync(
+        "bash",
+        [
+            "-c",
+            'source "$1" && printf "%s\\n" "$STORE_NAMESPACE" "$STORE_LABEL" "$WRITER_LABEL" "${STORE_CONFIGMAP_PREFIX}x"',
+            "-",
+            scriptPath("waves/script-store-names"),
+        ],
+        { encoding: "utf8" },
+    );
+    assert.equal(run.status, 0, run.stderr);
+    assert.deepEqual(run.stdout.trim().split("\n"), [STORE_NAMESPACE, STORE_LABEL, STORE_WRITER_LABEL, storeConfigMapName("x")]);
 });

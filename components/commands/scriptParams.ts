@@ -307,6 +307,7 @@ export interface ScriptCatalog {
     readonly "kubeproxy/kube-proxy-state": { prelude: "kube-proxy state" };
     readonly "preflight/preflight-lib": { prelude: "preflight" };
     readonly "waves/wave-lib": { prelude: "wave" };
+    readonly "waves/script-store-names": { prelude: "cluster script store names" };
     readonly "tproxy/tproxy-lib": { prelude: "tproxy" };
 }
 

@@ -75,6 +75,7 @@ const KINDS: { readonly [N in ScriptName]: keyof ScriptCatalog[N] } = {
     "kubeproxy/kube-proxy-state": "prelude",
     "preflight/preflight-lib": "prelude",
     "waves/wave-lib": "prelude",
+    "waves/script-store-names": "prelude",
     "tproxy/tproxy-lib": "prelude",
 };
 

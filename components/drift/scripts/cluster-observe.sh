@@ -31,6 +31,8 @@ set -euo pipefail
 readonly SCRIPT=cluster-observe
 # shellcheck source=SCRIPTDIR/../../kubeproxy/scripts/cluster-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../kubeproxy/scripts/cluster-lib.sh"
+# shellcheck source=SCRIPTDIR/../../waves/scripts/script-store-names.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../waves/scripts/script-store-names.sh"
 
 need_name CILIUM_NAMESPACE CILIUM_DS KUBE_PROXY_NAMESPACE KUBE_PROXY_DAEMONSET KUBE_PROXY_CONFIGMAP
 need_selector AGENT_SELECTOR KUBE_PROXY_POD_SELECTOR
@@ -98,12 +100,12 @@ fi
 store=null
 if [[ -n "$MIGRATED_LABEL" ]]; then
     store='"unreadable"'
-    if get "cluster script store" "$workdir/store.json" -n kube-system configmap -l cilium-kpr.io/cluster-script-store=true; then
+    if get "cluster script store" "$workdir/store.json" -n "$STORE_NAMESPACE" configmap -l "$STORE_LABEL=true"; then
         : >"$workdir/store.jsonl"
         for ((i = 0; i < $(jq '.items | length' "$workdir/store.json"); i++)); do
             name="$(jq -r --argjson i "$i" '.items[$i].metadata.name' "$workdir/store.json")"
             sha="$(jq -j --argjson i "$i" '.items[$i].data.script // ""' "$workdir/store.json" | sha256sum)"
-            jq -cn --arg name "$name" --arg sha "${sha%% *}" '{name: $name, intact: ($name == "cilium-kpr-script-\($sha)")}' >>"$workdir/store.jsonl"
+            jq -cn --arg name "$name" --arg want "$STORE_CONFIGMAP_PREFIX${sha%% *}" '{name: $name, intact: ($name == $want)}' >>"$workdir/store.jsonl"
         done
         store=$(jq -sc . "$workdir/store.jsonl")
     fi

@@ -14,9 +14,8 @@ readonly SCRIPT=cluster-script-store-remove
 # shellcheck source=SCRIPTDIR/wave-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/wave-lib.sh"
 
-readonly STORE_NAMESPACE=kube-system
-readonly STORE_LABEL=cilium-kpr.io/cluster-script-store
-readonly WRITER_LABEL=cilium-kpr.io/cluster-script-store-writer
+# shellcheck source=SCRIPTDIR/script-store-names.sh
+source "$(dirname "${BASH_SOURCE[0]}")/script-store-names.sh"
 
 writer="$(printf '%s\n' "${PULUMI_COMMAND_STDOUT:-}" | sed '/^[[:space:]]*$/d' | tail -n 1 | jq -r '.writer // ""' 2>/dev/null || true)"
 [[ "$writer" =~ ^[0-9a-f]{16}$ ]] \

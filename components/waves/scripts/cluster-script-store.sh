@@ -23,9 +23,8 @@ readonly SCRIPT=cluster-script-store
 # shellcheck source=SCRIPTDIR/wave-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/wave-lib.sh"
 
-readonly STORE_NAMESPACE=kube-system
-readonly STORE_LABEL=cilium-kpr.io/cluster-script-store
-readonly WRITER_LABEL=cilium-kpr.io/cluster-script-store-writer
+# shellcheck source=SCRIPTDIR/script-store-names.sh
+source "$(dirname "${BASH_SOURCE[0]}")/script-store-names.sh"
 
 cat >"$workdir/in.json"
 count="$(jq -er '.scripts | length' "$workdir/in.json" 2>/dev/null)" || fail 'stdin is not the store JSON ({"scripts":[{"name","sha256","text"}]})'
@@ -38,7 +37,7 @@ for ((i = 0; i < count; i++)); do
     [[ "$sha" =~ ^[0-9a-f]{64}$ ]] || fail "script ${name:-#$i}: '$sha' is not a sha256 digest"
     jq -j --argjson i "$i" '.scripts[$i].text // ""' "$workdir/in.json" >"$workdir/script"
     [[ "$(sha256sum <"$workdir/script")" == "$sha  -" ]] || fail "script $name: its text does not have sha256 $sha; nothing of it was written"
-    cm="cilium-kpr-script-$sha"
+    cm="$STORE_CONFIGMAP_PREFIX$sha"
 
     kc -n "$STORE_NAMESPACE" get configmap "$cm" -o json --ignore-not-found >"$workdir/cm.json" 2>"$workdir/err" \
         || fail "cannot read configmap/$cm in $STORE_NAMESPACE: $(tail -n 1 "$workdir/err")"
