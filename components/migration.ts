@@ -22,6 +22,7 @@ import { NodeTproxy } from "./tproxy/nodeTproxy";
 import { migratedNodes, migrationScope } from "./config/migratedNodes";
 import { nodeStoreSteps } from "./commands/nodeStoreSteps";
 import { nodeStoreSet } from "./nodeStoreContents";
+import { tproxyNodeFilesStash } from "./tproxy/nodeFilesStash";
 import { usesWaves, wavesScope } from "./waves/wavePlan";
 import { waveReleaseValues } from "./waves/pendingNodeConfig";
 import { preReleaseSteps, waveGraph, type WaveGraph } from "./waves/waveGraph";
@@ -81,6 +82,7 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
         const stores = new Map(config.nodes.map((node) => [node.name, nodeStoreSteps(node, sshPrivateKey, nodeStoreSet(config, node), child)]));
         // A failed preflight stops the run before the release changes anything.
         const checks = preflight(config, sshPrivateKey, child, stores);
+        tproxyNodeFilesStash(config, migratedNodes(config), child);
         const identity = releaseIdentityGuard(config.cilium, child);
 
         if (usesWaves(config.migration)) {

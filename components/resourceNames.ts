@@ -36,6 +36,8 @@ export const STEP = {
     nodeTproxy: perNode("tproxy-"),
     tproxyApply: perNode("tproxy-apply-"),
     tproxyConfirm: perNode("tproxy-confirm-"),
+    /** The texts of every tproxy node file, once per stack, for the preview (tproxy/nodeFilesStash.ts); no per-node prefix starts it. */
+    tproxyNodeFiles: "node-files-tproxy",
     verification: "post-migration-verification",
 } as const;
 
@@ -91,4 +93,6 @@ export const TYPE = {
     localCommand: "command:local:Command",
     remoteCommand: "command:remote:Command",
     copyToRemote: "command:remote:CopyToRemote",
+    /** The engine's builtin (pulumi/pulumi pkg/resource/deploy/builtins.go stashType), CLI >= 3.208.0. */
+    stash: "pulumi:index:Stash",
 } as const;

@@ -4,7 +4,8 @@ import * as util from "node:util";
 import type { RecordedResource } from "../tools/mockRuntime";
 import { creationOrder } from "../tools/mockRuntime";
 import { textsDigest } from "../components/commands/triggerDigest";
-import { STEP } from "../components/resourceNames";
+import { STEP, TYPE } from "../components/resourceNames";
+import type { TproxyNodeFiles } from "../components/tproxy/nodeFilesStash";
 import { scriptText } from "../components/commands/scripts";
 import { dependenciesOf, find, runProgram } from "./support/program";
 import { rawStack } from "./support/stacks";
@@ -167,9 +168,14 @@ test("going from the canary to the full migration re-runs the cluster-wide check
         .sort();
     assert.deepEqual(
         changed,
-        [STEP.kprGate, STEP.verification].sort(),
+        [STEP.kprGate, STEP.tproxyNodeFiles, STEP.verification].sort(),
         "the gate re-checks every agent before the DaemonSet is deleted, the verification runs again; m600's steps are untouched",
     );
+    // The node-files Stash (shown in the preview, changes nothing on a node) lists the new nodes; the files are the same.
+    const stash = (resources: readonly RecordedResource[]) => find(resources, TYPE.stash, STEP.tproxyNodeFiles).inputs.input as TproxyNodeFiles;
+    assert.deepEqual(stash(canary.resources).nodes, ["m600"]);
+    assert.deepEqual(stash(full.resources).nodes, ["m600", "m601", "storage"]);
+    assert.deepEqual(stash(canary.resources).files, stash(full.resources).files);
     const gate = (resources: readonly RecordedResource[]) => (find(resources, "command:local:Command", STEP.kprGate).inputs.triggers as string[])[1];
     assert.equal(gate(canary.resources), "canary: m600");
     assert.equal(gate(full.resources), "all nodes");

@@ -6,7 +6,8 @@ import { SshLab, layoutUnder } from "../lab/sshLab";
 import { createCopy, updateCopy, type CopyInputs } from "./support/copyToRemote";
 import { renderNodeBundle, type NodeBundle } from "../components/tproxy/nodeBundle";
 import type { PolicyRouteSpec } from "../components/tproxy/policyRoutes";
-import { applyCommand, confirmCommand, deleteCommand, tproxyStoreContents, type RemoteSettings } from "../components/tproxy/tproxyCommands";
+import { applyCommand, bundleManifest, confirmCommand, deleteCommand, tproxyStoreContents, type RemoteSettings } from "../components/tproxy/tproxyCommands";
+import { tproxyNodeFiles } from "../components/tproxy/nodeFilesStash";
 import { scriptText } from "../components/commands/scripts";
 import { nodeRunnerText } from "../components/commands/remoteCommand";
 import { staleRuleVerifyCommand } from "../components/kubeproxy/staleRuleCleanup";
@@ -59,9 +60,19 @@ describe("node steps fetching their scripts from the node store, over real SSH",
         const apply = applyCommand(bundle, settings, ref1);
         const del = deleteCommand(bundle, settings, ref1);
         assert.ok(!apply.includes(scriptText("tproxy/tproxy-apply")), "the apply carries a digest, not the script");
-        assert.ok(apply.includes(RULESET), "the ruleset stays in the text, for the preview");
+        // The ruleset and the manifest are fetched from the store like the scripts: the apply names them by
+        // digest, and the preview shows their texts once per stack, in the node-files Stash (its input is this).
+        assert.ok(!apply.includes(RULESET), "the ruleset is in the store, not in the text");
+        assert.ok(apply.includes(`-f ${sha256Hex(RULESET)} 'files/0'`), "the apply names the ruleset by its digest");
+        assert.ok(apply.includes(`-f ${sha256Hex(bundleManifest(bundle))} 'manifest'`), "and the manifest");
+        const shown = tproxyNodeFiles([{ node: "lab", bundle }]);
+        assert.deepEqual(
+            shown.files[bundle.layout.rulesetPath]?.map((v) => [v.sha256, v.content]),
+            [[sha256Hex(RULESET), RULESET]],
+            "the preview shows the ruleset (node-files Stash)",
+        );
         assert.ok(!del.includes(scriptText("tproxy/tproxy-remove")));
-        assert.ok(Buffer.byteLength(apply) < 4000 && Buffer.byteLength(del) < 2000, `${Buffer.byteLength(apply)} / ${Buffer.byteLength(del)} bytes`);
+        assert.ok(Buffer.byteLength(apply) < 2000 && Buffer.byteLength(del) < 2000, `${Buffer.byteLength(apply)} / ${Buffer.byteLength(del)} bytes`);
 
         const applied = lab.ssh(apply);
         assert.equal(applied.status, 0, applied.stderr);
@@ -88,6 +99,48 @@ describe("node steps fetching their scripts from the node store, over real SSH",
         const storeRemoved = lab.ssh(storeRemoveCommand(storeDir));
         assert.equal(storeRemoved.status, 0, storeRemoved.stderr);
         assert.equal(nodeState(lab), before, "table, rules, files and the store are gone");
+    });
+
+    test("an existing stack's next up: the apply that fetches the ruleset from the store finds the node as the inline apply left it (unchanged, nothing armed)", () => {
+        const storeDir = path.join(lab.root, "home", ".cilium-kpr", "node-store");
+        const local = path.join(lab.dir, "local-store");
+        lab.node.sh(`mkdir -p ${lab.root}/home ${lab.root}/var/lib`);
+        const before = nodeState(lab);
+        const bundle = bundleFor(lab);
+        const copy = (set: StoreSet): CopyInputs => ({
+            source: { kind: "fileArchive", path: writeLocalStore(local, set), hash: set.digest },
+            remotePath: storeDir,
+        });
+
+        // Before the change the store held every tproxy file but the ruleset and the manifest, which the apply carried.
+        const inlineSet = storeSet([nodeRunnerText(), ...tproxyStoreContents(bundle).filter((c) => c !== RULESET && c !== bundleManifest(bundle))]);
+        createCopy({ home: path.join(lab.root, "home") }, copy(inlineSet));
+        const inlineApply = applyCommand(bundle, settings, storeRef(inlineSet, storeDir));
+        assert.ok(inlineApply.includes(RULESET), "the earlier apply carries the ruleset");
+        const first = lab.ssh(inlineApply);
+        assert.equal(first.status, 0, first.stderr);
+        assert.match(first.stdout, /revert armed/);
+        assert.equal(lab.ssh(confirmCommand(bundle, settings, storeRef(inlineSet, storeDir))).status, 0);
+        const applied = nodeState(lab);
+
+        // The next up: the copy adds the ruleset and the manifest, the apply's text changed (an update: its create
+        // runs again), the confirm's trigger changed (a replacement: its create runs again).
+        const set = storeSet([nodeRunnerText(), ...tproxyStoreContents(bundle)]);
+        assert.equal(updateCopy({ home: path.join(lab.root, "home") }, copy(inlineSet), copy(set)), "copied");
+        assert.equal(lab.ssh(storeCheckCommand(set, storeDir)).status, 0);
+        const storeApply = applyCommand(bundle, settings, storeRef(set, storeDir));
+        assert.notEqual(storeApply, inlineApply);
+        const again = lab.ssh(storeApply);
+        assert.equal(again.status, 0, again.stderr);
+        assert.match(again.stdout, /unchanged: .*nothing armed/);
+        const copied = nodeState(lab).replace(/^.*\/node-store\/[0-9a-f]{64} .*\n/gm, "");
+        assert.equal(copied, applied.replace(/^.*\/node-store\/[0-9a-f]{64} .*\n/gm, ""), "table, rules and installed files as they were");
+        const confirmed = lab.ssh(confirmCommand(bundle, settings, storeRef(set, storeDir)));
+        assert.equal(confirmed.status, 0, confirmed.stderr);
+
+        assert.equal(lab.ssh(deleteCommand(bundle, settings, storeRef(inlineSet, storeDir))).status, 0, "the delete stored before the change");
+        assert.equal(lab.ssh(storeRemoveCommand(storeDir)).status, 0);
+        assert.equal(nodeState(lab), before);
     });
 
     test("a store without a step's script refuses before anything changes, naming the file", () => {

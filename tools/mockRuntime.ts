@@ -109,9 +109,23 @@ function mockOutputs(type: string, name: string, inputs: Record<string, unknown>
             // The cluster identity (STEP.clusterIdentity) is read by the program from its stdout; a real run records the kube-system UID.
             if (name === "cluster-identity") return { ...inputs, stdout: '{"ok":true,"clusterUid":"(kube-system UID, recorded at the first up)"}', stderr: "" };
             return { ...inputs, stdout: "", stderr: "" };
+        case "pulumi:index:Stash":
+            return stashOutputs(name, inputs);
         default:
             return inputs;
     }
+}
+
+/**
+ * The engine's builtin Stash as a first create sees it (pulumi/pulumi pkg/resource/deploy/builtins.go,
+ * builtinProvider Check and Create for stashType): exactly one property, `input`, which becomes both
+ * `input` and `output`. Check's failures are the engine's words.
+ */
+export function stashOutputs(name: string, inputs: Record<string, unknown>): Record<string, unknown> {
+    const unknown = Object.keys(inputs).find((k) => k !== "input");
+    if (unknown !== undefined) throw new Error(`pulumi:index:Stash ${name}: unknown property "${unknown}"`);
+    if (!("input" in inputs)) throw new Error(`pulumi:index:Stash ${name}: missing required property "input"`);
+    return { input: inputs.input, output: inputs.input };
 }
 
 /**

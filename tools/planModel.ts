@@ -54,11 +54,12 @@ export function packageOf(type: string): string {
 
 /**
  * The default provider the engine creates for a package at a version: a root-level resource named
- * "default_<major>_<minor>_<patch>" (pulumi/pulumi pkg/resource/deploy/providers/provider.go DefaultName).
+ * "default_<major>_<minor>_<patch>", or "default" without a version (pulumi/pulumi
+ * pkg/resource/deploy/providers/provider.go DefaultName).
  */
-export function defaultProviderUrn(pkg: string, version: string, project: string, stack: string): string {
-    const [core = version, pre] = version.split("-", 2);
-    const name = `default_${core.split(".").join("_")}${pre === undefined ? "" : `_${pre.split(".").join("_")}`}`;
+export function defaultProviderUrn(pkg: string, version: string | undefined, project: string, stack: string): string {
+    const [core, pre] = version === undefined ? [] : version.split("-", 2);
+    const name = core === undefined ? "default" : `default_${core.split(".").join("_")}${pre === undefined ? "" : `_${pre.split(".").join("_")}`}`;
     return `urn:pulumi:${stack}::${project}::${PROVIDER_TYPE_PREFIX}${pkg}::${name}`;
 }
 
@@ -96,7 +97,11 @@ export function planEntries(
         if (!r.custom || r.type.startsWith(PROVIDER_TYPE_PREFIX)) return null;
         if (r.providerKey !== undefined) return urn(r.providerKey);
         const pkg = packageOf(r.type);
-        const providerUrn = defaultProviderUrn(pkg, providerVersion(pkg), project, stack);
+        // The engine's builtins (pulumi:index:Stash): the SDK registers them with no version (runtime/resource.js
+        // `opts.version || ""`) and no plugin names one (pkg/resource/deploy/default_providers.go
+        // normalizeProviderRequest), so their default provider is "pulumi:providers:pulumi::default", which loads
+        // the builtin provider (providers/registry.go loadProvider: `pkg == "pulumi"`).
+        const providerUrn = defaultProviderUrn(pkg, pkg === "pulumi" ? undefined : providerVersion(pkg), project, stack);
         if (!defaults.has(providerUrn)) {
             defaults.set(providerUrn, {
                 urn: providerUrn,

@@ -31,6 +31,8 @@ const STEP_TEXT: Readonly<Record<Exclude<StepKey, DescribedElsewhere>, (node: st
     tproxyApply: (node) =>
         `push and apply the tproxy ruleset, policy routes and keepalived notify script on ${node}, arming a self-revert (destroy: remove them)`,
     tproxyConfirm: (node) => `confirm ${node} is still reachable over a fresh SSH connection, disarming the revert`,
+    tproxyNodeFiles: () =>
+        "show the texts of every file the tproxy applies push (ruleset, routes script, unit, networkd drop-in, notify script, manifest), once per stack; a Stash: changes nothing on any node",
     staleRuleVerify: (node) => `verify no kube-proxy state remains on ${node} (read-only)`,
     verification: () => "every agent lists services, the kubernetes Service among them",
 };

@@ -47,3 +47,8 @@ export function unitNameOf(layout: NodeLayout): string {
 export function bootScriptPath(layout: NodeLayout): string {
     return path.posix.join(layout.stateDir, "bin", "tproxy-boot.sh");
 }
+
+/** The manifest the last apply installed (tproxy-apply.sh: `$state/manifest`); the next apply and the drift check compare against it. */
+export function manifestPathOf(layout: NodeLayout): string {
+    return path.posix.join(layout.stateDir, "manifest");
+}

@@ -20,7 +20,8 @@ export interface NodeTproxyArgs {
 /**
  * The tproxy artifacts on one node: nftables table, policy routes with their boot unit, and the
  * keepalived notify script. Apply arms a self-revert; confirm, over a fresh SSH connection, disarms it.
- * Every artifact is in the command text, so `pulumi preview` shows it; delete restores the node.
+ * With the node's store, the texts name every file by sha256 and `pulumi preview` shows the files once
+ * per stack (nodeFilesStash.ts); delete restores the node.
  * What it waits for (this node's stale-rule cleanup, the previous node's confirm) comes in
  * `opts.dependsOn` like every step's and is declared on the apply, not on the component: the SDK sends
  * a resource's own dependsOn only (sdk/nodejs/runtime/resource.ts prepareResource), so on the component

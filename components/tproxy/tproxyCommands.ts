@@ -11,8 +11,9 @@ import { unitNameOf } from "./nodeLayout";
  * The command texts handed to @pulumi/command remote.Command (create / confirm / delete), and the
  * drift check's: each stages the tproxy scripts (components/tproxy/scripts, tproxy-lib.sh inlined)
  * and, for apply and the drift check, the bundle and its manifest, through the one remote-command
- * builder (components/commands/remoteCommand.ts). Everything a node receives is therefore visible
- * in `pulumi preview`; nothing secret is ever part of a bundle.
+ * builder (components/commands/remoteCommand.ts). With the node's store, a step names every file by
+ * digest; the texts are in the preview once per stack (the node-files Stash, nodeFilesStash.ts).
+ * Nothing secret is ever part of a bundle.
  */
 
 export interface RemoteSettings {
@@ -38,8 +39,10 @@ function checkSettings(settings: RemoteSettings): void {
 }
 
 /**
- * What the node store holds for the tproxy steps: their scripts and the bundle's files but the nft
- * ruleset, which stays in the apply's text so `pulumi preview` shows its changes line by line.
+ * What the node store holds for the tproxy steps: their scripts, every file of the bundle (the nft
+ * ruleset included) and its manifest. The apply then names each of them by digest (`-f`); the preview
+ * shows their texts once per stack in the node-files Stash (nodeFilesStash.ts) instead of in every
+ * node's apply. A text built without a store (the drift check) still carries them all.
  */
 export function tproxyStoreContents(bundle: NodeBundle): string[] {
     const scripts = [
@@ -50,7 +53,7 @@ export function tproxyStoreContents(bundle: NodeBundle): string[] {
         "tproxy/tproxy-boot",
         "tproxy/policy-routes",
     ] as const;
-    return [...scripts.map((name) => scriptText(name)), ...bundle.files.filter((f) => f.kind !== "nft-ruleset").map((f) => f.content)];
+    return [...scripts.map((name) => scriptText(name)), ...bundleFiles(bundle).map((f) => f.content)];
 }
 
 /** The manifest tproxy-apply.sh reads: "INDEX KIND MODE OWNER PATH" per file. */

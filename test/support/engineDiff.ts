@@ -11,6 +11,8 @@ import type { RecordedResource } from "../../tools/mockRuntime";
  *   update without an `update` command runs `create` again (remote|local/commandController.go Update);
  * - pulumi-kubernetes helm.v3.Release: a change of `name` or `namespace` replaces
  *   (provider/pkg/provider/helm_release.go Diff: forceNewFields ".name", ".namespace").
+ * - the engine's builtin pulumi:index:Stash: a changed `input` is an update, never a replacement
+ *   (pkg/resource/deploy/builtins.go builtinProvider.Diff: ChangedKeys [input]), the default below.
  * Only top-level and dotted object paths are modelled (all this program uses).
  */
 export type Operation = "same" | "update" | "replace";
