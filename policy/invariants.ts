@@ -263,3 +263,50 @@ export function replacementOrderViolations(r: ReplacementView): Violation[] {
         },
     ];
 }
+
+/** A file a node step stages from the node store by digest: `-f <sha256> '<name>'` (components/commands/remoteCommand.ts fileArguments). */
+const FETCHED_FILE = /^ {2}-f ([0-9a-f]{64}) '([^']*)'/gm;
+
+/**
+ * The preview shows every file a tproxy apply installs: the apply fetches the bundle's files (`files/N`)
+ * and its manifest from the node store by digest, so each such digest must be one of the contents the
+ * node-files Stash (STEP.tproxyNodeFiles, components/tproxy/nodeFilesStash.ts) lists for that node.
+ * Files carried in the text itself are shown there.
+ */
+export function nodeFilesShownViolations(resources: readonly ResourceView[]): Violation[] {
+    const stash = resources.find((r) => r.type === TYPE.stash && r.name === STEP.tproxyNodeFiles);
+    const shown = stashContents(stash?.props.input);
+    const violations: Violation[] = [];
+    for (const r of resources) {
+        const step = stepOfName(r.name);
+        if (r.type !== TYPE.remoteCommand || step?.key !== "tproxyApply" || step.node === undefined || typeof r.props.create !== "string") continue;
+        const node = step.node;
+        for (const [, sha, name] of r.props.create.matchAll(FETCHED_FILE)) {
+            if (name !== "manifest" && !name!.startsWith("files/")) continue;
+            if (shown.get(sha!)?.(node) === true) continue;
+            violations.push({
+                urn: r.urn,
+                message: `${r.name} installs ${name} (sha256 ${sha}) from the node store, but ${stash === undefined ? `there is no ${STEP.tproxyNodeFiles} Stash` : `the ${STEP.tproxyNodeFiles} Stash does not list it for ${node}`}: the preview would not show it`,
+            });
+        }
+    }
+    return violations;
+}
+
+/** sha256 -> whether the Stash lists that content for a node (its `nodes`, or every node when a variant names none). */
+function stashContents(input: unknown): Map<string, (node: string) => boolean> {
+    const out = new Map<string, (node: string) => boolean>();
+    if (input === null || typeof input !== "object") return out;
+    const { nodes, files } = input as { nodes?: unknown; files?: unknown };
+    if (!Array.isArray(nodes) || files === null || typeof files !== "object") return out;
+    for (const variants of Object.values(files as Record<string, unknown>)) {
+        if (!Array.isArray(variants)) continue;
+        for (const v of variants as { sha256?: unknown; nodes?: unknown }[]) {
+            if (typeof v.sha256 !== "string") continue;
+            const whose = Array.isArray(v.nodes) ? v.nodes : nodes;
+            const before = out.get(v.sha256);
+            out.set(v.sha256, (node) => whose.includes(node) || before?.(node) === true);
+        }
+    }
+    return out;
+}

@@ -6,9 +6,11 @@ import type {
     StackValidationArgs,
     StackValidationPolicy,
 } from "@pulumi/policy";
+import { STEP } from "../components/resourceNames";
 import {
     hostKeyViolations,
     kprValuesViolations,
+    nodeFilesShownViolations,
     orderingViolations,
     releaseRetentionViolations,
     replacementOrderViolations,
@@ -82,4 +84,11 @@ export const commandsReplacedDeleteFirst: ResourceValidationPolicy = {
         report(replacementOrderViolations({ ...resourceView(args), deleteBeforeReplace: args.opts.deleteBeforeReplace === true }), reportViolation),
 };
 
-export const policies = [migrationOrdering, ciliumReleaseRetained, kprValuesComplete, remoteHostKeysPinned, commandsReplacedDeleteFirst];
+export const tproxyNodeFilesShown: StackValidationPolicy = {
+    name: "tproxy-node-files-shown",
+    description: `Every file a tproxy apply fetches from the node store by digest is listed, for its node, in the ${STEP.tproxyNodeFiles} Stash, so the preview shows it.`,
+    enforcementLevel: "mandatory",
+    validateStack: (args: StackValidationArgs, reportViolation) => report(nodeFilesShownViolations(args.resources.map(stackResourceView)), reportViolation),
+};
+
+export const policies = [migrationOrdering, ciliumReleaseRetained, kprValuesComplete, remoteHostKeysPinned, commandsReplacedDeleteFirst, tproxyNodeFilesShown];

@@ -6,6 +6,7 @@ import {
     hostKeyProblem,
     hostKeyViolations,
     kprValuesViolations,
+    nodeFilesShownViolations,
     orderingViolations,
     parentTypeOf,
     releaseRetentionViolations,
@@ -13,7 +14,16 @@ import {
     type StackResourceView,
     type Violation,
 } from "../policy/invariants";
-import { ciliumReleaseRetained, commandsReplacedDeleteFirst, kprValuesComplete, migrationOrdering, policies, remoteHostKeysPinned } from "../policy/policies";
+import {
+    ciliumReleaseRetained,
+    commandsReplacedDeleteFirst,
+    kprValuesComplete,
+    migrationOrdering,
+    policies,
+    remoteHostKeysPinned,
+    tproxyNodeFilesShown,
+} from "../policy/policies";
+import type { TproxyNodeFiles } from "../components/tproxy/nodeFilesStash";
 import type { RecordedResource } from "../tools/mockRuntime";
 import { runProgram } from "./support/program";
 import { rawStack } from "./support/stacks";
@@ -85,7 +95,11 @@ function edit(stack: StackResourceView[], name: string, change: (r: StackResourc
 }
 
 function allViolations(stack: readonly StackResourceView[]): Violation[] {
-    return [...orderingViolations(stack), ...stack.flatMap((r) => [...releaseRetentionViolations(r), ...kprValuesViolations(r), ...hostKeyViolations(r)])];
+    return [
+        ...orderingViolations(stack),
+        ...nodeFilesShownViolations(stack),
+        ...stack.flatMap((r) => [...releaseRetentionViolations(r), ...kprValuesViolations(r), ...hostKeyViolations(r)]),
+    ];
 }
 
 test("a migration graph that keeps every invariant passes them all", () => {
@@ -308,9 +322,9 @@ function runResourcePolicy(policy: ResourceValidationPolicy, r: ResourceView, op
     return reported;
 }
 
-test("the pack: five mandatory policies with unique names", () => {
-    assert.equal(policies.length, 5);
-    assert.equal(new Set(policies.map((p) => p.name)).size, 5);
+test("the pack: six mandatory policies with unique names", () => {
+    assert.equal(policies.length, 6);
+    assert.equal(new Set(policies.map((p) => p.name)).size, 6);
     for (const p of policies) assert.equal(p.enforcementLevel, "mandatory", p.name);
 });
 
@@ -424,4 +438,64 @@ test("a command with a delete that would be replaced create-first is refused; th
             assert.deepEqual(runResourcePolicy(commandsReplacedDeleteFirst, view, { ...OPTS, deleteBeforeReplace: r.deleteBeforeReplace }), [], r.name);
         }
     }
+});
+
+test("node files shown: every file a tproxy apply fetches by digest must be in the node-files Stash, for that node", async () => {
+    const { resources, error } = await runProgram("prod");
+    assert.equal(error, undefined);
+    const views = viewsOf(resources, "prod");
+    assert.deepEqual(nodeFilesShownViolations(views), []);
+    const applies = views.filter((v) => v.name.startsWith(STEP.tproxyApply.prefix));
+    assert.equal(applies.length, 3);
+    // Each apply fetches five bundle files and the manifest.
+    const fetched = (v: StackResourceView) => [...String(v.props.create).matchAll(/^ {2}-f [0-9a-f]{64} '(files\/\d+|manifest)'/gm)].length;
+    assert.deepEqual(applies.map(fetched), [6, 6, 6]);
+
+    const withoutStash = views.filter((v) => v.type !== TYPE.stash);
+    const missing = nodeFilesShownViolations(withoutStash);
+    assert.equal(missing.length, 18);
+    assert.match(
+        missing[0]!.message,
+        /^tproxy-apply-m600 installs manifest \(sha256 [0-9a-f]{64}\) from the node store, but there is no node-files-tproxy Stash: the preview would not show it$/,
+    );
+
+    // The ruleset listed for m600 only: m601's and storage's applies install a ruleset the preview does not show them getting.
+    const onlyM600 = views.map((v) => {
+        if (v.type !== TYPE.stash) return v;
+        const input = v.props.input as TproxyNodeFiles;
+        const files = Object.fromEntries(
+            Object.entries(input.files).map(([path, variants]) => [
+                path,
+                variants[0]!.kind === "nft-ruleset" ? variants.map((x) => ({ ...x, nodes: ["m600"] })) : variants,
+            ]),
+        );
+        return { ...v, props: { input: { ...input, files } } };
+    });
+    const wrongNode = nodeFilesShownViolations(onlyM600);
+    assert.deepEqual(
+        wrongNode.map((x) => x.urn),
+        applies.filter((a) => !a.name.endsWith("m600")).map((a) => a.urn),
+    );
+    assert.match(wrongNode[0]!.message, /installs files\/0 .* does not list it for m601/);
+
+    // A file carried in the text (no store) is shown there: nothing to check.
+    const inline = nodeFilesShownViolations(
+        withoutStash.map((v) => (applies.includes(v) ? { ...v, props: { create: String(v.props.create).replace(/^ {2}-f /gm, "  -i ") } } : v)),
+    );
+    assert.deepEqual(inline, []);
+
+    // Wired as a stack policy over SDK-shaped resources.
+    const reported: string[] = [];
+    void tproxyNodeFilesShown.validateStack(
+        {
+            resources: sdkResources(withoutStash),
+            stackTags: new Map(),
+            getConfig: <T extends object>() => ({}) as T,
+            notApplicable: (reason?: string): never => {
+                throw new Error(reason);
+            },
+        },
+        (message) => reported.push(message),
+    );
+    assert.equal(reported.length, 18);
 });
