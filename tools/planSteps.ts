@@ -15,7 +15,8 @@ const STEP_TEXT: Readonly<Record<Exclude<StepKey, DescribedElsewhere>, (node: st
     operatorPreflight: () =>
         "operator preflight: kubectl/helm/jq present, the context reaches the cluster, kube-proxy mode fits this Cilium version (IPVS + any 1.19.x refused, cilium#44464)",
     nodeStore: (node) => `copy the node scripts and tproxy files (one file per sha256) into ${node}'s node store over SFTP; adds files, never removes any`,
-    nodeStoreCheck: (node) => `check that ${node}'s node store holds every script and file its steps fetch by sha256 (destroy: remove the store, after every node step)`,
+    nodeStoreCheck: (node) =>
+        `check that ${node}'s node store holds every script and file its steps fetch by sha256 (destroy: remove the store, after every node step)`,
     nodePreflight: (node) => `node preflight on ${node}: kernel, bpffs, cgroup v2, nft, iptables backend, our table/priority/mark unused`,
     releaseIdentity: () => "record the Cilium release's namespace/name; on a later up refuse any other (a new one would install a second Cilium)",
     valuesSnapshot: () => "snapshot the release's pre-migration values into the cluster (destroy: restore them once kube-proxy serves)",
