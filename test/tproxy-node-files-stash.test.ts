@@ -70,6 +70,22 @@ describe("the node-files Stash under the program's mocks", () => {
         assert.equal(entry.provider, "urn:pulumi:prod::cilium-kpr::pulumi:providers:pulumi::default");
     });
 
+    for (const [label, overrides] of [
+        ["waves with drain", { migration: { waves: [["m600"], ["m601", "storage"]], drain: true } }],
+        ["stopped after wave 1", { migration: { canaryNodes: ["m600"], waves: [["m600"], ["m601", "storage"]], stopAfterWave: 1 } }],
+    ] as const) {
+        test(`${label}: the Stash lists exactly the nodes that get a tproxy apply`, async () => {
+            const { resources, error } = await runProgram("prod", overrides);
+            assert.equal(error, undefined);
+            const applied = resources.filter((r) => r.type === TYPE.remoteCommand && r.name.startsWith(STEP.tproxyApply.prefix));
+            assert.ok(applied.length > 0);
+            assert.deepEqual(
+                (find(resources, TYPE.stash, STEP.tproxyNodeFiles).inputs.input as TproxyNodeFiles).nodes,
+                applied.map((r) => r.name.slice(STEP.tproxyApply.prefix.length)).sort(),
+            );
+        });
+    }
+
     test("a canary stack lists its canary only; a stack without the tproxy has no Stash", async () => {
         const canary = await runProgram("prod", { migration: { canaryNodes: ["m601"] } });
         assert.deepEqual((find(canary.resources, TYPE.stash, STEP.tproxyNodeFiles).inputs.input as TproxyNodeFiles).nodes, ["m601"]);
