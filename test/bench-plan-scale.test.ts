@@ -63,10 +63,10 @@ test("the bench with --nodes 3 --runs 1 exits 0 and prints a row for 3 nodes", (
         timeout: 60_000,
     });
     assert.equal(run.status, 0, run.stderr);
-    // nodes, resources (custom), declared, median ms, min ms, ...: prod's 3-node plan has 32 custom resources
+    // nodes, resources (custom), declared, median ms, min ms, ...: prod's 3-node plan has 33 custom resources
     // (22 + cluster-identity, cilium-release-identity, cilium-upgrade-preflight and kubeadm-proxy-disabled,
-    // + each node's store copy and check).
-    assert.match(run.stdout, /^\s*3\s+32\s+\d+\s+\d+\s+\d+\s/m);
+    // + each node's store copy and check, + the node-files Stash).
+    assert.match(run.stdout, /^\s*3\s+33\s+\d+\s+\d+\s+\d+\s/m);
     assert.match(run.stdout, /^offline plan \(node --max-semi-space-size=8 --import tsx tools\/plan\.ts, /m);
     assert.match(run.stdout, /^peak RSS: 3 nodes \d+ MiB \(goal: at most 384 MiB at 200 nodes\)$/m);
     // The plan process reported what its memory held: a heap of some MiB, and RSS above it.
