@@ -11,6 +11,7 @@ import { stashOutputs } from "../tools/mockRuntime";
 import { planEntries } from "../tools/planModel";
 import { creationOrder } from "../tools/mockRuntime";
 import { find, runProgram } from "./support/program";
+import { operations } from "./support/engineDiff";
 import { PROJECT, rawStack } from "./support/stacks";
 
 /*
@@ -96,6 +97,29 @@ describe("the node-files Stash under the program's mocks", () => {
             undefined,
         );
     });
+});
+
+test("a ruleset change (tproxy.port) shows once, in the Stash, as an update; each node's copy, check and apply update and its confirm is replaced", async () => {
+    const tproxy = rawStack("prod").tproxy as Record<string, unknown>;
+    const before = await runProgram("prod");
+    const after = await runProgram("prod", { tproxy: { ...tproxy, port: 7893 } });
+    assert.equal(after.error, undefined);
+    const changed = [...operations(before.resources, after.resources)].filter(([, op]) => op !== "same").sort(([a], [b]) => (a < b ? -1 : 1));
+    const nodes = ["m600", "m601", "storage"];
+    assert.deepEqual(
+        changed,
+        [
+            ...nodes.map((n) => [`${TYPE.remoteCommand} ${STEP.nodeStoreCheck(n)}`, "update"]),
+            ...nodes.map((n) => [`${TYPE.remoteCommand} ${STEP.tproxyApply(n)}`, "update"]),
+            ...nodes.map((n) => [`${TYPE.remoteCommand} ${STEP.tproxyConfirm(n)}`, "replace"]),
+            ...nodes.map((n) => [`${TYPE.copyToRemote} ${STEP.nodeStore(n)}`, "update"]),
+            [`${TYPE.stash} ${STEP.tproxyNodeFiles}`, "update"],
+        ].sort(([a], [b]) => (a! < b! ? -1 : 1)),
+    );
+    const files = (r: typeof before) => (find(r.resources, TYPE.stash, STEP.tproxyNodeFiles).inputs.input as TproxyNodeFiles).files;
+    const differing = Object.keys(files(after)).filter((path) => JSON.stringify(files(before)[path]) !== JSON.stringify(files(after)[path]));
+    assert.deepEqual(differing, ["/etc/cilium-kpr-tproxy/tproxy.nft"], "only the ruleset's text differs");
+    assert.match(files(after)[differing[0]!]![0]!.content, /:7893\b/);
 });
 
 describe("tproxyNodeFiles: which nodes get which content", () => {
