@@ -56,31 +56,29 @@ export function clusterStoreStdin(entries: readonly ClusterStoreEntry[]): string
     return JSON.stringify({ scripts });
 }
 
-/** The script's own first header line (what it does), shown in the step's text so the preview names the script's job. */
-function purposeLine(text: string): string {
-    const line = text.split("\n").find((l, i) => i > 0 && l.startsWith("# ")) ?? "";
-    return line.replace(/[^\x20-\x7e]/g, "");
-}
-
 /**
  * The command text of a step that runs `entry` from the store: fetch configmap/cilium-kpr-script-<sha256>,
  * check the script's sha256, run it with bash. Self-contained (it is what a delete runs, from state, long
  * after the repository changed); the script it runs checks CLUSTER_UID itself before changing anything.
  * A fetch that fails or a digest that differs prints the cluster steps' JSON summary and runs nothing.
+ * Kept short, since every per-node step of a wave stack stores it once or twice: its first line names the
+ * script (what a preview reader sees), one message says what is missing where and how to repair it, and
+ * `${KUBECTL_CONTEXT:+--context "$KUBECTL_CONTEXT"}` adds the context only when one is pinned (bash manual,
+ * "Shell Parameter Expansion": `${parameter:+word}` expands to nothing when parameter is unset or null; the
+ * quoted part of word stays one word). Without pipefail a failed kubectl leaves jq an empty input, and the
+ * empty file fails the digest check.
  */
 export function storeRunnerText(entry: ClusterStoreEntry): string {
     if (!/^[0-9a-f]{64}$/.test(entry.sha256)) throw new Error(`"${entry.sha256}" is not a sha256 digest`);
     const script = `${entry.name}.sh`;
+    const configMap = storeConfigMapName("$s");
     return [
-        `# cilium-kpr: runs ${script} from the cluster script store, by sha256`,
-        purposeLine(entry.text),
-        "set -uo pipefail",
-        `s=${entry.sha256} k=(kubectl) f="$(mktemp)"`,
+        `# cilium-kpr: runs ${script} from the cluster script store`,
+        `s=${entry.sha256} f="$(mktemp)"`,
         `trap 'rm -f "$f"' EXIT`,
-        `[[ -z "\${KUBECTL_CONTEXT:-}" ]] || k+=(--context "$KUBECTL_CONTEXT")`,
-        `"\${k[@]}" -n ${STORE_NAMESPACE} get configmap "${storeConfigMapName("$s")}" -o json | jq -j '.data.script // ""' >"$f" && [[ "$(sha256sum <"$f")" == "$s  -" ]] || {`,
-        `  m="${script} (sha256 $s) is missing from the cluster script store (configmap/${storeConfigMapName("$s")} in ${STORE_NAMESPACE}) of \${KUBECTL_CONTEXT:-the current context}, or differs; nothing was run (README: the cluster script store)"`,
-        `  echo "cilium-kpr: $m" >&2; jq -cn --arg e "$m" '{ok:false,error:$e}'; exit 1; }`,
+        `kubectl \${KUBECTL_CONTEXT:+--context "$KUBECTL_CONTEXT"} -n ${STORE_NAMESPACE} get configmap ${configMap} -o json|jq -j '.data.script//""' >"$f";[[ $(sha256sum <"$f") == "$s  -" ]]||{`,
+        `m="${script} (sha256 $s) is missing from the cluster script store (configmap/${configMap} in ${STORE_NAMESPACE}) of \${KUBECTL_CONTEXT:-the current context}, or differs; nothing was run (README: the cluster script store)"`,
+        `echo "cilium-kpr: $m" >&2;jq -cn --arg e "$m" '{ok:false,error:$e}';exit 1;}`,
         `bash "$f"`,
         "",
     ].join("\n");
