@@ -2,6 +2,7 @@ import type * as pulumi from "@pulumi/pulumi";
 import type { ClusterScriptName } from "./scriptParams";
 import { scriptText } from "./scripts";
 import { sha256Hex } from "./nodeStore";
+import { shellWord } from "./remoteCommand";
 
 /*
  * The cluster script store: the cluster scripts that per-node steps run, kept once in the cluster
@@ -28,14 +29,21 @@ const MAX_CONFIGMAP_DATA = 1024 * 1024;
 export interface ClusterStoreEntry {
     readonly name: ClusterScriptName;
     readonly sha256: string;
-    /** The script as a resource would embed it (preludes inlined). */
+    /** The script as a resource would embed it (preludes inlined), with `settings` baked in after its first line. */
     readonly text: string;
+    /** The stack's settings this copy carries as shell assignments (bakedSettings), instead of every step's environment. */
+    readonly settings: Readonly<Record<string, string>>;
 }
 
-/** A store step and what it holds: steps given it fetch their scripts from it (clusterCommand's `store`). */
-export interface ClusterScriptStore {
+/**
+ * A store step and what it holds: steps given it fetch their scripts from it (clusterCommand's `store`).
+ * K: the environment variables its entries carry as baked settings, which the steps then do not pass.
+ */
+export interface ClusterScriptStore<K extends string = never> {
     readonly step: pulumi.Resource;
     readonly entries: ReadonlyMap<ClusterScriptName, ClusterStoreEntry>;
+    /** Every variable an entry carries as a baked setting: clusterCommand's steps leave them out of their environment. */
+    readonly settingKeys: readonly K[];
 }
 
 /** The store's ConfigMap of a digest; also given a shell expansion ("$s") by the step text. */
@@ -43,10 +51,30 @@ export function storeConfigMapName(sha256: string): string {
     return `cilium-kpr-script-${sha256}`;
 }
 
-export function clusterStoreEntry(name: ClusterScriptName): ClusterStoreEntry {
-    const text = scriptText(name);
+/** The line that opens the settings block of a stored copy (bakedSettings); the plan and the tests find the block by it. */
+export const SETTINGS_HEADER = "# cilium-kpr: this stack's settings, in the cluster script store's copy (README: the cluster script store)";
+
+/**
+ * `text` with `settings` as plain assignments after its first line (the shebang), before anything reads
+ * them: the stored copy then runs with the stack's values whatever the step's environment holds, and the
+ * step's state keeps only what differs per node. A script that sets a default (`X="${X:-d}"`) keeps the
+ * baked value. Empty settings leave the text as the repository has it.
+ */
+export function bakedSettings(text: string, settings: Readonly<Record<string, string>>): string {
+    const keys = Object.keys(settings).sort();
+    if (keys.length === 0) return text;
+    for (const key of keys) if (!/^[A-Z][A-Z0-9_]*$/.test(key)) throw new Error(`"${key}" is not an environment variable name`);
+    const newline = text.indexOf("\n");
+    if (!text.startsWith("#!") || newline < 0) throw new Error("a stored script starts with its shebang line");
+    const block = [SETTINGS_HEADER, ...keys.map((k) => `${k}=${shellWord(settings[k]!)}`)].join("\n");
+    return `${text.slice(0, newline + 1)}${block}\n${text.slice(newline + 1)}`;
+}
+
+/** The store's copy of a script: the repository's text with `settings` baked in, named by its sha256. */
+export function clusterStoreEntry(name: ClusterScriptName, settings: Readonly<Record<string, string>> = {}): ClusterStoreEntry {
+    const text = bakedSettings(scriptText(name), settings);
     if (Buffer.byteLength(text, "utf8") >= MAX_CONFIGMAP_DATA) throw new Error(`${name}.sh is too large for a ConfigMap of the cluster script store (1 MiB)`);
-    return { name, sha256: sha256Hex(text), text };
+    return { name, sha256: sha256Hex(text), text, settings };
 }
 
 /** The store step's stdin: every entry once, in digest order (cluster-script-store.sh reads it). */
@@ -68,13 +96,13 @@ export function clusterStoreStdin(entries: readonly ClusterStoreEntry[]): string
  * quoted part of word stays one word). Without pipefail a failed kubectl leaves jq an empty input, and the
  * empty file fails the digest check.
  */
-export function storeRunnerText(entry: ClusterStoreEntry): string {
+export function storeRunnerText(entry: Pick<ClusterStoreEntry, "name" | "sha256">): string {
     if (!/^[0-9a-f]{64}$/.test(entry.sha256)) throw new Error(`"${entry.sha256}" is not a sha256 digest`);
     const script = `${entry.name}.sh`;
     const configMap = storeConfigMapName("$s");
     return [
         `# cilium-kpr: runs ${script} from the cluster script store`,
-        `s=${entry.sha256} f="$(mktemp)"`,
+        `s=${entry.sha256} f=$(mktemp)`,
         `trap 'rm -f "$f"' EXIT`,
         `kubectl \${KUBECTL_CONTEXT:+--context "$KUBECTL_CONTEXT"} -n ${STORE_NAMESPACE} get configmap ${configMap} -o json|jq -j '.data.script//""' >"$f";[[ $(sha256sum <"$f") == "$s  -" ]]||{`,
         `m="${script} (sha256 $s) is missing from the cluster script store (configmap/${configMap} in ${STORE_NAMESPACE}) of \${KUBECTL_CONTEXT:-the current context}, or differs; nothing was run (README: the cluster script store)"`,
@@ -85,7 +113,7 @@ export function storeRunnerText(entry: ClusterStoreEntry): string {
 }
 
 /** The runner text of a script the store holds; a script it does not hold is a program error (caught at preview). */
-export function storeRunnerFor(store: ClusterScriptStore, name: ClusterScriptName): string {
+export function storeRunnerFor(store: ClusterScriptStore<string>, name: ClusterScriptName): string {
     const entry = store.entries.get(name);
     if (entry === undefined) throw new Error(`${name} is not in the cluster script store; add it to the store step's scripts`);
     return storeRunnerText(entry);
