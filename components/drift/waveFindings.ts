@@ -181,7 +181,7 @@ function scriptStoreFindings(config: MigrationConfig, obs: ClusterObservation, c
                 drift(
                     CLUSTER_SCOPE,
                     "script-store",
-                    `${entry.name}.sh (sha256 ${entry.sha256}) is missing from the cluster script store (configmap/${name} in ${STORE_NAMESPACE}): the wave steps that run it fail closed, their destroy too (or the repository's scripts are newer than the last pulumi up)`,
+                    `${entry.name}.sh (sha256 ${entry.sha256}) is missing from the cluster script store (configmap/${name} in ${STORE_NAMESPACE}): the wave steps that run it fail closed, their destroy too (or the repository's scripts or the stack's settings are newer than the last pulumi up)`,
                     waveScriptStoreRepair(ctx),
                 ),
             );
