@@ -9,7 +9,7 @@ import { staleRuleCleanup } from "../kubeproxy/staleRuleCleanup";
 import { NodeTproxy } from "../tproxy/nodeTproxy";
 import type { NodeStoreSteps } from "../commands/nodeStoreSteps";
 import { declaredWaves, MIGRATED_LABEL, planWaves, type Wave } from "./wavePlan";
-import { WAVE_SETTING_KEYS, waveStoreEntries } from "./waveStoreEntries";
+import { WAVE_SETTING_KEYS, waveStackSettings, waveStoreEntries } from "./waveStoreEntries";
 import { PENDING_NODE_CONFIG_NAME, pendingNodeConfig } from "./pendingNodeConfig";
 import { NODE_CONFIG_CHECK_ENV } from "../ciliumVersions/ciliumVersions";
 
@@ -109,14 +109,16 @@ export interface WaveGraph {
 /** kube-proxy's affinity, the pending gate and every wave, after the release. */
 export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pendingNodeConfigResource: pulumi.Resource): WaveGraph {
     const { config, sshPrivateKey, parent } = args;
-    const { cluster, cilium } = config;
-    const kp = cluster.kubeProxy;
+    const { cluster } = config;
+    // The settings every wave script reads: in the environment of the steps that carry their script, in
+    // the stored copies (waveStoreEntries) for the per-node steps.
+    const settings = waveStackSettings(config);
     const common = {
-        CILIUM_NAMESPACE: cilium.namespace,
-        KUBE_PROXY_NAMESPACE: kp.namespace,
-        KUBE_PROXY_DAEMONSET: kp.daemonSet,
-        MIGRATED_LABEL,
-        WAIT_TIMEOUT: String(kp.rolloutTimeoutSeconds),
+        CILIUM_NAMESPACE: settings.CILIUM_NAMESPACE,
+        KUBE_PROXY_NAMESPACE: settings.KUBE_PROXY_NAMESPACE,
+        KUBE_PROXY_DAEMONSET: settings.KUBE_PROXY_DAEMONSET,
+        MIGRATED_LABEL: settings.MIGRATED_LABEL,
+        WAIT_TIMEOUT: settings.WAIT_TIMEOUT,
     };
 
     const affinity = clusterCommand(
