@@ -74,8 +74,8 @@ test("bench/inputBytes.ts measures the wave path too: per-node wave steps carry 
         const kb = bytes.perKind[kind];
         assert.ok(kb !== undefined && kb > 300, `${kind}: ${kb} bytes is no step at all`);
         // A fetch-check-run of a digest (two for the handover: create and delete) plus the step's environment; was 9-20 KB.
-        assert.ok(kb <= (kind === "handover" ? 2_400 : 1_400), `${kind}: ${kb} bytes per node`);
+        assert.ok(kb <= (kind === "handover" ? 1_700 : 1_000), `${kind}: ${kb} bytes per node`);
     }
-    // Issue 11 item 8 on the wave path (was 57 KB per node): near prod's figure (16.6 KB measured).
-    assert.ok(bytes.perNode <= 17_000, `${bytes.perNode} bytes of inputs per node: ${JSON.stringify(bytes.perKind)}`);
+    // Issue 11 item 8 on the wave path (was 57 KB per node): near prod's figure (15.3 KB measured).
+    assert.ok(bytes.perNode <= 15_600, `${bytes.perNode} bytes of inputs per node: ${JSON.stringify(bytes.perKind)}`);
 });

@@ -9,8 +9,9 @@ import { validateStackConfig, type MigrationConfig } from "../components/config/
 import { clusterFindings, type ClusterObservation } from "../components/drift/clusterFindings";
 import type { RepairContext } from "../components/drift/repairs";
 import { exitCode, type Finding } from "../components/drift/findings";
-import { MIGRATED_LABEL, waveStoreScripts } from "../components/waves/wavePlan";
-import { clusterStoreEntry, STORE_LABEL, storeConfigMapName } from "../components/commands/clusterScriptStore";
+import { MIGRATED_LABEL } from "../components/waves/wavePlan";
+import { waveStoreEntries } from "../components/waves/waveStoreEntries";
+import { STORE_LABEL, storeConfigMapName } from "../components/commands/clusterScriptStore";
 import { ROOT } from "./support/stacks";
 import { hostToolsMissing } from "../lab/hostTools";
 import { Scenario, fixture, type JsonObject } from "./support/kubeproxyScenario";
@@ -94,6 +95,9 @@ test("a stack stopped after wave 1: the migrated node losing its label or gettin
     assert.match(lostLabel[1]!.detail, /^migrated node m600 lost the label cilium-kpr\.io\/kpr-migrated=true: the pending CiliumNodeConfig selects it again/);
     // The repair is the node's own handover script with its step's environment (idempotent).
     for (const f of lostLabel) assert.match(f.repair!, /(^| )NODE=m600 .*bash components\/waves\/scripts\/node-handover\.sh$/);
+    // The stack's settings travel in the script's stored copy, not the step's environment: the repair names them,
+    // or the repository's file would run with its own defaults (CILIUM_NAMESPACE kube-system, WAIT_TIMEOUT 300).
+    for (const f of lostLabel) assert.match(f.repair!, /^CILIUM_NAMESPACE=default (\S+ )*MIGRATED_LABEL=cilium-kpr\.io\/kpr-migrated (\S+ )*WAIT_TIMEOUT=900 /);
 
     const affinity = clusterFindings(
         config,
@@ -193,8 +197,19 @@ test(
             metadata: { name: string };
         };
         rmSync(path.join(scenario.dir, "objects", "kube-system", "pod", `${onM600.metadata.name}.json`));
+        copyFileSync(path.join(ROOT, "Pulumi.yaml"), path.join(dir, "Pulumi.yaml"));
+        const stackFile = readFileSync(path.join(ROOT, "Pulumi.prod.yaml"), "utf8").replace(
+            "  # cilium-kpr:migration:\n",
+            "  cilium-kpr:migration:\n    waves: [[m600], [m601, storage]]\n    stopAfterWave: 1\n  # cilium-kpr:migration:\n",
+        );
+        assert.match(stackFile, /stopAfterWave: 1/);
+        writeFileSync(path.join(dir, "Pulumi.prod.yaml"), stackFile);
+
         // The cluster script store as the store step leaves it (this stack has no drain).
-        const stored = waveStoreScripts(false).map(clusterStoreEntry);
+        const written = readStackFile(dir, "prod");
+        const validated = validateStackConfig(written.project, rawStackConfig(written.config));
+        assert.ok(validated.ok);
+        const stored = waveStoreEntries(validated.config);
         for (const e of stored)
             scenario.put("kube-system", "configmap", storeConfigMapName(e.sha256), {
                 apiVersion: "v1",
@@ -203,14 +218,6 @@ test(
                 immutable: true,
                 data: { script: e.text },
             });
-
-        copyFileSync(path.join(ROOT, "Pulumi.yaml"), path.join(dir, "Pulumi.yaml"));
-        const stackFile = readFileSync(path.join(ROOT, "Pulumi.prod.yaml"), "utf8").replace(
-            "  # cilium-kpr:migration:\n",
-            "  cilium-kpr:migration:\n    waves: [[m600], [m601, storage]]\n    stopAfterWave: 1\n  # cilium-kpr:migration:\n",
-        );
-        assert.match(stackFile, /stopAfterWave: 1/);
-        writeFileSync(path.join(dir, "Pulumi.prod.yaml"), stackFile);
 
         const check = () =>
             runDriftCheck({

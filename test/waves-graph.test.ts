@@ -11,6 +11,11 @@ import { pendingNodeConfig } from "../components/waves/pendingNodeConfig";
 import { planWaves } from "../components/waves/wavePlan";
 import { waveSteps } from "../components/waves/waveSteps";
 import { find, runProgram } from "./support/program";
+
+/** The cluster script store step's stdin (components/commands/clusterScriptStore.ts clusterStoreStdin). */
+interface StoreStdin {
+    readonly scripts: readonly { readonly name: string; readonly sha256: string; readonly text: string }[];
+}
 import { orderingViolations } from "../policy/invariants";
 import { PROJECT, rawStack, ROOT, withValue } from "./support/stacks";
 
@@ -134,11 +139,20 @@ test("every wave step that undoes itself on delete is replaced delete-first; scr
     const handover = find(resources, "command:local:Command", WAVE_STEP.handover("m601"));
     const env = handover.inputs.environment as Record<string, string>;
     assert.equal(env.NODE, "m601");
-    assert.equal(env.MIGRATED_LABEL, "cilium-kpr.io/kpr-migrated");
-    assert.equal(env.CILIUM_NAMESPACE, "default");
     assert.ok("CLUSTER_UID" in env, "pinned to the cluster the stack recorded");
-    assert.match(String(handover.inputs.create), /node-handover\.sh NODE's Service traffic moves/);
-    assert.match(String(handover.inputs.delete), /node-handback\.sh: the delete of node-handover\.sh/);
+    // The label and the namespace are the stack's settings: the copy of the script the step fetches carries them.
+    const stored = (JSON.parse(String(find(resources, "command:local:Command", WAVE_STEP.clusterScriptStore).inputs.stdin)) as StoreStdin).scripts;
+    for (const [phase, script] of [
+        ["create", "node-handover"],
+        ["delete", "node-handback"],
+    ] as const) {
+        const text = String(handover.inputs[phase]);
+        assert.match(text, new RegExp(`^# cilium-kpr: runs waves/${script}\\.sh from the cluster script store\n`), "its first line names the script");
+        const copy = stored.find((e) => text.includes(`s=${e.sha256} `));
+        assert.equal(copy?.name, `waves/${script}`);
+        assert.match(copy.text, /^MIGRATED_LABEL='cilium-kpr\.io\/kpr-migrated'$/m);
+        assert.match(copy.text, /^CILIUM_NAMESPACE='default'$/m);
+    }
 });
 
 test("a node's cleanup and tproxy keep their URN (name, type, parent) from the single-shot path", async () => {

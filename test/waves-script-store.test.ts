@@ -10,6 +10,7 @@ import { scriptPath, scriptText } from "../components/commands/scripts";
 import {
     clusterStoreEntry,
     clusterStoreStdin,
+    SETTINGS_HEADER,
     STORE_LABEL,
     STORE_NAMESPACE,
     STORE_WRITER_LABEL,
@@ -21,6 +22,9 @@ import { scheduleKubeProxy, startAgent, type WaveClusterState } from "./support/
 import { REFERENCE_NODES, referenceWaveState } from "./support/referenceWaveCluster";
 import { find, runProgram } from "./support/program";
 import { WAVE_STEP } from "../components/resourceNames";
+import { waveStoreEntries } from "../components/waves/waveStoreEntries";
+import { validateStackConfig } from "../components/config/validate";
+import { rawStackConfig, readStackFile } from "../tools/stackFile";
 import type { RecordedResource } from "../tools/mockRuntime";
 
 /*
@@ -130,10 +134,20 @@ function failed(run: Run, message: RegExp): void {
 function changed(entry: ClusterStoreEntry): ClusterStoreEntry {
     const text = entry.text.replace("set -euo pipefail\n", 'set -euo pipefail\necho "NEW VERSION" >&2\n');
     assert.notEqual(text, entry.text);
-    return { name: entry.name, text, sha256: sha(text) };
+    return { name: entry.name, text, sha256: sha(text), settings: entry.settings };
 }
 function sha(text: string): string {
     return createHash("sha256").update(text, "utf8").digest("hex");
+}
+
+/** A stored copy split into the repository's script and the settings baked after its shebang (bakedSettings). */
+function unbaked(text: string): { script: string; settings: Record<string, string> } {
+    const lines = text.split("\n");
+    if (lines[1] !== SETTINGS_HEADER) return { script: text, settings: {} };
+    let end = 2;
+    const settings: Record<string, string> = {};
+    for (let m; (m = /^([A-Z][A-Z0-9_]*)='([^']*)'$/.exec(lines[end] ?? "")); end++) settings[m[1]!] = m[2]!;
+    return { script: [lines[0], ...lines.slice(end)].join("\n"), settings };
 }
 
 const HANDOVER = clusterStoreEntry("waves/node-handover");
@@ -177,6 +191,25 @@ test("a step runs its script from the store: fetched by digest, checked, run wit
     // The fetched script still refuses another cluster itself.
     failed(lab.text(storeRunnerText(HANDOVER), { ...NODE_ENV, CLUSTER_UID: "another-cluster" }), /^wrong cluster: .*nothing was changed$/);
     assert.equal(lab.labelled("m600"), false);
+});
+
+test("a stored copy carries the stack's settings: they win over the step's environment, which holds only the node", (t) => {
+    const lab = new StoreLab();
+    t.after(() => lab.close());
+    const settings = { CILIUM_NAMESPACE: "default", KUBE_PROXY_NAMESPACE: "kube-system", MIGRATED_LABEL, WAIT_TIMEOUT: "20" };
+    const baked = clusterStoreEntry("waves/node-handover", settings);
+    assert.notEqual(baked.sha256, HANDOVER.sha256, "a settings change is a new copy, named by its own digest");
+    assert.deepEqual(unbaked(baked.text), { script: HANDOVER.text, settings });
+    ok(lab.file("waves/cluster-script-store", {}, clusterStoreStdin([HANDOVER, baked])));
+    ok(lab.file("waves/kube-proxy-label-affinity"));
+    // The environment names another Cilium namespace: the repository's copy looks for the agent there and fails ...
+    const elsewhere = { ...NODE_ENV, CILIUM_NAMESPACE: "elsewhere" };
+    const plain = lab.text(storeRunnerText(HANDOVER), elsewhere);
+    assert.equal(plain.status, 1, plain.stderr);
+    assert.equal(lab.labelled("m600"), false, "the failed handover undid its label");
+    // ... the stack's copy uses the namespace it carries.
+    assert.equal(ok(lab.text(storeRunnerText(baked), elsewhere)).changed, true);
+    assert.equal(lab.labelled("m600"), true);
 });
 
 test("a delete recorded before a script change still runs the old script after the store gained the new version", (t) => {
@@ -285,7 +318,20 @@ test("the wave stack's per-node cluster steps carry a digest, not their script; 
         "waves/node-services",
         "waves/node-uncordon",
     ]);
-    for (const s of stored) assert.equal(s.text, scriptText(s.name as "waves/node-handover"));
+    // Each is the repository's script with the stack's settings after its shebang (the steps' environments leave them out).
+    for (const s of stored) {
+        const { script, settings } = unbaked(s.text);
+        assert.equal(script, scriptText(s.name as "waves/node-handover"));
+        assert.deepEqual(settings, {
+            CILIUM_NAMESPACE: "default",
+            KUBE_PROXY_DAEMONSET: "kube-proxy",
+            KUBE_PROXY_NAMESPACE: "kube-system",
+            MIGRATED_LABEL,
+            WAIT_TIMEOUT: "900",
+            ...(s.name === "waves/node-drain" ? { DRAIN_TIMEOUT: "600" } : {}),
+            ...(s.name === "waves/node-kpr-gate" ? { PENDING_NODE_CONFIG: "cilium-kpr-kube-proxy-pending" } : {}),
+        });
+    }
     const byKey = new Map(resources.map((r) => [r.key, r]));
     let perNode = 0;
     for (const node of NODES) {
@@ -298,6 +344,7 @@ test("the wave stack's per-node cluster steps carry a digest, not their script; 
         ]) {
             const step = find(resources, "command:local:Command", name);
             perNode++;
+            assert.deepEqual(Object.keys(step.inputs.environment as object).sort(), ["CLUSTER_UID", "NODE"], `${name}: only what differs per node`);
             assert.ok(
                 step.dependsOnKeys.some((k) => byKey.get(k)?.name === WAVE_STEP.clusterScriptStore),
                 `${name} depends on the store (exists before it, removed after its delete)`,
@@ -310,7 +357,7 @@ test("the wave stack's per-node cluster steps carry a digest, not their script; 
                 const digest = /^s=([0-9a-f]{64}) /m.exec(text)?.[1];
                 const entry = stored.find((s) => s.sha256 === digest);
                 assert.ok(entry, `${name} ${phase} fetches a script the store holds`);
-                assert.equal(text, storeRunnerText(clusterStoreEntry(entry.name as "waves/node-handover")));
+                assert.equal(text, storeRunnerText({ name: entry.name as "waves/node-handover", sha256: entry.sha256 }));
                 assert.ok(text.length < 1000, `${name} ${phase}: ${text.length} bytes`);
                 assert.ok(!text.includes("wave-lib.sh: the prelude"), "no prelude in a per-node step");
             }
@@ -337,9 +384,15 @@ test("the offline plan writes each stored script under steps/cluster-scripts/<sh
         timeout: 60_000,
     });
     assert.equal(run.status, 0, run.stderr);
+    // The store's copy of the handback for this stack: the repository's script with the stack's settings baked in.
+    const stack = readStackFile(dir, "prod");
+    const validated = validateStackConfig(stack.project, rawStackConfig(stack.config));
+    assert.ok(validated.ok);
+    const handback = waveStoreEntries(validated.config).find((e) => e.name === "waves/node-handback")!;
+    assert.equal(unbaked(handback.text).script, scriptText("waves/node-handback"));
     const step = readFileSync(join(out, "steps", `${WAVE_STEP.handover("m601")}.delete.sh`), "utf8");
-    assert.ok(step.includes(`# the script it fetches by sha256 and runs: steps/cluster-scripts/${HANDBACK.sha256}.sh`), step);
-    assert.equal(readFileSync(join(out, "steps", "cluster-scripts", `${HANDBACK.sha256}.sh`), "utf8"), scriptText("waves/node-handback"));
+    assert.ok(step.includes(`# the script it fetches by sha256 and runs: steps/cluster-scripts/${handback.sha256}.sh`), step);
+    assert.equal(readFileSync(join(out, "steps", "cluster-scripts", `${handback.sha256}.sh`), "utf8"), handback.text);
     assert.equal(readdirSync(join(out, "steps", "cluster-scripts")).length, 4, "handover, handback, gate, node check (no drain on this stack)");
 });
 

@@ -42,7 +42,7 @@ export type EnvInputs<N extends ClusterScriptName> = { readonly [K in keyof Scri
  * with what was stored at create, so the environment must be the create's and the delete's at once.
  * The kubectl target (KUBECONFIG, KUBECTL_CONTEXT, CLUSTER_UID) comes from `cluster`.
  */
-export interface ClusterCommandArgs<C extends ClusterScriptName, D extends ClusterScriptName, U extends ClusterScriptName> {
+export interface ClusterCommandArgs<C extends ClusterScriptName, D extends ClusterScriptName, U extends ClusterScriptName, K extends string = never> {
     readonly cluster: ClusterTarget;
     /** Run on create, and on update unless `update` is given. */
     readonly create: C;
@@ -54,7 +54,8 @@ export interface ClusterCommandArgs<C extends ClusterScriptName, D extends Clust
     readonly update?: U;
     /** Run by `pulumi destroy` (with the environment stored in state). */
     readonly delete?: D;
-    readonly environment: EnvInputs<C> & EnvInputs<D> & EnvInputs<U>;
+    /** Without the settings the store's copies carry (`store`'s K): those are in the scripts the step fetches. */
+    readonly environment: Omit<EnvInputs<C> & EnvInputs<D> & EnvInputs<U>, K>;
     /** Any change replaces the resource, so the create script runs again. */
     readonly triggers?: pulumi.Input<unknown>[];
     /** Give the script its previous stdout as PULUMI_COMMAND_STDOUT when an update re-runs it (and the delete). */
@@ -64,9 +65,10 @@ export interface ClusterCommandArgs<C extends ClusterScriptName, D extends Clust
     /**
      * Run the scripts from this cluster script store (clusterScriptStore.ts) instead of carrying them:
      * the step's texts are a fetch-check-run of each script's digest, and the step depends on the store,
-     * so the store exists before it runs and is removed only after its delete.
+     * so the store exists before it runs and is removed only after its delete. The store's copies carry
+     * the stack's settings (K), so the environment leaves them out. The update (carried) is not fetched.
      */
-    readonly store?: ClusterScriptStore;
+    readonly store?: ClusterScriptStore<K>;
 }
 
 /** The process environment of a typed script environment: numbers as their decimal text, unset fields left out. */
@@ -80,12 +82,14 @@ function environmentOf(env: object): Record<string, pulumi.Input<string>> {
 }
 
 /** A local.Command that runs one of the repository's cluster scripts with bash on the operator's machine. */
-export function clusterCommand<C extends ClusterScriptName, D extends ClusterScriptName = C, U extends ClusterScriptName = C>(
+export function clusterCommand<C extends ClusterScriptName, D extends ClusterScriptName = C, U extends ClusterScriptName = C, K extends string = never>(
     name: string,
-    args: ClusterCommandArgs<C, D, U>,
+    args: ClusterCommandArgs<C, D, U, K>,
     opts: pulumi.CustomResourceOptions,
 ): command.local.Command {
     const store = args.store;
+    const baked = (store?.settingKeys ?? []).filter((key) => Object.hasOwn(args.environment, key));
+    if (baked.length > 0) throw new Error(`${name}: ${baked.join(", ")} come from the cluster script store's copies, not the step's environment`);
     const text = (script: ClusterScriptName) => (store === undefined ? scriptText(script) : storeRunnerFor(store, script));
     return new command.local.Command(
         name,

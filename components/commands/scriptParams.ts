@@ -171,6 +171,9 @@ export interface WaveEnv extends KubectlTarget {
     readonly MIGRATED_LABEL: string;
     /** Seconds to wait for a rollout or a pod. */
     readonly WAIT_TIMEOUT: string;
+    /** Label selectors of the agent and kube-proxy pods (wave-lib.sh defaults: k8s-app=cilium, k8s-app=kube-proxy). */
+    readonly CILIUM_POD_SELECTOR?: string;
+    readonly KUBE_PROXY_POD_SELECTOR?: string;
 }
 
 /** The cluster script store's write and removal (components/commands/clusterScriptStore.ts); the scripts come on stdin. */
@@ -186,6 +189,16 @@ export interface WaveNodeEnv extends WaveEnv {
 
 export interface WaveDrainEnv extends WaveNodeEnv {
     readonly DRAIN_TIMEOUT: string;
+}
+
+export interface WaveNodeServicesEnv extends WaveNodeEnv {
+    /** Seconds per connection attempt (node-services.sh default 5). */
+    readonly CONNECT_TIMEOUT?: string;
+}
+
+/** node-step-kept.sh reads NODE only (it sources no prelude). */
+export interface WaveStepKeptEnv {
+    readonly NODE: string;
 }
 
 export interface WavePendingEnv extends WaveEnv {
@@ -274,12 +287,12 @@ export interface ScriptCatalog {
     readonly "waves/kube-proxy-label-affinity-restore": { env: WaveEnv };
     readonly "waves/pending-gate": { env: WavePendingEnv };
     readonly "waves/node-drain": { env: WaveDrainEnv };
-    readonly "waves/node-uncordon": { env: WaveDrainEnv };
-    readonly "waves/node-step-kept": { env: WaveNodeEnv };
+    readonly "waves/node-uncordon": { env: WaveNodeEnv };
+    readonly "waves/node-step-kept": { env: WaveStepKeptEnv };
     readonly "waves/node-handover": { env: WaveNodeEnv };
     readonly "waves/node-handback": { env: WaveNodeEnv };
     readonly "waves/node-kpr-gate": { env: WaveNodeGateEnv };
-    readonly "waves/node-services": { env: WaveNodeEnv };
+    readonly "waves/node-services": { env: WaveNodeServicesEnv };
     readonly "waves/cluster-script-store": { env: ClusterScriptStoreEnv };
     readonly "waves/cluster-script-store-remove": { env: ClusterScriptStoreEnv };
 

@@ -91,20 +91,23 @@ export function agentKprRepair(ctx: RepairContext): string {
 }
 
 /** A wave step's script run by hand with exactly the environment the program gives that step. */
-function waveScriptCommand(ctx: RepairContext, name: string, script: string): string | undefined {
+function waveScriptCommand(ctx: RepairContext, name: string, script: string, settings: Readonly<Record<string, string>> = {}): string | undefined {
     const planned = step(ctx, name);
     if (planned === undefined) return undefined;
-    return [...Object.entries(planned.environment).map(([k, v]) => `${k}=${quoted(v)}`), "bash", script].join(" ");
+    const env = { ...settings, ...planned.environment };
+    return [...Object.entries(env).map(([k, v]) => `${k}=${quoted(v)}`), "bash", script].join(" ");
 }
 
 /**
  * A migrated node that lost its label (its agent would resolve the pending CiliumNodeConfig, KPR off, at
  * its next restart) or runs kube-proxy again: the node's own handover script, idempotent, labels it,
  * waits until kube-proxy has left it and restarts its agent unless it already resolved KPR "true".
+ * `settings`: what the script's stored copy carries (waves/waveStoreEntries.ts) and the step's environment
+ * therefore does not; the repository's file would otherwise run with its own defaults.
  */
-export function waveHandoverRepair(ctx: RepairContext, node: string): string {
+export function waveHandoverRepair(ctx: RepairContext, node: string, settings: Readonly<Record<string, string>>): string {
     return (
-        waveScriptCommand(ctx, WAVE_STEP.handover(node), "components/waves/scripts/node-handover.sh") ??
+        waveScriptCommand(ctx, WAVE_STEP.handover(node), "components/waves/scripts/node-handover.sh", settings) ??
         `no handover step for ${node} in this stack (is its wave declared?)`
     );
 }

@@ -1,6 +1,7 @@
 import type { MigrationConfig } from "../config/validate";
-import { declaredWaves, MIGRATED_LABEL, planWaves, waveStoreScripts } from "../waves/wavePlan";
-import { clusterStoreEntry, storeConfigMapName, STORE_NAMESPACE } from "../commands/clusterScriptStore";
+import { declaredWaves, MIGRATED_LABEL, planWaves } from "../waves/wavePlan";
+import { waveScriptSettings, waveStoreEntries } from "../waves/waveStoreEntries";
+import { storeConfigMapName, STORE_NAMESPACE } from "../commands/clusterScriptStore";
 import { CLUSTER_SCOPE, drift, type Finding } from "./findings";
 import type { ClusterObservation } from "./clusterFindings";
 import {
@@ -101,7 +102,9 @@ export function waveClusterFindings(config: MigrationConfig, obs: ClusterObserva
                         pod.node,
                         "kube-proxy-back",
                         `kube-proxy pod ${pod.name} runs on ${pod.node}, ${migrated.has(pod.node) ? "a migrated node" : "after the last wave"}`,
-                        migrated.has(pod.node) ? waveHandoverRepair(ctx, pod.node) : kubeProxyRepair(ctx, false),
+                        migrated.has(pod.node)
+                            ? waveHandoverRepair(ctx, pod.node, waveScriptSettings(config, "waves/node-handover"))
+                            : kubeProxyRepair(ctx, false),
                     ),
                 );
             }
@@ -116,7 +119,7 @@ export function waveClusterFindings(config: MigrationConfig, obs: ClusterObserva
                         node.name,
                         "wave-label",
                         `migrated node ${node.name} lost the label ${MIGRATED_LABEL}=true: the pending CiliumNodeConfig selects it again, so its agent turns KPR off at its next restart${complete ? ", with no kube-proxy to take over" : ", and kube-proxy's affinity lets kube-proxy back on it"}`,
-                        waveHandoverRepair(ctx, node.name),
+                        waveHandoverRepair(ctx, node.name, waveScriptSettings(config, "waves/node-handover")),
                     ),
                 );
             } else if (!migrated.has(node.name) && node.migrated && config.nodes.some((n) => n.name === node.name)) {
@@ -142,7 +145,7 @@ export function waveClusterFindings(config: MigrationConfig, obs: ClusterObserva
                             a.node,
                             "agent-kpr",
                             `agent pod ${a.pod} reports kube-proxy-replacement mode=${a.mode ?? "absent"}, socketLB.enabled=${String(a.socketLB ?? false)}, nodePort.enabled=${String(a.nodePort ?? false)}`,
-                            migrated.has(a.node) ? waveHandoverRepair(ctx, a.node) : agentKprRepair(ctx),
+                            migrated.has(a.node) ? waveHandoverRepair(ctx, a.node, waveScriptSettings(config, "waves/node-handover")) : agentKprRepair(ctx),
                         ),
                     );
                 }
@@ -171,14 +174,14 @@ function scriptStoreFindings(config: MigrationConfig, obs: ClusterObservation, c
     const store = obs.scriptStore;
     if (store === undefined || store === null || store === "unreadable") return [];
     const findings: Finding[] = [];
-    for (const entry of waveStoreScripts(config.migration.drain).map(clusterStoreEntry)) {
+    for (const entry of waveStoreEntries(config)) {
         const name = storeConfigMapName(entry.sha256);
         if (!store.some((c) => c.name === name))
             findings.push(
                 drift(
                     CLUSTER_SCOPE,
                     "script-store",
-                    `${entry.name}.sh (sha256 ${entry.sha256}) is missing from the cluster script store (configmap/${name} in ${STORE_NAMESPACE}): the wave steps that run it fail closed, their destroy too (or the repository's scripts are newer than the last pulumi up)`,
+                    `${entry.name}.sh (sha256 ${entry.sha256}) is missing from the cluster script store (configmap/${name} in ${STORE_NAMESPACE}): the wave steps that run it fail closed, their destroy too (or the repository's scripts or the stack's settings are newer than the last pulumi up)`,
                     waveScriptStoreRepair(ctx),
                 ),
             );

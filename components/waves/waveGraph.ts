@@ -8,7 +8,8 @@ import { STEP, WAVE_STEP } from "../resourceNames";
 import { staleRuleCleanup } from "../kubeproxy/staleRuleCleanup";
 import { NodeTproxy } from "../tproxy/nodeTproxy";
 import type { NodeStoreSteps } from "../commands/nodeStoreSteps";
-import { declaredWaves, MIGRATED_LABEL, planWaves, waveStoreScripts, type Wave } from "./wavePlan";
+import { declaredWaves, MIGRATED_LABEL, planWaves, type Wave } from "./wavePlan";
+import { WAVE_SETTING_KEYS, waveStackSettings, waveStoreEntries } from "./waveStoreEntries";
 import { PENDING_NODE_CONFIG_NAME, pendingNodeConfig } from "./pendingNodeConfig";
 import { NODE_CONFIG_CHECK_ENV } from "../ciliumVersions/ciliumVersions";
 
@@ -108,14 +109,16 @@ export interface WaveGraph {
 /** kube-proxy's affinity, the pending gate and every wave, after the release. */
 export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pendingNodeConfigResource: pulumi.Resource): WaveGraph {
     const { config, sshPrivateKey, parent } = args;
-    const { cluster, cilium } = config;
-    const kp = cluster.kubeProxy;
+    const { cluster } = config;
+    // The settings every wave script reads: in the environment of the steps that carry their script, in
+    // the stored copies (waveStoreEntries) for the per-node steps.
+    const settings = waveStackSettings(config);
     const common = {
-        CILIUM_NAMESPACE: cilium.namespace,
-        KUBE_PROXY_NAMESPACE: kp.namespace,
-        KUBE_PROXY_DAEMONSET: kp.daemonSet,
-        MIGRATED_LABEL,
-        WAIT_TIMEOUT: String(kp.rolloutTimeoutSeconds),
+        CILIUM_NAMESPACE: settings.CILIUM_NAMESPACE,
+        KUBE_PROXY_NAMESPACE: settings.KUBE_PROXY_NAMESPACE,
+        KUBE_PROXY_DAEMONSET: settings.KUBE_PROXY_DAEMONSET,
+        MIGRATED_LABEL: settings.MIGRATED_LABEL,
+        WAIT_TIMEOUT: settings.WAIT_TIMEOUT,
     };
 
     const affinity = clusterCommand(
@@ -134,8 +137,9 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
         { parent, dependsOn: [release, affinity, pendingNodeConfigResource] },
     );
 
-    // The per-node cluster steps carry a digest, not their script: the store holds each script once.
-    const scriptStore = clusterScriptStore(WAVE_STEP.clusterScriptStore, cluster, waveStoreScripts(config.migration.drain), {
+    // The per-node cluster steps carry a digest, not their script: the store holds each script once, with
+    // the stack's settings baked in, so a step's environment holds only its node (and the cluster's identity).
+    const scriptStore = clusterScriptStore(WAVE_STEP.clusterScriptStore, cluster, waveStoreEntries(config), WAVE_SETTING_KEYS, {
         parent,
         dependsOn: [pendingGate],
     });
@@ -148,7 +152,7 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
         const ends: pulumi.Resource[] = [];
         for (const name of wave.nodes) {
             const node = byName.get(name)!;
-            const env = { ...common, NODE: name };
+            const env = { NODE: name };
             const drain = config.migration.drain
                 ? clusterCommand(
                       WAVE_STEP.drain(name),
@@ -159,7 +163,7 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
                           // not drain a migrated node again; pulumi-command would re-run the create.
                           update: "waves/node-step-kept",
                           delete: "waves/node-uncordon",
-                          environment: { ...env, DRAIN_TIMEOUT: String(config.migration.drainTimeoutSeconds) },
+                          environment: env,
                           store: scriptStore,
                       },
                       { parent, dependsOn: previous, ...DELETE_FIRST },
@@ -175,7 +179,7 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
                 {
                     cluster,
                     create: "waves/node-kpr-gate",
-                    environment: { ...env, PENDING_NODE_CONFIG: PENDING_NODE_CONFIG_NAME },
+                    environment: env,
                     store: scriptStore,
                     // A new handover (a restarted agent) is checked again.
                     triggers: [handover.id],
@@ -202,7 +206,7 @@ export function waveGraph(args: WaveGraphArgs, release: pulumi.Resource, pending
                           // an operator has cordoned since.
                           update: "waves/node-step-kept",
                           delete: "waves/node-drain",
-                          environment: { ...env, DRAIN_TIMEOUT: String(config.migration.drainTimeoutSeconds) },
+                          environment: env,
                           store: scriptStore,
                       },
                       { parent, dependsOn: [services], ...DELETE_FIRST },

@@ -16,7 +16,12 @@ export const MIGRATED_LABEL_VALUE = "true";
  * The scripts the per-node wave steps run, all from the cluster script store (commands/clusterScriptStore.ts):
  * the store step writes exactly these, and the drift check expects exactly these in the store.
  */
-export function waveStoreScripts(drain: boolean): ClusterScriptName[] {
+export type WaveStoreScript = Extract<
+    ClusterScriptName,
+    "waves/node-handover" | "waves/node-handback" | "waves/node-kpr-gate" | "waves/node-services" | "waves/node-drain" | "waves/node-uncordon"
+>;
+
+export function waveStoreScripts(drain: boolean): WaveStoreScript[] {
     return [
         "waves/node-handover",
         "waves/node-handback",
