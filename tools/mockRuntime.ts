@@ -94,6 +94,12 @@ export interface MockRun {
      * sourcePosition and stackTrace, resource.js stackTrace), which the mocks never read (runtime/mocks.js
      * MockMonitor.registerResource passes type, name, inputs, provider, custom, id), and under tsx each of
      * their frames went through the source map: ~0.2 s of a 200-node plan's 3.5 s CPU.
+     * With 0, Error.prepareStackTrace also formats only the header ("Error: message", what V8 prints
+     * with no frames) while the program runs, so Resource.callsites' unlimited stacks are never
+     * formatted into text either: their sourcePosition and stackTrace go empty, which nothing reads
+     * here (above). Node calls a user Error.prepareStackTrace for every stack it formats
+     * (lib/internal/errors.js prepareStackTraceCallback; https://v8.dev/docs/stack-trace-api). That
+     * formatting, the text's split and regex parse, and its garbage were ~5% of a 200-node plan's CPU.
      */
     readonly errorStackFrames?: number;
 }
@@ -125,18 +131,30 @@ export async function recordProgram(run: MockRun, program: () => unknown): Promi
     return outcome.resources;
 }
 
+/**
+ * Error.prepareStackTrace that formats a stack as `format` does one with no frames: the header line
+ * only ("Error: message"; Node's own errors "Name [code]: message", lib/internal/errors.js
+ * defaultPrepareStackTrace).
+ */
+function headerOnly(format: typeof Error.prepareStackTrace): NonNullable<typeof Error.prepareStackTrace> {
+    return format === undefined ? (error) => Error.prototype.toString.call(error) : (error) => format(error, []) as unknown;
+}
+
 /** Like recordProgram, but returns what was declared even when the program threw. */
 export async function recordProgramOutcome(run: MockRun, program: () => unknown): Promise<{ resources: RecordedResource[]; error?: unknown }> {
     const stackTraceLimit = Error.stackTraceLimit;
+    const prepareStackTrace = Error.prepareStackTrace;
     const sourceMapsEnabled = process.sourceMapsEnabled;
     if (run.errorStackFrames !== undefined && process.env.PULUMI_DEBUG_PROMISE_LEAKS === undefined) {
         Error.stackTraceLimit = run.errorStackFrames;
         process.setSourceMapsEnabled(false);
+        if (run.errorStackFrames === 0) Error.prepareStackTrace = headerOnly(prepareStackTrace);
     }
     try {
         return await recordUnderMocks(run, program);
     } finally {
         Error.stackTraceLimit = stackTraceLimit;
+        Error.prepareStackTrace = prepareStackTrace;
         process.setSourceMapsEnabled(sourceMapsEnabled);
     }
 }
