@@ -267,9 +267,18 @@ export function creationOrder(resources: readonly RecordedResource[]): RecordedR
     const byKey = new Map(resources.map((r) => [r.key, r]));
     const children = new Map<string, RecordedResource[]>();
     for (const r of resources) {
-        if (r.parentKey !== undefined) children.set(r.parentKey, [...(children.get(r.parentKey) ?? []), r]);
+        if (r.parentKey === undefined) continue;
+        const siblings = children.get(r.parentKey);
+        if (siblings === undefined) children.set(r.parentKey, [r]);
+        else siblings.push(r);
     }
-    const subtree = (key: string): string[] => [key, ...(children.get(key) ?? []).flatMap((c) => subtree(c.key))];
+    // Many resources depend on the same component: each subtree is listed once.
+    const subtrees = new Map<string, readonly string[]>();
+    const subtree = (key: string): readonly string[] => {
+        let known = subtrees.get(key);
+        if (known === undefined) subtrees.set(key, (known = [key, ...(children.get(key) ?? []).flatMap((c) => subtree(c.key))]));
+        return known;
+    };
     const placed = new Set<string>();
     const visiting = new Set<string>();
     const out: RecordedResource[] = [];
