@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { withLeanPromiseTracking } from "./leanPromiseTracking";
 
 /** One resource as the program declared it under Pulumi's mock runtime. */
 export interface RecordedResource {
@@ -100,6 +101,8 @@ export interface MockRun {
      * here (above). Node calls a user Error.prepareStackTrace for every stack it formats
      * (lib/internal/errors.js prepareStackTraceCallback; https://v8.dev/docs/stack-trace-api). That
      * formatting, the text's split and regex parse, and its garbage were ~5% of a 200-node plan's CPU.
+     * With 0 the SDK's promise bookkeeping also leaves out the debug stack it would record as "Error"
+     * (tools/leanPromiseTracking.ts); leak detection stays.
      */
     readonly errorStackFrames?: number;
 }
@@ -145,13 +148,18 @@ export async function recordProgramOutcome(run: MockRun, program: () => unknown)
     const stackTraceLimit = Error.stackTraceLimit;
     const prepareStackTrace = Error.prepareStackTrace;
     const sourceMapsEnabled = process.sourceMapsEnabled;
+    let lean = false;
     if (run.errorStackFrames !== undefined && process.env.PULUMI_DEBUG_PROMISE_LEAKS === undefined) {
         Error.stackTraceLimit = run.errorStackFrames;
         process.setSourceMapsEnabled(false);
-        if (run.errorStackFrames === 0) Error.prepareStackTrace = headerOnly(prepareStackTrace);
+        if (run.errorStackFrames === 0) {
+            Error.prepareStackTrace = headerOnly(prepareStackTrace);
+            // Each promise's debug stack would be "Error" now: nothing is lost by not recording it.
+            lean = true;
+        }
     }
     try {
-        return await recordUnderMocks(run, program);
+        return await (lean ? withLeanPromiseTracking(() => recordUnderMocks(run, program)) : recordUnderMocks(run, program));
     } finally {
         Error.stackTraceLimit = stackTraceLimit;
         Error.prepareStackTrace = prepareStackTrace;
