@@ -62,11 +62,18 @@ export function defaultProviderUrn(pkg: string, version: string, project: string
     return `urn:pulumi:${stack}::${project}::${PROVIDER_TYPE_PREFIX}${pkg}::${name}`;
 }
 
+/** Asked once per custom resource: each package.json is resolved once (a require resolves its path every time). */
+const installedVersions = new Map<string, string>();
+
 /** The plugin version of an installed provider package (its package.json `pulumi.version`, else `version`). */
 export function installedProviderVersion(pkg: string): string {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports -- reads a package's own manifest
-    const manifest = require(`@pulumi/${pkg}/package.json`) as { version: string; pulumi?: { version?: string } };
-    return manifest.pulumi?.version ?? manifest.version;
+    let version = installedVersions.get(pkg);
+    if (version === undefined) {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports -- reads a package's own manifest
+        const manifest = require(`@pulumi/${pkg}/package.json`) as { version: string; pulumi?: { version?: string } };
+        installedVersions.set(pkg, (version = manifest.pulumi?.version ?? manifest.version));
+    }
+    return version;
 }
 
 /**
@@ -109,18 +116,11 @@ export function planEntries(
     const expand = (keys: readonly string[]) => [...new Set(keys.flatMap(customsOf))].map(urn);
 
     const defaults = new Map<string, PlanEntry>();
-    // One look-up per package, not per resource (installedProviderVersion resolves a package.json each time).
-    const defaultUrns = new Map<string, string>();
-    const defaultUrnOf = (pkg: string): string => {
-        let known = defaultUrns.get(pkg);
-        if (known === undefined) defaultUrns.set(pkg, (known = defaultProviderUrn(pkg, providerVersion(pkg), project, stack)));
-        return known;
-    };
     const providerOf = (r: RecordedResource): string | null => {
         if (!r.custom || r.type.startsWith(PROVIDER_TYPE_PREFIX)) return null;
         if (r.providerKey !== undefined) return urn(r.providerKey);
         const pkg = packageOf(r.type);
-        const providerUrn = defaultUrnOf(pkg);
+        const providerUrn = defaultProviderUrn(pkg, providerVersion(pkg), project, stack);
         if (!defaults.has(providerUrn)) {
             defaults.set(providerUrn, {
                 urn: providerUrn,
