@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { withLeanPromiseTracking } from "./leanPromiseTracking";
+import { withLeanSdkBookkeeping } from "./leanSdkBookkeeping";
 
 /** One resource as the program declared it under Pulumi's mock runtime. */
 export interface RecordedResource {
@@ -101,8 +101,9 @@ export interface MockRun {
      * here (above). Node calls a user Error.prepareStackTrace for every stack it formats
      * (lib/internal/errors.js prepareStackTraceCallback; https://v8.dev/docs/stack-trace-api). That
      * formatting, the text's split and regex parse, and its garbage were ~5% of a 200-node plan's CPU.
-     * With 0 the SDK's promise bookkeeping also leaves out the debug stack it would record as "Error"
-     * (tools/leanPromiseTracking.ts); leak detection stays.
+     * With 0 the SDK also leaves out the per-resource bookkeeping that only feeds those stacks: its
+     * promises' debug properties and each resource's call-stack capture (tools/leanSdkBookkeeping.ts);
+     * leak detection stays.
      */
     readonly errorStackFrames?: number;
 }
@@ -154,12 +155,12 @@ export async function recordProgramOutcome(run: MockRun, program: () => unknown)
         process.setSourceMapsEnabled(false);
         if (run.errorStackFrames === 0) {
             Error.prepareStackTrace = headerOnly(prepareStackTrace);
-            // Each promise's debug stack would be "Error" now: nothing is lost by not recording it.
+            // Each promise's debug stack would be "Error" and each resource's callsites empty now: nothing is lost by not recording them.
             lean = true;
         }
     }
     try {
-        return await (lean ? withLeanPromiseTracking(() => recordUnderMocks(run, program)) : recordUnderMocks(run, program));
+        return await (lean ? withLeanSdkBookkeeping(() => recordUnderMocks(run, program)) : recordUnderMocks(run, program));
     } finally {
         Error.stackTraceLimit = stackTraceLimit;
         Error.prepareStackTrace = prepareStackTrace;

@@ -3,6 +3,7 @@ import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
 import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
 import { recordProgramOutcome } from "../tools/mockRuntime";
 import { ROOT } from "./support/stacks";
 
@@ -14,6 +15,9 @@ const requireSdk = createRequire(path.join(ROOT, "package.json"));
 const RUNTIME_DIR = path.join(path.dirname(requireSdk.resolve("@pulumi/pulumi/package.json")), "runtime");
 const debuggable = requireSdk(path.join(RUNTIME_DIR, "debuggable.js")) as Debuggable;
 const state = requireSdk(path.join(RUNTIME_DIR, "state.js")) as { getStore(): { leakCandidates: Set<Promise<unknown>> } };
+
+/** Resource.callsites is private in the SDK's types. */
+const resourceStatics = pulumi.Resource as unknown as { callsites: () => unknown[] };
 
 test("recording with errorStackFrames 0 tracks the SDK's promises without their debug properties, and restores the SDK's function after", async () => {
     const sdkOwn = debuggable.debuggablePromise;
@@ -51,6 +55,20 @@ test("recording with errorStackFrames 0 tracks the SDK's promises without their 
         during = debuggable.debuggablePromise;
     });
     assert.equal(during, sdkOwn);
+});
+
+test("recording with errorStackFrames 0 captures no call stack per resource, and restores Resource.callsites after", async () => {
+    const sdkOwn = resourceStatics.callsites;
+    let during: unknown;
+    let frames: unknown[] | undefined;
+    await recordProgramOutcome({ project: "p", stack: "s", config: {}, errorStackFrames: 0 }, () => {
+        during = resourceStatics.callsites;
+        frames = resourceStatics.callsites();
+    });
+    assert.notEqual(during, sdkOwn, "the SDK's capture is not run while the program runs");
+    assert.deepEqual(frames, [], "no frames, as a header-only stack gives the SDK's own");
+    assert.equal(resourceStatics.callsites, sdkOwn, "the SDK's own after");
+    assert.ok(resourceStatics.callsites().length > 0, "which finds frames again");
 });
 
 test("promises the program leaves pending are still reported when the plan's recording exits", () => {
