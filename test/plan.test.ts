@@ -288,7 +288,9 @@ test("recording with errorStackFrames 0 formats no stacks and maps none while th
     assert.equal(sourceMapsBefore, true, "tsx maps stack frames to the .ts sources");
     let inside: number | undefined;
     let sourceMapsInside: boolean | undefined;
-    const prepareBefore = Error.prepareStackTrace;
+    // V8's hook, read as the property it is (Node's typings declare it as a method).
+    const errorHooks = Error as unknown as { prepareStackTrace?: unknown };
+    const prepareBefore = errorHooks.prepareStackTrace;
     let stack: string | undefined;
     let unlimitedStack: string | undefined;
     let nodeErrorStack: string | undefined;
@@ -313,7 +315,7 @@ test("recording with errorStackFrames 0 formats no stacks and maps none while th
     assert.equal(unlimitedStack, "Error: callsites", "a raised limit formats no frames either: Resource.callsites gets none to parse");
     assert.match(nodeErrorStack ?? "", /^Error: ENOENT: no such file or directory, open '[^']+plan-test-no-such-file'$/);
     assert.equal(Error.stackTraceLimit, before);
-    assert.equal(Error.prepareStackTrace, prepareBefore);
+    assert.equal(errorHooks.prepareStackTrace, prepareBefore);
     assert.equal(process.sourceMapsEnabled, sourceMapsBefore);
     assert.match(new Error("after").stack ?? "", /^Error: after\n +at /, "stacks have frames again after the recording");
     // The plan prints a failed program's message: it still arrives whole.

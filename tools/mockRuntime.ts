@@ -140,21 +140,25 @@ export async function recordProgram(run: MockRun, program: () => unknown): Promi
  * only ("Error: message"; Node's own errors "Name [code]: message", lib/internal/errors.js
  * defaultPrepareStackTrace).
  */
-function headerOnly(format: typeof Error.prepareStackTrace): NonNullable<typeof Error.prepareStackTrace> {
-    return format === undefined ? (error) => Error.prototype.toString.call(error) : (error) => format(error, []) as unknown;
+function headerOnly(format: StackFormatter | undefined): StackFormatter {
+    return format === undefined ? (error) => Error.prototype.toString.call(error) : (error) => format(error, []);
 }
+
+/** V8's stack formatting hook, as the property it is (Node's typings declare it as a method of ErrorConstructor). */
+type StackFormatter = (error: Error, trace: NodeJS.CallSite[]) => unknown;
+const errorHooks = Error as unknown as { prepareStackTrace?: StackFormatter };
 
 /** Like recordProgram, but returns what was declared even when the program threw. */
 export async function recordProgramOutcome(run: MockRun, program: () => unknown): Promise<{ resources: RecordedResource[]; error?: unknown }> {
     const stackTraceLimit = Error.stackTraceLimit;
-    const prepareStackTrace = Error.prepareStackTrace;
+    const prepareStackTrace = errorHooks.prepareStackTrace;
     const sourceMapsEnabled = process.sourceMapsEnabled;
     let lean = false;
     if (run.errorStackFrames !== undefined && process.env.PULUMI_DEBUG_PROMISE_LEAKS === undefined) {
         Error.stackTraceLimit = run.errorStackFrames;
         process.setSourceMapsEnabled(false);
         if (run.errorStackFrames === 0) {
-            Error.prepareStackTrace = headerOnly(prepareStackTrace);
+            errorHooks.prepareStackTrace = headerOnly(prepareStackTrace);
             // Each promise's debug stack would be "Error" and each resource's callsites empty now: nothing is lost by not recording them.
             lean = true;
         }
@@ -163,7 +167,7 @@ export async function recordProgramOutcome(run: MockRun, program: () => unknown)
         return await (lean ? withLeanSdkBookkeeping(() => recordUnderMocks(run, program)) : recordUnderMocks(run, program));
     } finally {
         Error.stackTraceLimit = stackTraceLimit;
-        Error.prepareStackTrace = prepareStackTrace;
+        errorHooks.prepareStackTrace = prepareStackTrace;
         process.setSourceMapsEnabled(sourceMapsEnabled);
     }
 }
