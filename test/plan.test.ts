@@ -288,18 +288,36 @@ test("recording with errorStackFrames 0 formats no stacks and maps none while th
     assert.equal(sourceMapsBefore, true, "tsx maps stack frames to the .ts sources");
     let inside: number | undefined;
     let sourceMapsInside: boolean | undefined;
+    // V8's hook, read as the property it is (Node's typings declare it as a method).
+    const errorHooks = Error as unknown as { prepareStackTrace?: unknown };
+    const prepareBefore = errorHooks.prepareStackTrace;
     let stack: string | undefined;
+    let unlimitedStack: string | undefined;
+    let nodeErrorStack: string | undefined;
     const outcome = await recordProgramOutcome({ project: "p", stack: "s", config: {}, errorStackFrames: 0 }, () => {
         inside = Error.stackTraceLimit;
         sourceMapsInside = process.sourceMapsEnabled;
         stack = new Error("x").stack;
+        // What Resource.callsites does for every resource (@pulumi/pulumi resource.js): raise the limit, read the stack.
+        Error.stackTraceLimit = Number.POSITIVE_INFINITY;
+        unlimitedStack = new Error("callsites").stack;
+        try {
+            fs.readFileSync(path.join(os.tmpdir(), "plan-test-no-such-file"));
+        } catch (err) {
+            nodeErrorStack = (err as Error).stack;
+        }
+        Error.stackTraceLimit = 0;
         throw new Error("the program's own message");
     });
     assert.equal(inside, 0);
     assert.equal(sourceMapsInside, false, "Resource.callsites' stacks are not source-mapped while the program runs");
     assert.equal(stack, "Error: x");
+    assert.equal(unlimitedStack, "Error: callsites", "a raised limit formats no frames either: Resource.callsites gets none to parse");
+    assert.match(nodeErrorStack ?? "", /^Error: ENOENT: no such file or directory, open '[^']+plan-test-no-such-file'$/);
     assert.equal(Error.stackTraceLimit, before);
+    assert.equal(errorHooks.prepareStackTrace, prepareBefore);
     assert.equal(process.sourceMapsEnabled, sourceMapsBefore);
+    assert.match(new Error("after").stack ?? "", /^Error: after\n +at /, "stacks have frames again after the recording");
     // The plan prints a failed program's message: it still arrives whole.
     assert.equal((outcome.error as Error).message, "the program's own message");
 

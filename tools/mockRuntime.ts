@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { withLeanSdkBookkeeping } from "./leanSdkBookkeeping";
 
 /** One resource as the program declared it under Pulumi's mock runtime. */
 export interface RecordedResource {
@@ -94,6 +95,15 @@ export interface MockRun {
      * sourcePosition and stackTrace, resource.js stackTrace), which the mocks never read (runtime/mocks.js
      * MockMonitor.registerResource passes type, name, inputs, provider, custom, id), and under tsx each of
      * their frames went through the source map: ~0.2 s of a 200-node plan's 3.5 s CPU.
+     * With 0, Error.prepareStackTrace also formats only the header ("Error: message", what V8 prints
+     * with no frames) while the program runs, so Resource.callsites' unlimited stacks are never
+     * formatted into text either: their sourcePosition and stackTrace go empty, which nothing reads
+     * here (above). Node calls a user Error.prepareStackTrace for every stack it formats
+     * (lib/internal/errors.js prepareStackTraceCallback; https://v8.dev/docs/stack-trace-api). That
+     * formatting, the text's split and regex parse, and its garbage were ~5% of a 200-node plan's CPU.
+     * With 0 the SDK also leaves out the per-resource bookkeeping that only feeds those stacks: its
+     * promises' debug properties and each resource's call-stack capture (tools/leanSdkBookkeeping.ts);
+     * leak detection stays.
      */
     readonly errorStackFrames?: number;
 }
@@ -139,18 +149,39 @@ export async function recordProgram(run: MockRun, program: () => unknown): Promi
     return outcome.resources;
 }
 
+/**
+ * Error.prepareStackTrace that formats a stack as `format` does one with no frames: the header line
+ * only ("Error: message"; Node's own errors "Name [code]: message", lib/internal/errors.js
+ * defaultPrepareStackTrace).
+ */
+function headerOnly(format: StackFormatter | undefined): StackFormatter {
+    return format === undefined ? (error) => Error.prototype.toString.call(error) : (error) => format(error, []);
+}
+
+/** V8's stack formatting hook, as the property it is (Node's typings declare it as a method of ErrorConstructor). */
+type StackFormatter = (error: Error, trace: NodeJS.CallSite[]) => unknown;
+const errorHooks = Error as unknown as { prepareStackTrace?: StackFormatter };
+
 /** Like recordProgram, but returns what was declared even when the program threw. */
 export async function recordProgramOutcome(run: MockRun, program: () => unknown): Promise<{ resources: RecordedResource[]; error?: unknown }> {
     const stackTraceLimit = Error.stackTraceLimit;
+    const prepareStackTrace = errorHooks.prepareStackTrace;
     const sourceMapsEnabled = process.sourceMapsEnabled;
+    let lean = false;
     if (run.errorStackFrames !== undefined && process.env.PULUMI_DEBUG_PROMISE_LEAKS === undefined) {
         Error.stackTraceLimit = run.errorStackFrames;
         process.setSourceMapsEnabled(false);
+        if (run.errorStackFrames === 0) {
+            errorHooks.prepareStackTrace = headerOnly(prepareStackTrace);
+            // Each promise's debug stack would be "Error" and each resource's callsites empty now: nothing is lost by not recording them.
+            lean = true;
+        }
     }
     try {
-        return await recordUnderMocks(run, program);
+        return await (lean ? withLeanSdkBookkeeping(() => recordUnderMocks(run, program)) : recordUnderMocks(run, program));
     } finally {
         Error.stackTraceLimit = stackTraceLimit;
+        errorHooks.prepareStackTrace = prepareStackTrace;
         process.setSourceMapsEnabled(sourceMapsEnabled);
     }
 }
@@ -263,9 +294,18 @@ export function creationOrder(resources: readonly RecordedResource[]): RecordedR
     const byKey = new Map(resources.map((r) => [r.key, r]));
     const children = new Map<string, RecordedResource[]>();
     for (const r of resources) {
-        if (r.parentKey !== undefined) children.set(r.parentKey, [...(children.get(r.parentKey) ?? []), r]);
+        if (r.parentKey === undefined) continue;
+        const siblings = children.get(r.parentKey);
+        if (siblings === undefined) children.set(r.parentKey, [r]);
+        else siblings.push(r);
     }
-    const subtree = (key: string): string[] => [key, ...(children.get(key) ?? []).flatMap((c) => subtree(c.key))];
+    // Many resources depend on the same component: each subtree is listed once.
+    const subtrees = new Map<string, readonly string[]>();
+    const subtree = (key: string): readonly string[] => {
+        let known = subtrees.get(key);
+        if (known === undefined) subtrees.set(key, (known = [key, ...(children.get(key) ?? []).flatMap((c) => subtree(c.key))]));
+        return known;
+    };
     const placed = new Set<string>();
     const visiting = new Set<string>();
     const out: RecordedResource[] = [];

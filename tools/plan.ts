@@ -10,7 +10,7 @@ import { describeStep, stepFileText, storedScripts } from "./planSteps";
 import { planEntries, type PlanEntry } from "./planModel";
 import { adoptionScript } from "./adoption";
 import { planWaves, usesWaves, waveSummary } from "../components/waves/wavePlan";
-import { validateStackConfig } from "../components/config/validate";
+import { validateStackConfig, type MigrationConfig } from "../components/config/validate";
 import { migratedNodes } from "../components/config/migratedNodes";
 import { keepalivedSnippet } from "../components/tproxy/keepalivedNotify";
 import { nodeTproxyBundle } from "../components/tproxy/nodeBundle";
@@ -117,20 +117,22 @@ async function main(argv: readonly string[]): Promise<number> {
         }
     }
 
-    writeNodeFiles(outDir, stack.project, stack.config, mkdir);
+    // The program validated the same config from Pulumi's config (index.ts, loadStackConfig); once more here, for both uses below.
+    const validated = validateStackConfig(stack.project, rawStackConfig(stack.config));
+    const config = validated.ok ? validated.config : undefined;
+    if (config !== undefined) writeNodeFiles(outDir, config, mkdir);
 
-    const text = planText(args.stack, entries, ordered, entryOf, migrationWaveLines(stack.project, stack.config));
+    const text = planText(args.stack, entries, ordered, entryOf, config === undefined ? [] : migrationWaveLines(config));
     writeFileSync(path.join(outDir, "plan.txt"), text);
     process.stdout.write(`${text}\nWritten to ${path.relative(process.cwd(), outDir) || "."}/\n`);
     return 0;
 }
 
 /** The node-by-node migration's waves, when the stack asks for them (components/waves/). */
-function migrationWaveLines(project: string, config: Readonly<Record<string, string>>): string[] {
-    const result = validateStackConfig(project, rawStackConfig(config));
-    if (!result.ok || !usesWaves(result.config.migration)) return [];
-    const { migration } = result.config;
-    return waveSummary(planWaves(migration, result.config.nodes), migration.drain, migration.stopAfterWave);
+function migrationWaveLines(config: MigrationConfig): string[] {
+    const { migration } = config;
+    if (!usesWaves(migration)) return [];
+    return waveSummary(planWaves(migration, config.nodes), migration.drain, migration.stopAfterWave);
 }
 
 function planText(
@@ -165,7 +167,7 @@ function planText(
 
 /**
  * `mkdir -p` under `root` (which exists) that makes each directory with one system call, parents
- * first: a 200-node plan writes ~2,600 files into ~1,200 directories, and a recursive mkdirSync per
+ * first: a 200-node plan writes ~2,800 files into ~2,200 directories, and a recursive mkdirSync per
  * file made ~4,400 mkdir calls, half of them failing.
  */
 export function directoryMaker(root: string): (dir: string) => void {
@@ -184,17 +186,16 @@ export function directoryMaker(root: string): (dir: string) => void {
 }
 
 /** Every file pushed to each migrated node, under nodes/<node>/<absolute path>, plus the keepalived snippet. */
-function writeNodeFiles(outDir: string, project: string, config: Readonly<Record<string, string>>, mkdir: (dir: string) => void): void {
-    const result = validateStackConfig(project, rawStackConfig(config));
-    if (!result.ok || !result.config.tproxy.enabled) return;
-    for (const node of migratedNodes(result.config)) {
+function writeNodeFiles(outDir: string, config: MigrationConfig, mkdir: (dir: string) => void): void {
+    if (!config.tproxy.enabled) return;
+    for (const node of migratedNodes(config)) {
         const dir = path.join(outDir, "nodes", node.name);
-        for (const file of nodeTproxyBundle(result.config, node).files) {
+        for (const file of nodeTproxyBundle(config, node).files) {
             const target = path.join(dir, file.path);
             mkdir(path.dirname(target));
             writeFileSync(target, file.content, { mode: parseInt(file.mode, 8) & 0o755 });
         }
-        writeFileSync(path.join(dir, "keepalived-snippet.conf"), keepalivedSnippet(result.config, node));
+        writeFileSync(path.join(dir, "keepalived-snippet.conf"), keepalivedSnippet(config, node));
     }
 }
 
