@@ -20,7 +20,7 @@ import { staleRuleCleanup, staleRuleVerify } from "./kubeproxy/staleRuleCleanup"
 import { STEP, TYPE } from "./resourceNames";
 import { NodeTproxy } from "./tproxy/nodeTproxy";
 import { migratedNodes, migrationScope } from "./config/migratedNodes";
-import { nodeStoreSteps } from "./commands/nodeStoreSteps";
+import { localStoreWriter, nodeStoreSteps } from "./commands/nodeStoreSteps";
 import { nodeStoreSet } from "./nodeStoreContents";
 import { tproxyNodeFilesStash } from "./tproxy/nodeFilesStash";
 import { usesWaves, wavesScope } from "./waves/wavePlan";
@@ -79,7 +79,8 @@ export class CiliumKprMigration extends pulumi.ComponentResource {
 
         // Each node's store (commands/nodeStore.ts) holds the scripts its steps fetch by digest; every node
         // step depends on it, so destroy removes it after their deletes.
-        const stores = new Map(config.nodes.map((node) => [node.name, nodeStoreSteps(node, sshPrivateKey, nodeStoreSet(config, node), child)]));
+        const writeSet = localStoreWriter();
+        const stores = new Map(config.nodes.map((node) => [node.name, nodeStoreSteps(node, sshPrivateKey, nodeStoreSet(config, node), child, writeSet)]));
         // A failed preflight stops the run before the release changes anything.
         const checks = preflight(config, sshPrivateKey, child, stores);
         tproxyNodeFilesStash(config, migratedNodes(config), child);

@@ -1,11 +1,12 @@
-import { test } from "node:test";
+import { mock, test } from "node:test";
 import * as assert from "node:assert/strict";
+import { createRequire } from "node:module";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { recordProgram } from "../tools/mockRuntime";
-import { nodeStoreSteps } from "../components/commands/nodeStoreSteps";
+import { localStoreWriter, nodeStoreSteps } from "../components/commands/nodeStoreSteps";
 import { NODE_STORE_DIR, storeCheckCommand, storeRemoveCommand, storeSet } from "../components/commands/nodeStore";
 import { STEP, TYPE } from "../components/resourceNames";
 import type { NodeConfig } from "../components/config/schema";
@@ -23,7 +24,7 @@ test("a node store is one CopyToRemote of the set's directory (path + hash in st
     t.after(() => rmSync(root, { recursive: true, force: true }));
     const set = storeSet(["#!/usr/bin/env bash\necho a\n".repeat(200), "#!/usr/bin/env bash\necho b\n"]);
     const resources = await recordProgram({ project: "p", stack: "s", config: {} }, () => {
-        nodeStoreSteps(NODE, pulumi.secret("KEY"), set, {}, root);
+        nodeStoreSteps(NODE, pulumi.secret("KEY"), set, {}, localStoreWriter(root));
     });
     const copy = resources.find((r) => r.name === STEP.nodeStore("n1"))!;
     const check = resources.find((r) => r.name === STEP.nodeStoreCheck("n1"))!;
@@ -43,4 +44,22 @@ test("a node store is one CopyToRemote of the set's directory (path + hash in st
     assert.deepEqual(check.dependsOn, [STEP.nodeStore("n1")]);
     assert.equal(check.inputs.triggers, undefined, "a replaced copy must not replace the check: its delete would empty the store");
     assert.equal(check.deleteBeforeReplace, true);
+});
+
+test("a program run writes (and re-reads) each distinct set once, not once per node", (t) => {
+    const root = mkdtempSync(path.join(os.tmpdir(), "node-store-writer-"));
+    t.after(() => rmSync(root, { recursive: true, force: true }));
+    const shared = storeSet(["#!/usr/bin/env bash\necho a\n"]);
+    const other = storeSet(["#!/usr/bin/env bash\necho b\n"]);
+    const writeSet = localStoreWriter(root);
+    const first = writeSet(shared);
+    // The CommonJS fs object nodeStore.ts calls through (its named imports read it at each call).
+    const fs = createRequire(__filename)("node:fs") as typeof import("node:fs");
+    const reads = mock.method(fs, "readdirSync");
+    const writes = mock.method(fs, "writeFileSync");
+    t.after(() => mock.restoreAll());
+    for (let node = 0; node < 5; node++) assert.equal(writeSet(shared), first);
+    assert.equal(reads.mock.callCount() + writes.mock.callCount(), 0, "the shared set is neither checked nor written again");
+    assert.equal(writeSet(other), `${path.join(root, other.digest)}/`);
+    assert.ok(writes.mock.callCount() > 0, "another set is written");
 });
