@@ -60,15 +60,18 @@ test("bench/inputBytes.ts measures Pulumi.prod.yaml's node steps from the inputs
 });
 
 test("bench/inputBytes.ts measures the wave path too: per-node wave steps carry digests, the scripts live in the cluster script store", (t) => {
-    // The stack file the task's measurement uses: Pulumi.prod.yaml with every node its own wave.
-    const dir = mkdtempSync(path.join(os.tmpdir(), "input-bytes-wave-"));
-    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    // The stack file the task's measurement uses: Pulumi.prod.yaml with every node its own wave, without and with drain.
     const prod = readFileSync(path.join(ROOT, "Pulumi.prod.yaml"), "utf8");
-    const wave = prod.replace(/^ {2}# cilium-kpr:migration:\n/m, "  cilium-kpr:migration:\n    waveSize: 1\n");
-    assert.notEqual(wave, prod, "Pulumi.prod.yaml has the commented-out migration block this test turns on");
-    writeFileSync(path.join(dir, "Pulumi.wave.yaml"), wave);
-    copyFileSync(path.join(ROOT, "Pulumi.yaml"), path.join(dir, "Pulumi.yaml"));
-    const bytes = measuredInputBytes(["--stack", "wave", "--stack-dir", dir]);
+    const waveStack = (extra: string): NodeInputBytes => {
+        const dir = mkdtempSync(path.join(os.tmpdir(), "input-bytes-wave-"));
+        t.after(() => rmSync(dir, { recursive: true, force: true }));
+        const wave = prod.replace(/^ {2}# cilium-kpr:migration:\n/m, `  cilium-kpr:migration:\n    waveSize: 1\n${extra}`);
+        assert.notEqual(wave, prod, "Pulumi.prod.yaml has the commented-out migration block this test turns on");
+        writeFileSync(path.join(dir, "Pulumi.wave.yaml"), wave);
+        copyFileSync(path.join(ROOT, "Pulumi.yaml"), path.join(dir, "Pulumi.yaml"));
+        return measuredInputBytes(["--stack", "wave", "--stack-dir", dir]);
+    };
+    const bytes = waveStack("");
     assert.equal(bytes.nodes, 3);
     for (const kind of ["handover", "agentGate", "nodeServices"]) {
         const kb = bytes.perKind[kind];
@@ -76,6 +79,14 @@ test("bench/inputBytes.ts measures the wave path too: per-node wave steps carry 
         // A fetch-check-run of a digest (two for the handover: create and delete) plus the step's environment; was 9-20 KB.
         assert.ok(kb <= (kind === "handover" ? 1_700 : 1_000), `${kind}: ${kb} bytes per node`);
     }
-    // Issue 11 item 8 on the wave path (was 57 KB per node): near prod's figure (15.3 KB measured).
-    assert.ok(bytes.perNode <= 15_600, `${bytes.perNode} bytes of inputs per node: ${JSON.stringify(bytes.perKind)}`);
+    // Issue 11 item 8 on the wave path (was 57 KB per node): 10.6 KB measured.
+    assert.ok(bytes.perNode <= 11_500, `${bytes.perNode} bytes of inputs per node: ${JSON.stringify(bytes.perKind)}`);
+
+    // With drain every node also has a drain and an uncordon step (create, delete and a no-op update each): 14.3 KB measured.
+    const drained = waveStack("    drain: true\n");
+    for (const kind of ["drain", "uncordon"]) {
+        const kb = drained.perKind[kind];
+        assert.ok(kb !== undefined && kb > 300, `${kind}: ${kb} bytes is no step at all`);
+    }
+    assert.ok(drained.perNode <= 16_000, `${drained.perNode} bytes of inputs per node: ${JSON.stringify(drained.perKind)}`);
 });
