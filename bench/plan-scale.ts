@@ -5,7 +5,10 @@
  * `node <options> tools/plan.ts --stack-dir <tmp> --out <tmp>`) in a fresh process per run:
  * index.ts is imported once per process, so the mock runtime cannot be reused in-process.
  * A run's wall time therefore includes node/tsx start-up and module loading, a constant that the
- * smallest size shows; "marginal ms/node" subtracts it. Temp dirs are removed after each run.
+ * smallest size shows; "marginal ms/node" subtracts it. Temp dirs are removed when the bench ends, not
+ * after each run: on an ext4 without a journal a file created within 60 s of many deletions scans past
+ * every recently deleted inode (torvalds/linux fs/ext4/ialloc.c find_inode_bit, recently_deleted), so
+ * removing one run's ~2,800 files would slow the next run's file creation by the bench's own doing.
  * Runs are interleaved (one run of every size per round, alternating direction) so load that comes
  * and goes on a shared machine hits every size alike; "paired x" is the median over rounds of a
  * size's time over the smallest size's time in the same round. CPU time (user + system, the plan
@@ -150,59 +153,51 @@ export function planNodeOptions(packageJson: string = readFileSync(path.join(REP
     return match[1]!.split(" ").filter((word) => word !== "");
 }
 
+/** The timed runs' temp dirs, removed when the bench ends (see the top of this file). */
+const runDirs: string[] = [];
+
 /** One timed `tools/plan.ts` run in a fresh process against a generated stack. */
 function timedPlanRun(nodeCount: number): RunResult {
     const dir = mkdtempSync(path.join(os.tmpdir(), "plan-scale-"));
+    runDirs.push(dir);
+    const stack = writeSyntheticStack(dir, nodeCount);
+    const out = path.join(dir, "plan");
+    const stdoutPath = path.join(dir, "stdout"),
+        stderrPath = path.join(dir, "stderr");
+    const stdoutFd = openSync(stdoutPath, "w"),
+        stderrFd = openSync(stderrPath, "w");
+    let status: number | null;
+    let error: Error | undefined;
+    const started = process.hrtime.bigint();
     try {
-        const stack = writeSyntheticStack(dir, nodeCount);
-        const out = path.join(dir, "plan");
-        const stdoutPath = path.join(dir, "stdout"),
-            stderrPath = path.join(dir, "stderr");
-        const stdoutFd = openSync(stdoutPath, "w"),
-            stderrFd = openSync(stderrPath, "w");
-        let status: number | null;
-        let error: Error | undefined;
-        const started = process.hrtime.bigint();
-        try {
-            ({ status, error } = spawnSync(
-                process.execPath,
-                [...planNodeOptions(), "--import", REPORT_USAGE, path.join(REPO_ROOT, "tools", "plan.ts"), "--stack", stack, "--stack-dir", dir, "--out", out],
-                { cwd: REPO_ROOT, stdio: ["ignore", stdoutFd, stderrFd], timeout: RUN_TIMEOUT_MS },
-            ));
-        } finally {
-            closeSync(stdoutFd);
-            closeSync(stderrFd);
-        }
-        const ms = Number(process.hrtime.bigint() - started) / 1e6;
-        if (error !== undefined || status !== 0) {
-            throw new Error(`plan for ${nodeCount} nodes failed (${error?.message ?? `exit ${String(status)}`}):\n${readFileSync(stderrPath, "utf8")}`);
-        }
-        const header = /^Migration plan for stack \S+ \((\d+) resources\)/m.exec(readFileSync(stdoutPath, "utf8"));
-        if (header === null) throw new Error(`plan for ${nodeCount} nodes printed no header`);
-        const declared = (JSON.parse(readFileSync(path.join(out, "resources.json"), "utf8")) as unknown[]).length;
-        const usage = new RegExp(`^${USAGE_MARKER} (\\d+) (\\d+) (\\d+) (\\d+) (\\d+) (\\d+) (\\d+)$`, "m").exec(readFileSync(stderrPath, "utf8"));
-        if (usage === null) throw new Error(`plan for ${nodeCount} nodes did not report its memory and CPU time`);
-        const [maxRss, cpu, rss, heapTotal, heapUsed, external, systemCpu] = usage.slice(1).map(Number) as [
-            number,
-            number,
-            number,
-            number,
-            number,
-            number,
-            number,
-        ];
-        return {
-            ms,
-            resources: Number(header[1]),
-            declared,
-            maxRssKiB: maxRss,
-            cpuMs: cpu / 1000,
-            systemCpuMs: systemCpu / 1000,
-            sampledPeak: { rss, heapTotal, heapUsed, external },
-        };
+        ({ status, error } = spawnSync(
+            process.execPath,
+            [...planNodeOptions(), "--import", REPORT_USAGE, path.join(REPO_ROOT, "tools", "plan.ts"), "--stack", stack, "--stack-dir", dir, "--out", out],
+            { cwd: REPO_ROOT, stdio: ["ignore", stdoutFd, stderrFd], timeout: RUN_TIMEOUT_MS },
+        ));
     } finally {
-        rmSync(dir, { recursive: true, force: true });
+        closeSync(stdoutFd);
+        closeSync(stderrFd);
     }
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    if (error !== undefined || status !== 0) {
+        throw new Error(`plan for ${nodeCount} nodes failed (${error?.message ?? `exit ${String(status)}`}):\n${readFileSync(stderrPath, "utf8")}`);
+    }
+    const header = /^Migration plan for stack \S+ \((\d+) resources\)/m.exec(readFileSync(stdoutPath, "utf8"));
+    if (header === null) throw new Error(`plan for ${nodeCount} nodes printed no header`);
+    const declared = (JSON.parse(readFileSync(path.join(out, "resources.json"), "utf8")) as unknown[]).length;
+    const usage = new RegExp(`^${USAGE_MARKER} (\\d+) (\\d+) (\\d+) (\\d+) (\\d+) (\\d+) (\\d+)$`, "m").exec(readFileSync(stderrPath, "utf8"));
+    if (usage === null) throw new Error(`plan for ${nodeCount} nodes did not report its memory and CPU time`);
+    const [maxRss, cpu, rss, heapTotal, heapUsed, external, systemCpu] = usage.slice(1).map(Number) as [number, number, number, number, number, number, number];
+    return {
+        ms,
+        resources: Number(header[1]),
+        declared,
+        maxRssKiB: maxRss,
+        cpuMs: cpu / 1000,
+        systemCpuMs: systemCpu / 1000,
+        sampledPeak: { rss, heapTotal, heapUsed, external },
+    };
 }
 
 /** Resource-input bytes per node of a generated stack (bench/inputBytes.ts in its own process; not timed). */
@@ -349,7 +344,12 @@ function main(): number {
             .map((l) => l.toFixed(1))
             .join(" ")} on ${os.cpus().length} CPUs\n`,
     );
-    const rows = sizeRows(interleavedRuns(sizes, runs));
+    let rows: SizeRow[];
+    try {
+        rows = sizeRows(interleavedRuns(sizes, runs));
+    } finally {
+        for (const dir of runDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+    }
 
     const first = rows[0]!;
     const columns = [
