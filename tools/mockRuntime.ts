@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { withLeanSdkBookkeeping } from "./leanSdkBookkeeping";
+import { childrenByParent } from "./planModel";
 
 /** One resource as the program declared it under Pulumi's mock runtime. */
 export interface RecordedResource {
@@ -292,13 +293,7 @@ async function recordUnderMocks(run: MockRun, program: () => unknown): Promise<{
  */
 export function creationOrder(resources: readonly RecordedResource[]): RecordedResource[] {
     const byKey = new Map(resources.map((r) => [r.key, r]));
-    const children = new Map<string, RecordedResource[]>();
-    for (const r of resources) {
-        if (r.parentKey === undefined) continue;
-        const siblings = children.get(r.parentKey);
-        if (siblings === undefined) children.set(r.parentKey, [r]);
-        else siblings.push(r);
-    }
+    const children = childrenByParent(resources);
     // Many resources depend on the same component: each subtree is listed once.
     const subtrees = new Map<string, readonly string[]>();
     const subtree = (key: string): readonly string[] => {

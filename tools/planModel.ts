@@ -77,6 +77,18 @@ export function installedProviderVersion(pkg: string): string {
     return version;
 }
 
+/** Each parent's children, in the order given (appended, not copied: a 200-node plan has ~1,600 resources). */
+export function childrenByParent(resources: readonly RecordedResource[]): Map<string, RecordedResource[]> {
+    const children = new Map<string, RecordedResource[]>();
+    for (const r of resources) {
+        if (r.parentKey === undefined) continue;
+        const siblings = children.get(r.parentKey);
+        if (siblings === undefined) children.set(r.parentKey, [r]);
+        else siblings.push(r);
+    }
+    return children;
+}
+
 /**
  * Every resource in creation order as the engine sees it, followed by nothing the program did not
  * cause: the default providers come first (they are created before anything that uses them).
@@ -96,13 +108,7 @@ export function planEntries(
         if (known === undefined) urns.set(key, (known = urnOf(byKey.get(key)!, byKey, project, stack)));
         return known;
     };
-    const children = new Map<string, RecordedResource[]>();
-    for (const r of ordered) {
-        if (r.parentKey === undefined) continue;
-        const siblings = children.get(r.parentKey);
-        if (siblings === undefined) children.set(r.parentKey, [r]);
-        else siblings.push(r);
-    }
+    const children = childrenByParent(ordered);
     // A dependency on a component is a dependency on every custom resource inside it (the SDK expands it:
     // sdk/nodejs/runtime/resource.ts getAllTransitivelyReferencedResourceURNs).
     const customs = new Map<string, readonly string[]>();
