@@ -41,6 +41,8 @@ describe("the node-files Stash under the program's mocks", () => {
         );
         const shown = stashes[0]!.inputs.input as TproxyNodeFiles;
         assert.deepEqual(Object.keys(stashes[0]!.inputs), ["input"], "the engine's Stash takes `input` only");
+        // A CLI before 3.208.0 panics in the builtin provider's Delete of a Stash; retained, the engine never calls it.
+        assert.equal(stashes[0]!.retainOnDelete, true, "a rollback (destroy) with an older CLI must not reach the Stash's Delete");
         const validated = validateStackConfig(PROJECT, rawStack("prod"));
         assert.ok(validated.ok);
         const config = validated.config;

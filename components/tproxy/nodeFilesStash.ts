@@ -20,11 +20,18 @@ import { bundleManifest } from "./tproxyCommands";
  *     `missing required property "input"`).
  *   - Diff: a changed `input` (DeepEquals) is an update with ChangedKeys [input], never a replacement;
  *     an equal one is no change. The CLI prints a changed multi-line string as a line diff
- *     (pkg/backend/display/object_diff.go printTextDiff: DiffLinesToChars).
+ *     (pkg/backend/display/object_diff.go printTextDiff: DiffLinesToChars), unless the string parses
+ *     as YAML or JSON (decodeValue, tried first): the manifest does, so its change shows as one
+ *     folded YAML string; the ruleset, scripts, unit and drop-in do not, and show line by line.
  *   - Create stores `input` and `output` = input; Update stores the new `input` and keeps the OLD
  *     `output` (req.OldOutputs["output"]): `output` is the value of the first up, forever. The program
  *     reads neither; `input` is what the nodes get now.
  *   - Delete does nothing (returns StatusOK), and import is refused ("stash can not be imported").
+ *     Before v3.208.0 the builtin provider's Delete asserts a StackReference and panics the CLI
+ *     (v3.207.0 builtins.go Delete: contract.Assertf), so an operator rolling back with an older CLI
+ *     would crash the destroy. The Stash is therefore retained on delete: the engine then never calls
+ *     the provider's Delete and only drops it from state (step.go DeleteStep.Apply, RetainOnDelete,
+ *     the same in v3.207.0), which on 3.208.0 and later is all Delete did anyway.
  * So the Stash changes nothing anywhere: it cannot fail an up or a destroy, and nothing depends on it.
  */
 
@@ -95,5 +102,5 @@ export function tproxyNodeFiles(bundles: readonly { readonly node: string; reado
 export function tproxyNodeFilesStash(config: MigrationConfig, nodes: readonly NodeConfig[], opts: pulumi.CustomResourceOptions): pulumi.Stash | undefined {
     if (!config.tproxy.enabled || nodes.length === 0) return undefined;
     const input = tproxyNodeFiles(nodes.map((node) => ({ node: node.name, bundle: nodeTproxyBundle(config, node) })));
-    return new pulumi.Stash(STEP.tproxyNodeFiles, { input }, opts);
+    return new pulumi.Stash(STEP.tproxyNodeFiles, { input }, pulumi.mergeOptions(opts, { retainOnDelete: true }));
 }
