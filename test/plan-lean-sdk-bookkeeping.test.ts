@@ -5,6 +5,7 @@ import { createRequire } from "node:module";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { recordProgramOutcome } from "../tools/mockRuntime";
+import { withLeanSdkBookkeeping } from "../tools/leanSdkBookkeeping";
 import { ROOT } from "./support/stacks";
 
 /** The SDK's own promise bookkeeping (@pulumi/pulumi runtime/debuggable.js and state.js; internal, so typed here). */
@@ -85,4 +86,17 @@ test("promises the program leaves pending are still reported when the plan's rec
     // runtime/debuggable.js leakedPromises: both the SDK-tracked promise and the lean-tracked one are counted.
     assert.match(run.stderr, /The Pulumi runtime detected that 2 promises were still active/);
     assert.equal(run.status, 1, "the SDK fails a run that leaks promises");
+});
+
+test("a second lean recording while one runs is refused, and the first still restores the SDK's functions", async () => {
+    const sdkOwn = debuggable.debuggablePromise;
+    const sdkCallsites = resourceStatics.callsites;
+    let nested: unknown;
+    await withLeanSdkBookkeeping(async () => {
+        nested = await withLeanSdkBookkeeping(() => Promise.resolve("ran")).catch((err: Error) => err);
+        assert.notEqual(debuggable.debuggablePromise, sdkOwn, "the outer recording is still lean");
+    });
+    assert.ok(nested instanceof Error && /another recording/.test(nested.message), String(nested));
+    assert.equal(debuggable.debuggablePromise, sdkOwn);
+    assert.equal(resourceStatics.callsites, sdkCallsites);
 });

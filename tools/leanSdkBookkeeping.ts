@@ -34,6 +34,7 @@ interface ResourceStatics {
 }
 
 const requireSdk = createRequire(__filename);
+let leanRecording = false;
 const RUNTIME_DIR = path.join(path.dirname(requireSdk.resolve("@pulumi/pulumi/package.json")), "runtime");
 
 /**
@@ -46,6 +47,9 @@ const RUNTIME_DIR = path.join(path.dirname(requireSdk.resolve("@pulumi/pulumi/pa
  * - Resource.callsites returns no frames, which is what it returns from a header-only stack.
  */
 export async function withLeanSdkBookkeeping<T>(body: () => Promise<T>): Promise<T> {
+    // The SDK's functions are process-wide: two overlapping recordings would restore them in the wrong
+    // order and leave the lean ones installed for good.
+    if (leanRecording) throw new Error("withLeanSdkBookkeeping: another recording with lean SDK bookkeeping is still running in this process");
     const debuggable = requireSdk(path.join(RUNTIME_DIR, "debuggable.js")) as DebuggableModule;
     const state = requireSdk(path.join(RUNTIME_DIR, "state.js")) as StateModule;
     const resource = pulumi.Resource as unknown as ResourceStatics;
@@ -72,10 +76,12 @@ export async function withLeanSdkBookkeeping<T>(body: () => Promise<T>): Promise
             });
     };
     resource.callsites = () => [];
+    leanRecording = true;
     try {
         return await body();
     } finally {
         debuggable.debuggablePromise = sdkDebuggablePromise;
         resource.callsites = sdkCallsites;
+        leanRecording = false;
     }
 }
