@@ -15,6 +15,8 @@ import {
     STORE_NAMESPACE,
     STORE_WRITER_LABEL,
     storeConfigMapName,
+    storedScriptsOf,
+    storeRunnerDigest,
     storeRunnerText,
     type ClusterStoreEntry,
 } from "../components/commands/clusterScriptStore";
@@ -369,6 +371,18 @@ test("the wave stack's per-node cluster steps carry a digest, not their script; 
         1,
         "the scripts are in one resource",
     );
+});
+
+test("the plan reads a runner text's digest and a store step's scripts with the parsers beside their builders", () => {
+    assert.equal(storeRunnerDigest(storeRunnerText(HANDOVER)), HANDOVER.sha256);
+    assert.equal(storeRunnerDigest(scriptText("waves/node-handover")), undefined, "a carried script fetches nothing");
+    assert.equal(storeRunnerDigest(storeRunnerText(HANDOVER).replace("from the cluster script store", "from elsewhere")), undefined);
+    assert.deepEqual(
+        storedScriptsOf(clusterStoreStdin([HANDOVER, GATE, HANDOVER]))?.map((e) => e.sha256),
+        [HANDOVER.sha256, GATE.sha256].sort(),
+        "each stored script once, in digest order",
+    );
+    assert.equal(storedScriptsOf('{"other":1}'), undefined);
 });
 
 test("the offline plan writes each stored script under steps/cluster-scripts/<sha256>.sh and names it in the step's file", (t) => {

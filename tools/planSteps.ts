@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import type { RecordedResource } from "./mockRuntime";
 import { hostKeyFingerprint, type PlanEntry } from "./planModel";
 import { STEP, stepOfName, TYPE, type StepKey, type WaveStepKey } from "../components/resourceNames";
+import { storedScriptsOf, storeRunnerDigest } from "../components/commands/clusterScriptStore";
 
 /** Steps that are not commands, or whose text depends on more than the node (described in describeStep). */
 type DescribedElsewhere = "migration" | "provider" | "ciliumRelease" | "nodeTproxy" | "ciliumUpgradePreflight";
@@ -113,14 +114,8 @@ export function storedScriptFile(sha256: string): string {
  * as files of the plan: a per-node wave step carries only the digest, so this is where its script is read.
  */
 export function storedScripts(r: RecordedResource): { file: string; text: string }[] {
-    if (typeof r.inputs.stdin !== "string" || !r.inputs.stdin.startsWith('{"scripts":')) return [];
-    const { scripts } = JSON.parse(r.inputs.stdin) as { scripts: { name: string; sha256: string; text: string }[] };
-    return scripts.map((s) => ({ file: storedScriptFile(s.sha256), text: s.text }));
-}
-
-/** The digest a step's text fetches from the cluster script store (storeRunnerText), if it is such a text. */
-function fetchedDigest(text: string): string | undefined {
-    return /^# cilium-kpr: runs \S+ from the cluster script store/.test(text) ? /^s=([0-9a-f]{64}) /m.exec(text)?.[1] : undefined;
+    const scripts = typeof r.inputs.stdin === "string" ? storedScriptsOf(r.inputs.stdin) : undefined;
+    return (scripts ?? []).map((s) => ({ file: storedScriptFile(s.sha256), text: s.text }));
 }
 
 /**
@@ -169,7 +164,7 @@ export function stepFileText(entry: PlanEntry, r: RecordedResource, phase: "crea
         lines.push(
             `# replacement: ${entry.deleteBeforeReplace ? "the old delete runs first, then the new create" : "the new create runs first, then the old delete"}`,
         );
-    const digest = fetchedDigest(String(r.inputs[phase]));
+    const digest = storeRunnerDigest(String(r.inputs[phase]));
     if (digest !== undefined) lines.push(`# the script it fetches by sha256 and runs: ${storedScriptFile(digest)} (written by the cluster-script-store step)`);
     lines.push("# ---- command text, exactly as the provider runs it ----");
     return `${lines.join("\n")}\n${String(r.inputs[phase])}`;

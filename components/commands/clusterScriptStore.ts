@@ -77,11 +77,26 @@ export function clusterStoreEntry(name: ClusterScriptName, settings: Readonly<Re
     return { name, sha256: sha256Hex(text), text, settings };
 }
 
+/** What the store step's stdin holds: each stored script once. */
+export interface StoredScript {
+    readonly name: string;
+    readonly sha256: string;
+    readonly text: string;
+}
+
 /** The store step's stdin: every entry once, in digest order (cluster-script-store.sh reads it). */
 export function clusterStoreStdin(entries: readonly ClusterStoreEntry[]): string {
     const byDigest = new Map(entries.map((e) => [e.sha256, e]));
-    const scripts = [...byDigest.values()].sort((a, b) => (a.sha256 < b.sha256 ? -1 : 1)).map((e) => ({ name: e.name, sha256: e.sha256, text: e.text }));
+    const scripts: StoredScript[] = [...byDigest.values()]
+        .sort((a, b) => (a.sha256 < b.sha256 ? -1 : 1))
+        .map((e) => ({ name: e.name, sha256: e.sha256, text: e.text }));
     return JSON.stringify({ scripts });
+}
+
+/** The scripts a store step's stdin (clusterStoreStdin) holds; undefined for any other stdin. */
+export function storedScriptsOf(stdin: string): StoredScript[] | undefined {
+    if (!stdin.startsWith('{"scripts":')) return undefined;
+    return (JSON.parse(stdin) as { scripts: StoredScript[] }).scripts;
 }
 
 /**
@@ -101,7 +116,7 @@ export function storeRunnerText(entry: Pick<ClusterStoreEntry, "name" | "sha256"
     const script = `${entry.name}.sh`;
     const configMap = storeConfigMapName("$s");
     return [
-        `# cilium-kpr: runs ${script} from the cluster script store`,
+        runnerHeader(script),
         `s=${entry.sha256} f=$(mktemp)`,
         `trap 'rm -f "$f"' EXIT`,
         `kubectl \${KUBECTL_CONTEXT:+--context "$KUBECTL_CONTEXT"} -n ${STORE_NAMESPACE} get configmap ${configMap} -o json|jq -j '.data.script//""' >"$f";[[ $(sha256sum <"$f") == "$s  -" ]]||{`,
@@ -110,6 +125,19 @@ export function storeRunnerText(entry: Pick<ClusterStoreEntry, "name" | "sha256"
         `bash "$f"`,
         "",
     ].join("\n");
+}
+
+/** The first line of a runner text: it names the script (what a preview reader sees). */
+function runnerHeader(script: string): string {
+    return `# cilium-kpr: runs ${script} from the cluster script store`;
+}
+
+/** The digest a runner text (storeRunnerText) fetches; undefined for any other text. */
+export function storeRunnerDigest(text: string): string | undefined {
+    const [header, digestLine] = text.split("\n", 2);
+    const script = /^# cilium-kpr: runs (\S+) /.exec(header ?? "")?.[1];
+    if (script === undefined || header !== runnerHeader(script)) return undefined;
+    return /^s=([0-9a-f]{64}) /.exec(digestLine ?? "")?.[1];
 }
 
 /** The runner text of a script the store holds; a script it does not hold is a program error (caught at preview). */
