@@ -21,7 +21,7 @@ import {
     type ClusterStoreEntry,
 } from "../components/commands/clusterScriptStore";
 import { scheduleKubeProxy, startAgent, type WaveClusterState } from "./support/fakeWaveCluster";
-import { REFERENCE_NODES, referenceWaveState } from "./support/referenceWaveCluster";
+import { REFERENCE_NODES, referenceWaveState, stepSummary } from "./support/referenceWaveCluster";
 import { find, runProgram } from "./support/program";
 import { WAVE_STEP } from "../components/resourceNames";
 import { waveStoreEntries } from "../components/waves/waveStoreEntries";
@@ -101,14 +101,7 @@ class StoreLab {
                 ...env,
             },
         });
-        const last = result.stdout.trim().split("\n").pop() ?? "";
-        let summary: Record<string, unknown> = {};
-        try {
-            summary = JSON.parse(last) as Record<string, unknown>;
-        } catch {
-            assert.fail(`last stdout line is not JSON: ${result.stdout}\n${result.stderr}`);
-        }
-        return { status: result.status ?? -1, summary, stdout: result.stdout, stderr: result.stderr };
+        return { status: result.status ?? -1, summary: stepSummary(result, args.join(" ").slice(0, 80)), stdout: result.stdout, stderr: result.stderr };
     }
     storeNames(): string[] {
         return (this.state().configMaps ?? []).map((c) => c.metadata.name).sort();

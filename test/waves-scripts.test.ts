@@ -8,7 +8,7 @@ import { PENDING_NODE_CONFIG_NAME } from "../components/waves/pendingNodeConfig"
 import { MIGRATED_LABEL } from "../components/waves/wavePlan";
 import { isScriptName, scriptPath } from "../components/commands/scripts";
 import { connectFromNode, scheduleKubeProxy, startAgent, type FakeService, type WaveClusterState } from "./support/fakeWaveCluster";
-import { clusterFixture, REFERENCE_NODES, referenceWaveState } from "./support/referenceWaveCluster";
+import { clusterFixture, REFERENCE_NODES, referenceWaveState, stepSummary } from "./support/referenceWaveCluster";
 import { NODE_CONFIG_CHECK_ENV } from "../components/ciliumVersions/ciliumVersions";
 import { TYPE, WAVE_STEP } from "../components/resourceNames";
 import { find, runProgram } from "./support/program";
@@ -82,14 +82,7 @@ class WaveLab {
                 ...env,
             },
         });
-        const last = result.stdout.trim().split("\n").pop() ?? "";
-        let summary: Record<string, unknown> = {};
-        try {
-            summary = JSON.parse(last) as Record<string, unknown>;
-        } catch {
-            assert.fail(`${script}: last stdout line is not JSON: ${result.stdout}\n${result.stderr}`);
-        }
-        return { status: result.status ?? -1, summary, stderr: result.stderr };
+        return { status: result.status ?? -1, summary: stepSummary(result, script), stderr: result.stderr };
     }
 
     kubeProxyOn(): string[] {

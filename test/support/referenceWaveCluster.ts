@@ -52,3 +52,13 @@ export function referenceWaveState(changes: Partial<WaveClusterState> = {}): Wav
         ...changes,
     };
 }
+
+/** A wave script's summary: the JSON object on its last stdout line (every wave script ends with one); anything else fails the test. */
+export function stepSummary(run: { stdout: string; stderr: string }, what: string): Record<string, unknown> {
+    const last = run.stdout.trim().split("\n").pop() ?? "";
+    try {
+        return JSON.parse(last) as Record<string, unknown>;
+    } catch {
+        assert.fail(`${what}: last stdout line is not JSON: ${run.stdout}\n${run.stderr}`);
+    }
+}
