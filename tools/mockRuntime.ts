@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { withLeanSdkBookkeeping } from "./leanSdkBookkeeping";
 import { childrenByParent } from "./planModel";
+import { memoized } from "../components/memoized";
 
 /** One resource as the program declared it under Pulumi's mock runtime. */
 export interface RecordedResource {
@@ -295,12 +296,7 @@ export function creationOrder(resources: readonly RecordedResource[]): RecordedR
     const byKey = new Map(resources.map((r) => [r.key, r]));
     const children = childrenByParent(resources);
     // Many resources depend on the same component: each subtree is listed once.
-    const subtrees = new Map<string, readonly string[]>();
-    const subtree = (key: string): readonly string[] => {
-        let known = subtrees.get(key);
-        if (known === undefined) subtrees.set(key, (known = [key, ...(children.get(key) ?? []).flatMap((c) => subtree(c.key))]));
-        return known;
-    };
+    const subtree: (key: string) => readonly string[] = memoized((key: string) => [key, ...(children.get(key) ?? []).flatMap((c) => subtree(c.key))]);
     const placed = new Set<string>();
     const visiting = new Set<string>();
     const out: RecordedResource[] = [];

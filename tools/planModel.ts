@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import type { RecordedResource } from "./mockRuntime";
+import { memoized } from "../components/memoized";
 
 /**
  * What the engine does with the recorded program, as the plan shows it: URNs, the provider each
@@ -63,19 +64,17 @@ export function defaultProviderUrn(pkg: string, version: string | undefined, pro
     return `urn:pulumi:${stack}::${project}::${PROVIDER_TYPE_PREFIX}${pkg}::${name}`;
 }
 
-/** Asked once per custom resource: each package.json is resolved once (a require resolves its path every time). */
-const installedVersions = new Map<string, string>();
-
 /** The plugin version of an installed provider package (its package.json `pulumi.version`, else `version`). */
 export function installedProviderVersion(pkg: string): string {
-    let version = installedVersions.get(pkg);
-    if (version === undefined) {
-        // eslint-disable-next-line @typescript-eslint/no-require-imports -- reads a package's own manifest
-        const manifest = require(`@pulumi/${pkg}/package.json`) as { version: string; pulumi?: { version?: string } };
-        installedVersions.set(pkg, (version = manifest.pulumi?.version ?? manifest.version));
-    }
-    return version;
+    return rememberedProviderVersion(pkg);
 }
+
+// Asked once per custom resource: each package.json is resolved once (a require resolves its path every time).
+const rememberedProviderVersion = memoized((pkg: string): string => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- reads a package's own manifest
+    const manifest = require(`@pulumi/${pkg}/package.json`) as { version: string; pulumi?: { version?: string } };
+    return manifest.pulumi?.version ?? manifest.version;
+});
 
 /** Each parent's children, in the order given (appended, not copied: a 200-node plan has ~1,600 resources). */
 export function childrenByParent(resources: readonly RecordedResource[]): Map<string, RecordedResource[]> {
@@ -102,24 +101,13 @@ export function planEntries(
     const byKey = new Map(ordered.map((r) => [r.key, r]));
     // Each resource's URN and each component's custom resources are computed once: every step of a
     // node names the same components and providers, so per-use work grew with nodes x steps.
-    const urns = new Map<string, string>();
-    const urn = (key: string): string => {
-        let known = urns.get(key);
-        if (known === undefined) urns.set(key, (known = urnOf(byKey.get(key)!, byKey, project, stack)));
-        return known;
-    };
+    const urn = memoized((key: string) => urnOf(byKey.get(key)!, byKey, project, stack));
     const children = childrenByParent(ordered);
     // A dependency on a component is a dependency on every custom resource inside it (the SDK expands it:
     // sdk/nodejs/runtime/resource.ts getAllTransitivelyReferencedResourceURNs).
-    const customs = new Map<string, readonly string[]>();
-    const customsOf = (key: string): readonly string[] => {
-        let known = customs.get(key);
-        if (known === undefined) {
-            const r = byKey.get(key)!;
-            customs.set(key, (known = r.custom ? [key] : (children.get(key) ?? []).flatMap((c) => customsOf(c.key))));
-        }
-        return known;
-    };
+    const customsOf: (key: string) => readonly string[] = memoized((key: string) =>
+        byKey.get(key)!.custom ? [key] : (children.get(key) ?? []).flatMap((c) => customsOf(c.key)),
+    );
     const expand = (keys: readonly string[]) => [...new Set(keys.flatMap(customsOf))].map(urn);
 
     const defaults = new Map<string, PlanEntry>();
@@ -187,19 +175,17 @@ export function planEntries(
     return [...defaults.values(), ...entries];
 }
 
-/** Every step file of a node names its host key: each key is hashed once. */
-const fingerprints = new Map<string, string>();
-
 /**
  * The fingerprint `ssh-keygen -l` prints for a public key line ("SHA256:" + unpadded base64 of the
  * SHA-256 of the key blob), so a reviewer can compare it with what the node shows.
  */
 export function hostKeyFingerprint(hostKey: string): string {
-    let fingerprint = fingerprints.get(hostKey);
-    if (fingerprint === undefined) {
-        const [type = "", blob = ""] = hostKey.trim().split(/\s+/);
-        const digest = createHash("sha256").update(Buffer.from(blob, "base64")).digest("base64").replace(/=+$/, "");
-        fingerprints.set(hostKey, (fingerprint = `${type} SHA256:${digest}`));
-    }
-    return fingerprint;
+    return rememberedFingerprint(hostKey);
 }
+
+// Every step file of a node names its host key: each key is hashed once.
+const rememberedFingerprint = memoized((hostKey: string) => {
+    const [type = "", blob = ""] = hostKey.trim().split(/\s+/);
+    const digest = createHash("sha256").update(Buffer.from(blob, "base64")).digest("base64").replace(/=+$/, "");
+    return `${type} SHA256:${digest}`;
+});

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
+import { memoized } from "../memoized";
 
 /**
  * The node store: a content-addressed directory on each node holding the node-side files that are the
@@ -40,17 +41,11 @@ export interface StoreSet {
 }
 
 export function sha256Hex(text: string): string {
-    let digest = digests.get(text);
-    if (digest === undefined) {
-        digest = createHash("sha256").update(text, "utf8").digest("hex");
-        // Every node's set holds the same few texts: hashed once each, not once per node.
-        if (digests.size < MAX_REMEMBERED_DIGESTS) digests.set(text, digest);
-    }
-    return digest;
+    return rememberedSha256(text);
 }
 
-const digests = new Map<string, string>();
-const MAX_REMEMBERED_DIGESTS = 4096;
+// Every node's set holds the same few texts: hashed once each, not once per node.
+const rememberedSha256 = memoized((text: string) => createHash("sha256").update(text, "utf8").digest("hex"), 4096);
 
 /** The store set of some file contents (duplicates collapse: the store is content-addressed). */
 export function storeSet(contents: readonly string[]): StoreSet {
